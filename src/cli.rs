@@ -1,0 +1,232 @@
+//! Command line: argument parsing and the headless commands. Each command is a
+//! thin layer over the library; errors are printed as one line, exit code 1.
+
+use crate::data::{self, DatasetSpec, ImageSet, LoadOptions, Split};
+use crate::model::{self, Model, ModelOptions, Tap};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "semcon", version, about = "Semantic continuity and k* explorer for image classifiers")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write features (and labels) of a model at a layer to an .npz file.
+    Features(FeaturesArgs),
+}
+
+/// Flags that describe the model(s).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelArgs {
+    /// Checkpoint (.safetensors, .pth, .pt); may be repeated where several models make sense.
+    #[arg(long = "checkpoint", short = 'c')]
+    pub checkpoints: Vec<PathBuf>,
+    /// Per-channel mean of the model's normalisation, e.g. 0.485,0.456,0.406.
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel std of the model's normalisation.
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+    /// Input size HxW (or one number) images are resized to (image folders).
+    #[arg(long)]
+    pub input_size: Option<String>,
+    /// Class names, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub class_names: Option<Vec<String>>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> Result<ModelOptions> {
+        let input_size = match &self.input_size {
+            None => None,
+            Some(s) => Some(parse_size(s)?),
+        };
+        Ok(ModelOptions {
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            input_size,
+            class_names: self.class_names.clone(),
+        })
+    }
+    pub fn device(&self) -> Result<Device> {
+        Ok(crate::device::select(&self.device)?)
+    }
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parts: Vec<&str> = s.split(['x', 'X', ',']).collect();
+    let p = |v: &str| v.trim().parse::<usize>().with_context(|| format!("invalid --input-size '{s}' (expected H or HxW)"));
+    match parts.as_slice() {
+        [a] => Ok((p(a)?, p(a)?)),
+        [a, b] => Ok((p(a)?, p(b)?)),
+        _ => bail!("invalid --input-size '{s}' (expected H or HxW)"),
+    }
+}
+
+/// Flags that select the data.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Dataset: builtin:fashion-mnist, an idx/CIFAR directory or file, an image folder, or .npz;
+    /// add :colour for the colour-shift split.
+    #[arg(long, short = 'd')]
+    pub dataset: Option<String>,
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+    /// Evaluate a seeded random subset of N samples.
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Seed for --samples and every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip non-image files in image folders (with a warning) instead of failing.
+    #[arg(long)]
+    pub skip_bad_images: bool,
+}
+
+impl DataArgs {
+    pub fn load(&self, resize: Option<(usize, usize)>) -> Result<ImageSet> {
+        let spec: DatasetSpec = self.dataset.as_deref().unwrap_or("builtin:fashion-mnist").parse()?;
+        let opts = LoadOptions { split: self.split, resize, skip_bad_images: self.skip_bad_images };
+        let set = data::load(&spec, &opts)?;
+        if set.is_empty() {
+            bail!("dataset {spec} is empty");
+        }
+        Ok(match self.samples {
+            Some(n) => set.subset(n, self.seed),
+            None => set,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Float32 NCHW images in [0,1] (.npy) instead of a dataset.
+    #[arg(long, conflicts_with = "dataset")]
+    pub input: Option<PathBuf>,
+    /// logits, penultimate, layer1..layer4.
+    #[arg(long, default_value = "logits")]
+    pub layer: String,
+    /// Output .npz (arrays: features, and labels when known).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+}
+
+/// Loads the one model a command needs.
+pub fn load_one_model(args: &ModelArgs, device: &Device) -> Result<Model> {
+    let path = match args.checkpoints.as_slice() {
+        [p] => p,
+        [] => bail!("--checkpoint is required"),
+        _ => bail!("this command takes one --checkpoint"),
+    };
+    Ok(model::load(path, &args.options()?, device)?)
+}
+
+/// Reads float32 NCHW images in [0,1] from a .npy file.
+pub fn read_input_npy(p: &Path) -> Result<Tensor> {
+    if !p.is_file() {
+        bail!("{}: no such file", p.display());
+    }
+    let t = Tensor::read_npy(p).map_err(|e| anyhow::anyhow!("{}: not a readable .npy file: {e}", p.display()))?;
+    if t.rank() != 4 {
+        bail!("{}: images must be float32 NCHW, got shape {:?}", p.display(), t.dims());
+    }
+    let t = t.to_dtype(DType::F32)?;
+    let (lo, hi) = (t.min_all()?.to_scalar::<f32>()?, t.max_all()?.to_scalar::<f32>()?);
+    if !(lo >= 0.0 && hi <= 1.0) {
+        bail!("{}: images must be in [0,1], found values in [{lo}, {hi}]", p.display());
+    }
+    Ok(t)
+}
+
+/// Runs `f` over `x` in batches and concatenates the outputs (on the CPU).
+pub fn batched(x: &Tensor, batch: usize, device: &Device, f: impl Fn(&Tensor) -> crate::Result<Tensor>) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let mut outs = Vec::new();
+    let mut s = 0;
+    while s < n {
+        let e = (s + batch.max(1)).min(n);
+        let xb = x.narrow(0, s, e - s)?.to_device(device)?;
+        outs.push(f(&xb)?.to_device(&Device::Cpu)?);
+        s = e;
+    }
+    Ok(Tensor::cat(&outs, 0)?)
+}
+
+fn cmd_features(a: &FeaturesArgs) -> Result<()> {
+    let device = a.model.device()?;
+    let m = load_one_model(&a.model, &device)?;
+    let tap: Tap = a.layer.parse()?;
+    let (x, labels) = match &a.input {
+        Some(p) => (read_input_npy(p)?, None),
+        None => {
+            let set = a.data.load(m.input_size)?;
+            set.check_labels(m.num_classes())?;
+            let x = set.batch(0, set.len(), &Device::Cpu)?;
+            let y = Tensor::from_vec(set.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), set.len(), &Device::Cpu)?;
+            (x, Some(y))
+        }
+    };
+    let f = batched(&x, a.batch, &device, |xb| m.features(xb, tap))?;
+    let mut arrays: Vec<(&str, Tensor)> = vec![("features", f.clone())];
+    if let Some(y) = labels {
+        arrays.push(("labels", y));
+    }
+    write_npz(&a.out, &arrays)?;
+    eprintln!("wrote {} ({} x {} features at {tap})", a.out.display(), f.dim(0)?, f.dim(1)?);
+    Ok(())
+}
+
+/// Writes arrays to an .npz (via a temporary file, then rename).
+pub fn write_npz(out: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
+    let tmp = out.with_extension("npz.tmp");
+    let refs: Vec<(&str, &Tensor)> = arrays.iter().map(|(n, t)| (*n, t)).collect();
+    Tensor::write_npz(&refs, &tmp).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Features(a)) => cmd_features(&a),
+        None => bail!("the explorer is not built yet; see `semcon --help`"),
+    }
+}
+
+/// Entry point: parses, runs, prints errors as one line; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", format_error(&e));
+            1
+        }
+    }
+}
+
+/// One line: the chain of contexts joined with ": ".
+pub fn format_error(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

@@ -1,0 +1,12 @@
+//! semcon: semantic continuity and latent-space structure (k*) of image
+//! classifiers. A library (datasets, models, perturbations, metrics, engine,
+//! training, TUI) plus a thin binary (`cli`).
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod metrics;
+pub mod model;
+
+pub use error::{Error, Result};

@@ -1,0 +1,89 @@
+//! Untargeted L-infinity PGD (Madry et al.), SPEC.md "Adversarial accuracy":
+//! x_{t+1} = clip_[0,1](Proj_eps(x_t + step * sign(grad_x CE(F(x_t), y)))).
+
+use crate::model::Model;
+use candle_core::{Result, Tensor, Var};
+use rand::{Rng, SeedableRng};
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct PgdConfig {
+    pub eps: f32,
+    pub step: f32,
+    pub iters: usize,
+    /// Uniform random start in the eps ball, seeded.
+    pub random_start: bool,
+    pub seed: u64,
+}
+
+impl PgdConfig {
+    /// The paper's defaults: eps 8/255, step 2/255, 10 iterations.
+    pub fn paper(eps: f32) -> Self {
+        PgdConfig { eps, step: 2.0 / 255.0, iters: 10, random_start: false, seed: 0 }
+    }
+}
+
+/// Parses `8/255` or `0.03137`.
+pub fn parse_fraction(s: &str) -> std::result::Result<f32, String> {
+    let v = match s.split_once('/') {
+        Some((a, b)) => {
+            let a: f32 = a.trim().parse().map_err(|_| format!("invalid number '{s}'"))?;
+            let b: f32 = b.trim().parse().map_err(|_| format!("invalid number '{s}'"))?;
+            a / b
+        }
+        None => s.trim().parse().map_err(|_| format!("invalid number '{s}'"))?,
+    };
+    if !v.is_finite() {
+        return Err(format!("invalid number '{s}'"));
+    }
+    Ok(v)
+}
+
+/// The result of attacking one batch.
+pub struct PgdOutput {
+    pub x_adv: Tensor,
+    /// Mean cross-entropy at each iterate x_0..x_{T-1} (before each step).
+    pub losses: Vec<f32>,
+}
+
+/// Runs PGD on a batch `x` ([b,c,h,w] in [0,1]) with labels `y` (u32).
+/// `loss_of` maps an input to logits (eval-mode model).
+pub fn pgd_with(x: &Tensor, y: &Tensor, cfg: &PgdConfig, logits_of: impl Fn(&Tensor) -> Result<Tensor>) -> Result<PgdOutput> {
+    let x = x.detach();
+    let lo = (&x - cfg.eps as f64)?;
+    let hi = (&x + cfg.eps as f64)?;
+    let mut xt = if cfg.random_start {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+        let n = x.elem_count();
+        let noise: Vec<f32> = (0..n).map(|_| rng.gen_range(-cfg.eps..=cfg.eps)).collect();
+        let noise = Tensor::from_vec(noise, x.shape(), x.device())?;
+        (&x + noise)?.clamp(0f32, 1f32)?
+    } else {
+        x.clone()
+    };
+    let mut losses = Vec::with_capacity(cfg.iters);
+    for _ in 0..cfg.iters {
+        let v = Var::from_tensor(&xt)?;
+        let logits = logits_of(v.as_tensor())?;
+        let loss = candle_nn::loss::cross_entropy(&logits, y)?;
+        losses.push(loss.to_scalar::<f32>()?);
+        let grads = loss.backward()?;
+        let g = grads
+            .get(v.as_tensor())
+            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
+        let stepped = (v.as_tensor().detach() + (g.sign()? * cfg.step as f64)?)?;
+        xt = stepped.maximum(&lo)?.minimum(&hi)?.clamp(0f32, 1f32)?;
+    }
+    Ok(PgdOutput { x_adv: xt, losses })
+}
+
+/// PGD against a loaded model.
+pub fn pgd(model: &Model, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> crate::Result<PgdOutput> {
+    Ok(pgd_with(x, y, cfg, |xi| model.logits(xi).map_err(to_candle))?)
+}
+
+pub(crate) fn to_candle(e: crate::Error) -> candle_core::Error {
+    match e {
+        crate::Error::Candle(c) => c,
+        e => candle_core::Error::Msg(e.to_string()),
+    }
+}

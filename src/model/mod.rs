@@ -1,0 +1,175 @@
+//! Models: architectures (ResNet with torchvision names), checkpoint loading
+//! with shape checks, normalisation inside the model, and feature taps.
+
+pub mod checkpoint;
+pub mod conv;
+pub mod resnet;
+
+pub use resnet::{ResNet, ResNetConfig, Stem, Tap};
+
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// What the user may state about a model beyond its state dict (flags).
+#[derive(Clone, Debug, Default)]
+pub struct ModelOptions {
+    pub mean: Option<Vec<f32>>,
+    pub std: Option<Vec<f32>>,
+    pub input_size: Option<(usize, usize)>,
+    pub class_names: Option<Vec<String>>,
+}
+
+/// A classifier ready to run: images in [0,1] in, logits or features out.
+/// Normalisation (and gray-to-RGB replication) happens inside.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub net: ResNet,
+    pub path: PathBuf,
+    /// Short name for panels (file stem).
+    pub name: String,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub input_size: Option<(usize, usize)>,
+    pub class_names: Option<Vec<String>>,
+    pub sidecar: checkpoint::Sidecar,
+    mean_t: Tensor,
+    std_t: Tensor,
+    pub device: Device,
+}
+
+impl Model {
+    pub fn config(&self) -> &ResNetConfig {
+        &self.net.config
+    }
+    pub fn num_classes(&self) -> usize {
+        self.net.config.num_classes
+    }
+
+    /// Wraps a network with its normalisation.
+    pub fn from_net(net: ResNet, path: PathBuf, mean: Vec<f32>, std: Vec<f32>, device: &Device) -> Result<Model> {
+        let c = net.config.in_channels;
+        let expand = |v: &[f32], what: &str| -> Result<Vec<f32>> {
+            match v.len() {
+                1 => Ok(vec![v[0]; c]),
+                n if n == c => Ok(v.to_vec()),
+                n => Err(crate::invalid!("--{what} has {n} values but the model takes {c} input channels")),
+            }
+        };
+        let mean = expand(&mean, "mean")?;
+        let std = expand(&std, "std")?;
+        if let Some(s) = std.iter().find(|s| **s <= 0.0 || !s.is_finite()) {
+            return Err(crate::invalid!("--std values must be positive, got {s}"));
+        }
+        let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
+        let std_t = Tensor::from_slice(&std, (1, c, 1, 1), device)?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Model {
+            net,
+            path,
+            name,
+            mean,
+            std,
+            input_size: None,
+            class_names: None,
+            sidecar: Default::default(),
+            mean_t,
+            std_t,
+            device: device.clone(),
+        })
+    }
+
+    /// Replicates gray to RGB if needed, then normalises.
+    pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, _, _) = x.dims4()?;
+        let want = self.net.config.in_channels;
+        let x = if c == want {
+            x.clone()
+        } else if c == 1 {
+            x.repeat((1, want, 1, 1))?
+        } else {
+            return Err(crate::invalid!(
+                "images have {c} channels but model {} takes {want}",
+                self.name
+            ));
+        };
+        Ok(x.broadcast_sub(&self.mean_t)?.broadcast_div(&self.std_t)?)
+    }
+
+    /// Logits for images in [0,1] (eval mode).
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.features(x, Tap::Logits)
+    }
+
+    /// Features at a tap for images in [0,1] (eval mode).
+    pub fn features(&self, x: &Tensor, tap: Tap) -> Result<Tensor> {
+        let x = self.prepare(x)?;
+        Ok(self.net.features(&x, tap, false)?)
+    }
+}
+
+/// Loads a checkpoint, infers the architecture, checks every tensor's shape.
+pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> {
+    let tensors = checkpoint::read_state_dict(path)?;
+    let sidecar = checkpoint::read_sidecar(path)?.unwrap_or_default();
+    let shapes: HashMap<String, Vec<usize>> =
+        tensors.iter().map(|(k, t)| (k.clone(), t.dims().to_vec())).collect();
+    let config = ResNetConfig::infer(&shapes, path)?;
+    check_shapes(&config, &shapes, path)?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+    let net = ResNet::new(&config, vb)?;
+    let c = config.in_channels;
+    let mean = opts.mean.clone().or(sidecar.mean.clone()).unwrap_or_else(|| vec![0.0; c]);
+    let std = opts.std.clone().or(sidecar.std.clone()).unwrap_or_else(|| vec![1.0; c]);
+    let mut m = Model::from_net(net, path.to_path_buf(), mean, std, device)?;
+    m.input_size = opts.input_size.or(sidecar.input_size.map(|[h, w]| (h, w)));
+    m.class_names = opts.class_names.clone().or(sidecar.class_names.clone());
+    if let Some(names) = &m.class_names {
+        if names.len() != config.num_classes {
+            return Err(crate::invalid!(
+                "{} class names given but checkpoint {} has {} outputs",
+                names.len(),
+                path.display(),
+                config.num_classes
+            ));
+        }
+    }
+    m.sidecar = sidecar;
+    Ok(m)
+}
+
+/// Whether normalisation was stated (flag or sidecar) rather than defaulted.
+pub fn has_stated_norm(path: &Path, opts: &ModelOptions) -> bool {
+    opts.mean.is_some()
+        || checkpoint::read_sidecar(path).ok().flatten().and_then(|s| s.mean).is_some()
+}
+
+fn check_shapes(config: &ResNetConfig, shapes: &HashMap<String, Vec<usize>>, path: &Path) -> Result<()> {
+    for (name, want) in config.expected_shapes() {
+        match shapes.get(&name) {
+            None => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "missing tensor '{name}' (expected shape {want:?} for a {} with {} stem)",
+                        config.arch_name(),
+                        format!("{:?}", config.stem).to_lowercase()
+                    ),
+                })
+            }
+            Some(got) if got != &want => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "tensor '{name}' has shape {got:?} but the {} inferred from this checkpoint needs {want:?}",
+                        config.arch_name()
+                    ),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

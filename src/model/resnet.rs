@@ -1,0 +1,338 @@
+//! ResNet-18/34 (BasicBlock) and ResNet-50 (Bottleneck) with torchvision
+//! parameter names, "imagenet" stem (7x7/2 conv + 3x3/2 maxpool) or "cifar"
+//! stem (3x3/1 conv, no maxpool), any width, class count and input channels.
+//! The configuration is inferred from a state dict's keys and shapes.
+
+use super::conv::conv2d;
+use crate::error::{Error, Result};
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    /// 3x3 stride-1 conv, no maxpool (CIFAR-style, small images).
+    Cifar,
+    /// 7x7 stride-2 conv + 3x3 stride-2 maxpool (torchvision default).
+    Imagenet,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Block {
+    Basic,
+    Bottleneck,
+}
+
+impl Block {
+    pub fn expansion(self) -> usize {
+        match self {
+            Block::Basic => 1,
+            Block::Bottleneck => 4,
+        }
+    }
+}
+
+/// Everything needed to build a ResNet; inferable from a state dict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    pub block: Block,
+    /// Blocks per stage, e.g. [2,2,2,2] for ResNet-18.
+    pub layers: Vec<usize>,
+    pub stem: Stem,
+    /// Output channels of the stem (64 in torchvision; the width multiplier times 64).
+    pub width: usize,
+    pub in_channels: usize,
+    pub num_classes: usize,
+}
+
+pub const BN_EPS: f64 = 1e-5;
+
+impl ResNetConfig {
+    /// The standard architectures by name (resnet18, resnet34, resnet50).
+    pub fn named(arch: &str, stem: Stem, width: usize, in_channels: usize, num_classes: usize) -> Result<Self> {
+        let (block, layers) = match arch {
+            "resnet18" => (Block::Basic, vec![2, 2, 2, 2]),
+            "resnet34" => (Block::Basic, vec![3, 4, 6, 3]),
+            "resnet50" => (Block::Bottleneck, vec![3, 4, 6, 3]),
+            a => return Err(crate::invalid!("unknown architecture '{a}' (available: resnet18, resnet34, resnet50)")),
+        };
+        Ok(ResNetConfig { block, layers, stem, width, in_channels, num_classes })
+    }
+
+    /// "resnet18", "resnet34", "resnet50", or a description of a custom depth.
+    pub fn arch_name(&self) -> String {
+        match (self.block, self.layers.as_slice()) {
+            (Block::Basic, [2, 2, 2, 2]) => "resnet18".into(),
+            (Block::Basic, [3, 4, 6, 3]) => "resnet34".into(),
+            (Block::Bottleneck, [3, 4, 6, 3]) => "resnet50".into(),
+            (Block::Bottleneck, [3, 4, 23, 3]) => "resnet101".into(),
+            (b, l) => format!("resnet-{b:?}-{l:?}").to_lowercase(),
+        }
+    }
+
+    /// Feature size after global pooling (input of `fc`).
+    pub fn penultimate_dim(&self) -> usize {
+        self.stage_channels(3)
+    }
+    /// Output channels of stage `i` (0-based).
+    pub fn stage_channels(&self, i: usize) -> usize {
+        self.width * (1 << i) * self.block.expansion()
+    }
+
+    /// Infers the configuration from tensor names and shapes (torchvision names,
+    /// `module.` prefixes already stripped).
+    pub fn infer(shapes: &HashMap<String, Vec<usize>>, path: &std::path::Path) -> Result<Self> {
+        let err = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+        let conv1 = shapes.get("conv1.weight").ok_or_else(|| {
+            let mut some: Vec<&String> = shapes.keys().collect();
+            some.sort();
+            some.truncate(5);
+            err(format!(
+                "missing tensor 'conv1.weight': not a torchvision ResNet state dict (first keys: {})",
+                some.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        if conv1.len() != 4 {
+            return Err(err(format!("tensor 'conv1.weight' has shape {conv1:?}, expected 4 dimensions")));
+        }
+        let stem = match conv1[2] {
+            7 => Stem::Imagenet,
+            3 => Stem::Cifar,
+            k => return Err(err(format!("tensor 'conv1.weight' has a {k}x{k} kernel; expected 7x7 (imagenet stem) or 3x3 (cifar stem)"))),
+        };
+        let block = if shapes.contains_key("layer1.0.conv3.weight") { Block::Bottleneck } else { Block::Basic };
+        let mut layers = Vec::new();
+        for i in 1..=4 {
+            let n = (0..).take_while(|j| shapes.contains_key(&format!("layer{i}.{j}.conv1.weight"))).count();
+            if n == 0 {
+                return Err(err(format!("missing tensor 'layer{i}.0.conv1.weight' (a ResNet has four stages)")));
+            }
+            layers.push(n);
+        }
+        let fc = shapes
+            .get("fc.weight")
+            .ok_or_else(|| err("missing tensor 'fc.weight'".into()))?;
+        if fc.len() != 2 {
+            return Err(err(format!("tensor 'fc.weight' has shape {fc:?}, expected 2 dimensions")));
+        }
+        Ok(ResNetConfig { block, layers, stem, width: conv1[0], in_channels: conv1[1], num_classes: fc[0] })
+    }
+
+    /// Every parameter and buffer (torchvision names) with its shape.
+    pub fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut v = Vec::new();
+        let k = match self.stem { Stem::Cifar => 3, Stem::Imagenet => 7 };
+        let bn = |v: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
+            for s in ["weight", "bias", "running_mean", "running_var"] {
+                v.push((format!("{p}.{s}"), vec![c]));
+            }
+        };
+        v.push(("conv1.weight".into(), vec![self.width, self.in_channels, k, k]));
+        bn(&mut v, "bn1", self.width);
+        let mut inplanes = self.width;
+        for (i, &n) in self.layers.iter().enumerate() {
+            let planes = self.width << i;
+            let out = planes * self.block.expansion();
+            for j in 0..n {
+                let p = format!("layer{}.{}", i + 1, j);
+                let cin = if j == 0 { inplanes } else { out };
+                match self.block {
+                    Block::Basic => {
+                        v.push((format!("{p}.conv1.weight"), vec![planes, cin, 3, 3]));
+                        bn(&mut v, &format!("{p}.bn1"), planes);
+                        v.push((format!("{p}.conv2.weight"), vec![planes, planes, 3, 3]));
+                        bn(&mut v, &format!("{p}.bn2"), planes);
+                    }
+                    Block::Bottleneck => {
+                        v.push((format!("{p}.conv1.weight"), vec![planes, cin, 1, 1]));
+                        bn(&mut v, &format!("{p}.bn1"), planes);
+                        v.push((format!("{p}.conv2.weight"), vec![planes, planes, 3, 3]));
+                        bn(&mut v, &format!("{p}.bn2"), planes);
+                        v.push((format!("{p}.conv3.weight"), vec![out, planes, 1, 1]));
+                        bn(&mut v, &format!("{p}.bn3"), out);
+                    }
+                }
+                if j == 0 && (i > 0 || inplanes != out) {
+                    v.push((format!("{p}.downsample.0.weight"), vec![out, cin, 1, 1]));
+                    bn(&mut v, &format!("{p}.downsample.1"), out);
+                }
+            }
+            inplanes = out;
+        }
+        v.push(("fc.weight".into(), vec![self.num_classes, inplanes]));
+        v.push(("fc.bias".into(), vec![self.num_classes]));
+        v
+    }
+}
+
+/// A BatchNorm-ed convolution, the unit of every ResNet layer.
+#[derive(Clone, Debug)]
+struct ConvBn {
+    w: Tensor,
+    bn: BatchNorm,
+    stride: usize,
+    pad: usize,
+}
+
+impl ConvBn {
+    fn new(vb: &VarBuilder, conv: &str, bn: &str, cin: usize, cout: usize, k: usize, stride: usize) -> Result<Self> {
+        let w = vb.pp(conv).get_with_hints((cout, cin, k, k), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+        let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: 0.1 };
+        let bn = candle_nn::batch_norm(cout, cfg, vb.pp(bn))?;
+        Ok(ConvBn { w, bn, stride, pad: k / 2 })
+    }
+    fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let y = conv2d(x, &self.w, self.stride, self.pad)?;
+        self.bn.forward_t(&y, train)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ResBlock {
+    convs: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
+}
+
+impl ResBlock {
+    fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let mut y = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, c) in self.convs.iter().enumerate() {
+            y = c.forward(&y, train)?;
+            if i != last {
+                y = y.relu()?;
+            }
+        }
+        let id = match &self.downsample {
+            Some(d) => d.forward(x, train)?,
+            None => x.clone(),
+        };
+        (y + id)?.relu()
+    }
+}
+
+/// Where to read features from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Tap {
+    Logits,
+    /// After global average pooling (the input of `fc`).
+    Penultimate,
+    /// Output of stage 1..4, globally average-pooled.
+    Layer(u8),
+}
+
+impl std::str::FromStr for Tap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "logits" => Ok(Tap::Logits),
+            "penultimate" | "avgpool" => Ok(Tap::Penultimate),
+            "layer1" => Ok(Tap::Layer(1)),
+            "layer2" => Ok(Tap::Layer(2)),
+            "layer3" => Ok(Tap::Layer(3)),
+            "layer4" => Ok(Tap::Layer(4)),
+            _ => Err(crate::invalid!(
+                "unknown layer '{s}' (available: logits, penultimate, layer1, layer2, layer3, layer4)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tap::Logits => write!(f, "logits"),
+            Tap::Penultimate => write!(f, "penultimate"),
+            Tap::Layer(i) => write!(f, "layer{i}"),
+        }
+    }
+}
+
+impl Tap {
+    pub const ALL: [Tap; 6] = [Tap::Logits, Tap::Penultimate, Tap::Layer(1), Tap::Layer(2), Tap::Layer(3), Tap::Layer(4)];
+}
+
+#[derive(Clone, Debug)]
+pub struct ResNet {
+    pub config: ResNetConfig,
+    stem: ConvBn,
+    stages: Vec<Vec<ResBlock>>,
+    fc: candle_nn::Linear,
+}
+
+impl ResNet {
+    /// Builds the network from a VarBuilder (loaded tensors, or a VarMap for training).
+    pub fn new(config: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
+        let (k, s) = match config.stem { Stem::Cifar => (3, 1), Stem::Imagenet => (7, 2) };
+        let stem = ConvBn::new(&vb, "conv1", "bn1", config.in_channels, config.width, k, s)?;
+        let mut stages = Vec::new();
+        let mut inplanes = config.width;
+        for (i, &n) in config.layers.iter().enumerate() {
+            let planes = config.width << i;
+            let out = planes * config.block.expansion();
+            let stride = if i == 0 { 1 } else { 2 };
+            let mut blocks = Vec::new();
+            for j in 0..n {
+                let vbb = vb.pp(format!("layer{}.{}", i + 1, j));
+                let cin = if j == 0 { inplanes } else { out };
+                let st = if j == 0 { stride } else { 1 };
+                let convs = match config.block {
+                    Block::Basic => vec![
+                        ConvBn::new(&vbb, "conv1", "bn1", cin, planes, 3, st)?,
+                        ConvBn::new(&vbb, "conv2", "bn2", planes, planes, 3, 1)?,
+                    ],
+                    Block::Bottleneck => vec![
+                        ConvBn::new(&vbb, "conv1", "bn1", cin, planes, 1, 1)?,
+                        ConvBn::new(&vbb, "conv2", "bn2", planes, planes, 3, st)?,
+                        ConvBn::new(&vbb, "conv3", "bn3", planes, out, 1, 1)?,
+                    ],
+                };
+                let downsample = if j == 0 && (st != 1 || inplanes != out) {
+                    Some(ConvBn::new(&vbb, "downsample.0", "downsample.1", cin, out, 1, st)?)
+                } else {
+                    None
+                };
+                blocks.push(ResBlock { convs, downsample });
+            }
+            stages.push(blocks);
+            inplanes = out;
+        }
+        let fc = candle_nn::linear(inplanes, config.num_classes, vb.pp("fc"))?;
+        Ok(ResNet { config: config.clone(), stem, stages, fc })
+    }
+
+    /// Features at `tap` for normalised input `x` ([b, c, h, w]).
+    pub fn features(&self, x: &Tensor, tap: Tap, train: bool) -> candle_core::Result<Tensor> {
+        let mut y = self.stem.forward(x, train)?.relu()?;
+        if self.config.stem == Stem::Imagenet {
+            y = max_pool_3x3_s2_p1(&y)?;
+        }
+        for (i, stage) in self.stages.iter().enumerate() {
+            for b in stage {
+                y = b.forward(&y, train)?;
+            }
+            if tap == Tap::Layer(i as u8 + 1) {
+                return y.mean((2, 3));
+            }
+        }
+        let pooled = y.mean((2, 3))?;
+        if tap == Tap::Penultimate {
+            return Ok(pooled);
+        }
+        self.fc.forward(&pooled)
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.features(x, Tap::Logits, train)
+    }
+}
+
+/// torchvision's `MaxPool2d(3, stride=2, padding=1)` (padding never wins the max).
+fn max_pool_3x3_s2_p1(x: &Tensor) -> candle_core::Result<Tensor> {
+    // Edge replication is exact here: a replicated value is already in its window.
+    let xp = x.pad_with_same(2, 1, 1)?.pad_with_same(3, 1, 1)?;
+    xp.max_pool2d_with_stride(3, 2)
+}
