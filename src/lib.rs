@@ -8,5 +8,6 @@ pub mod device;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod perturb;
 
 pub use error::{Error, Result};

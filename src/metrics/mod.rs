@@ -4,6 +4,7 @@
 
 pub mod accuracy;
 pub mod ds;
+pub mod kstar;
 pub mod pgd;
 
 /// A histogram with `counts.len()` equal-width bins over `[lo, hi]`.

@@ -1,0 +1,1 @@
+//! k* distribution (SPEC.md, Kotyan & Vargas).

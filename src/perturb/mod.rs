@@ -1,0 +1,1 @@
+//! Perturbations (SPEC.md): pure functions image batch -> image batch.
