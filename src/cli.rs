@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "semcon", version, about = "Semantic continuity and k* explorer for image classifiers")]
+#[command(
+    name = "semcon",
+    version,
+    about = "Semantic continuity and k* explorer for image classifiers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -64,7 +68,11 @@ impl ModelArgs {
 
 fn parse_size(s: &str) -> Result<(usize, usize)> {
     let parts: Vec<&str> = s.split(['x', 'X', ',']).collect();
-    let p = |v: &str| v.trim().parse::<usize>().with_context(|| format!("invalid --input-size '{s}' (expected H or HxW)"));
+    let p = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .with_context(|| format!("invalid --input-size '{s}' (expected H or HxW)"))
+    };
     match parts.as_slice() {
         [a] => Ok((p(a)?, p(a)?)),
         [a, b] => Ok((p(a)?, p(b)?)),
@@ -94,8 +102,16 @@ pub struct DataArgs {
 
 impl DataArgs {
     pub fn load(&self, resize: Option<(usize, usize)>) -> Result<ImageSet> {
-        let spec: DatasetSpec = self.dataset.as_deref().unwrap_or("builtin:fashion-mnist").parse()?;
-        let opts = LoadOptions { split: self.split, resize, skip_bad_images: self.skip_bad_images };
+        let spec: DatasetSpec = self
+            .dataset
+            .as_deref()
+            .unwrap_or("builtin:fashion-mnist")
+            .parse()?;
+        let opts = LoadOptions {
+            split: self.split,
+            resize,
+            skip_bad_images: self.skip_bad_images,
+        };
         let set = data::load(&spec, &opts)?;
         if set.is_empty() {
             bail!("dataset {spec} is empty");
@@ -141,20 +157,36 @@ pub fn read_input_npy(p: &Path) -> Result<Tensor> {
     if !p.is_file() {
         bail!("{}: no such file", p.display());
     }
-    let t = Tensor::read_npy(p).map_err(|e| anyhow::anyhow!("{}: not a readable .npy file: {e}", p.display()))?;
+    let t = Tensor::read_npy(p)
+        .map_err(|e| anyhow::anyhow!("{}: not a readable .npy file: {e}", p.display()))?;
     if t.rank() != 4 {
-        bail!("{}: images must be float32 NCHW, got shape {:?}", p.display(), t.dims());
+        bail!(
+            "{}: images must be float32 NCHW, got shape {:?}",
+            p.display(),
+            t.dims()
+        );
     }
     let t = t.to_dtype(DType::F32)?;
-    let (lo, hi) = (t.min_all()?.to_scalar::<f32>()?, t.max_all()?.to_scalar::<f32>()?);
+    let (lo, hi) = (
+        t.min_all()?.to_scalar::<f32>()?,
+        t.max_all()?.to_scalar::<f32>()?,
+    );
     if !(lo >= 0.0 && hi <= 1.0) {
-        bail!("{}: images must be in [0,1], found values in [{lo}, {hi}]", p.display());
+        bail!(
+            "{}: images must be in [0,1], found values in [{lo}, {hi}]",
+            p.display()
+        );
     }
     Ok(t)
 }
 
 /// Runs `f` over `x` in batches and concatenates the outputs (on the CPU).
-pub fn batched(x: &Tensor, batch: usize, device: &Device, f: impl Fn(&Tensor) -> crate::Result<Tensor>) -> Result<Tensor> {
+pub fn batched(
+    x: &Tensor,
+    batch: usize,
+    device: &Device,
+    f: impl Fn(&Tensor) -> crate::Result<Tensor>,
+) -> Result<Tensor> {
     let n = x.dim(0)?;
     let mut outs = Vec::new();
     let mut s = 0;
@@ -177,7 +209,11 @@ fn cmd_features(a: &FeaturesArgs) -> Result<()> {
             let set = a.data.load(m.input_size)?;
             set.check_labels(m.num_classes())?;
             let x = set.batch(0, set.len(), &Device::Cpu)?;
-            let y = Tensor::from_vec(set.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(), set.len(), &Device::Cpu)?;
+            let y = Tensor::from_vec(
+                set.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(),
+                set.len(),
+                &Device::Cpu,
+            )?;
             (x, Some(y))
         }
     };
@@ -187,7 +223,12 @@ fn cmd_features(a: &FeaturesArgs) -> Result<()> {
         arrays.push(("labels", y));
     }
     write_npz(&a.out, &arrays)?;
-    eprintln!("wrote {} ({} x {} features at {tap})", a.out.display(), f.dim(0)?, f.dim(1)?);
+    eprintln!(
+        "wrote {} ({} x {} features at {tap})",
+        a.out.display(),
+        f.dim(0)?,
+        f.dim(1)?
+    );
     Ok(())
 }
 

@@ -18,17 +18,24 @@ pub fn select(spec: &str) -> Result<Device> {
             Ok(Device::Cpu)
         }
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let n: usize = s.strip_prefix("cuda:").unwrap_or("0").parse().map_err(|_| {
-                crate::invalid!("invalid device '{s}' (expected auto, cpu, cuda or cuda:N)")
-            })?;
+            let n: usize = s
+                .strip_prefix("cuda:")
+                .unwrap_or("0")
+                .parse()
+                .map_err(|_| {
+                    crate::invalid!("invalid device '{s}' (expected auto, cpu, cuda or cuda:N)")
+                })?;
             if !candle_core::utils::cuda_is_available() {
                 return Err(crate::invalid!(
                     "device '{s}': this semcon binary was built without CUDA (rebuild with --features cuda)"
                 ));
             }
-            Device::new_cuda(n).map_err(|e| crate::invalid!("device '{s}': cannot open the GPU: {e}"))
+            Device::new_cuda(n)
+                .map_err(|e| crate::invalid!("device '{s}': cannot open the GPU: {e}"))
         }
-        s => Err(crate::invalid!("invalid device '{s}' (expected auto, cpu, cuda or cuda:N)")),
+        s => Err(crate::invalid!(
+            "invalid device '{s}' (expected auto, cpu, cuda or cuda:N)"
+        )),
     }
 }
 

@@ -5,7 +5,9 @@
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod perturb;

@@ -6,12 +6,20 @@ use semcon::metrics::{ds, pgd};
 use std::collections::HashMap;
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let p = format!("{}/tests/fixtures/metrics/{name}", env!("CARGO_MANIFEST_DIR"));
+    let p = format!(
+        "{}/tests/fixtures/metrics/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     Tensor::read_npz(p).unwrap().into_iter().collect()
 }
 
 fn f64s(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 #[test]
@@ -25,10 +33,22 @@ fn ds_matches_numpy() {
         assert!((*g as f64 - w).abs() <= 1e-5 * w.max(1.0), "{g} vs {w}");
     }
     let s = ds::summarize(&got, 20);
-    let wm = f["ds_mean"].to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
-    let wmed = f["ds_median"].to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+    let wm = f["ds_mean"]
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let wmed = f["ds_median"]
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     assert!((s.mean - wm).abs() < 1e-5 * wm, "{} vs {wm}", s.mean);
-    assert!((s.median - wmed).abs() < 1e-5 * wmed, "{} vs {wmed}", s.median);
+    assert!(
+        (s.median - wmed).abs() < 1e-5 * wmed,
+        "{} vs {wmed}",
+        s.median
+    );
     assert_eq!(s.histogram.counts.iter().sum::<u64>(), got.len() as u64);
 }
 
@@ -42,15 +62,27 @@ fn continuity_rank_matches_numpy() {
     let ranks = ds::continuity_ranks(&clean, &pert, &labels, k);
     let want: Vec<u32> = f64s(&f["ranks"]).iter().map(|&v| v as u32).collect();
     assert_eq!(ranks, want);
-    assert!(ranks.iter().any(|&r| r > 1) && ranks.iter().any(|&r| r == 1), "fixture must exercise both cases");
-    let rate = f["discontinuity_rate"].to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+    assert!(
+        ranks.iter().any(|&r| r > 1) && ranks.iter().any(|&r| r == 1),
+        "fixture must exercise both cases"
+    );
+    let rate = f["discontinuity_rate"]
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     assert!((ds::discontinuity_rate(&ranks) - rate).abs() < 1e-12);
     // identical copies are always rank 1
-    assert!(ds::continuity_ranks(&clean, &clean, &labels, k).iter().all(|&r| r == 1));
+    assert!(ds::continuity_ranks(&clean, &clean, &labels, k)
+        .iter()
+        .all(|&r| r == 1));
 }
 
 fn fixture_model() -> semcon::model::Model {
-    let p = format!("{}/tests/fixtures/models/resnet18_cifar.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let p = format!(
+        "{}/tests/fixtures/models/resnet18_cifar.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
     semcon::model::load(p.as_ref(), &Default::default(), &Device::Cpu).unwrap()
 }
 
@@ -60,7 +92,12 @@ fn pgd_matches_pytorch() {
     let m = fixture_model();
     let x = f["x"].to_dtype(DType::F32).unwrap();
     let y = f["y"].to_dtype(DType::U32).unwrap();
-    let scalar = |k: &str| f[k].to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+    let scalar = |k: &str| {
+        f[k].to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
     let cfg = pgd::PgdConfig {
         eps: scalar("eps") as f32,
         step: scalar("step") as f32,
@@ -72,17 +109,30 @@ fn pgd_matches_pytorch() {
     let want_losses = f64s(&f["losses"]);
     assert_eq!(out.losses.len(), want_losses.len());
     for (i, (g, w)) in out.losses.iter().zip(&want_losses).enumerate() {
-        assert!((*g as f64 - w).abs() <= 1e-3 * w.abs(), "step {i}: loss {g} vs PyTorch {w}");
+        assert!(
+            (*g as f64 - w).abs() <= 1e-3 * w.abs(),
+            "step {i}: loss {g} vs PyTorch {w}"
+        );
     }
     let pred = semcon::metrics::accuracy::predictions(&m.logits(&out.x_adv).unwrap()).unwrap();
     let want: Vec<u32> = f64s(&f["adv_pred"]).iter().map(|&v| v as u32).collect();
     let same = pred.iter().zip(&want).filter(|(a, b)| a == b).count();
-    assert!(same >= 15, "only {same}/16 adversarial predictions agree with PyTorch");
+    assert!(
+        same >= 15,
+        "only {same}/16 adversarial predictions agree with PyTorch"
+    );
     // the attack must have done something on this fixture
     let clean: Vec<u32> = f64s(&f["clean_pred"]).iter().map(|&v| v as u32).collect();
     assert!(pred.iter().zip(&clean).any(|(a, b)| a != b));
     // stays in the eps ball and in [0,1]
-    let d = (&out.x_adv - &x).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = (&out.x_adv - &x)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(d <= cfg.eps + 1e-6, "left the eps ball: {d}");
 }
 
@@ -90,13 +140,38 @@ fn pgd_matches_pytorch() {
 fn pgd_random_start_is_seeded_and_bounded() {
     let f = fixture("pgd.npz");
     let m = fixture_model();
-    let x = f["x"].to_dtype(DType::F32).unwrap().narrow(0, 0, 4).unwrap();
-    let y = f["y"].to_dtype(DType::U32).unwrap().narrow(0, 0, 4).unwrap();
-    let cfg = pgd::PgdConfig { eps: 8.0 / 255.0, step: 2.0 / 255.0, iters: 2, random_start: true, seed: 5 };
+    let x = f["x"]
+        .to_dtype(DType::F32)
+        .unwrap()
+        .narrow(0, 0, 4)
+        .unwrap();
+    let y = f["y"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .narrow(0, 0, 4)
+        .unwrap();
+    let cfg = pgd::PgdConfig {
+        eps: 8.0 / 255.0,
+        step: 2.0 / 255.0,
+        iters: 2,
+        random_start: true,
+        seed: 5,
+    };
     let a = pgd::pgd(&m, &x, &y, &cfg).unwrap().x_adv;
     let b = pgd::pgd(&m, &x, &y, &cfg).unwrap().x_adv;
-    let c = pgd::pgd(&m, &x, &y, &pgd::PgdConfig { seed: 6, ..cfg }).unwrap().x_adv;
-    let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let c = pgd::pgd(&m, &x, &y, &pgd::PgdConfig { seed: 6, ..cfg })
+        .unwrap()
+        .x_adv;
+    let diff = |p: &Tensor, q: &Tensor| {
+        (p - q)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
     assert_eq!(diff(&a, &b), 0.0);
     assert!(diff(&a, &c) > 0.0);
     assert!(diff(&a, &x) <= cfg.eps + 1e-6);

@@ -11,7 +11,11 @@ const PIX: usize = 3 * 32 * 32;
 fn parse(path: &Path, b: &[u8], label_bytes: usize, out: &mut ImageSet) -> Result<()> {
     let rec = label_bytes + PIX;
     if b.is_empty() || b.len() % rec != 0 {
-        let what = if label_bytes == 1 { "CIFAR-10" } else { "CIFAR-100" };
+        let what = if label_bytes == 1 {
+            "CIFAR-10"
+        } else {
+            "CIFAR-100"
+        };
         return Err(Error::format(
             path,
             format!(
@@ -22,7 +26,8 @@ fn parse(path: &Path, b: &[u8], label_bytes: usize, out: &mut ImageSet) -> Resul
     }
     for r in b.chunks_exact(rec) {
         out.labels.push(r[label_bytes - 1] as u32);
-        out.data.extend(r[label_bytes..].iter().map(|&p| p as f32 / 255.0));
+        out.data
+            .extend(r[label_bytes..].iter().map(|&p| p as f32 / 255.0));
     }
     Ok(())
 }
@@ -77,7 +82,14 @@ pub fn load_file(p: &Path) -> Result<ImageSet> {
         empty(
             p.display().to_string(),
             Family::Cifar10,
-            names_from(dir, "batches.meta.txt", super::CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()),
+            names_from(
+                dir,
+                "batches.meta.txt",
+                super::CIFAR10_CLASSES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
         )
     };
     parse(p, &b, if c100 { 2 } else { 1 }, &mut set)?;
@@ -87,14 +99,23 @@ pub fn load_file(p: &Path) -> Result<ImageSet> {
 /// A CIFAR directory; `None` when `dir` does not look like one.
 pub fn load_dir(dir: &Path, split: Split) -> Result<Option<ImageSet>> {
     let c10_files: Vec<PathBuf> = match split {
-        Split::Train => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
+        Split::Train => (1..=5)
+            .map(|i| dir.join(format!("data_batch_{i}.bin")))
+            .collect(),
         Split::Test => vec![dir.join("test_batch.bin")],
     };
     if dir.join("test_batch.bin").is_file() || dir.join("data_batch_1.bin").is_file() {
         let mut set = empty(
             dir.display().to_string(),
             Family::Cifar10,
-            names_from(dir, "batches.meta.txt", super::CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()),
+            names_from(
+                dir,
+                "batches.meta.txt",
+                super::CIFAR10_CLASSES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
         );
         for f in &c10_files {
             let b = super::read_file(f)?;

@@ -18,7 +18,10 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn is_image_name(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
         Some("png" | "jpg" | "jpeg")
     )
 }
@@ -33,7 +36,10 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     } else {
         dir.to_path_buf()
     };
-    let classes: Vec<PathBuf> = sorted_entries(&root)?.into_iter().filter(|p| p.is_dir()).collect();
+    let classes: Vec<PathBuf> = sorted_entries(&root)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
     if classes.is_empty() {
         return Err(Error::format(
             &root,
@@ -72,7 +78,12 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             };
             let (h, w) = *size.get_or_insert((img.height() as usize, img.width() as usize));
             let img = if (img.height() as usize, img.width() as usize) != (h, w) {
-                image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Triangle)
+                image::imageops::resize(
+                    &img,
+                    w as u32,
+                    h as u32,
+                    image::imageops::FilterType::Triangle,
+                )
             } else {
                 img
             };
@@ -93,7 +104,10 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         );
     }
     if labels.is_empty() {
-        return Err(Error::format(&root, "image folder holds no PNG/JPEG images"));
+        return Err(Error::format(
+            &root,
+            "image folder holds no PNG/JPEG images",
+        ));
     }
     let (h, w) = size.unwrap_or((0, 0));
     ImageSet {
@@ -105,7 +119,11 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         labels,
         class_names: classes
             .iter()
-            .map(|c| c.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+            .map(|c| {
+                c.file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
             .collect(),
         norm: Family::Unknown.norm(),
     }

@@ -110,7 +110,28 @@ impl ImageSet {
     }
     /// Labels `start..end` as a u32 tensor.
     pub fn batch_labels(&self, start: usize, end: usize, device: &Device) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.labels[start..end], end - start, device)?)
+        Ok(Tensor::from_slice(
+            &self.labels[start..end],
+            end - start,
+            device,
+        )?)
+    }
+
+    /// The same images with their single channel copied `c` times (gray -> RGB).
+    pub fn replicate_channels(&self, c: usize) -> ImageSet {
+        let hw = self.height * self.width;
+        let mut data = Vec::with_capacity(self.data.len() * c);
+        for img in self.data.chunks_exact(hw * self.channels) {
+            for _ in 0..c {
+                data.extend_from_slice(&img[..hw]);
+            }
+        }
+        ImageSet {
+            data,
+            labels: self.labels.clone(),
+            channels: c,
+            ..self.clone_meta()
+        }
     }
 
     /// Keep the images at `idx` (in that order).
@@ -206,7 +227,10 @@ pub enum Source {
 impl std::str::FromStr for DatasetSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let (base, colour) = match s.strip_suffix(":colour").or_else(|| s.strip_suffix(":color")) {
+        let (base, colour) = match s
+            .strip_suffix(":colour")
+            .or_else(|| s.strip_suffix(":color"))
+        {
             Some(b) => (b, true),
             None => (s, false),
         };
@@ -264,7 +288,12 @@ pub fn load(spec: &DatasetSpec, opts: &LoadOptions) -> Result<ImageSet> {
                 Path::new("builtin:fashion-mnist/t10k-labels-idx1-ubyte.gz"),
                 &idx::maybe_gunzip(Path::new("builtin"), BUILTIN_FMNIST_LABELS)?,
             )?;
-            idx::assemble("builtin:fashion-mnist".into(), images, labels, Family::FashionMnist)?
+            idx::assemble(
+                "builtin:fashion-mnist".into(),
+                images,
+                labels,
+                Family::FashionMnist,
+            )?
         }
         Source::Path(p) => load_path(p, opts)?,
     };

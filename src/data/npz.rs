@@ -13,7 +13,10 @@ fn get(npz: &candle_core::npy::NpzTensors, p: &Path, key: &str) -> Result<Tensor
             let names: Vec<String> = npz.names().into_iter().cloned().collect();
             Err(Error::format(
                 p,
-                format!("npz has no array '{key}' (it has: {}); expected 'x' (images) and 'y' (labels)", names.join(", ")),
+                format!(
+                    "npz has no array '{key}' (it has: {}); expected 'x' (images) and 'y' (labels)",
+                    names.join(", ")
+                ),
             ))
         }
         Err(e) => Err(Error::format(p, format!("cannot read array '{key}': {e}"))),
@@ -24,11 +27,21 @@ fn get(npz: &candle_core::npy::NpzTensors, p: &Path, key: &str) -> Result<Tensor
 pub fn labels_from(t: &Tensor, p: &Path) -> Result<Vec<u32>> {
     let t = t.flatten_all()?;
     let v: Vec<i64> = match t.dtype() {
-        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => t.to_dtype(DType::I64)?.to_vec1()?,
-        d => return Err(Error::format(p, format!("labels must be integers, found {d:?}"))),
+        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => {
+            t.to_dtype(DType::I64)?.to_vec1()?
+        }
+        d => {
+            return Err(Error::format(
+                p,
+                format!("labels must be integers, found {d:?}"),
+            ))
+        }
     };
     if let Some((i, y)) = v.iter().enumerate().find(|(_, &y)| y < 0) {
-        return Err(Error::format(p, format!("negative label {y} at sample {i}")));
+        return Err(Error::format(
+            p,
+            format!("negative label {y} at sample {i}"),
+        ));
     }
     Ok(v.into_iter().map(|y| y as u32).collect())
 }
@@ -80,7 +93,11 @@ pub fn load(p: &Path) -> Result<ImageSet> {
     if labels.len() * c * h * w != data.len() {
         return Err(Error::format(
             p,
-            format!("'x' has {} images but 'y' has {} labels", data.len() / (c * h * w).max(1), labels.len()),
+            format!(
+                "'x' has {} images but 'y' has {} labels",
+                data.len() / (c * h * w).max(1),
+                labels.len()
+            ),
         ));
     }
     let k = labels.iter().copied().max().map_or(0, |m| m as usize + 1);

@@ -27,7 +27,10 @@ pub fn summarize(ds: &[f32], bins: usize) -> DsSummary {
 }
 
 fn dist2(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| ((*x - *y) as f64).powi(2)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| ((*x - *y) as f64).powi(2))
+        .sum()
 }
 
 /// Continuity rank of every sample: 1 + the number of other same-class

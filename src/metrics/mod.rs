@@ -25,7 +25,11 @@ impl Histogram {
             if !(v >= lo && v <= hi) {
                 continue;
             }
-            let mut b = if width > 0.0 { ((v - lo) / width) as usize } else { 0 };
+            let mut b = if width > 0.0 {
+                ((v - lo) / width) as usize
+            } else {
+                0
+            };
             if b >= counts.len() {
                 b = counts.len() - 1;
             }

@@ -18,7 +18,13 @@ pub struct PgdConfig {
 impl PgdConfig {
     /// The paper's defaults: eps 8/255, step 2/255, 10 iterations.
     pub fn paper(eps: f32) -> Self {
-        PgdConfig { eps, step: 2.0 / 255.0, iters: 10, random_start: false, seed: 0 }
+        PgdConfig {
+            eps,
+            step: 2.0 / 255.0,
+            iters: 10,
+            random_start: false,
+            seed: 0,
+        }
     }
 }
 
@@ -26,11 +32,20 @@ impl PgdConfig {
 pub fn parse_fraction(s: &str) -> std::result::Result<f32, String> {
     let v = match s.split_once('/') {
         Some((a, b)) => {
-            let a: f32 = a.trim().parse().map_err(|_| format!("invalid number '{s}'"))?;
-            let b: f32 = b.trim().parse().map_err(|_| format!("invalid number '{s}'"))?;
+            let a: f32 = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid number '{s}'"))?;
+            let b: f32 = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid number '{s}'"))?;
             a / b
         }
-        None => s.trim().parse().map_err(|_| format!("invalid number '{s}'"))?,
+        None => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid number '{s}'"))?,
     };
     if !v.is_finite() {
         return Err(format!("invalid number '{s}'"));
@@ -47,7 +62,12 @@ pub struct PgdOutput {
 
 /// Runs PGD on a batch `x` ([b,c,h,w] in [0,1]) with labels `y` (u32).
 /// `loss_of` maps an input to logits (eval-mode model).
-pub fn pgd_with(x: &Tensor, y: &Tensor, cfg: &PgdConfig, logits_of: impl Fn(&Tensor) -> Result<Tensor>) -> Result<PgdOutput> {
+pub fn pgd_with(
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &PgdConfig,
+    logits_of: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<PgdOutput> {
     let x = x.detach();
     let lo = (&x - cfg.eps as f64)?;
     let hi = (&x + cfg.eps as f64)?;
@@ -78,7 +98,9 @@ pub fn pgd_with(x: &Tensor, y: &Tensor, cfg: &PgdConfig, logits_of: impl Fn(&Ten
 
 /// PGD against a loaded model.
 pub fn pgd(model: &Model, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> crate::Result<PgdOutput> {
-    Ok(pgd_with(x, y, cfg, |xi| model.logits(xi).map_err(to_candle))?)
+    Ok(pgd_with(x, y, cfg, |xi| {
+        model.logits(xi).map_err(to_candle)
+    })?)
 }
 
 pub(crate) fn to_candle(e: crate::Error) -> candle_core::Error {

@@ -11,24 +11,38 @@ use std::path::{Path, PathBuf};
 /// Reads every tensor of a checkpoint as f32 (integer buffers such as
 /// `num_batches_tracked` are dropped), names normalised.
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let ckerr = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let ckerr = |msg: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
     if !path.is_file() {
         return Err(Error::io(
             path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint not found"),
         ));
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let raw: Vec<(String, Tensor)> = match ext.as_str() {
         "safetensors" => candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| ckerr(format!("not a readable safetensors file: {e}")))?
             .into_iter()
             .collect(),
         "pth" | "pt" | "bin" | "ckpt" => read_pth(path)?,
-        _ => return Err(ckerr(format!("unknown checkpoint extension '.{ext}' (expected .safetensors, .pth or .pt)"))),
+        _ => {
+            return Err(ckerr(format!(
+                "unknown checkpoint extension '.{ext}' (expected .safetensors, .pth or .pt)"
+            )))
+        }
     };
     if raw.is_empty() {
-        return Err(ckerr("no tensors found (expected a state dict, possibly under 'state_dict' or 'model')".into()));
+        return Err(ckerr(
+            "no tensors found (expected a state dict, possibly under 'state_dict' or 'model')"
+                .into(),
+        ));
     }
     let mut out = HashMap::new();
     for (name, t) in raw {
@@ -37,16 +51,29 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
         if !t.dtype().is_float() {
             continue;
         }
-        let t = if t.dtype() == DType::F32 { t } else { t.to_dtype(DType::F32)? };
+        let t = if t.dtype() == DType::F32 {
+            t
+        } else {
+            t.to_dtype(DType::F32)?
+        };
         out.insert(name, t);
     }
     Ok(out)
 }
 
 fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let ckerr = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    let ckerr = |msg: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
     let mut last_err = None;
-    for key in [None, Some("state_dict"), Some("model"), Some("model_state_dict"), Some("net")] {
+    for key in [
+        None,
+        Some("state_dict"),
+        Some("model"),
+        Some("model_state_dict"),
+        Some("net"),
+    ] {
         match candle_core::pickle::read_all_with_key(path, key) {
             Ok(v) if !v.is_empty() => return Ok(v),
             Ok(_) => {}
@@ -54,7 +81,9 @@ fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
         }
     }
     match last_err {
-        Some(e) => Err(ckerr(format!("not a readable PyTorch checkpoint (torch.save zip format): {e}"))),
+        Some(e) => Err(ckerr(format!(
+            "not a readable PyTorch checkpoint (torch.save zip format): {e}"
+        ))),
         None => Ok(Vec::new()),
     }
 }
@@ -101,6 +130,7 @@ pub fn read_sidecar(checkpoint: &Path) -> Result<Option<Sidecar>> {
         return Ok(None);
     }
     let s = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    let sc = serde_json::from_str(&s).map_err(|e| Error::format(&p, format!("invalid sidecar JSON: {e}")))?;
+    let sc = serde_json::from_str(&s)
+        .map_err(|e| Error::format(&p, format!("invalid sidecar JSON: {e}")))?;
     Ok(Some(sc))
 }

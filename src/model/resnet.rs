@@ -52,14 +52,31 @@ pub const BN_EPS: f64 = 1e-5;
 
 impl ResNetConfig {
     /// The standard architectures by name (resnet18, resnet34, resnet50).
-    pub fn named(arch: &str, stem: Stem, width: usize, in_channels: usize, num_classes: usize) -> Result<Self> {
+    pub fn named(
+        arch: &str,
+        stem: Stem,
+        width: usize,
+        in_channels: usize,
+        num_classes: usize,
+    ) -> Result<Self> {
         let (block, layers) = match arch {
             "resnet18" => (Block::Basic, vec![2, 2, 2, 2]),
             "resnet34" => (Block::Basic, vec![3, 4, 6, 3]),
             "resnet50" => (Block::Bottleneck, vec![3, 4, 6, 3]),
-            a => return Err(crate::invalid!("unknown architecture '{a}' (available: resnet18, resnet34, resnet50)")),
+            a => {
+                return Err(crate::invalid!(
+                    "unknown architecture '{a}' (available: resnet18, resnet34, resnet50)"
+                ))
+            }
         };
-        Ok(ResNetConfig { block, layers, stem, width, in_channels, num_classes })
+        Ok(ResNetConfig {
+            block,
+            layers,
+            stem,
+            width,
+            in_channels,
+            num_classes,
+        })
     }
 
     /// "resnet18", "resnet34", "resnet50", or a description of a custom depth.
@@ -85,7 +102,10 @@ impl ResNetConfig {
     /// Infers the configuration from tensor names and shapes (torchvision names,
     /// `module.` prefixes already stripped).
     pub fn infer(shapes: &HashMap<String, Vec<usize>>, path: &std::path::Path) -> Result<Self> {
-        let err = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+        let err = |msg: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg,
+        };
         let conv1 = shapes.get("conv1.weight").ok_or_else(|| {
             let mut some: Vec<&String> = shapes.keys().collect();
             some.sort();
@@ -96,19 +116,29 @@ impl ResNetConfig {
             ))
         })?;
         if conv1.len() != 4 {
-            return Err(err(format!("tensor 'conv1.weight' has shape {conv1:?}, expected 4 dimensions")));
+            return Err(err(format!(
+                "tensor 'conv1.weight' has shape {conv1:?}, expected 4 dimensions"
+            )));
         }
         let stem = match conv1[2] {
             7 => Stem::Imagenet,
             3 => Stem::Cifar,
             k => return Err(err(format!("tensor 'conv1.weight' has a {k}x{k} kernel; expected 7x7 (imagenet stem) or 3x3 (cifar stem)"))),
         };
-        let block = if shapes.contains_key("layer1.0.conv3.weight") { Block::Bottleneck } else { Block::Basic };
+        let block = if shapes.contains_key("layer1.0.conv3.weight") {
+            Block::Bottleneck
+        } else {
+            Block::Basic
+        };
         let mut layers = Vec::new();
         for i in 1..=4 {
-            let n = (0..).take_while(|j| shapes.contains_key(&format!("layer{i}.{j}.conv1.weight"))).count();
+            let n = (0..)
+                .take_while(|j| shapes.contains_key(&format!("layer{i}.{j}.conv1.weight")))
+                .count();
             if n == 0 {
-                return Err(err(format!("missing tensor 'layer{i}.0.conv1.weight' (a ResNet has four stages)")));
+                return Err(err(format!(
+                    "missing tensor 'layer{i}.0.conv1.weight' (a ResNet has four stages)"
+                )));
             }
             layers.push(n);
         }
@@ -116,21 +146,36 @@ impl ResNetConfig {
             .get("fc.weight")
             .ok_or_else(|| err("missing tensor 'fc.weight'".into()))?;
         if fc.len() != 2 {
-            return Err(err(format!("tensor 'fc.weight' has shape {fc:?}, expected 2 dimensions")));
+            return Err(err(format!(
+                "tensor 'fc.weight' has shape {fc:?}, expected 2 dimensions"
+            )));
         }
-        Ok(ResNetConfig { block, layers, stem, width: conv1[0], in_channels: conv1[1], num_classes: fc[0] })
+        Ok(ResNetConfig {
+            block,
+            layers,
+            stem,
+            width: conv1[0],
+            in_channels: conv1[1],
+            num_classes: fc[0],
+        })
     }
 
     /// Every parameter and buffer (torchvision names) with its shape.
     pub fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let mut v = Vec::new();
-        let k = match self.stem { Stem::Cifar => 3, Stem::Imagenet => 7 };
+        let k = match self.stem {
+            Stem::Cifar => 3,
+            Stem::Imagenet => 7,
+        };
         let bn = |v: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
             for s in ["weight", "bias", "running_mean", "running_var"] {
                 v.push((format!("{p}.{s}"), vec![c]));
             }
         };
-        v.push(("conv1.weight".into(), vec![self.width, self.in_channels, k, k]));
+        v.push((
+            "conv1.weight".into(),
+            vec![self.width, self.in_channels, k, k],
+        ));
         bn(&mut v, "bn1", self.width);
         let mut inplanes = self.width;
         for (i, &n) in self.layers.iter().enumerate() {
@@ -178,11 +223,33 @@ struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(vb: &VarBuilder, conv: &str, bn: &str, cin: usize, cout: usize, k: usize, stride: usize) -> Result<Self> {
-        let w = vb.pp(conv).get_with_hints((cout, cin, k, k), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
-        let cfg = BatchNormConfig { eps: BN_EPS, remove_mean: true, affine: true, momentum: 0.1 };
+    fn new(
+        vb: &VarBuilder,
+        conv: &str,
+        bn: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let w = vb.pp(conv).get_with_hints(
+            (cout, cin, k, k),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let cfg = BatchNormConfig {
+            eps: BN_EPS,
+            remove_mean: true,
+            affine: true,
+            momentum: 0.1,
+        };
         let bn = candle_nn::batch_norm(cout, cfg, vb.pp(bn))?;
-        Ok(ConvBn { w, bn, stride, pad: k / 2 })
+        Ok(ConvBn {
+            w,
+            bn,
+            stride,
+            pad: k / 2,
+        })
     }
     fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let y = conv2d(x, &self.w, self.stride, self.pad)?;
@@ -252,7 +319,14 @@ impl std::fmt::Display for Tap {
 }
 
 impl Tap {
-    pub const ALL: [Tap; 6] = [Tap::Logits, Tap::Penultimate, Tap::Layer(1), Tap::Layer(2), Tap::Layer(3), Tap::Layer(4)];
+    pub const ALL: [Tap; 6] = [
+        Tap::Logits,
+        Tap::Penultimate,
+        Tap::Layer(1),
+        Tap::Layer(2),
+        Tap::Layer(3),
+        Tap::Layer(4),
+    ];
 }
 
 #[derive(Clone, Debug)]
@@ -266,7 +340,10 @@ pub struct ResNet {
 impl ResNet {
     /// Builds the network from a VarBuilder (loaded tensors, or a VarMap for training).
     pub fn new(config: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
-        let (k, s) = match config.stem { Stem::Cifar => (3, 1), Stem::Imagenet => (7, 2) };
+        let (k, s) = match config.stem {
+            Stem::Cifar => (3, 1),
+            Stem::Imagenet => (7, 2),
+        };
         let stem = ConvBn::new(&vb, "conv1", "bn1", config.in_channels, config.width, k, s)?;
         let mut stages = Vec::new();
         let mut inplanes = config.width;
@@ -291,7 +368,15 @@ impl ResNet {
                     ],
                 };
                 let downsample = if j == 0 && (st != 1 || inplanes != out) {
-                    Some(ConvBn::new(&vbb, "downsample.0", "downsample.1", cin, out, 1, st)?)
+                    Some(ConvBn::new(
+                        &vbb,
+                        "downsample.0",
+                        "downsample.1",
+                        cin,
+                        out,
+                        1,
+                        st,
+                    )?)
                 } else {
                     None
                 };
@@ -301,7 +386,12 @@ impl ResNet {
             inplanes = out;
         }
         let fc = candle_nn::linear(inplanes, config.num_classes, vb.pp("fc"))?;
-        Ok(ResNet { config: config.clone(), stem, stages, fc })
+        Ok(ResNet {
+            config: config.clone(),
+            stem,
+            stages,
+            fc,
+        })
     }
 
     /// Features at `tap` for normalised input `x` ([b, c, h, w]).

