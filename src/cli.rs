@@ -6,6 +6,8 @@ use crate::model::{self, Model, ModelOptions, Tap};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, Parser, Subcommand};
+pub use crate::cli_eval::{AttackArgs, EvalArgs};
+pub use crate::cli_train::TrainArgs;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -23,6 +25,12 @@ pub struct Cli {
 pub enum Command {
     /// Write features (and labels) of a model at a layer to an .npz file.
     Features(FeaturesArgs),
+    /// Evaluate checkpoints: clean accuracy, perturbations (accuracy, DS, discontinuity), PGD, k*.
+    Eval(EvalArgs),
+    /// PGD-attack a dataset and write the adversarial images.
+    Attack(AttackArgs),
+    /// Train a model variant (standard, continuity, adv, adv-continuity).
+    Train(TrainArgs),
 }
 
 /// Flags that describe the model(s).
@@ -244,6 +252,9 @@ pub fn write_npz(out: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Features(a)) => cmd_features(&a),
+        Some(Command::Eval(a)) => crate::cli_eval::cmd_eval(&a),
+        Some(Command::Attack(a)) => crate::cli_eval::cmd_attack(&a),
+        Some(Command::Train(a)) => crate::cli_train::cmd_train(&a),
         None => bail!("the explorer is not built yet; see `semcon --help`"),
     }
 }
@@ -264,7 +275,8 @@ pub fn main() -> i32 {
 pub fn format_error(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
-        let s = c.to_string();
+        // First line only: candle appends captured backtraces after a newline.
+        let s = c.to_string().lines().next().unwrap_or("").trim().to_string();
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }

@@ -21,7 +21,17 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    /// Drops candle's captured backtrace: users get one line.
+    fn from(e: candle_core::Error) -> Self {
+        match e {
+            candle_core::Error::WithBacktrace { inner, .. } => Error::Candle(*inner),
+            e => Error::Candle(e),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

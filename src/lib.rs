@@ -3,6 +3,8 @@
 //! training, TUI) plus a thin binary (`cli`).
 
 pub mod cli;
+pub mod cli_eval;
+pub mod cli_train;
 pub mod data;
 pub mod device;
 pub mod engine;
@@ -11,5 +13,6 @@ pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod perturb;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -214,8 +214,20 @@ impl ImageSet {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatasetSpec {
     pub source: Source,
-    /// `:colour` suffix: colour-shift split (SPEC.md).
-    pub colour: bool,
+    /// Colour-shift suffix (SPEC.md): `:colour` follows the split (train: 95%
+    /// red backgrounds, test: 95% blue); `:colour-red` / `:colour-blue` force
+    /// one assignment (e.g. the training distribution on test images).
+    pub colour: Option<Colour>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colour {
+    /// The split's own assignment.
+    Split,
+    /// 95% red backgrounds (the training distribution).
+    Red,
+    /// 95% blue backgrounds (the shifted test distribution).
+    Blue,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -227,13 +239,19 @@ pub enum Source {
 impl std::str::FromStr for DatasetSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let (base, colour) = match s
-            .strip_suffix(":colour")
-            .or_else(|| s.strip_suffix(":color"))
-        {
-            Some(b) => (b, true),
-            None => (s, false),
-        };
+        let mut colour = None;
+        let mut base = s;
+        for (suffix, c) in [
+            (":colour", Colour::Split),
+            (":color", Colour::Split),
+            (":colour-red", Colour::Red),
+            (":colour-blue", Colour::Blue),
+        ] {
+            if let Some(b) = s.strip_suffix(suffix) {
+                base = b;
+                colour = Some(c);
+            }
+        }
         let source = match base {
             "builtin:fashion-mnist" | "builtin" => Source::BuiltinFashionMnist,
             b if b.starts_with("builtin:") => {
@@ -253,8 +271,11 @@ impl std::fmt::Display for DatasetSpec {
             Source::BuiltinFashionMnist => write!(f, "builtin:fashion-mnist")?,
             Source::Path(p) => write!(f, "{}", p.display())?,
         }
-        if self.colour {
-            write!(f, ":colour")?;
+        match self.colour {
+            None => {}
+            Some(Colour::Split) => write!(f, ":colour")?,
+            Some(Colour::Red) => write!(f, ":colour-red")?,
+            Some(Colour::Blue) => write!(f, ":colour-blue")?,
         }
         Ok(())
     }
@@ -297,8 +318,13 @@ pub fn load(spec: &DatasetSpec, opts: &LoadOptions) -> Result<ImageSet> {
         }
         Source::Path(p) => load_path(p, opts)?,
     };
-    if spec.colour {
-        set = colour::colour_shift(&set, opts.split)?;
+    if let Some(c) = spec.colour {
+        let assignment = match c {
+            Colour::Split => opts.split,
+            Colour::Red => Split::Train,
+            Colour::Blue => Split::Test,
+        };
+        set = colour::colour_shift(&set, assignment)?;
     }
     set.name = spec.to_string();
     Ok(set)

@@ -1,0 +1,179 @@
+//! `semcon train`: the paper's four variants, with a progress bar, checkpoints
+//! written atomically after every epoch, and a sidecar recording how.
+
+use crate::cli::DataArgs;
+use crate::cli_eval::Format;
+use crate::data::Split;
+use crate::metrics::pgd::{self, PgdConfig};
+use crate::model::{checkpoint::Sidecar, ResNetConfig, Stem};
+use crate::train::{self, TrainConfig, Trainer, Variant};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+fn parse_frac(s: &str) -> std::result::Result<f32, String> {
+    let v = pgd::parse_fraction(s)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{s} = {v} is outside [0,1]"));
+    }
+    Ok(v)
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value = "resnet18")]
+    pub arch: String,
+    #[arg(long, value_enum, default_value_t = Stem::Cifar)]
+    pub stem: Stem,
+    /// Stem width (64 = torchvision's full width).
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    #[arg(long, value_enum, default_value_t = Variant::Standard)]
+    pub variant: Variant,
+    /// Weight of the DS term (continuity variants).
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// PGD for adversarial training.
+    #[arg(long, default_value = "8/255", value_parser = parse_frac)]
+    pub pgd_eps: f32,
+    #[arg(long, default_value = "2/255", value_parser = parse_frac)]
+    pub pgd_step: f32,
+    #[arg(long, default_value_t = 5)]
+    pub pgd_iters: usize,
+    /// Start from this checkpoint (same architecture).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Output checkpoint (.safetensors); a sidecar NAME.json is written next to it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Dataset evaluated after training for the sidecar's metrics (default: the
+    /// test split of the training data).
+    #[arg(long)]
+    pub eval_dataset: Option<String>,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+pub fn cmd_train(a: &TrainArgs) -> Result<()> {
+    if a.out.extension().is_none_or(|e| e != "safetensors") {
+        bail!("--out must end in .safetensors");
+    }
+    if a.batch < 2 {
+        bail!("--batch must be at least 2 (BatchNorm)");
+    }
+    let device = crate::device::select(&a.device)?;
+    let mut data = a.data.clone();
+    if data.dataset.is_none() {
+        bail!("--dataset is required for training (e.g. /usr/share/datasets/fashion-mnist:colour --split train)");
+    }
+    data.split = a.data.split;
+    let set = data.load(None)?;
+    let (mean, std) = train::channel_stats(&set);
+    let config = ResNetConfig::named(&a.arch, a.stem, a.width, set.channels, set.num_classes())?;
+    let mut tr = Trainer::new(config.clone(), mean.clone(), std.clone(), a.data.seed, &device)?;
+    if let Some(r) = &a.resume {
+        tr.resume(r)?;
+    }
+    let cfg = TrainConfig {
+        variant: a.variant,
+        alpha: a.alpha,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.data.seed,
+        pgd: PgdConfig { eps: a.pgd_eps, step: a.pgd_step, iters: a.pgd_iters, random_start: false, seed: a.data.seed },
+    };
+    let command: Vec<String> = std::env::args().collect();
+    let mut sidecar = Sidecar {
+        arch: Some(config.arch_name()),
+        stem: Some(config.stem),
+        width: Some(config.width),
+        num_classes: Some(config.num_classes),
+        mean: Some(mean),
+        std: Some(std),
+        input_size: Some([set.height, set.width]),
+        class_names: Some(set.class_names.clone()),
+        dataset: Some(set.name.clone()),
+        variant: Some(a.variant.name().to_string()),
+        training: Some(serde_json::json!({
+            "command": command.join(" "),
+            "config": &cfg,
+            "samples": set.len(),
+            "device": crate::device::describe(&device),
+        })),
+        metrics: None,
+    };
+    let pb = indicatif::ProgressBar::new(0);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed}<{eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let mut saved = false;
+    let result = train::train(
+        &mut tr,
+        &set,
+        &cfg,
+        &mut |epoch, step, steps, loss, acc| {
+            pb.set_length(steps as u64);
+            pb.set_prefix(format!("{epoch}/{}", cfg.epochs));
+            pb.set_position(step as u64);
+            pb.set_message(format!("loss {loss:.4} acc {:.2}%", 100.0 * acc));
+        },
+        &mut |tr, stats| {
+            sidecar.metrics = Some(serde_json::json!({ "train": stats }));
+            tr.save(&a.out, &sidecar)?;
+            saved = true;
+            pb.println(format!(
+                "epoch {}: loss {:.4} (CE {:.4}, DS {:.4}) train accuracy {:.2}% -> saved {}",
+                stats.epoch, stats.loss, stats.ce, stats.ds, 100.0 * stats.accuracy, a.out.display()
+            ));
+            Ok(())
+        },
+    );
+    pb.finish_and_clear();
+    let history = match result {
+        Ok(h) => h,
+        Err(e) => {
+            let kept = if saved {
+                format!("; {} holds the last completed epoch", a.out.display())
+            } else {
+                "; no checkpoint was written".to_string()
+            };
+            return Err(anyhow::anyhow!("{e}{kept}"));
+        }
+    };
+    // Final metrics on held-out data for the sidecar.
+    let eval_spec = match &a.eval_dataset {
+        Some(d) => Some(d.clone()),
+        None if data.split == Split::Train => Some(data.dataset.clone().unwrap_or_default()),
+        None => None,
+    };
+    let mut metrics = serde_json::json!({ "train": history.last() });
+    if let Some(spec) = eval_spec {
+        let test = DataArgs { dataset: Some(spec.clone()), split: Split::Test, samples: None, ..a.data.clone() }
+            .load(None)
+            .with_context(|| format!("loading evaluation data {spec}"))?;
+        let m = tr.model(a.out.clone())?;
+        let test = crate::eval::images_for(&m, &test)?;
+        let c = crate::eval::clean(&m, &test, 500, &mut |_, _| true)?.expect("never cancelled");
+        metrics["test"] = serde_json::json!({ "dataset": test.name, "samples": test.len(), "accuracy": c.accuracy });
+        eprintln!("test accuracy {:.2}% on {} ({} samples)", 100.0 * c.accuracy, test.name, test.len());
+    }
+    sidecar.metrics = Some(metrics);
+    tr.save(&a.out, &sidecar)?;
+    if a.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&sidecar)?);
+    }
+    Ok(())
+}

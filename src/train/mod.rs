@@ -1,0 +1,323 @@
+//! Training of the paper's four variants (SPEC.md "The four model variants"):
+//! standard CE; continuity CE + alpha*DS(x, P(x)) with a random colour
+//! perturbation P; adversarial CE on PGD examples; and both. Checkpoints are
+//! written as `.safetensors` with torchvision names (plus `num_batches_tracked`
+//! so torchvision's strict `load_state_dict` accepts them) and a sidecar JSON,
+//! always through a temporary file and a rename.
+
+use crate::data::ImageSet;
+use crate::metrics::pgd::{self, PgdConfig};
+use crate::model::{checkpoint, Model, ResNet, ResNetConfig};
+use crate::perturb::{self, Kind};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    Standard,
+    Continuity,
+    Adv,
+    AdvContinuity,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Standard => "standard",
+            Variant::Continuity => "continuity",
+            Variant::Adv => "adv",
+            Variant::AdvContinuity => "adv-continuity",
+        }
+    }
+    fn adversarial(self) -> bool {
+        matches!(self, Variant::Adv | Variant::AdvContinuity)
+    }
+    fn continuity(self) -> bool {
+        matches!(self, Variant::Continuity | Variant::AdvContinuity)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainConfig {
+    pub variant: Variant,
+    pub alpha: f64,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// PGD used to make training examples (adv variants).
+    pub pgd: PgdConfig,
+}
+
+/// Per-epoch figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub loss: f64,
+    pub ce: f64,
+    pub ds: f64,
+    pub accuracy: f64,
+}
+
+/// A network being trained, with its variables.
+pub struct Trainer {
+    pub varmap: VarMap,
+    pub net: ResNet,
+    pub config: ResNetConfig,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub device: Device,
+    mean_t: Tensor,
+    std_t: Tensor,
+    steps: u64,
+}
+
+/// Per-channel mean and std of a set (population std), for normalisation.
+pub fn channel_stats(set: &ImageSet) -> (Vec<f32>, Vec<f32>) {
+    let hw = set.height * set.width;
+    let mut mean = vec![0f64; set.channels];
+    let mut sq = vec![0f64; set.channels];
+    for img in set.data.chunks_exact(set.image_len()) {
+        for c in 0..set.channels {
+            for &v in &img[c * hw..(c + 1) * hw] {
+                mean[c] += v as f64;
+                sq[c] += (v as f64) * (v as f64);
+            }
+        }
+    }
+    let n = (set.len() * hw) as f64;
+    let m: Vec<f32> = mean.iter().map(|s| (s / n) as f32).collect();
+    let s: Vec<f32> = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(1e-12)).sqrt() as f32)
+        .collect();
+    (m, s)
+}
+
+impl Trainer {
+    /// A freshly initialised network (seeded).
+    pub fn new(config: ResNetConfig, mean: Vec<f32>, std: Vec<f32>, seed: u64, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let net = ResNet::new(&config, vb)?;
+        init_like_torchvision(&varmap, seed, device)?;
+        let c = config.in_channels;
+        let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
+        let std_t = Tensor::from_slice(&std, (1, c, 1, 1), device)?;
+        Ok(Trainer { varmap, net, config, mean, std, device: device.clone(), mean_t, std_t, steps: 0 })
+    }
+
+    /// Loads weights from a checkpoint of the same architecture.
+    pub fn resume(&mut self, path: &Path) -> Result<()> {
+        let tensors = checkpoint::read_state_dict(path)?;
+        let shapes: HashMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.dims().to_vec())).collect();
+        let other = ResNetConfig::infer(&shapes, path)?;
+        if other != self.config {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!(
+                    "cannot resume: it is a {} ({:?} stem, width {}, {} classes, {} input channels) but training asks for a {} ({:?} stem, width {}, {} classes, {} input channels)",
+                    other.arch_name(), other.stem, other.width, other.num_classes, other.in_channels,
+                    self.config.arch_name(), self.config.stem, self.config.width, self.config.num_classes, self.config.in_channels
+                ),
+            });
+        }
+        let data = self.varmap.data().lock().expect("varmap lock");
+        for (name, var) in data.iter() {
+            let t = tensors.get(name).ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!("missing tensor '{name}'"),
+            })?;
+            var.set(&t.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.broadcast_sub(&self.mean_t)?.broadcast_div(&self.std_t)
+    }
+
+    /// Logits for [0,1] images; `train` selects BatchNorm batch statistics.
+    pub fn logits(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.net.forward_t(&self.prepare(x)?, train)
+    }
+
+    /// The loss of one batch for a variant. Returns (loss, ce, ds, logits on the CE input).
+    pub fn loss(&self, x: &Tensor, y: &Tensor, cfg: &TrainConfig, rng: &mut impl Rng) -> Result<(Tensor, f64, f64, Tensor)> {
+        let b = x.dim(0)?;
+        let ce_input = if cfg.variant.adversarial() {
+            let c = PgdConfig { seed: rng.gen(), ..cfg.pgd };
+            pgd::pgd_with(x, y, &c, |xi| self.logits(xi, false))?.x_adv.detach()
+        } else {
+            x.clone()
+        };
+        if !cfg.variant.continuity() {
+            let lg = self.logits(&ce_input, true)?;
+            let ce = candle_nn::loss::cross_entropy(&lg, y)?;
+            let v = ce.to_scalar::<f32>()? as f64;
+            return Ok((ce, v, 0.0, lg));
+        }
+        // Pair: the clean image with its perturbed copy (continuity) or with its
+        // adversarial example (adv-continuity), in one forward pass.
+        let other = if cfg.variant.adversarial() { ce_input.clone() } else { random_colour(x, rng)? };
+        let both = Tensor::cat(&[x, &other], 0)?;
+        let lg = self.logits(&both, true)?;
+        let lx = lg.narrow(0, 0, b)?;
+        let lo = lg.narrow(0, b, b)?;
+        let ce_logits = if cfg.variant.adversarial() { lo.clone() } else { lx.clone() };
+        let ce = candle_nn::loss::cross_entropy(&ce_logits, y)?;
+        let ds = (&lx - &lo)?.sqr()?.sum(D::Minus1)?.mean_all()?;
+        let loss = (&ce + (&ds * cfg.alpha)?)?;
+        Ok((loss, ce.to_scalar::<f32>()? as f64, ds.to_scalar::<f32>()? as f64, ce_logits))
+    }
+
+    /// Writes the checkpoint (torchvision names) and its sidecar, atomically.
+    pub fn save(&self, out: &Path, sidecar: &checkpoint::Sidecar) -> Result<()> {
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for (name, var) in self.varmap.data().lock().expect("varmap lock").iter() {
+            tensors.insert(name.clone(), var.as_tensor().to_device(&Device::Cpu)?);
+            if let Some(p) = name.strip_suffix(".running_mean") {
+                tensors.insert(format!("{p}.num_batches_tracked"), Tensor::new(self.steps as i64, &Device::Cpu)?);
+            }
+        }
+        let tmp = tmp_path(out);
+        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
+        let sc_path = checkpoint::sidecar_path(out);
+        let sc_tmp = tmp_path(&sc_path);
+        let json = serde_json::to_string_pretty(sidecar).expect("sidecar serialises");
+        std::fs::write(&sc_tmp, json + "\n").map_err(|e| Error::io(&sc_tmp, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        std::fs::rename(&sc_tmp, &sc_path).map_err(|e| Error::io(&sc_path, e))?;
+        Ok(())
+    }
+
+    /// An inference [`Model`] sharing these weights.
+    pub fn model(&self, path: PathBuf) -> Result<Model> {
+        Model::from_net(self.net.clone(), path, self.mean.clone(), self.std.clone(), &self.device)
+    }
+}
+
+/// Seeded initialisation as torchvision's ResNet does it: conv weights
+/// kaiming-normal (fan_out, relu), BatchNorm weight 1 / bias 0, `fc` uniform
+/// in +-1/sqrt(fan_in) (nn.Linear's default). Same seed, same weights, on any device.
+pub fn init_like_torchvision(varmap: &VarMap, seed: u64, device: &Device) -> Result<()> {
+    use rand_distr::Distribution;
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = if name.ends_with("running_var") || (name.contains("bn") || name.contains("downsample.1")) && name.ends_with(".weight") {
+            vec![1.0; n]
+        } else if name.ends_with("running_mean") || name.ends_with(".bias") && !name.starts_with("fc.") {
+            vec![0.0; n]
+        } else if dims.len() == 4 {
+            let fan_out = (dims[0] * dims[2] * dims[3]) as f64;
+            let normal = rand_distr::Normal::new(0.0, (2.0 / fan_out).sqrt()).expect("valid std");
+            (0..n).map(|_| normal.sample(&mut rng) as f32).collect()
+        } else {
+            let fan_in = if name == "fc.bias" { data["fc.weight"].dims()[1] } else { dims[dims.len() - 1] };
+            let b = 1.0 / (fan_in as f64).sqrt();
+            (0..n).map(|_| rng.gen_range(-b..b) as f32).collect()
+        };
+        var.set(&Tensor::from_vec(values, dims, device)?)?;
+    }
+    Ok(())
+}
+
+fn tmp_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// A random colour perturbation per sample (one of brightness, contrast,
+/// saturation, hue) with a strength uniform between identity and level 4.
+pub fn random_colour(x: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let data: Vec<f32> = x.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+    let l = c * h * w;
+    let mut out = Vec::with_capacity(data.len());
+    for i in 0..b {
+        let kind = Kind::COLOUR[rng.gen_range(0..Kind::COLOUR.len())];
+        let id = kind.param(0, h);
+        let max = kind.param(kind.levels().min(4), h);
+        let v = id + (max - id) * rng.gen::<f64>();
+        out.extend(perturb::apply_value(kind, v, &data[i * l..(i + 1) * l], (1, c, h, w), rng.gen())?);
+    }
+    Ok(Tensor::from_vec(out, (b, c, h, w), x.device())?)
+}
+
+/// Trains for `cfg.epochs` over `set`. `on_step(epoch, step, steps, loss, acc)` reports
+/// progress; `on_epoch` is called after each epoch (e.g. to save a checkpoint).
+pub fn train(
+    tr: &mut Trainer,
+    set: &ImageSet,
+    cfg: &TrainConfig,
+    on_step: &mut dyn FnMut(usize, usize, usize, f64, f64),
+    on_epoch: &mut dyn FnMut(&Trainer, &EpochStats) -> Result<()>,
+) -> Result<Vec<EpochStats>> {
+    if set.is_empty() {
+        return Err(crate::invalid!("dataset {} is empty: nothing to train on", set.name));
+    }
+    set.check_labels(tr.config.num_classes)?;
+    let params = candle_nn::ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() };
+    let trainable: Vec<candle_core::Var> = {
+        let data = tr.varmap.data().lock().expect("varmap lock");
+        let mut names: Vec<&String> = data.keys().filter(|k| !k.contains("running_")).collect();
+        names.sort();
+        names.into_iter().map(|k| data[k].clone()).collect()
+    };
+    let mut opt = candle_nn::AdamW::new(trainable, params)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let n = set.len();
+    let steps = n.div_ceil(cfg.batch);
+    let mut history = Vec::new();
+    for epoch in 1..=cfg.epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let (mut sum_loss, mut sum_ce, mut sum_ds, mut correct, mut seen) = (0f64, 0f64, 0f64, 0usize, 0usize);
+        for (step, idx) in order.chunks(cfg.batch).enumerate() {
+            if idx.len() < 2 {
+                continue; // BatchNorm needs more than one sample
+            }
+            let b = set.select(idx);
+            let x = b.batch(0, b.len(), &tr.device)?;
+            let y = b.batch_labels(0, b.len(), &tr.device)?;
+            let (loss, ce, ds, lg) = tr.loss(&x, &y, cfg, &mut rng)?;
+            let lv = loss.to_scalar::<f32>()? as f64;
+            if !lv.is_finite() {
+                return Err(crate::invalid!(
+                    "loss is {lv} at epoch {epoch}, step {} (global step {}); stopped, the last good checkpoint is kept (try a lower --lr)",
+                    step + 1,
+                    tr.steps + 1
+                ));
+            }
+            opt.backward_step(&loss)?;
+            tr.steps += 1;
+            let pred = crate::metrics::accuracy::predictions(&lg)?;
+            correct += pred.iter().zip(&b.labels).filter(|(p, l)| p == l).count();
+            seen += idx.len();
+            sum_loss += lv * idx.len() as f64;
+            sum_ce += ce * idx.len() as f64;
+            sum_ds += ds * idx.len() as f64;
+            on_step(epoch, step + 1, steps, sum_loss / seen as f64, correct as f64 / seen as f64);
+        }
+        let s = seen.max(1) as f64;
+        let stats = EpochStats { epoch, loss: sum_loss / s, ce: sum_ce / s, ds: sum_ds / s, accuracy: correct as f64 / s };
+        on_epoch(tr, &stats)?;
+        history.push(stats);
+    }
+    Ok(history)
+}
