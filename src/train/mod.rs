@@ -174,9 +174,17 @@ impl Trainer {
         let lo = lg.narrow(0, b, b)?;
         let ce_logits = if cfg.variant.adversarial() { lo.clone() } else { lx.clone() };
         let ce = candle_nn::loss::cross_entropy(&ce_logits, y)?;
-        let ds = (&lx - &lo)?.sqr()?.sum(D::Minus1)?.mean_all()?;
+        let ds = mean_ds(&lx, &lo)?;
         let loss = (&ce + (&ds * cfg.alpha)?)?;
         Ok((loss, ce.to_scalar::<f32>()? as f64, ds.to_scalar::<f32>()? as f64, ce_logits))
+    }
+
+    /// Mean DS between the logits of `x` and of `other`, from one training-mode
+    /// forward pass over both (the continuity term of the loss).
+    pub fn continuity_term(&self, x: &Tensor, other: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let lg = self.logits(&Tensor::cat(&[x, other], 0)?, true)?;
+        Ok(mean_ds(&lg.narrow(0, 0, b)?, &lg.narrow(0, b, b)?)?)
     }
 
     /// Writes the checkpoint (torchvision names) and its sidecar, atomically.
@@ -234,6 +242,11 @@ pub fn init_like_torchvision(varmap: &VarMap, seed: u64, device: &Device) -> Res
         var.set(&Tensor::from_vec(values, dims, device)?)?;
     }
     Ok(())
+}
+
+/// Mean over the batch of the squared L2 distance between logit rows.
+fn mean_ds(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    (a - b)?.sqr()?.sum(D::Minus1)?.mean_all()
 }
 
 fn tmp_path(p: &Path) -> PathBuf {
