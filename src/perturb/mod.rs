@@ -41,7 +41,8 @@
 //!   colour.
 //! - puzzle: a k x k grid of blocks of `h / k` by `w / k` pixels (integer
 //!   division) anchored at the top-left corner; the blocks are permuted with a
-//!   seeded permutation that is never the identity. **Non-divisible sides**:
+//!   seeded permutation that is never the identity (k is capped at min(h, w)).
+//!   **Non-divisible sides**:
 //!   the grid covers the largest multiple of k (the image is cropped to a
 //!   multiple for the puzzle) and the remainder strips, the last `h % k` rows
 //!   and the last `w % k` columns, stay in place unchanged.
@@ -448,10 +449,11 @@ pub fn apply_value_at(
         }
         Kind::Puzzle => {
             let k = value.round();
-            if k < 1.0 || k > side as f64 {
-                return Err(range_err(&format!("1..{side} blocks per side")));
+            if k < 1.0 {
+                return Err(range_err(">= 1 blocks per side"));
             }
-            let k = k as usize;
+            // Images smaller than k pixels get one-pixel blocks.
+            let k = (k as usize).min(side);
             per_image(x, img_len, |i, im, o| {
                 probes::puzzle(im, o, c, h, w, k, stream(seed, kind, offset + i))
             })
