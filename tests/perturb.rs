@@ -202,7 +202,7 @@ fn center_shuffle_permutes_pixels_of_the_centre() {
             let y = perturb::apply(Kind::CenterShuffle, lv, &x, shape, 11).unwrap();
             let p = [0.25, 0.5, 0.75, 1.0][lv - 1];
             assert_eq!(Kind::CenterShuffle.param(lv, side), p);
-            let m = ((p as f64).sqrt() * side as f64).round_ties_even() as usize;
+            let m = (p.sqrt() * side as f64).round_ties_even() as usize;
             let top = (((h - m) as f64) / 2.0).round_ties_even() as usize;
             let left = (((w - m) as f64) / 2.0).round_ties_even() as usize;
             let inside =

@@ -75,7 +75,7 @@ pub(super) fn hue(im: &[f32], out: &mut [f32], c: usize, hw: usize, factor: f64)
 #[inline]
 fn remainder1(a: f32) -> f32 {
     let m = a % 1.0;
-    if m != 0.0 && m < 0.0 {
+    if m < 0.0 {
         m + 1.0
     } else {
         m

@@ -182,15 +182,7 @@ pub(super) fn resize_one(
 /// `src[0]*w[0] + src[1]*w[1] + ...` accumulated left to right in f32.
 #[inline]
 fn dot(src: &[f32], w: &[f32]) -> f32 {
-    let mut t = 0.0f32;
-    for (i, (&s, &wt)) in src.iter().zip(w).enumerate() {
-        if i == 0 {
-            t = s * wt;
-        } else {
-            t += s * wt;
-        }
-    }
-    t
+    src.iter().zip(w).fold(0.0f32, |t, (&s, &wt)| t + s * wt)
 }
 
 /// `TF.resize(x, [oh, ow], InterpolationMode.BILINEAR, antialias=True)` of a
