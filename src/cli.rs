@@ -31,6 +31,8 @@ pub enum Command {
     Attack(AttackArgs),
     /// Train a model variant (standard, continuity, adv, adv-continuity).
     Train(TrainArgs),
+    /// Write perturbed images (.npy, float32 NCHW) or a before/after grid (.png).
+    Perturb(PerturbArgs),
 }
 
 /// Flags that describe the model(s).
@@ -240,6 +242,83 @@ fn cmd_features(a: &FeaturesArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct PerturbArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Float32 NCHW images in [0,1] (.npy) instead of a dataset.
+    #[arg(long, conflicts_with = "dataset")]
+    pub input: Option<PathBuf>,
+    /// brightness, contrast, saturation, hue, channel-shift, center-shuffle, puzzle, noise, rotate, crop-resize.
+    #[arg(long)]
+    pub perturb: String,
+    /// Level 0..4 (0 = identity).
+    #[arg(long)]
+    pub level: usize,
+    /// Output: .npy (perturbed images, float32 NCHW) or .png (originals on top, perturbed below, up to 16).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn cmd_perturb(a: &PerturbArgs) -> Result<()> {
+    let kind: crate::perturb::Kind = a.perturb.parse()?;
+    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "npy" && ext != "png" {
+        bail!("--out {}: expected a .npy or .png file", a.out.display());
+    }
+    let set = match &a.input {
+        Some(p) => {
+            let t = read_input_npy(p)?;
+            let (n, c, h, w) = t.dims4()?;
+            let set = ImageSet {
+                name: p.display().to_string(),
+                channels: c,
+                height: h,
+                width: w,
+                data: t.flatten_all()?.to_vec1::<f32>()?,
+                labels: vec![0; n],
+                class_names: Vec::new(),
+                norm: None,
+            };
+            match a.data.samples {
+                Some(k) => set.subset(k, a.data.seed),
+                None => set,
+            }
+        }
+        None => a.data.load(None)?,
+    };
+    let shape = (set.len(), set.channels, set.height, set.width);
+    let y = crate::perturb::apply(kind, a.level, &set.data, shape, a.data.seed)?;
+    let label = kind.param_label(a.level, set.height.min(set.width));
+    if ext == "png" {
+        let cols = set.len().min(16);
+        let (c, h, w) = (set.channels, set.height, set.width);
+        let scale = (96 / h.max(w)).max(1);
+        let (cw, chh, gap) = (w * scale, h * scale, 2);
+        let (gw, gh) = (cols * (cw + gap) + gap, 2 * (chh + gap) + gap);
+        let mut img = image::RgbImage::from_pixel(gw as u32, gh as u32, image::Rgb([255, 255, 255]));
+        for (row, data) in [&set.data, &y].into_iter().enumerate() {
+            for i in 0..cols {
+                let im = &data[i * c * h * w..(i + 1) * c * h * w];
+                for py in 0..chh {
+                    for px in 0..cw {
+                        let (sy, sx) = (py / scale, px / scale);
+                        let v = |ch: usize| (im[ch.min(c - 1) * h * w + sy * w + sx].clamp(0.0, 1.0) * 255.0).round() as u8;
+                        let (ox, oy) = (gap + i * (cw + gap) + px, gap + row * (chh + gap) + py);
+                        img.put_pixel(ox as u32, oy as u32, image::Rgb([v(0), v(1), v(2)]));
+                    }
+                }
+            }
+        }
+        img.save_with_format(&a.out, image::ImageFormat::Png).with_context(|| format!("cannot write {}", a.out.display()))?;
+    } else {
+        let t = Tensor::from_vec(y, shape, &Device::Cpu)?;
+        t.write_npy(&a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
+    }
+    eprintln!("wrote {} ({} images, {label})", a.out.display(), set.len());
+    Ok(())
+}
+
 /// Writes arrays to an .npz (via a temporary file, then rename).
 pub fn write_npz(out: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
     let tmp = out.with_extension("npz.tmp");
@@ -255,6 +334,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(a)) => crate::cli_eval::cmd_eval(&a),
         Some(Command::Attack(a)) => crate::cli_eval::cmd_attack(&a),
         Some(Command::Train(a)) => crate::cli_train::cmd_train(&a),
+        Some(Command::Perturb(a)) => cmd_perturb(&a),
         None => bail!("the explorer is not built yet; see `semcon --help`"),
     }
 }

@@ -353,12 +353,9 @@ impl Worker {
             JobKey::Sample { kind, level, index } => {
                 let index = index.min(set.len().saturating_sub(1));
                 let one = set.select(&[index]);
-                let perturbed = eval::perturbed_images(
-                    &one,
-                    kind,
-                    level,
-                    self.settings.seed.wrapping_add(index as u64),
-                )?;
+                // Image `index` of the set: the same random stream as in the metrics.
+                let shape = (1, one.channels, one.height, one.width);
+                let perturbed = crate::perturb::apply_at(kind, level, &one.data, shape, self.settings.seed, index)?;
                 Some(JobResult::Sample(SampleImages {
                     channels: one.channels,
                     height: one.height,
