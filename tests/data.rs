@@ -497,6 +497,25 @@ fn batch_tensors_have_the_set_layout() {
     assert_eq!(y.to_vec1::<u32>().unwrap(), set.labels[1..3]);
 }
 
+/// Other spellings of the same arrays: np.savez_compressed (deflate), a
+/// Fortran-order x with big-endian int32 y, Keras-style x_train/x_test keys.
+#[test]
+fn npz_compressed_fortran_bigendian_and_keras_keys() {
+    for file in ["u8_nhwc_compressed.npz", "u8_nhwc_fortran_bigendian.npz"] {
+        let set = load_path(&dataset_fixture(&format!("npz/{file}")), Split::Test);
+        assert_matches_expected(&set, "npz_u8_nhwc");
+    }
+    let (_, x, y) = expected_dataset("npz_u8_nhwc");
+    let l = 3 * 6 * 7;
+    let p = dataset_fixture("npz/keras_split.npz");
+    let train = load_path(&p, Split::Train);
+    assert_eq!(train.labels, y[..3]);
+    assert_exact(&train.data, &x[..3 * l], "keras x_train");
+    let test = load_path(&p, Split::Test);
+    assert_eq!(test.labels, y[3..]);
+    assert_exact(&test.data, &x[3 * l..], "keras x_test");
+}
+
 /// The channel axis is told by its size (1 or 3): uint8 NCHW (as saved from a
 /// PyTorch tensor) and float NHWC (TensorFlow) read as they are meant.
 #[test]

@@ -1,43 +1,78 @@
 //! `.npz` datasets: `x` as uint8 in 0..255 or float in [0,1], laid out NHW
 //! (gray), NHWC or NCHW (the channel axis is the one of size 1 or 3; when both
 //! or neither are, uint8 is taken as NHWC and float as NCHW); `y` integer
-//! labels.
+//! labels. Arrays `x`/`y`, or per split `x_test`/`y_test`, `x_train`/`y_train`.
+//! Stored (`np.savez`) and compressed (`np.savez_compressed`) files.
 
-use super::{Family, ImageSet};
+use super::npyz::{is_integer, Npz};
+use super::{Family, ImageSet, Split};
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
 use std::path::Path;
 
-fn get(npz: &candle_core::npy::NpzTensors, p: &Path, key: &str) -> Result<Tensor> {
-    match npz.get(key) {
-        Ok(Some(t)) => Ok(t),
-        Ok(None) => {
-            let names: Vec<String> = npz.names().into_iter().cloned().collect();
-            Err(Error::format(
-                p,
-                format!(
-                    "npz has no array '{key}' (it has: {}); expected 'x' (images) and 'y' (labels)",
-                    names.join(", ")
-                ),
-            ))
-        }
-        Err(e) => Err(Error::format(p, format!("cannot read array '{key}': {e}"))),
-    }
+/// The images and labels arrays: `x`/`y`, else the split's `x_test`/`y_test`
+/// or `x_train`/`y_train` (Keras layout: `mnist.npz`, `cifar10.npz`, ...).
+fn get(npz: &Npz, p: &Path, split: Split) -> Result<(Tensor, Tensor)> {
+    let names = npz.names();
+    let suffix = match split {
+        Split::Train => "train",
+        Split::Test => "test",
+    };
+    let keyed = [
+        ("x".to_string(), "y".to_string()),
+        (format!("x_{suffix}"), format!("y_{suffix}")),
+    ];
+    let Some((xk, yk)) = keyed.iter().find(|(x, _)| names.contains(x)) else {
+        return Err(Error::format(
+            p,
+            format!(
+                "npz has no array 'x' (it has: {}); expected 'x' (images) and 'y' (labels), or 'x_{suffix}' and 'y_{suffix}'",
+                names.join(", ")
+            ),
+        ));
+    };
+    let x = npz.get(xk)?.expect("listed");
+    let y = npz.get(yk)?.ok_or_else(|| {
+        Error::format(
+            p,
+            format!(
+                "npz has images '{xk}' but no labels '{yk}' (it has: {})",
+                names.join(", ")
+            ),
+        )
+    })?;
+    Ok((x, y))
 }
 
 /// Labels from any integer array, checked for negatives.
+/// Labels: class indices (shape N, or N x 1), integers or whole-valued floats,
+/// checked for negatives.
 pub fn labels_from(t: &Tensor, p: &Path) -> Result<Vec<u32>> {
+    if t.rank() > 1 && t.dims()[1..].iter().any(|&d| d != 1) {
+        return Err(Error::format(
+            p,
+            format!(
+                "labels must be class indices of shape [N]; found shape {:?} (one-hot labels? store their argmax)",
+                t.dims()
+            ),
+        ));
+    }
     let t = t.flatten_all()?;
-    let v: Vec<i64> = match t.dtype() {
-        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => {
-            t.to_dtype(DType::I64)?.to_vec1()?
-        }
-        d => {
+    let v: Vec<i64> = if is_integer(t.dtype()) {
+        t.to_dtype(DType::I64)?.to_vec1()?
+    } else {
+        let f: Vec<f64> = t.to_dtype(DType::F64)?.to_vec1()?;
+        if let Some((i, y)) = f
+            .iter()
+            .enumerate()
+            .find(|(_, y)| y.fract() != 0.0 || !y.is_finite())
+        {
             return Err(Error::format(
                 p,
-                format!("labels must be integers, found {d:?}"),
-            ))
+                format!("labels must be whole numbers (class indices); found {y} at sample {i}"),
+            ));
         }
+        f.into_iter().map(|y| y as i64).collect()
     };
     if let Some((i, y)) = v.iter().enumerate().find(|(_, &y)| y < 0) {
         return Err(Error::format(
@@ -83,8 +118,7 @@ pub fn images_from(x: &Tensor, p: &Path) -> Result<(usize, usize, usize, Vec<f32
         return Err(Error::format(
             p,
             format!(
-                "images must be uint8 (0..255) or float (in [0,1]); found {:?} with shape {:?}",
-                x.dtype(),
+                "images must be uint8 (0..255) or float (in [0,1]); found wider integers with shape {:?}",
                 x.dims()
             ),
         ));
@@ -122,18 +156,16 @@ pub fn images_from(x: &Tensor, p: &Path) -> Result<(usize, usize, usize, Vec<f32
     }
 }
 
-pub fn load(p: &Path) -> Result<ImageSet> {
-    let npz = candle_core::npy::NpzTensors::new(p)
-        .map_err(|e| Error::format(p, format!("not a readable .npz file: {e}")))?;
-    let x = get(&npz, p, "x")?;
-    let y = get(&npz, p, "y")?;
+pub fn load(p: &Path, split: Split) -> Result<ImageSet> {
+    let npz = Npz::open(p)?;
+    let (x, y) = get(&npz, p, split)?;
     let (c, h, w, data) = images_from(&x, p)?;
     let labels = labels_from(&y, p)?;
     if labels.len() * c * h * w != data.len() {
         return Err(Error::format(
             p,
             format!(
-                "'x' has {} images but 'y' has {} labels",
+                "the images have {} samples but the labels {}",
                 data.len() / (c * h * w).max(1),
                 labels.len()
             ),
