@@ -101,6 +101,7 @@ impl DataArgs {
             bail!("dataset {spec} is empty");
         }
         Ok(match self.samples {
+            Some(0) => bail!("--samples must be at least 1"),
             Some(n) => set.subset(n, self.seed),
             None => set,
         })
@@ -144,6 +145,9 @@ pub fn read_input_npy(p: &Path) -> Result<Tensor> {
     let t = Tensor::read_npy(p).map_err(|e| anyhow::anyhow!("{}: not a readable .npy file: {e}", p.display()))?;
     if t.rank() != 4 {
         bail!("{}: images must be float32 NCHW, got shape {:?}", p.display(), t.dims());
+    }
+    if t.elem_count() == 0 {
+        bail!("{}: holds no pixels (shape {:?})", p.display(), t.dims());
     }
     let t = t.to_dtype(DType::F32)?;
     let (lo, hi) = (t.min_all()?.to_scalar::<f32>()?, t.max_all()?.to_scalar::<f32>()?);
@@ -223,7 +227,13 @@ pub fn main() -> i32 {
 pub fn format_error(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
+        // candle appends a backtrace when RUST_BACKTRACE is set: drop it
         let s = c.to_string();
+        let s = s
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with("0: "))
+            .collect::<Vec<_>>()
+            .join("\n");
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }

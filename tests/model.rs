@@ -317,3 +317,28 @@ fn tap_names_parse() {
     let e = "layer5".parse::<Tap>().unwrap_err().to_string();
     assert!(e.contains("layer5") && e.contains("penultimate"), "{e}");
 }
+
+#[test]
+fn empty_images_are_an_error_not_a_panic() {
+    let m = model::load(
+        &model_fixture("resnet50.safetensors"),
+        &ModelOptions::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let x = Tensor::zeros((1, 3, 0, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let e = m.features(&x, Tap::Logits).unwrap_err().to_string();
+    assert!(e.contains("0x4"), "{e}");
+    // gray images are replicated to the model's 3 channels
+    let x = Tensor::full(0.5f32, (2, 1, 8, 8), &Device::Cpu).unwrap();
+    let x3 = Tensor::full(0.5f32, (2, 3, 8, 8), &Device::Cpu).unwrap();
+    assert_close(
+        &tensor_f32(&m.logits(&x).unwrap()),
+        &tensor_f32(&m.logits(&x3).unwrap()),
+        1e-6,
+        "gray = replicated RGB",
+    );
+    let x2 = Tensor::zeros((1, 2, 8, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let e = m.features(&x2, Tap::Logits).unwrap_err().to_string();
+    assert!(e.contains("2 channels"), "{e}");
+}

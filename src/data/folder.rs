@@ -2,6 +2,9 @@
 //! (sorted names = class indices), PNG/JPEG files inside. A folder holding
 //! `train/` and `test/` sub-folders is read by split. Images are converted to
 //! RGB and resized (bilinear) to the requested size, else to the first image's.
+//! Files are decoded by content (as PIL does); hidden files are ignored; any
+//! other file that is not a readable PNG/JPEG stops the load, unless
+//! `skip_bad_images` is set (then it is skipped with one warning).
 
 use super::{Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
@@ -18,7 +21,10 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn is_image_name(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
         Some("png" | "jpg" | "jpeg")
     )
 }
@@ -33,7 +39,10 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     } else {
         dir.to_path_buf()
     };
-    let classes: Vec<PathBuf> = sorted_entries(&root)?.into_iter().filter(|p| p.is_dir()).collect();
+    let classes: Vec<PathBuf> = sorted_entries(&root)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
     if classes.is_empty() {
         return Err(Error::format(
             &root,
@@ -46,11 +55,19 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let mut skipped = Vec::new();
     for (ci, cdir) in classes.iter().enumerate() {
         for f in sorted_entries(cdir)? {
-            if !f.is_file() {
+            // Hidden files (.DS_Store, ._x.png from macOS) are never images.
+            let hidden = f
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if !f.is_file() || hidden {
                 continue;
             }
             let decoded = if is_image_name(&f) {
-                image::open(&f).map_err(|e| e.to_string())
+                // By content, as PIL does: a PNG named .jpg still opens.
+                image::ImageReader::open(&f)
+                    .and_then(|r| r.with_guessed_format())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.decode().map_err(|e| e.to_string()))
             } else {
                 Err("not a PNG/JPEG file".to_string())
             };
@@ -72,7 +89,12 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             };
             let (h, w) = *size.get_or_insert((img.height() as usize, img.width() as usize));
             let img = if (img.height() as usize, img.width() as usize) != (h, w) {
-                image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::Triangle)
+                image::imageops::resize(
+                    &img,
+                    w as u32,
+                    h as u32,
+                    image::imageops::FilterType::Triangle,
+                )
             } else {
                 img
             };
@@ -86,14 +108,17 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     }
     if !skipped.is_empty() {
         eprintln!(
-            "warning: image folder {}: skipped {} file(s) that are not PNG/JPEG images, first: {}",
+            "warning: image folder {}: skipped {} file(s) that are not readable PNG/JPEG images, first: {}",
             root.display(),
             skipped.len(),
             skipped[0]
         );
     }
     if labels.is_empty() {
-        return Err(Error::format(&root, "image folder holds no PNG/JPEG images"));
+        return Err(Error::format(
+            &root,
+            "image folder holds no PNG/JPEG images",
+        ));
     }
     let (h, w) = size.unwrap_or((0, 0));
     ImageSet {
@@ -105,7 +130,11 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         labels,
         class_names: classes
             .iter()
-            .map(|c| c.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+            .map(|c| {
+                c.file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
             .collect(),
         norm: Family::Unknown.norm(),
     }

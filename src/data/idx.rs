@@ -87,9 +87,17 @@ pub fn assemble(name: String, img: IdxImages, labels: Vec<u32>, fam: Family) -> 
         ));
     }
     let class_names: Vec<String> = match fam {
-        Family::FashionMnist => super::FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
+        Family::FashionMnist => super::FASHION_MNIST_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         _ => {
-            let k = labels.iter().copied().max().map_or(0, |m| m as usize + 1).max(10);
+            let k = labels
+                .iter()
+                .copied()
+                .max()
+                .map_or(0, |m| m as usize + 1)
+                .max(10);
             (0..k).map(|i| i.to_string()).collect()
         }
     };
@@ -129,7 +137,10 @@ pub fn load_files(images: &Path) -> Result<ImageSet> {
         dir.join(lname.trim_end_matches(".gz")),
     ];
     let lpath = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-        Error::format(images, format!("no labels file {} next to it", dir.join(&lname).display()))
+        Error::format(
+            images,
+            format!("no labels file {} next to it", dir.join(&lname).display()),
+        )
     })?;
     let img = parse_images(images, &maybe_gunzip(images, &super::read_file(images)?)?)?;
     let labels = parse_labels(lpath, &maybe_gunzip(lpath, &super::read_file(lpath)?)?)?;

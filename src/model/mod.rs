@@ -49,13 +49,21 @@ impl Model {
     }
 
     /// Wraps a network with its normalisation.
-    pub fn from_net(net: ResNet, path: PathBuf, mean: Vec<f32>, std: Vec<f32>, device: &Device) -> Result<Model> {
+    pub fn from_net(
+        net: ResNet,
+        path: PathBuf,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        device: &Device,
+    ) -> Result<Model> {
         let c = net.config.in_channels;
         let expand = |v: &[f32], what: &str| -> Result<Vec<f32>> {
             match v.len() {
                 1 => Ok(vec![v[0]; c]),
                 n if n == c => Ok(v.to_vec()),
-                n => Err(crate::invalid!("--{what} has {n} values but the model takes {c} input channels")),
+                n => Err(crate::invalid!(
+                    "--{what} has {n} values but the model takes {c} input channels"
+                )),
             }
         };
         let mean = expand(&mean, "mean")?;
@@ -65,7 +73,10 @@ impl Model {
         }
         let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
         let std_t = Tensor::from_slice(&std, (1, c, 1, 1), device)?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Model {
             net,
             path,
@@ -83,7 +94,14 @@ impl Model {
 
     /// Replicates gray to RGB if needed, then normalises.
     pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, c, _, _) = x.dims4()?;
+        let (_, c, h, w) = x.dims4()?;
+        if h == 0 || w == 0 {
+            // candle's convolution would underflow (a panic) on empty images
+            return Err(crate::invalid!(
+                "images of {h}x{w} pixels cannot go through model {}",
+                self.name
+            ));
+        }
         let want = self.net.config.in_channels;
         let x = if c == want {
             x.clone()
@@ -114,15 +132,25 @@ impl Model {
 pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> {
     let tensors = checkpoint::read_state_dict(path)?;
     let sidecar = checkpoint::read_sidecar(path)?.unwrap_or_default();
-    let shapes: HashMap<String, Vec<usize>> =
-        tensors.iter().map(|(k, t)| (k.clone(), t.dims().to_vec())).collect();
+    let shapes: HashMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
     let config = ResNetConfig::infer(&shapes, path)?;
     check_shapes(&config, &shapes, path)?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     let net = ResNet::new(&config, vb)?;
     let c = config.in_channels;
-    let mean = opts.mean.clone().or(sidecar.mean.clone()).unwrap_or_else(|| vec![0.0; c]);
-    let std = opts.std.clone().or(sidecar.std.clone()).unwrap_or_else(|| vec![1.0; c]);
+    let mean = opts
+        .mean
+        .clone()
+        .or(sidecar.mean.clone())
+        .unwrap_or_else(|| vec![0.0; c]);
+    let std = opts
+        .std
+        .clone()
+        .or(sidecar.std.clone())
+        .unwrap_or_else(|| vec![1.0; c]);
     let mut m = Model::from_net(net, path.to_path_buf(), mean, std, device)?;
     m.input_size = opts.input_size.or(sidecar.input_size.map(|[h, w]| (h, w)));
     m.class_names = opts.class_names.clone().or(sidecar.class_names.clone());
@@ -143,10 +171,18 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
 /// Whether normalisation was stated (flag or sidecar) rather than defaulted.
 pub fn has_stated_norm(path: &Path, opts: &ModelOptions) -> bool {
     opts.mean.is_some()
-        || checkpoint::read_sidecar(path).ok().flatten().and_then(|s| s.mean).is_some()
+        || checkpoint::read_sidecar(path)
+            .ok()
+            .flatten()
+            .and_then(|s| s.mean)
+            .is_some()
 }
 
-fn check_shapes(config: &ResNetConfig, shapes: &HashMap<String, Vec<usize>>, path: &Path) -> Result<()> {
+fn check_shapes(
+    config: &ResNetConfig,
+    shapes: &HashMap<String, Vec<usize>>,
+    path: &Path,
+) -> Result<()> {
     for (name, want) in config.expected_shapes() {
         match shapes.get(&name) {
             None => {

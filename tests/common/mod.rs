@@ -248,7 +248,8 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Runs semcon with `args` (on the CPU).
+/// Runs semcon with `args`, with RUST_BACKTRACE=1 as many developers have it
+/// (error lines must stay one short line even then).
 pub fn semcon<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
@@ -256,7 +257,7 @@ where
 {
     let out: Output = Command::new(bin())
         .args(args)
-        .env("RUST_BACKTRACE", "0")
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("cannot run semcon");
     Run {
@@ -318,7 +319,12 @@ pub fn expect_error(r: &Run) -> String {
             r.stderr
         );
     }
-    errors[0].to_string()
+    let line = errors[0];
+    assert!(
+        !line.contains("candle_core::") && !line.contains(" at /") && line.len() < 400,
+        "error line carries a backtrace or is too long: {line}"
+    );
+    line.to_string()
 }
 
 /// [`expect_error`], and the error line contains every one of `needles`.
