@@ -556,4 +556,16 @@ fn npz_other_layouts() {
     assert_eq!((set.channels, set.height, set.width), (1, 6, 7));
     assert_eq!(set.labels, y, "u32 labels");
     assert_exact(&set.data, &x, "f32_nhw");
+    // float16 NCHW: within half precision
+    let (shape, x, y) = expected_dataset("npz_f32_nchw");
+    let half = Tensor::from_vec(x.clone(), shape.clone(), &Device::Cpu)
+        .unwrap()
+        .to_dtype(candle_core::DType::F16)
+        .unwrap();
+    let labels = Tensor::from_vec(y.clone(), shape[0], &Device::Cpu).unwrap();
+    let p = dir.join("f16_nchw.npz");
+    Tensor::write_npz(&[("x", &half), ("y", &labels)], &p).unwrap();
+    let set = load_path(&p, Split::Test);
+    assert_eq!((set.channels, set.height, set.width), (3, 6, 7));
+    assert_close(&set.data, &x, 1e-3, "f16_nchw");
 }
