@@ -127,6 +127,7 @@ impl DataArgs {
             bail!("dataset {spec} is empty");
         }
         Ok(match self.samples {
+            Some(0) => bail!("--samples must be at least 1"),
             Some(n) => set.subset(n, self.seed),
             None => set,
         })
@@ -175,6 +176,9 @@ pub fn read_input_npy(p: &Path) -> Result<Tensor> {
             p.display(),
             t.dims()
         );
+    }
+    if t.elem_count() == 0 {
+        bail!("{}: holds no pixels (shape {:?})", p.display(), t.dims());
     }
     let t = t.to_dtype(DType::F32)?;
     let (lo, hi) = (

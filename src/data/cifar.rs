@@ -10,12 +10,12 @@ const PIX: usize = 3 * 32 * 32;
 
 fn parse(path: &Path, b: &[u8], label_bytes: usize, out: &mut ImageSet) -> Result<()> {
     let rec = label_bytes + PIX;
+    let (what, classes) = if label_bytes == 1 {
+        ("CIFAR-10", 10)
+    } else {
+        ("CIFAR-100", 100)
+    };
     if b.is_empty() || b.len() % rec != 0 {
-        let what = if label_bytes == 1 {
-            "CIFAR-10"
-        } else {
-            "CIFAR-100"
-        };
         return Err(Error::format(
             path,
             format!(
@@ -24,8 +24,18 @@ fn parse(path: &Path, b: &[u8], label_bytes: usize, out: &mut ImageSet) -> Resul
             ),
         ));
     }
-    for r in b.chunks_exact(rec) {
-        out.labels.push(r[label_bytes - 1] as u32);
+    for (i, r) in b.chunks_exact(rec).enumerate() {
+        let y = r[label_bytes - 1] as u32;
+        if y as usize >= classes {
+            return Err(Error::format(
+                path,
+                format!(
+                    "record {i} has label {y}, but {what} labels are 0..{} (not a {what} binary file?)",
+                    classes - 1
+                ),
+            ));
+        }
+        out.labels.push(y);
         out.data
             .extend(r[label_bytes..].iter().map(|&p| p as f32 / 255.0));
     }
@@ -71,6 +81,18 @@ fn numbered(k: usize) -> Vec<String> {
 pub fn load_file(p: &Path) -> Result<ImageSet> {
     let b = super::read_file(p)?;
     let dir = p.parent().unwrap_or(Path::new("."));
+    if b.is_empty() || (b.len() % (PIX + 1) != 0 && b.len() % (PIX + 2) != 0) {
+        return Err(Error::format(
+            p,
+            format!(
+                "truncated CIFAR binary file: {} bytes is not a whole number of records \
+                 ({}-byte CIFAR-10 or {}-byte CIFAR-100 records)",
+                b.len(),
+                PIX + 1,
+                PIX + 2
+            ),
+        ));
+    }
     let c100 = b.len() % (PIX + 2) == 0 && b.len() % (PIX + 1) != 0;
     let mut set = if c100 {
         empty(
@@ -118,6 +140,25 @@ pub fn load_dir(dir: &Path, split: Split) -> Result<Option<ImageSet>> {
             ),
         );
         for f in &c10_files {
+            if !f.is_file() {
+                let names: Vec<String> = c10_files
+                    .iter()
+                    .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                return Err(Error::format(
+                    f,
+                    format!(
+                        "missing: the CIFAR-10 {} split of {} reads {}",
+                        if split == Split::Train {
+                            "train"
+                        } else {
+                            "test"
+                        },
+                        dir.display(),
+                        names.join(", ")
+                    ),
+                ));
+            }
             let b = super::read_file(f)?;
             parse(f, &b, 1, &mut set)?;
         }
@@ -133,6 +174,21 @@ pub fn load_dir(dir: &Path, split: Split) -> Result<Option<ImageSet>> {
             Family::Cifar100,
             names_from(dir, "fine_label_names.txt", numbered(100)),
         );
+        if !f.is_file() {
+            return Err(Error::format(
+                &f,
+                format!(
+                    "missing: the CIFAR-100 directory {} has no {} file for the {} split",
+                    dir.display(),
+                    f.file_name().unwrap_or_default().to_string_lossy(),
+                    if split == Split::Train {
+                        "train"
+                    } else {
+                        "test"
+                    }
+                ),
+            ));
+        }
         let b = super::read_file(&f)?;
         parse(&f, &b, 2, &mut set)?;
         return Ok(Some(set.validated()?));

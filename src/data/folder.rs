@@ -2,6 +2,9 @@
 //! (sorted names = class indices), PNG/JPEG files inside. A folder holding
 //! `train/` and `test/` sub-folders is read by split. Images are converted to
 //! RGB and resized (bilinear) to the requested size, else to the first image's.
+//! Files are decoded by content (as PIL does); hidden files are ignored; any
+//! other file that is not a readable PNG/JPEG stops the load, unless
+//! `skip_bad_images` is set (then it is skipped with one warning).
 
 use super::{Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
@@ -52,11 +55,19 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let mut skipped = Vec::new();
     for (ci, cdir) in classes.iter().enumerate() {
         for f in sorted_entries(cdir)? {
-            if !f.is_file() {
+            // Hidden files (.DS_Store, ._x.png from macOS) are never images.
+            let hidden = f
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if !f.is_file() || hidden {
                 continue;
             }
             let decoded = if is_image_name(&f) {
-                image::open(&f).map_err(|e| e.to_string())
+                // By content, as PIL does: a PNG named .jpg still opens.
+                image::ImageReader::open(&f)
+                    .and_then(|r| r.with_guessed_format())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.decode().map_err(|e| e.to_string()))
             } else {
                 Err("not a PNG/JPEG file".to_string())
             };
@@ -97,7 +108,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     }
     if !skipped.is_empty() {
         eprintln!(
-            "warning: image folder {}: skipped {} file(s) that are not PNG/JPEG images, first: {}",
+            "warning: image folder {}: skipped {} file(s) that are not readable PNG/JPEG images, first: {}",
             root.display(),
             skipped.len(),
             skipped[0]

@@ -8,6 +8,7 @@ pub mod cifar;
 pub mod colour;
 pub mod folder;
 pub mod idx;
+pub mod npyz;
 pub mod npz;
 
 use crate::error::{Error, Result};
@@ -206,6 +207,18 @@ impl ImageSet {
                 self.width
             ));
         }
+        if let Some((i, &y)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, &y)| y as usize >= self.class_names.len())
+        {
+            return Err(crate::invalid!(
+                "dataset {}: label {y} of sample {i} is not one of its {} classes",
+                self.name,
+                self.class_names.len()
+            ));
+        }
         Ok(self)
     }
 }
@@ -293,6 +306,13 @@ pub struct LoadOptions {
 
 /// Reads a dataset. The format is detected from the path.
 pub fn load(spec: &DatasetSpec, opts: &LoadOptions) -> Result<ImageSet> {
+    if let Some((h, w)) = opts.resize {
+        if h == 0 || w == 0 {
+            return Err(crate::invalid!(
+                "cannot resize images to {h}x{w}: both sides must be at least 1"
+            ));
+        }
+    }
     let mut set = match &spec.source {
         Source::BuiltinFashionMnist => {
             if opts.split == Split::Train {
@@ -368,13 +388,19 @@ fn load_path(p: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let name = p.file_name().and_then(|s| s.to_str()).unwrap_or("");
     if meta.is_file() {
         if name.ends_with(".npz") {
-            return npz::load(p);
+            return npz::load(p, opts.split);
         }
         if name.ends_with(".bin") {
             return cifar::load_file(p);
         }
         if name.contains("idx3") || name.contains("-images") {
             return idx::load_files(p);
+        }
+        if name.contains("idx1") || name.contains("-labels") {
+            return Err(Error::format(
+                p,
+                "this is an idx labels file: give the images file (...-images-idx3-ubyte) or the directory",
+            ));
         }
         return Err(Error::format(
             p,

@@ -62,30 +62,85 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let ckerr = |msg: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let mut last_err = None;
-    for key in [
-        None,
-        Some("state_dict"),
-        Some("model"),
-        Some("model_state_dict"),
-        Some("net"),
-    ] {
-        match candle_core::pickle::read_all_with_key(path, key) {
-            Ok(v) if !v.is_empty() => return Ok(v),
-            Ok(_) => {}
-            Err(e) => last_err = Some(e),
+    match read_pth_keys(path, path) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            // The zip reader used by candle misreads some valid torch.save files
+            // (see `zip32_copy`); retry on a copy without the zip64 end records.
+            match zip32_copy(path) {
+                Ok(Some(tmp)) => {
+                    let r = read_pth_keys(&tmp, path);
+                    let _ = std::fs::remove_file(&tmp);
+                    r.map_err(|_| first)
+                }
+                _ => Err(first),
+            }
         }
     }
-    match last_err {
-        Some(e) => Err(ckerr(format!(
-            "not a readable PyTorch checkpoint (torch.save zip format): {e}"
-        ))),
-        None => Ok(Vec::new()),
+}
+
+/// Reads the state dict of `file` (a torch.save zip), trying the usual nesting
+/// keys first (so candle does not print a line for every non-tensor entry of a
+/// training checkpoint), then the top level. Errors name `shown`.
+fn read_pth_keys(file: &Path, shown: &Path) -> Result<Vec<(String, Tensor)>> {
+    for key in ["state_dict", "model", "model_state_dict", "net"] {
+        // An error here is usually "key not found"; the top-level read below
+        // reports anything else.
+        if let Ok(v) = candle_core::pickle::read_all_with_key(file, Some(key)) {
+            if !v.is_empty() {
+                return Ok(v);
+            }
+        }
     }
+    candle_core::pickle::read_all_with_key(file, None).map_err(|e| Error::Checkpoint {
+        path: shown.to_path_buf(),
+        msg: format!("not a readable PyTorch checkpoint (torch.save zip format): {e}"),
+    })
+}
+
+/// torch.save always writes zip64 end records between the central directory
+/// and the classic end record. zip 9.x (used by candle) then guesses the start
+/// of the central directory from its size and, when the first entry is exactly
+/// as long as those records (a 21-character archive name), starts one entry
+/// late and rejects the file ("Invalid Central Directory header"). A copy
+/// without the zip64 records is an equivalent plain zip that it reads. `None`
+/// when the file does not have that layout.
+fn zip32_copy(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let tail_len = len.min(22 + 65535);
+    f.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    f.read_to_end(&mut tail)?;
+    let Some(pos) = tail.windows(4).rposition(|w| w == b"PK\x05\x06") else {
+        return Ok(None);
+    };
+    if tail.len() < pos + 22 {
+        return Ok(None);
+    }
+    let eocd = len - tail_len + pos as u64;
+    let le32 = |o: usize| u32::from_le_bytes([tail[o], tail[o + 1], tail[o + 2], tail[o + 3]]);
+    let (cd_size, cd_offset) = (le32(pos + 12), le32(pos + 16));
+    if cd_size == u32::MAX || cd_offset == u32::MAX {
+        return Ok(None); // a real zip64 archive: not the case worked around
+    }
+    let cd_end = cd_offset as u64 + cd_size as u64;
+    if cd_end >= eocd {
+        return Ok(None);
+    }
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("semcon-{}-{n}.pth", std::process::id()));
+    let mut out = std::fs::File::create(&tmp)?;
+    f.seek(SeekFrom::Start(0))?;
+    let copied = std::io::copy(&mut (&mut f).take(cd_end), &mut out)?;
+    let written = copied == cd_end && out.write_all(&tail[pos..]).is_ok();
+    if !written {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(None);
+    }
+    Ok(Some(tmp))
 }
 
 /// Sidecar `NAME.json` next to a checkpoint: what the state dict cannot say,

@@ -94,7 +94,14 @@ impl Model {
 
     /// Replicates gray to RGB if needed, then normalises.
     pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, c, _, _) = x.dims4()?;
+        let (_, c, h, w) = x.dims4()?;
+        if h == 0 || w == 0 {
+            // candle's convolution would underflow (a panic) on empty images
+            return Err(crate::invalid!(
+                "images of {h}x{w} pixels cannot go through model {}",
+                self.name
+            ));
+        }
         let want = self.net.config.in_channels;
         let x = if c == want {
             x.clone()

@@ -1,0 +1,308 @@
+//! A small `.npz` / `.npy` reader for datasets: the zip members may be stored
+//! (`np.savez`) or deflate-compressed (`np.savez_compressed`), which candle's
+//! reader does not support; dtypes bool, (u)int8..64, float16/32/64 in either
+//! byte order, C or Fortran order. Integers come back as I64 (uint8/bool as
+//! U8), floats as F32 (float64 as F64).
+
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+struct Member {
+    name: String,
+    method: u16,
+    data_start: usize,
+    compressed: usize,
+    size: usize,
+}
+
+/// An opened .npz file (read into memory; members are decoded on demand).
+pub struct Npz {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    members: Vec<Member>,
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+impl Npz {
+    pub fn open(path: &Path) -> Result<Npz> {
+        let bytes = super::read_file(path)?;
+        let members = parse_zip(&bytes).ok_or_else(|| {
+            Error::format(
+                path,
+                "not a readable .npz file (not a zip archive, or truncated)",
+            )
+        })?;
+        Ok(Npz {
+            path: path.to_path_buf(),
+            bytes,
+            members,
+        })
+    }
+
+    /// Array names (member names without `.npy`), in file order.
+    pub fn names(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
+    }
+
+    /// The array `name`, `None` when there is no such member.
+    pub fn get(&self, name: &str) -> Result<Option<Tensor>> {
+        let Some(m) = self.members.iter().find(|m| m.name == name) else {
+            return Ok(None);
+        };
+        let err = |msg: String| Error::format(&self.path, format!("array '{name}': {msg}"));
+        let raw = self
+            .bytes
+            .get(m.data_start..m.data_start + m.compressed)
+            .ok_or_else(|| err("the file is truncated".into()))?;
+        let npy = match m.method {
+            0 => raw.to_vec(),
+            8 => {
+                let mut out = Vec::with_capacity(m.size);
+                flate2::read::DeflateDecoder::new(raw)
+                    .read_to_end(&mut out)
+                    .map_err(|e| err(format!("compressed data is corrupt: {e}")))?;
+                out
+            }
+            k => {
+                return Err(err(format!(
+                    "zip compression method {k} is not supported (np.savez and np.savez_compressed are)"
+                )))
+            }
+        };
+        parse_npy(&npy).map(Some).map_err(err)
+    }
+}
+
+/// The members of a zip archive (None when it is not one).
+fn parse_zip(b: &[u8]) -> Option<Vec<Member>> {
+    let lo = b.len().saturating_sub(22 + 65535);
+    let eocd = (lo..b.len().saturating_sub(21))
+        .rev()
+        .find(|&i| b[i..i + 4] == *b"PK\x05\x06")?;
+    let mut count = u16_at(b, eocd + 10)? as u64;
+    let mut cd_offset = u32_at(b, eocd + 16)? as u64;
+    if count == 0xFFFF || cd_offset == 0xFFFF_FFFF {
+        // zip64: the locator precedes the classic end record
+        let loc = eocd.checked_sub(20)?;
+        if b.get(loc..loc + 4)? != b"PK\x06\x07" {
+            return None;
+        }
+        let e64 = u64_at(b, loc + 8)? as usize;
+        if b.get(e64..e64 + 4)? != b"PK\x06\x06" {
+            return None;
+        }
+        count = u64_at(b, e64 + 32)?;
+        cd_offset = u64_at(b, e64 + 48)?;
+    }
+    let mut members = Vec::new();
+    let mut o = usize::try_from(cd_offset).ok()?;
+    for _ in 0..count {
+        if b.get(o..o + 4)? != b"PK\x01\x02" {
+            return None;
+        }
+        let method = u16_at(b, o + 10)?;
+        let mut compressed = u32_at(b, o + 20)? as u64;
+        let mut size = u32_at(b, o + 24)? as u64;
+        let name_len = u16_at(b, o + 28)? as usize;
+        let extra_len = u16_at(b, o + 30)? as usize;
+        let comment_len = u16_at(b, o + 32)? as usize;
+        let mut local = u32_at(b, o + 42)? as u64;
+        let name = String::from_utf8_lossy(b.get(o + 46..o + 46 + name_len)?).into_owned();
+        // zip64 extended information: the saturated fields, in this order
+        let mut e = o + 46 + name_len;
+        let extra_end = e + extra_len;
+        while e + 4 <= extra_end {
+            let (id, len) = (u16_at(b, e)?, u16_at(b, e + 2)? as usize);
+            if id == 1 {
+                let mut f = e + 4;
+                for v in [&mut size, &mut compressed, &mut local] {
+                    if *v == 0xFFFF_FFFF {
+                        *v = u64_at(b, f)?;
+                        f += 8;
+                    }
+                }
+            }
+            e += 4 + len;
+        }
+        let local = usize::try_from(local).ok()?;
+        if b.get(local..local + 4)? != b"PK\x03\x04" {
+            return None;
+        }
+        let data_start =
+            local + 30 + u16_at(b, local + 26)? as usize + u16_at(b, local + 28)? as usize;
+        members.push(Member {
+            name: name.strip_suffix(".npy").unwrap_or(&name).to_string(),
+            method,
+            data_start,
+            compressed: usize::try_from(compressed).ok()?,
+            size: usize::try_from(size).ok()?,
+        });
+        o += 46 + name_len + extra_len + comment_len;
+    }
+    Some(members)
+}
+
+fn header_field<'a>(h: &'a str, key: &str) -> Option<&'a str> {
+    let i = h.find(&format!("'{key}'"))? + key.len() + 2;
+    Some(h[i..].trim_start().strip_prefix(':')?.trim_start())
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f32;
+    sign * match exp {
+        0 => frac * 2f32.powi(-24),
+        31 if frac == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+/// Decodes one .npy array; errors are short messages (the caller adds the file).
+pub fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
+    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+        return Err("not a .npy array".into());
+    }
+    let (hlen, off) = match b[6] {
+        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
+        _ => match u32_at(b, 8) {
+            Some(n) => (n as usize, 12),
+            None => return Err("truncated .npy header".into()),
+        },
+    };
+    let header = b
+        .get(off..off + hlen)
+        .map(|h| String::from_utf8_lossy(h).into_owned())
+        .ok_or("truncated .npy header")?;
+    let bad = || format!("cannot parse the .npy header {}", header.trim());
+    let descr = header_field(&header, "descr").ok_or_else(bad)?;
+    let descr = descr
+        .strip_prefix('\'')
+        .and_then(|d| d.split('\'').next())
+        .ok_or_else(bad)?;
+    let fortran = header_field(&header, "fortran_order")
+        .ok_or_else(bad)?
+        .starts_with("True");
+    let shape_s = header_field(&header, "shape").ok_or_else(bad)?;
+    let shape_s = shape_s
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(bad)?;
+    let shape: Vec<usize> = shape_s
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
+    let (order, kind) = match descr.chars().next() {
+        Some(c @ ('<' | '>' | '|' | '=')) => (c, &descr[1..]),
+        _ => ('<', descr),
+    };
+    let size: usize = kind.get(1..).and_then(|s| s.parse().ok()).ok_or_else(|| {
+        format!("unsupported dtype '{descr}' (expected bool, integers or floats)")
+    })?;
+    let n: usize = shape.iter().product();
+    let body = &b[off + hlen..];
+    if body.len() < n * size {
+        return Err(format!(
+            "truncated: shape {shape:?} of '{descr}' needs {} bytes, the array has {}",
+            n * size,
+            body.len()
+        ));
+    }
+    let big = order == '>';
+    let word = |i: usize| -> [u8; 8] {
+        let mut w = [0u8; 8];
+        let s = &body[i * size..(i + 1) * size];
+        if big {
+            for (k, &v) in s.iter().rev().enumerate() {
+                w[k] = v;
+            }
+        } else {
+            w[..size].copy_from_slice(s);
+        }
+        w
+    };
+    // Fortran order: the reversed shape in C order, transposed back below.
+    let c_shape: Vec<usize> = if fortran {
+        shape.iter().rev().copied().collect()
+    } else {
+        shape.clone()
+    };
+    let dev = &Device::Cpu;
+    let t = match (kind.as_bytes()[0], size) {
+        (b'b', 1) | (b'u', 1) => Tensor::from_vec(body[..n].to_vec(), c_shape, dev),
+        (b'i', 1 | 2 | 4 | 8) | (b'u', 2 | 4 | 8) => {
+            let signed = kind.starts_with('i');
+            let v: Vec<i64> = (0..n)
+                .map(|i| {
+                    let w = u64::from_le_bytes(word(i));
+                    let shift = 64 - 8 * size as u32;
+                    if signed {
+                        ((w << shift) as i64) >> shift
+                    } else {
+                        w as i64
+                    }
+                })
+                .collect();
+            Tensor::from_vec(v, c_shape, dev)
+        }
+        (b'f', 2) => {
+            let v: Vec<f32> = (0..n)
+                .map(|i| {
+                    let w = word(i);
+                    f16_to_f32(u16::from_le_bytes([w[0], w[1]]))
+                })
+                .collect();
+            Tensor::from_vec(v, c_shape, dev)
+        }
+        (b'f', 4) => {
+            let v: Vec<f32> = (0..n)
+                .map(|i| {
+                    let w = word(i);
+                    f32::from_le_bytes([w[0], w[1], w[2], w[3]])
+                })
+                .collect();
+            Tensor::from_vec(v, c_shape, dev)
+        }
+        (b'f', 8) => {
+            let v: Vec<f64> = (0..n).map(|i| f64::from_le_bytes(word(i))).collect();
+            Tensor::from_vec(v, c_shape, dev)
+        }
+        _ => {
+            return Err(format!(
+                "unsupported dtype '{descr}' (expected bool, integers or floats)"
+            ))
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    if fortran && shape.len() > 1 {
+        let axes: Vec<usize> = (0..shape.len()).rev().collect();
+        return t
+            .permute(axes)
+            .and_then(|t| t.contiguous())
+            .map_err(|e| e.to_string());
+    }
+    Ok(t)
+}
+
+/// Whether a tensor holds integers (labels).
+pub fn is_integer(dtype: DType) -> bool {
+    matches!(
+        dtype,
+        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64
+    )
+}

@@ -1,0 +1,654 @@
+//! Bad input: each case ends with exit code 1 and one clear `error:` line on
+//! stderr naming what is wrong (never a panic, never a backtrace, even with
+//! RUST_BACKTRACE=1 as the tests run).
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// `semcon features` with a checkpoint and a dataset (on the CPU).
+fn features(checkpoint: &Path, dataset: &str, out_dir: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "features".to_string(),
+        "--checkpoint".into(),
+        s(checkpoint),
+        "--dataset".into(),
+        dataset.into(),
+        "--out".into(),
+        s(&out_dir.join("out.npz")),
+        "--device".into(),
+        "cpu".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    semcon(&args)
+}
+
+/// `semcon features` on the model fixture's own input images.
+fn features_on_input(checkpoint: &Path, out_dir: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "features".to_string(),
+        "--checkpoint".into(),
+        s(checkpoint),
+        "--input".into(),
+        s(&model_fixture("resnet18_cifar_input.npy")),
+        "--out".into(),
+        s(&out_dir.join("out.npz")),
+        "--device".into(),
+        "cpu".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    semcon(&args)
+}
+
+/// resnet50 fixture: 5 classes, no sidecar (images are not resized).
+fn r50() -> PathBuf {
+    model_fixture("resnet50.safetensors")
+}
+
+// ------------------------------------------------------------ missing paths
+
+#[test]
+fn missing_dataset_path() {
+    let dir = tmp_dir("err_missing_dataset");
+    let missing = dir.join("no/such/dataset");
+    let r = features(&r50(), &s(&missing), &dir, &[]);
+    expect_error_with(&r, &[&s(&missing), "cannot open dataset", "No such file"]);
+    let r = features(&r50(), &s(&dir.join("x.npz")), &dir, &[]);
+    expect_error_with(&r, &["x.npz", "cannot open dataset"]);
+    assert!(!dir.join("out.npz").exists(), "no output on failure");
+}
+
+#[test]
+fn missing_checkpoint_path() {
+    let dir = tmp_dir("err_missing_checkpoint");
+    for name in ["nothing.pth", "nothing.safetensors"] {
+        let p = dir.join(name);
+        let r = features(&p, "builtin:fashion-mnist", &dir, &[]);
+        expect_error_with(&r, &[&s(&p), "checkpoint not found"]);
+    }
+}
+
+// ------------------------------------------------------------ idx
+
+fn idx_copy(dir: &Path) -> PathBuf {
+    let d = dir.join("idx");
+    copy_dir(&dataset_fixture("idx"), &d);
+    d
+}
+
+#[test]
+fn truncated_idx_file() {
+    let dir = tmp_dir("err_idx_truncated");
+    let d = idx_copy(&dir);
+    let img = d.join("t10k-images-idx3-ubyte");
+    let b = std::fs::read(&img).unwrap();
+    std::fs::write(&img, &b[..100]).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&img),
+            "truncated idx file",
+            "[5, 6, 7]",
+            "226 bytes",
+            "100 bytes",
+        ],
+    );
+    // header cut short
+    std::fs::write(&img, &b[..10]).unwrap();
+    expect_error_with(
+        &features(&r50(), &s(&d), &dir, &[]),
+        &["truncated idx file"],
+    );
+    // a truncated gzip stream (train split)
+    let gz = d.join("train-images-idx3-ubyte.gz");
+    let b = std::fs::read(&gz).unwrap();
+    std::fs::write(&gz, &b[..b.len() / 2]).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &["--split", "train"]);
+    expect_error_with(&r, &[&s(&gz), "gzip data is corrupt or truncated"]);
+}
+
+#[test]
+fn idx_with_wrong_magic_number() {
+    let dir = tmp_dir("err_idx_magic");
+    let d = idx_copy(&dir);
+    let img = d.join("t10k-images-idx3-ubyte");
+    let mut b = std::fs::read(&img).unwrap();
+    b[3] = 0x02;
+    std::fs::write(&img, &b).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&img),
+            "wrong idx magic number 0x00000802",
+            "expected 0x00000803",
+        ],
+    );
+    // images and labels swapped
+    let r = features(&r50(), &s(&d.join("t10k-labels-idx1-ubyte")), &dir, &[]);
+    expect_error_with(&r, &["idx labels file", "give the images file"]);
+}
+
+#[test]
+fn idx_without_labels_file() {
+    let dir = tmp_dir("err_idx_labels");
+    let d = idx_copy(&dir);
+    std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(&r, &["no labels file", "t10k-labels-idx1-ubyte"]);
+}
+
+// ------------------------------------------------------------ CIFAR
+
+#[test]
+fn truncated_cifar_file() {
+    let dir = tmp_dir("err_cifar_truncated");
+    let d = dir.join("cifar10");
+    copy_dir(&dataset_fixture("cifar10"), &d);
+    let f = d.join("test_batch.bin");
+    let b = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &b[..10000]).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&f),
+            "truncated CIFAR-10 binary file",
+            "10000 bytes",
+            "3073-byte records",
+        ],
+    );
+    // the file on its own
+    let r = features(&r50(), &s(&f), &dir, &[]);
+    expect_error_with(&r, &[&s(&f), "truncated CIFAR binary file", "3073", "3074"]);
+    // CIFAR-100
+    let d = dir.join("cifar100");
+    copy_dir(&dataset_fixture("cifar100"), &d);
+    let f = d.join("test.bin");
+    let b = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &b[..5000]).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&f),
+            "truncated CIFAR-100 binary file",
+            "3074-byte records",
+        ],
+    );
+    // empty
+    std::fs::write(&f, b"").unwrap();
+    expect_error_with(
+        &features(&r50(), &s(&f), &dir, &[]),
+        &["truncated CIFAR binary file", "0 bytes"],
+    );
+}
+
+#[test]
+fn cifar_directory_missing_a_batch_or_bad_label() {
+    let dir = tmp_dir("err_cifar_batch");
+    let d = dir.join("cifar10");
+    copy_dir(&dataset_fixture("cifar10"), &d);
+    std::fs::remove_file(d.join("data_batch_4.bin")).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &["--split", "train"]);
+    expect_error_with(&r, &["data_batch_4.bin", "missing", "data_batch_1.bin"]);
+    // a label byte that no CIFAR-10 record has
+    let f = d.join("test_batch.bin");
+    let mut b = std::fs::read(&f).unwrap();
+    b[3073] = 200;
+    std::fs::write(&f, &b).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(&r, &[&s(&f), "record 1 has label 200", "0..9"]);
+}
+
+// ------------------------------------------------------------ npz
+
+fn write_npz(p: &Path, arrays: &[(&str, Tensor)]) {
+    let refs: Vec<(&str, &Tensor)> = arrays.iter().map(|(n, t)| (*n, t)).collect();
+    Tensor::write_npz(&refs, p).unwrap();
+}
+
+fn images_u8(n: usize) -> Tensor {
+    Tensor::zeros((n, 8, 8, 3), candle_core::DType::U8, &Device::Cpu).unwrap()
+}
+
+fn labels_i64(v: &[i64]) -> Tensor {
+    Tensor::new(v, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn npz_without_x_or_y() {
+    let dir = tmp_dir("err_npz_keys");
+    let p = dir.join("no_x.npz");
+    write_npz(&p, &[("images", images_u8(2)), ("y", labels_i64(&[0, 1]))]);
+    let r = features(&r50(), &s(&p), &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&p),
+            "no array 'x'",
+            "images",
+            "expected 'x' (images) and 'y' (labels)",
+        ],
+    );
+    let p = dir.join("no_y.npz");
+    write_npz(&p, &[("x", images_u8(2)), ("labels", labels_i64(&[0, 1]))]);
+    let r = features(&r50(), &s(&p), &dir, &[]);
+    expect_error_with(&r, &[&s(&p), "no labels 'y'", "labels"]);
+}
+
+#[test]
+fn npz_bad_contents() {
+    let dir = tmp_dir("err_npz_contents");
+    let cases: Vec<(&str, Vec<(&str, Tensor)>, Vec<&str>)> = vec![
+        (
+            "count.npz",
+            vec![("x", images_u8(2)), ("y", labels_i64(&[0, 1, 2]))],
+            vec!["2 samples", "labels 3"],
+        ),
+        (
+            "negative.npz",
+            vec![("x", images_u8(2)), ("y", labels_i64(&[0, -1]))],
+            vec!["negative label -1 at sample 1"],
+        ),
+        (
+            "onehot.npz",
+            vec![
+                ("x", images_u8(2)),
+                (
+                    "y",
+                    Tensor::eye(2, candle_core::DType::F32, &Device::Cpu).unwrap(),
+                ),
+            ],
+            vec!["shape [2, 2]", "one-hot"],
+        ),
+        (
+            "range.npz",
+            vec![
+                (
+                    "x",
+                    Tensor::full(37f32, (2, 3, 8, 8), &Device::Cpu).unwrap(),
+                ),
+                ("y", labels_i64(&[0, 1])),
+            ],
+            vec!["in [0,1]", "found value 37", "0..255"],
+        ),
+        (
+            "flat.npz",
+            vec![
+                (
+                    "x",
+                    Tensor::zeros((2, 64), candle_core::DType::U8, &Device::Cpu).unwrap(),
+                ),
+                ("y", labels_i64(&[0, 1])),
+            ],
+            vec!["2 dimensions [2, 64]"],
+        ),
+    ];
+    for (file, arrays, needles) in cases {
+        let p = dir.join(file);
+        write_npz(&p, &arrays);
+        let r = features(&r50(), &s(&p), &dir, &[]);
+        let mut all = vec![file];
+        all.extend(needles);
+        expect_error_with(&r, &all);
+    }
+    let p = dir.join("junk.npz");
+    std::fs::write(&p, b"not a zip at all").unwrap();
+    expect_error_with(
+        &features(&r50(), &s(&p), &dir, &[]),
+        &["junk.npz", "not a readable .npz file"],
+    );
+}
+
+// ------------------------------------------------------------ image folder
+
+fn folder_copy(dir: &Path) -> PathBuf {
+    let d = dir.join("folder");
+    copy_dir(&dataset_fixture("folder"), &d);
+    d
+}
+
+#[test]
+fn image_folder_with_a_non_image_file() {
+    let dir = tmp_dir("err_folder_text");
+    let d = folder_copy(&dir);
+    let bad = d.join("dog/notes.txt");
+    std::fs::write(&bad, "not an image").unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&bad),
+            "not a PNG/JPEG file",
+            "not skipped",
+            "--skip-bad-images",
+        ],
+    );
+    // skipped on request, with one warning, and the rest is read
+    let r = features(&r50(), &s(&d), &dir, &["--skip-bad-images"]);
+    assert!(r.ok, "{}", r.stderr);
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(
+        warnings[0].contains("skipped 1 file") && warnings[0].contains("notes.txt"),
+        "{}",
+        warnings[0]
+    );
+    let out = read_npz(&dir.join("out.npz"));
+    assert_eq!(out["features"].dims(), &[9, 5]);
+}
+
+#[test]
+fn image_folder_with_a_broken_png() {
+    let dir = tmp_dir("err_folder_broken");
+    let d = folder_copy(&dir);
+    let bad = d.join("cat/broken.png");
+    std::fs::write(&bad, "definitely not a png").unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(&r, &[&s(&bad), "not skipped", "--skip-bad-images"]);
+    let r = features(&r50(), &s(&d), &dir, &["--skip-bad-images"]);
+    assert!(
+        r.ok && r.stderr.contains("warning:") && r.stderr.contains("broken.png"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn image_folder_ignores_hidden_files_and_reads_by_content() {
+    let dir = tmp_dir("err_folder_hidden");
+    let d = folder_copy(&dir);
+    std::fs::write(d.join("cat/.DS_Store"), "mac").unwrap();
+    std::fs::write(d.join("dog/._a_rgba.png"), "AppleDouble").unwrap();
+    // a PNG with a .jpg name
+    std::fs::copy(d.join("frog/a_rgb.PNG"), d.join("frog/d_png_named.jpg")).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    assert!(r.ok && !r.stderr.contains("warning"), "{}", r.stderr);
+    assert_eq!(read_npz(&dir.join("out.npz"))["features"].dims(), &[10, 5]);
+}
+
+#[test]
+fn empty_or_unrecognised_datasets() {
+    let dir = tmp_dir("err_empty");
+    let d = dir.join("classes");
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    std::fs::create_dir_all(d.join("b")).unwrap();
+    expect_error_with(
+        &features(&r50(), &s(&d), &dir, &[]),
+        &["holds no PNG/JPEG images"],
+    );
+    let d = dir.join("plain");
+    std::fs::create_dir_all(&d).unwrap();
+    expect_error_with(
+        &features(&r50(), &s(&d), &dir, &[]),
+        &["not a dataset", "ROOT/CLASS/IMAGE.png"],
+    );
+    let p = dir.join("x.npy");
+    std::fs::write(&p, "x").unwrap();
+    expect_error_with(
+        &features(&r50(), &s(&p), &dir, &[]),
+        &["unknown dataset format"],
+    );
+    let p = dir.join("empty.npz");
+    write_npz(
+        &p,
+        &[
+            ("x", images_u8(0)),
+            (
+                "y",
+                Tensor::zeros(0, candle_core::DType::I64, &Device::Cpu).unwrap(),
+            ),
+        ],
+    );
+    expect_error_with(&features(&r50(), &s(&p), &dir, &[]), &["is empty"]);
+}
+
+// ------------------------------------------------------------ checkpoints
+
+fn fixture_state_dict() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(model_fixture("resnet18_cifar.safetensors"), &Device::Cpu)
+        .unwrap()
+}
+
+fn save_state_dict(sd: &HashMap<String, Tensor>, p: &Path) {
+    candle_core::safetensors::save(sd, p).unwrap();
+}
+
+#[test]
+fn checkpoint_with_a_missing_tensor() {
+    let dir = tmp_dir("err_ck_missing");
+    let mut sd = fixture_state_dict();
+    sd.remove("layer2.0.bn1.running_var").unwrap();
+    let p = dir.join("missing.safetensors");
+    save_state_dict(&sd, &p);
+    let r = features_on_input(&p, &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&p),
+            "missing tensor 'layer2.0.bn1.running_var'",
+            "[32]",
+            "resnet18",
+            "cifar stem",
+        ],
+    );
+    // the classifier
+    let mut sd = fixture_state_dict();
+    sd.remove("fc.weight").unwrap();
+    save_state_dict(&sd, &p);
+    expect_error_with(
+        &features_on_input(&p, &dir, &[]),
+        &["missing tensor 'fc.weight'"],
+    );
+    // a whole stage
+    let sd: HashMap<String, Tensor> = fixture_state_dict()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("layer4"))
+        .collect();
+    save_state_dict(&sd, &p);
+    expect_error_with(
+        &features_on_input(&p, &dir, &[]),
+        &["missing tensor 'layer4.0.conv1.weight'"],
+    );
+    // not a ResNet at all
+    let sd: HashMap<String, Tensor> = [(
+        "encoder.weight".to_string(),
+        Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    )]
+    .into();
+    save_state_dict(&sd, &p);
+    expect_error_with(
+        &features_on_input(&p, &dir, &[]),
+        &["missing tensor 'conv1.weight'", "encoder.weight"],
+    );
+}
+
+#[test]
+fn checkpoint_with_a_misshaped_tensor() {
+    let dir = tmp_dir("err_ck_shape");
+    let p = dir.join("shape.safetensors");
+    let mut sd = fixture_state_dict();
+    sd.insert(
+        "layer3.1.conv2.weight".into(),
+        Tensor::zeros((64, 64, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    save_state_dict(&sd, &p);
+    let r = features_on_input(&p, &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            &s(&p),
+            "tensor 'layer3.1.conv2.weight'",
+            "[64, 64, 1, 1]",
+            "[64, 64, 3, 3]",
+        ],
+    );
+    let mut sd = fixture_state_dict();
+    sd.insert(
+        "fc.weight".into(),
+        Tensor::zeros((10, 99), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    save_state_dict(&sd, &p);
+    expect_error_with(
+        &features_on_input(&p, &dir, &[]),
+        &["tensor 'fc.weight'", "[10, 99]", "[10, 128]"],
+    );
+    let mut sd = fixture_state_dict();
+    sd.insert(
+        "conv1.weight".into(),
+        Tensor::zeros((16, 3, 5, 5), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    save_state_dict(&sd, &p);
+    expect_error_with(
+        &features_on_input(&p, &dir, &[]),
+        &["'conv1.weight'", "5x5 kernel"],
+    );
+}
+
+#[test]
+fn unreadable_checkpoints() {
+    let dir = tmp_dir("err_ck_unreadable");
+    for (name, needle) in [
+        ("junk.pth", "not a readable PyTorch checkpoint"),
+        ("junk.safetensors", "not a readable safetensors file"),
+        ("model.onnx", "unknown checkpoint extension '.onnx'"),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, "junk").unwrap();
+        expect_error_with(&features_on_input(&p, &dir, &[]), &[&s(&p), needle]);
+    }
+    // a torch.save zip whose central directory is cut off
+    let p = dir.join("cut.pth");
+    let b = std::fs::read(model_fixture("resnet50.pth")).unwrap();
+    std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+    expect_error_with(
+        &features_on_input(&p, &dir, &[]),
+        &[&s(&p), "not a readable PyTorch checkpoint"],
+    );
+}
+
+// ------------------------------------------------------------ data vs model
+
+#[test]
+fn labels_that_do_not_fit_the_model() {
+    let dir = tmp_dir("err_labels");
+    let r = features(&r50(), "builtin:fashion-mnist", &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            "builtin:fashion-mnist",
+            "label 9 of sample 0",
+            "does not fit a model with 5 classes",
+            "0..4",
+        ],
+    );
+}
+
+#[test]
+fn bad_flags() {
+    let dir = tmp_dir("err_flags");
+    let ck = model_fixture("resnet18_cifar.safetensors");
+    expect_error_with(
+        &features(&ck, "builtin", &dir, &["--samples", "0"]),
+        &["--samples must be at least 1"],
+    );
+    expect_error_with(
+        &features_on_input(&ck, &dir, &["--layer", "layer9"]),
+        &["unknown layer 'layer9'", "penultimate"],
+    );
+    expect_error_with(
+        &features_on_input(&ck, &dir, &["--mean", "0.5,0.5"]),
+        &["--mean has 2 values", "3 input channels"],
+    );
+    expect_error_with(
+        &features_on_input(&ck, &dir, &["--std", "0"]),
+        &["--std values must be positive"],
+    );
+    expect_error_with(
+        &features(&ck, "builtin", &dir, &["--class-names", "a,b"]),
+        &["2 class names", "10 outputs"],
+    );
+    expect_error_with(
+        &features(&ck, "builtin", &dir, &["--split", "train"]),
+        &["only the test split"],
+    );
+    expect_error_with(
+        &features(&ck, "builtin:mnist", &dir, &[]),
+        &["unknown builtin dataset 'builtin:mnist'"],
+    );
+    expect_error_with(
+        &semcon([
+            "features",
+            "-c",
+            &s(&ck),
+            "--out",
+            &s(&dir.join("o.npz")),
+            "--device",
+            "cuda:x",
+        ]),
+        &["invalid device 'cuda:x'"],
+    );
+    let cifar = s(&dataset_fixture("cifar10"));
+    expect_error_with(
+        &features(&ck, &format!("{cifar}:colour"), &dir, &[]),
+        &[":colour", "grayscale", "3 channels"],
+    );
+    let folder = s(&dataset_fixture("folder"));
+    expect_error_with(
+        &features(&r50(), &folder, &dir, &["--input-size", "0"]),
+        &["0x0", "at least 1"],
+    );
+    expect_error_with(
+        &features(&r50(), &folder, &dir, &["--input-size", "ax3"]),
+        &["invalid --input-size 'ax3'"],
+    );
+}
+
+#[test]
+fn bad_input_arrays() {
+    let dir = tmp_dir("err_input");
+    let ck = model_fixture("resnet18_cifar.safetensors");
+    let run = |input: &Path| {
+        semcon([
+            "features",
+            "--checkpoint",
+            &s(&ck),
+            "--input",
+            &s(input),
+            "--out",
+            &s(&dir.join("o.npz")),
+            "--device",
+            "cpu",
+        ])
+    };
+    expect_error_with(&run(&dir.join("none.npy")), &["none.npy", "no such file"]);
+    expect_error_with(
+        &run(&model_fixture("resnet18_cifar_logits.npy")),
+        &["NCHW", "[4, 10]"],
+    );
+    let p = dir.join("range.npy");
+    Tensor::full(2f32, (1, 3, 4, 4), &Device::Cpu)
+        .unwrap()
+        .write_npy(&p)
+        .unwrap();
+    expect_error_with(&run(&p), &["[0,1]"]);
+    let p = dir.join("zero.npy");
+    Tensor::zeros((1, 3, 0, 4), candle_core::DType::F32, &Device::Cpu)
+        .unwrap()
+        .write_npy(&p)
+        .unwrap();
+    expect_error_with(&run(&p), &["zero.npy", "holds no pixels", "[1, 3, 0, 4]"]);
+}
