@@ -291,11 +291,16 @@ fn assets_idx_directory_equals_builtin() {
 fn dataset_spec_parsing() {
     let s: DatasetSpec = "builtin:fashion-mnist:colour".parse().unwrap();
     assert_eq!(s.source, Source::BuiltinFashionMnist);
-    assert!(s.colour);
+    assert_eq!(s.colour, Some(semcon::data::Colour::Split));
     assert_eq!(s.to_string(), "builtin:fashion-mnist:colour");
     let s: DatasetSpec = "data/x.npz:color".parse().unwrap();
     assert_eq!(s.source, Source::Path("data/x.npz".into()));
-    assert!(s.colour);
+    assert_eq!(s.colour, Some(semcon::data::Colour::Split));
+    let s: DatasetSpec = "builtin:fashion-mnist:colour-red".parse().unwrap();
+    assert_eq!(s.colour, Some(semcon::data::Colour::Red));
+    assert_eq!(s.to_string(), "builtin:fashion-mnist:colour-red");
+    let s: DatasetSpec = "builtin:fashion-mnist:colour-blue".parse().unwrap();
+    assert_eq!(s.colour, Some(semcon::data::Colour::Blue));
     let e = "builtin:mnist"
         .parse::<DatasetSpec>()
         .unwrap_err()
