@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Write features (and labels) of a model at a layer to an .npz file.
     Features(FeaturesArgs),
+    /// Open the terminal explorer (the default without a command).
+    Explore(ExploreArgs),
 }
 
 /// Flags that describe the model(s).
@@ -142,6 +144,37 @@ pub struct FeaturesArgs {
     pub batch: usize,
 }
 
+/// Flags of the explorer. Without --checkpoint it opens every
+/// checkpoints/*.safetensors (standard, continuity, adv, adv-continuity first);
+/// without --samples it evaluates a seeded subset of 2000 samples.
+#[derive(Args, Debug)]
+pub struct ExploreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Images per batch (default: 64 on the CPU, 512 on a GPU).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// PGD eps values (step 2/255, 10 iterations).
+    #[arg(long, value_delimiter = ',', value_parser = crate::metrics::pgd::parse_fraction,
+          default_value = "2/255,4/255,8/255")]
+    pub pgd: Vec<f32>,
+    /// Cycle through perturbations and levels on a timer (projector mode).
+    #[arg(long)]
+    pub demo: bool,
+    /// Seconds per step of --demo.
+    #[arg(long, default_value_t = 4.0)]
+    pub demo_secs: f64,
+    /// Where `e` writes exports.
+    #[arg(long, default_value = "semcon-export")]
+    pub export_dir: PathBuf,
+}
+
+fn cmd_explore(a: &ExploreArgs) -> Result<()> {
+    crate::tui::explore(a)
+}
+
 /// Loads the one model a command needs.
 pub fn load_one_model(args: &ModelArgs, device: &Device) -> Result<Model> {
     let path = match args.checkpoints.as_slice() {
@@ -244,7 +277,8 @@ pub fn write_npz(out: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Features(a)) => cmd_features(&a),
-        None => bail!("the explorer is not built yet; see `semcon --help`"),
+        Some(Command::Explore(a)) => cmd_explore(&a),
+        None => run(Cli::parse_from(["semcon", "explore"])),
     }
 }
 

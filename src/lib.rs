@@ -11,5 +11,6 @@ pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod perturb;
+pub mod tui;
 
 pub use error::{Error, Result};
