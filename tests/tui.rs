@@ -209,6 +209,23 @@ fn wanted_is_in_priority_order() {
     let (kind, level) = app.current();
     let w = app.wanted();
     assert_eq!(w[0], app.sample_key());
+    assert_eq!(
+        w[1..3],
+        [
+            JobKey::Sample {
+                kind,
+                level,
+                index: 1
+            },
+            JobKey::Sample {
+                kind,
+                level,
+                index: N - 1
+            }
+        ],
+        "the neighbouring samples"
+    );
+    let w = w[2..].to_vec();
     assert_eq!(w[1], JobKey::Clean { model: 1 }, "selected model first");
     assert_eq!(
         w[2],
@@ -270,11 +287,15 @@ fn request_stops_after_the_first_unfinished_tier() {
     let mut app = App::new(meta(&["a"]));
     let (kind, level) = app.current();
     let r = app.request();
-    assert_eq!(r.len(), 3, "sample, clean, current level: {r:?}");
+    assert_eq!(
+        r.len(),
+        5,
+        "sample and its neighbours, clean, current level: {r:?}"
+    );
     let sk = app.sample_key();
     done(&mut app, sk, sample(kind, level));
     done(&mut app, JobKey::Clean { model: 0 }, clean(0.9));
-    assert_eq!(app.request().len(), 3);
+    assert_eq!(app.request().len(), 5);
     done(
         &mut app,
         JobKey::Perturb {
@@ -284,10 +305,13 @@ fn request_stops_after_the_first_unfinished_tier() {
         },
         row(kind, level, 0.8, 1.0),
     );
-    assert!(app.view_ready());
+    assert!(
+        app.view_ready(),
+        "the neighbouring samples do not hold the view"
+    );
     // tier 2 (other levels) is now asked for
     let r = app.request();
-    assert_eq!(r.len(), 3 + kind.levels() - 1);
+    assert_eq!(r.len(), 5 + kind.levels() - 1);
     assert!(!r.iter().any(|k| matches!(k, JobKey::Pgd { .. })));
 }
 
@@ -706,9 +730,9 @@ fn snapshot_compact_focus_cycles_bottom_panel() {
 #[test]
 fn snapshot_empty_and_progress() {
     let mut app = App::new(meta(&["standard", "adv"]));
-    let r = app.take_request().unwrap();
+    app.take_request().unwrap();
     app.on_event(Event::Progress {
-        key: r[1],
+        key: JobKey::Clean { model: 0 },
         done: 20,
         total: N,
     });

@@ -55,6 +55,10 @@ impl Tmux {
     /// Runs the explorer in a fresh pane; the pane's shell records the exit
     /// status and whether the tty settings are as before.
     fn start(name: &str, extra: &[&str]) -> Tmux {
+        Self::start_with(name, extra, &[])
+    }
+
+    fn start_with(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Tmux {
         let socket = format!("semcon-e2e-{name}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&socket);
         let _ = std::fs::remove_dir_all(&dir);
@@ -94,6 +98,7 @@ impl Tmux {
             .args(["-x", "160", "-y", "45", "sh"])
             .arg(&run)
             .env("COLORTERM", "truecolor")
+            .envs(env.iter().copied())
             .status()
             .unwrap();
         assert!(ok.success(), "tmux new-session failed");
@@ -324,4 +329,20 @@ fn without_checkpoints_the_error_says_how_to_pass_them() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--checkpoint"), "{err}");
     assert!(err.starts_with("error: no checkpoints found"), "{err}");
+}
+
+#[test]
+fn a_panic_restores_the_terminal() {
+    if !tmux_available() {
+        eprintln!("note: tmux is not installed; skipping the end-to-end test");
+        return;
+    }
+    // Debug builds panic after the first frame when this is set.
+    let t = Tmux::start_with("panic", &[], &[("SEMCON_TUI_TEST_PANIC", "1")]);
+    let (rc, s) = t.finished();
+    assert_eq!(rc, 101, "{s}");
+    assert!(
+        s.contains("SEMCON_TUI_TEST_PANIC is set"),
+        "the panic message is readable:\n{s}"
+    );
 }

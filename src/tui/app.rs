@@ -372,16 +372,22 @@ impl App {
     }
 
     /// The jobs the view needs, grouped in tiers of decreasing priority:
-    /// (1) the sample, then clean and the current level per model (selected
-    /// model first); (2) the other levels of the current perturbation;
-    /// (3) k* at the current layer and distance; (4) PGD at every eps;
-    /// (5) prefetch: neighbouring samples and every other perturbation level,
-    /// nearest in the list first. k* comes before PGD because PGD costs about
+    /// (1) the sample (and its neighbours), then clean and the current level
+    /// per model (selected model first); (2) the other levels of the current
+    /// perturbation; (3) k* at the current layer and distance; (4) PGD at
+    /// every eps; (5) prefetch: every other perturbation level, nearest in
+    /// the list first. k* comes before PGD because PGD costs about
     /// 2·iters+1 forward passes and would otherwise hold k* back for minutes on a CPU.
     pub fn tiers(&self) -> Vec<Vec<JobKey>> {
         let (kind, level) = self.current();
         let models = self.model_order();
+        // The neighbouring samples cost milliseconds: asked right after the
+        // shown one so that n/p are instant (they do not hold later tiers back).
+        let n = self.meta.samples.max(1);
         let mut t1 = vec![self.sample_key()];
+        for index in [(self.sample + 1) % n, (self.sample + n - 1) % n] {
+            t1.push(JobKey::Sample { kind, level, index });
+        }
         for &m in &models {
             t1.push(JobKey::Clean { model: m });
             t1.push(JobKey::Perturb {
@@ -413,10 +419,6 @@ impl App {
             }
         }
         let mut t5 = Vec::new();
-        let n = self.meta.samples.max(1);
-        for index in [(self.sample + 1) % n, (self.sample + n - 1) % n] {
-            t5.push(JobKey::Sample { kind, level, index });
-        }
         let len = self.items.len();
         for d in 1..len {
             for i in [(self.item + d) % len, (self.item + len - d % len) % len] {
@@ -436,6 +438,12 @@ impl App {
         vec![t1, t2, t3, t4, t5]
     }
 
+    /// Whether `key` must be finished before later tiers are asked for
+    /// (everything but the prefetched neighbouring samples).
+    fn blocking(&self, key: &JobKey) -> bool {
+        !matches!(key, JobKey::Sample { index, .. } if *index != self.sample)
+    }
+
     /// Every job the view needs, in priority order, without duplicates or
     /// jobs that failed.
     pub fn wanted(&self) -> Vec<JobKey> {
@@ -453,9 +461,9 @@ impl App {
         let mut out = Vec::new();
         for t in self.tiers() {
             push_unique(&mut out, &t, &self.failures);
-            let open = t
-                .iter()
-                .any(|k| !self.results.contains_key(k) && !self.failures.contains_key(k));
+            let open = t.iter().any(|k| {
+                self.blocking(k) && !self.results.contains_key(k) && !self.failures.contains_key(k)
+            });
             if open {
                 break;
             }
@@ -475,9 +483,9 @@ impl App {
 
     /// Whether the first tier (sample, clean and current level of every model) is in.
     pub fn view_ready(&self) -> bool {
-        self.tiers()[0]
-            .iter()
-            .all(|k| self.results.contains_key(k) || self.failures.contains_key(k))
+        self.tiers()[0].iter().all(|k| {
+            !self.blocking(k) || self.results.contains_key(k) || self.failures.contains_key(k)
+        })
     }
 
     // ---- actions ----

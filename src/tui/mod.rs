@@ -10,8 +10,9 @@
 //! * [`export`]: `e` (JSON + PNG), [`terminal`]: setup/restore/signals,
 //! * [`setup`]: which checkpoints and data to open.
 //!
-//! `SEMCON_TUI_TRACE=FILE` appends timing lines (frame render times, key to
-//! redraw latencies, time to the first numbers) for `scripts/tui_bench.sh`.
+//! `SEMCON_TUI_TRACE=FILE` appends timing lines (frame render and draw times,
+//! key-to-redraw latencies, time from start to the first frame and to the
+//! first numbers) for `scripts/tui_bench.sh`.
 
 pub mod app;
 pub mod export;
@@ -137,9 +138,14 @@ fn event_loop(
         }
         if dirty {
             let t = Instant::now();
-            term.draw(|f| ui::render(f, app))?;
+            let mut render = Duration::ZERO;
+            term.draw(|f| {
+                let r = Instant::now();
+                ui::render(f, app);
+                render = r.elapsed();
+            })?;
             let done = Instant::now();
-            trace.frame(done - t, app);
+            trace.frame(render, done - t, app);
             if let Some(k) = key_at.take() {
                 trace.key(done - k);
             }
@@ -147,6 +153,10 @@ fn event_loop(
         }
         if app.quit {
             return Ok(Exit::Quit);
+        }
+        // Debug builds only: lets the end-to-end test check the panic path.
+        if cfg!(debug_assertions) && std::env::var_os("SEMCON_TUI_TEST_PANIC").is_some() {
+            panic!("SEMCON_TUI_TEST_PANIC is set");
         }
         if !event::poll(POLL)? {
             continue;
@@ -187,6 +197,7 @@ fn event_loop(
 struct Trace {
     out: Option<std::fs::File>,
     t0: Instant,
+    first_frame: bool,
     first_numbers: bool,
 }
 
@@ -202,6 +213,7 @@ impl Trace {
         let mut t = Trace {
             out,
             t0,
+            first_frame: false,
             first_numbers: false,
         };
         t.line(&format!("start {}", std::process::id()));
@@ -212,11 +224,18 @@ impl Trace {
             let _ = writeln!(f, "{s}");
         }
     }
-    fn frame(&mut self, d: Duration, app: &App) {
+    /// `render`: building the frame; `draw`: render, diff and write to the terminal.
+    fn frame(&mut self, render: Duration, draw: Duration, app: &App) {
         if self.out.is_none() {
             return;
         }
-        self.line(&format!("frame_us {}", d.as_micros()));
+        if !self.first_frame {
+            self.first_frame = true;
+            let ms = self.t0.elapsed().as_secs_f64() * 1e3;
+            self.line(&format!("first_frame_ms {ms:.1}"));
+        }
+        self.line(&format!("render_us {}", render.as_micros()));
+        self.line(&format!("draw_us {}", draw.as_micros()));
         if !self.first_numbers && (0..app.n_models()).any(|m| app.clean(m).is_some()) {
             self.first_numbers = true;
             let ms = self.t0.elapsed().as_secs_f64() * 1e3;

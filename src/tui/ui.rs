@@ -760,8 +760,12 @@ fn render_status(f: &mut Frame, app: &App, area: Rect) {
     } else {
         0
     };
-    let [text, g] =
-        Layout::horizontal([Constraint::Fill(1), Constraint::Length(gauge_w)]).areas(area);
+    let [text, _, g] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(gauge_w),
+    ])
+    .areas(area);
     f.render_widget(Paragraph::new(Line::from(spans)), text);
     if let Some((done, total)) = gauge {
         let ratio = if total == 0 {
