@@ -24,6 +24,12 @@ pub enum Command {
     /// Write features (and labels) of a model at a layer to an .npz file.
     Features(FeaturesArgs),
     /// Open the terminal explorer (the default without a command).
+    ///
+    /// Without --checkpoint it opens every checkpoints/*.safetensors (standard,
+    /// continuity, adv, adv-continuity first, up to 4 side by side); without
+    /// --dataset the builtin Fashion-MNIST test set (its colour split when the
+    /// models were trained on colour data); without --samples a seeded subset
+    /// of 2000 samples. Press ? inside for the keys.
     Explore(ExploreArgs),
 }
 

@@ -28,7 +28,7 @@ use crate::engine::Engine;
 use anyhow::{anyhow, Result};
 use app::{App, Command};
 use crossterm::event::{self, Event as TermEvent, KeyEventKind};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
@@ -53,6 +53,11 @@ enum Exit {
 
 /// Runs the explorer on a loaded session until quit, error or signal.
 pub fn run(session: setup::Session, t0: Instant) -> Result<()> {
+    if !std::io::stdout().is_terminal() {
+        return Err(anyhow!(
+            "the explorer needs a terminal (stdout is not a tty); see `semcon --help` for the headless commands"
+        ));
+    }
     let signals = terminal::Signals::register()?;
     terminal::install_panic_hook();
     let mut trace = Trace::from_env(t0);
