@@ -981,3 +981,17 @@ fn app_drives_the_engine() {
     assert!(s.contains('%'));
     engine.shutdown();
 }
+
+#[test]
+fn number_formats() {
+    assert_eq!(ui::num(0.0), "0.000");
+    assert_eq!(ui::num(0.5), "0.500");
+    assert_eq!(ui::num(3.216e-5), "3.2e-5");
+    assert_eq!(ui::num(42.0), "42.00");
+    assert_eq!(ui::num(250.0), "250.0");
+    assert_eq!(ui::num(12000.0), "12000");
+    assert_eq!(ui::num(f64::NAN), "-");
+    assert_eq!(ui::pct(0.9), "90.0%");
+    assert_eq!(semcon::tui::app::eps_label(8.0 / 255.0), "8/255");
+    assert_eq!(semcon::tui::app::eps_label(0.01), "0.0100");
+}

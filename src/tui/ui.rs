@@ -201,8 +201,10 @@ pub fn num(v: f64) -> String {
         format!("{v:.1}")
     } else if a >= 10.0 {
         format!("{v:.2}")
-    } else {
+    } else if a >= 0.01 || a == 0.0 {
         format!("{v:.3}")
+    } else {
+        format!("{v:.1e}")
     }
 }
 
@@ -213,6 +215,16 @@ fn model_cell<'a>(app: &App, m: usize) -> Cell<'a> {
     } else {
         Cell::from(format!("  {name}"))
     }
+}
+
+/// Width of a per-level column: the numbers (6) or the parameter labels.
+fn level_col_width(app: &App) -> u16 {
+    let kind = app.kind();
+    (1..=kind.levels())
+        .map(|l| app.short_label(kind, l).chars().count() as u16)
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 9)
 }
 
 fn model_col_width(app: &App) -> u16 {
@@ -301,7 +313,7 @@ fn render_accuracy(f: &mut Frame, app: &App, area: Rect) {
     for l in 1..=kind.levels() {
         head.push((app.short_label(kind, l), l == level));
     }
-    head.push((format!("Δ@{}", app.short_label(kind, level)), false));
+    head.push(("Δ".to_string(), false));
     let rows: Vec<Row> = (0..app.n_models())
         .map(|m| {
             let mut cells = vec![model_cell(app, m)];
@@ -331,10 +343,11 @@ fn render_accuracy(f: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(model_col_width(app)),
         Constraint::Length(6),
     ];
+    let lw = level_col_width(app);
     for _ in 1..=kind.levels() {
-        widths.push(Constraint::Length(6));
+        widths.push(Constraint::Length(lw));
     }
-    widths.push(Constraint::Length(6));
+    widths.push(Constraint::Length(lw.max(6)));
     widths.push(Constraint::Fill(1));
     let t = Table::new(rows, widths)
         .header(header_row(head))
@@ -353,7 +366,7 @@ fn render_ds(f: &mut Frame, app: &App, area: Rect) {
     let [top, bottom] =
         Layout::vertical([Constraint::Length(table_h + 1), Constraint::Fill(1)]).areas(inner);
     let lv = kind.levels() as u16;
-    let fixed = model_col_width(app) + 6 * lv + 6 + 7 + (lv + 4);
+    let fixed = model_col_width(app) + level_col_width(app) * lv + 6 + 7 + (lv + 4);
     let spark_w = inner.width.saturating_sub(fixed).clamp(0, 40) as usize;
     let mut head = vec![("model".to_string(), false)];
     for l in 1..=kind.levels() {
@@ -398,7 +411,7 @@ fn render_ds(f: &mut Frame, app: &App, area: Rect) {
         .collect();
     let mut widths = vec![Constraint::Length(model_col_width(app))];
     for _ in 1..=kind.levels() {
-        widths.push(Constraint::Length(6));
+        widths.push(Constraint::Length(level_col_width(app)));
     }
     widths.extend([
         Constraint::Length(6),
