@@ -845,7 +845,11 @@ fn export_writes_json_and_pngs() {
     let empty = App::new(meta(&["a"]));
     let e3 = export::export(&empty, &base).unwrap();
     assert_eq!(e3.files, vec!["view.json".to_string()]);
-    std::fs::remove_dir_all(&base).unwrap();
+    if std::env::var_os("SEMCON_TEST_KEEP").is_some() {
+        eprintln!("kept {}", e.dir.display());
+    } else {
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
 
 // ---------------------------------------------------------------- setup

@@ -236,6 +236,7 @@ fn accuracy_chart(app: &App, path: &Path) -> Result<bool> {
                     String::new()
                 }
             },
+            &|y| format!("{y:.0}"),
         )
     })?;
     Ok(true)
@@ -251,6 +252,7 @@ fn line_chart(
     y: (f64, f64),
     series: &[(String, Vec<(f64, f64)>)],
     x_fmt: &dyn Fn(&f64) -> String,
+    y_fmt: &dyn Fn(&f64) -> String,
 ) -> Result<()> {
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FAMILY, 22))
@@ -264,6 +266,7 @@ fn line_chart(
         .x_desc(x_desc)
         .y_desc(y_desc)
         .x_label_formatter(x_fmt)
+        .y_label_formatter(y_fmt)
         .label_style((FAMILY, 14))
         .draw()
         .map_err(plot_err)?;
@@ -333,6 +336,7 @@ fn ds_chart(app: &App, path: &Path) -> Result<bool> {
                     String::new()
                 }
             },
+            &|y| super::ui::num(*y),
         )?;
         if hists.is_empty() {
             return Ok(());
@@ -424,6 +428,7 @@ fn pgd_chart(app: &App, path: &Path) -> Result<bool> {
             (0.0, 100.0),
             &series,
             &|x| format!("{x:.0}"),
+            &|y| format!("{y:.0}"),
         )
     })?;
     Ok(true)

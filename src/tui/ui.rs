@@ -768,6 +768,8 @@ fn render_status(f: &mut Frame, app: &App, area: Rect) {
         Some((m, _)) => spans.push(Span::styled(m.clone(), Style::new().fg(Color::Yellow))),
         None => spans.push(Span::raw(job)),
     }
+    // A message (e.g. where an export went) gets the whole line while it shows.
+    let gauge = gauge.filter(|_| app.message.is_none());
     let gauge_w = if gauge.is_some() {
         28.min(area.width / 3)
     } else {
