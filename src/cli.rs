@@ -33,6 +33,14 @@ pub enum Command {
     Train(TrainArgs),
     /// Write perturbed images (.npy, float32 NCHW) or a before/after grid (.png).
     Perturb(PerturbArgs),
+    /// Open the terminal explorer (the default without a command).
+    ///
+    /// Without --checkpoint it opens every checkpoints/*.safetensors (standard,
+    /// continuity, adv, adv-continuity first, up to 4 side by side); without
+    /// --dataset the builtin Fashion-MNIST test set (its colour split when the
+    /// models were trained on colour data); without --samples a seeded subset
+    /// of 2000 samples. Press ? inside for the keys.
+    Explore(ExploreArgs),
 }
 
 /// Flags that describe the model(s).
@@ -151,6 +159,37 @@ pub struct FeaturesArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+}
+
+/// Flags of the explorer. Without --checkpoint it opens every
+/// checkpoints/*.safetensors (standard, continuity, adv, adv-continuity first);
+/// without --samples it evaluates a seeded subset of 2000 samples.
+#[derive(Args, Debug)]
+pub struct ExploreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Images per batch (default: 64 on the CPU, 512 on a GPU).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// PGD eps values (step 2/255, 10 iterations).
+    #[arg(long, value_delimiter = ',', value_parser = crate::metrics::pgd::parse_fraction,
+          default_value = "2/255,4/255,8/255")]
+    pub pgd: Vec<f32>,
+    /// Cycle through perturbations and levels on a timer (projector mode).
+    #[arg(long)]
+    pub demo: bool,
+    /// Seconds per step of --demo.
+    #[arg(long, default_value_t = 4.0)]
+    pub demo_secs: f64,
+    /// Where `e` writes exports.
+    #[arg(long, default_value = "semcon-export")]
+    pub export_dir: PathBuf,
+}
+
+fn cmd_explore(a: &ExploreArgs) -> Result<()> {
+    crate::tui::explore(a)
 }
 
 /// Loads the one model a command needs.
@@ -339,7 +378,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Attack(a)) => crate::cli_eval::cmd_attack(&a),
         Some(Command::Train(a)) => crate::cli_train::cmd_train(&a),
         Some(Command::Perturb(a)) => cmd_perturb(&a),
-        None => bail!("the explorer is not built yet; see `semcon --help`"),
+        Some(Command::Explore(a)) => cmd_explore(&a),
+        None => run(Cli::parse_from(["semcon", "explore"])),
     }
 }
 

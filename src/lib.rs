@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod model;
 pub mod perturb;
 pub mod train;
+pub mod tui;
 
 pub use error::{Error, Result};

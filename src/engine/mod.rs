@@ -336,8 +336,15 @@ impl Worker {
                     .get(eps_index)
                     .copied()
                     .ok_or_else(|| crate::invalid!("no PGD setting {eps_index}"))?;
-                eval::pgd_accuracy(&self.models[model], &set, &cfg, batch, &mut obs)?
-                    .map(JobResult::Pgd)
+                // A PGD batch costs about 2·iters+1 forward passes: on the CPU it is
+                // made that much smaller so that superseding (between batches) stays prompt.
+                let m = &self.models[model];
+                let pgd_batch = if m.device.is_cpu() {
+                    (batch / (2 * cfg.iters + 1)).max(1)
+                } else {
+                    batch
+                };
+                eval::pgd_accuracy(m, &set, &cfg, pgd_batch, &mut obs)?.map(JobResult::Pgd)
             }
             JobKey::Kstar { model, tap, metric } => {
                 let m = &self.models[model];

@@ -1,0 +1,681 @@
+//! The explorer's state: what is selected, what the engine has delivered, and
+//! which jobs the current view needs. Everything here is pure (no terminal,
+//! no engine handle) so that it can be unit-tested; the event loop in
+//! [`super::run`] feeds it engine events and key actions and sends
+//! [`App::take_request`] to the engine.
+
+use super::image::ColorMode;
+use super::keys::Action;
+use crate::engine::{Event, JobKey, JobResult, SampleImages};
+use crate::eval::{Clean, PerturbRow, PgdRow};
+use crate::metrics::kstar::{KstarReport, Metric};
+use crate::model::Tap;
+use crate::perturb::Kind;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// At most this many models are compared side by side.
+pub const MAX_MODELS: usize = 4;
+
+/// How long a transient message stays in the status line.
+pub const MESSAGE_TTL: Duration = Duration::from_secs(6);
+
+/// The k* distances, in the order `d` cycles through them.
+pub const METRICS: [Metric; 4] = [
+    Metric::Euclidean,
+    Metric::Cityblock,
+    Metric::Chebyshev,
+    Metric::Cosine,
+];
+
+/// Lower-case name of a k* distance.
+pub fn metric_name(m: Metric) -> String {
+    format!("{m:?}").to_lowercase()
+}
+
+/// The panels, in the order Tab visits them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Panel {
+    Perturbations,
+    Accuracy,
+    Ds,
+    Pgd,
+    Kstar,
+    Sample,
+}
+
+impl Panel {
+    pub const ALL: [Panel; 6] = [
+        Panel::Perturbations,
+        Panel::Accuracy,
+        Panel::Ds,
+        Panel::Pgd,
+        Panel::Kstar,
+        Panel::Sample,
+    ];
+    pub fn title(self) -> &'static str {
+        match self {
+            Panel::Perturbations => "Perturbations",
+            Panel::Accuracy => "Accuracy",
+            Panel::Ds => "Distance score (DS)",
+            Panel::Pgd => "Adversarial accuracy (PGD)",
+            Panel::Kstar => "k* distribution",
+            Panel::Sample => "Sample",
+        }
+    }
+}
+
+/// One PGD setting as shown (eps, step, iterations).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PgdSetting {
+    pub eps: f64,
+    pub step: f64,
+    pub iters: usize,
+}
+
+/// What does not change during a session.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    /// Short model names, in checkpoint order (1 to [`MAX_MODELS`]).
+    pub models: Vec<String>,
+    pub dataset: String,
+    /// Number of evaluated samples.
+    pub samples: usize,
+    /// Shorter image side (for perturbation parameters).
+    pub side: usize,
+    pub class_names: Vec<String>,
+    pub pgd: Vec<PgdSetting>,
+    /// Device description for the status line.
+    pub device: String,
+    pub color: ColorMode,
+    /// `--demo`: advance the perturbation on this period.
+    pub demo: Option<Duration>,
+}
+
+/// The running job's progress as last reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub key: JobKey,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// What a cell of a table shows for a job.
+#[derive(Clone, Debug)]
+pub enum JobState<'a> {
+    Done(&'a JobResult),
+    Running {
+        done: usize,
+        total: usize,
+    },
+    Queued,
+    Failed(&'a str),
+    /// Not asked for (yet).
+    Idle,
+}
+
+/// What the event loop must do after an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Quit,
+    Export,
+}
+
+#[derive(Clone, Debug)]
+pub struct Demo {
+    pub period: Duration,
+    pub last: Instant,
+    pub paused: bool,
+}
+
+/// The whole state of the explorer.
+pub struct App {
+    pub meta: Meta,
+    /// Every (perturbation, level) the list shows, levels 1..=levels().
+    pub items: Vec<(Kind, usize)>,
+    /// Selected entry of `items`.
+    pub item: usize,
+    /// Selected model (its histogram, k* classes and sample predictions are shown).
+    pub model: usize,
+    pub focus: Panel,
+    /// Sample shown in the viewer (index into the evaluated set).
+    pub sample: usize,
+    pub tap: Tap,
+    pub metric: Metric,
+    /// First k* class row shown.
+    pub kstar_scroll: usize,
+    /// Finished results, filled only from engine events.
+    pub results: HashMap<JobKey, Arc<JobResult>>,
+    pub progress: Option<Progress>,
+    pub failures: HashMap<JobKey, String>,
+    /// Throughput of the last finished model job.
+    pub speed: Option<f64>,
+    pub help: bool,
+    pub message: Option<(String, Instant)>,
+    pub demo: Option<Demo>,
+    pub quit: bool,
+    pub engine_stopped: bool,
+    /// The job list last sent to the engine.
+    pub requested: Vec<JobKey>,
+}
+
+impl App {
+    pub fn new(meta: Meta) -> App {
+        let items = Kind::ALL
+            .iter()
+            .flat_map(|&k| (1..=k.levels()).map(move |l| (k, l)))
+            .collect();
+        let demo = meta.demo.map(|period| Demo {
+            period,
+            last: Instant::now(),
+            paused: false,
+        });
+        App {
+            meta,
+            items,
+            item: 0,
+            model: 0,
+            focus: Panel::Perturbations,
+            sample: 0,
+            tap: Tap::Logits,
+            metric: Metric::Euclidean,
+            kstar_scroll: 0,
+            results: HashMap::new(),
+            progress: None,
+            failures: HashMap::new(),
+            speed: None,
+            help: false,
+            message: None,
+            demo,
+            quit: false,
+            engine_stopped: false,
+            requested: Vec::new(),
+        }
+    }
+
+    pub fn n_models(&self) -> usize {
+        self.meta.models.len()
+    }
+    pub fn compare(&self) -> bool {
+        self.n_models() > 1
+    }
+    /// The selected perturbation and level.
+    pub fn current(&self) -> (Kind, usize) {
+        self.items[self.item]
+    }
+    pub fn kind(&self) -> Kind {
+        self.current().0
+    }
+    pub fn level(&self) -> usize {
+        self.current().1
+    }
+    /// "hue 0.2" for a perturbation level.
+    pub fn label(&self, kind: Kind, level: usize) -> String {
+        kind.param_label(level, self.meta.side)
+    }
+    /// The parameter alone ("0.2", "+16/255", "4px"): the label's last word.
+    pub fn short_label(&self, kind: Kind, level: usize) -> String {
+        let l = self.label(kind, level);
+        l.rsplit(' ').next().unwrap_or(&l).to_string()
+    }
+
+    // ---- results (the only place that looks inside JobResult) ----
+
+    pub fn clean(&self, model: usize) -> Option<&Clean> {
+        match self.results.get(&JobKey::Clean { model }).map(|r| &**r) {
+            Some(JobResult::Clean(c)) => Some(c),
+            _ => None,
+        }
+    }
+    pub fn perturb(&self, model: usize, kind: Kind, level: usize) -> Option<&PerturbRow> {
+        let key = JobKey::Perturb { model, kind, level };
+        match self.results.get(&key).map(|r| &**r) {
+            Some(JobResult::Perturb(p)) => Some(p),
+            _ => None,
+        }
+    }
+    pub fn pgd(&self, model: usize, eps_index: usize) -> Option<&PgdRow> {
+        match self
+            .results
+            .get(&JobKey::Pgd { model, eps_index })
+            .map(|r| &**r)
+        {
+            Some(JobResult::Pgd(p)) => Some(p),
+            _ => None,
+        }
+    }
+    pub fn kstar(&self, model: usize) -> Option<&KstarReport> {
+        let key = self.kstar_key(model);
+        match self.results.get(&key).map(|r| &**r) {
+            Some(JobResult::Kstar(k)) => Some(k),
+            _ => None,
+        }
+    }
+    /// The shown sample, original and perturbed at the current level.
+    pub fn sample_images(&self) -> Option<&SampleImages> {
+        match self.results.get(&self.sample_key()).map(|r| &**r) {
+            Some(JobResult::Sample(s)) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn kstar_key(&self, model: usize) -> JobKey {
+        JobKey::Kstar {
+            model,
+            tap: self.tap,
+            metric: self.metric,
+        }
+    }
+    pub fn sample_key(&self) -> JobKey {
+        let (kind, level) = self.current();
+        JobKey::Sample {
+            kind,
+            level,
+            index: self.sample,
+        }
+    }
+
+    /// What a table cell for `key` shows.
+    pub fn state(&self, key: &JobKey) -> JobState<'_> {
+        if let Some(r) = self.results.get(key) {
+            return JobState::Done(r);
+        }
+        if let Some(e) = self.failures.get(key) {
+            return JobState::Failed(e);
+        }
+        match self.running() {
+            Some(p) if p.key == *key => JobState::Running {
+                done: p.done,
+                total: p.total,
+            },
+            _ if self.requested.contains(key) => JobState::Queued,
+            _ => JobState::Idle,
+        }
+    }
+
+    /// The running job: the one last reporting progress if it is still
+    /// wanted, else the first unfinished job asked for (the engine works
+    /// through the list in order; its first batch has not reported yet).
+    pub fn running(&self) -> Option<Progress> {
+        let reported = self
+            .progress
+            .filter(|p| self.requested.contains(&p.key) && !self.results.contains_key(&p.key));
+        reported.or_else(|| {
+            self.requested
+                .iter()
+                .find(|k| !self.results.contains_key(k) && !self.failures.contains_key(k))
+                .map(|&key| Progress {
+                    key,
+                    done: 0,
+                    total: self.meta.samples,
+                })
+        })
+    }
+
+    /// Jobs asked for and not finished.
+    pub fn pending(&self) -> usize {
+        self.requested
+            .iter()
+            .filter(|k| !self.results.contains_key(k) && !self.failures.contains_key(k))
+            .count()
+    }
+
+    // ---- engine events ----
+
+    /// Applies an engine event. Returns whether anything visible changed.
+    pub fn on_event(&mut self, ev: Event) -> bool {
+        match ev {
+            Event::Progress { key, done, total } => {
+                self.progress = Some(Progress { key, done, total });
+                true
+            }
+            Event::Done { key, result } => {
+                if !fits(&key, &result) {
+                    return false;
+                }
+                if self.progress.map(|p| p.key) == Some(key) {
+                    self.progress = None;
+                }
+                self.failures.remove(&key);
+                self.results.insert(key, result);
+                true
+            }
+            Event::Failed { key, error } => {
+                if self.progress.map(|p| p.key) == Some(key) {
+                    self.progress = None;
+                }
+                self.message = Some((
+                    format!("{} failed: {error}", self.describe(&key)),
+                    Instant::now(),
+                ));
+                self.failures.insert(key, error);
+                true
+            }
+            Event::Speed { images_per_sec } => {
+                self.speed = Some(images_per_sec);
+                true
+            }
+            Event::Stopped => {
+                self.engine_stopped = true;
+                true
+            }
+        }
+    }
+
+    // ---- what the view needs ----
+
+    /// Models in priority order: the selected one first.
+    fn model_order(&self) -> Vec<usize> {
+        std::iter::once(self.model)
+            .chain((0..self.n_models()).filter(|&m| m != self.model))
+            .collect()
+    }
+
+    /// The jobs the view needs, grouped in tiers of decreasing priority:
+    /// (1) the sample (and its neighbours), then clean and the current level
+    /// per model (selected model first); (2) the other levels of the current
+    /// perturbation; (3) k* at the current layer and distance; (4) PGD at
+    /// every eps; (5) prefetch: every other perturbation level, nearest in
+    /// the list first. k* comes before PGD because PGD costs about
+    /// 2·iters+1 forward passes and would otherwise hold k* back for minutes on a CPU.
+    pub fn tiers(&self) -> Vec<Vec<JobKey>> {
+        let (kind, level) = self.current();
+        let models = self.model_order();
+        // The neighbouring samples cost milliseconds: asked right after the
+        // shown one so that n/p are instant (they do not hold later tiers back).
+        let n = self.meta.samples.max(1);
+        let mut t1 = vec![self.sample_key()];
+        for index in [(self.sample + 1) % n, (self.sample + n - 1) % n] {
+            t1.push(JobKey::Sample { kind, level, index });
+        }
+        for &m in &models {
+            t1.push(JobKey::Clean { model: m });
+            t1.push(JobKey::Perturb {
+                model: m,
+                kind,
+                level,
+            });
+        }
+        let mut others: Vec<usize> = (1..=kind.levels()).filter(|&l| l != level).collect();
+        others.sort_by_key(|&l| (l as isize - level as isize).abs());
+        let mut t2 = Vec::new();
+        for &l in &others {
+            for &m in &models {
+                t2.push(JobKey::Perturb {
+                    model: m,
+                    kind,
+                    level: l,
+                });
+            }
+        }
+        let t3: Vec<JobKey> = models.iter().map(|&m| self.kstar_key(m)).collect();
+        let mut t4 = Vec::new();
+        for e in 0..self.meta.pgd.len() {
+            for &m in &models {
+                t4.push(JobKey::Pgd {
+                    model: m,
+                    eps_index: e,
+                });
+            }
+        }
+        let mut t5 = Vec::new();
+        let len = self.items.len();
+        for d in 1..len {
+            for i in [(self.item + d) % len, (self.item + len - d % len) % len] {
+                let (k, l) = self.items[i];
+                if k == kind {
+                    continue;
+                }
+                for &m in &models {
+                    t5.push(JobKey::Perturb {
+                        model: m,
+                        kind: k,
+                        level: l,
+                    });
+                }
+            }
+        }
+        vec![t1, t2, t3, t4, t5]
+    }
+
+    /// Whether `key` must be finished before later tiers are asked for
+    /// (everything but the prefetched neighbouring samples).
+    fn blocking(&self, key: &JobKey) -> bool {
+        !matches!(key, JobKey::Sample { index, .. } if *index != self.sample)
+    }
+
+    /// Every job the view needs, in priority order, without duplicates or
+    /// jobs that failed.
+    pub fn wanted(&self) -> Vec<JobKey> {
+        let mut out = Vec::new();
+        for t in self.tiers() {
+            push_unique(&mut out, &t, &self.failures);
+        }
+        out
+    }
+
+    /// What to send to the engine: [`App::wanted`] cut after the first tier
+    /// that is not finished. A job of a later tier is thus superseded as soon
+    /// as the user moves to a view whose first numbers are missing.
+    pub fn request(&self) -> Vec<JobKey> {
+        let mut out = Vec::new();
+        for t in self.tiers() {
+            push_unique(&mut out, &t, &self.failures);
+            let open = t.iter().any(|k| {
+                self.blocking(k) && !self.results.contains_key(k) && !self.failures.contains_key(k)
+            });
+            if open {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The request when it differs from the one last sent (and records it).
+    pub fn take_request(&mut self) -> Option<Vec<JobKey>> {
+        let r = self.request();
+        if r == self.requested {
+            return None;
+        }
+        self.requested = r.clone();
+        Some(r)
+    }
+
+    /// Whether the first tier (sample, clean and current level of every model) is in.
+    pub fn view_ready(&self) -> bool {
+        self.tiers()[0].iter().all(|k| {
+            !self.blocking(k) || self.results.contains_key(k) || self.failures.contains_key(k)
+        })
+    }
+
+    // ---- actions ----
+
+    /// Applies an action. Returns what the event loop must do, if anything.
+    pub fn update(&mut self, a: Action) -> Option<Command> {
+        if self.help {
+            match a {
+                Action::Quit => return Some(Command::Quit),
+                _ => {
+                    // Any other key (Esc and ? included) closes the help.
+                    self.help = false;
+                    return None;
+                }
+            }
+        }
+        match a {
+            Action::Quit => return Some(Command::Quit),
+            Action::Back => return Some(Command::Quit),
+            Action::Help => self.help = true,
+            Action::Export => return Some(Command::Export),
+            Action::NextPanel => self.focus = cycle(&Panel::ALL, self.focus, 1),
+            Action::PrevPanel => self.focus = cycle(&Panel::ALL, self.focus, -1),
+            Action::NextModel => self.set_model(self.model as isize + 1),
+            Action::PrevModel => self.set_model(self.model as isize - 1),
+            Action::NextSample => self.step_sample(1),
+            Action::PrevSample => self.step_sample(-1),
+            Action::NextLayer => self.step_tap(1),
+            Action::PrevLayer => self.step_tap(-1),
+            Action::NextMetric => self.metric = cycle(&METRICS, self.metric, 1),
+            Action::PrevMetric => self.metric = cycle(&METRICS, self.metric, -1),
+            Action::Level(l) => self.set_level(l),
+            Action::ToggleDemo => match &mut self.demo {
+                Some(d) => {
+                    d.paused = !d.paused;
+                    d.last = Instant::now();
+                }
+                None => {
+                    self.demo = Some(Demo {
+                        period: Duration::from_secs(4),
+                        last: Instant::now(),
+                        paused: false,
+                    })
+                }
+            },
+            Action::Up => self.vertical(-1),
+            Action::Down => self.vertical(1),
+            Action::Left => self.horizontal(-1),
+            Action::Right => self.horizontal(1),
+        }
+        None
+    }
+
+    fn vertical(&mut self, d: isize) {
+        match self.focus {
+            Panel::Perturbations => self.step_item(d),
+            Panel::Accuracy | Panel::Ds | Panel::Pgd => self.set_model(self.model as isize + d),
+            Panel::Kstar => {
+                let n = self.kstar(self.model).map(|r| r.classes.len()).unwrap_or(0);
+                self.kstar_scroll =
+                    (self.kstar_scroll as isize + d).clamp(0, n.saturating_sub(1) as isize) as usize
+            }
+            Panel::Sample => self.step_sample(d),
+        }
+    }
+
+    fn horizontal(&mut self, d: isize) {
+        match self.focus {
+            Panel::Kstar => self.step_tap(d),
+            _ => self.set_level((self.level() as isize + d).max(1) as usize),
+        }
+    }
+
+    /// Moves through the perturbation list (wrapping).
+    pub fn step_item(&mut self, d: isize) {
+        let n = self.items.len() as isize;
+        self.item = (self.item as isize + d).rem_euclid(n) as usize;
+    }
+
+    /// Selects `level` of the current perturbation (clamped to 1..=levels).
+    pub fn set_level(&mut self, level: usize) {
+        let kind = self.kind();
+        let level = level.clamp(1, kind.levels());
+        if let Some(i) = self.items.iter().position(|&it| it == (kind, level)) {
+            self.item = i;
+        }
+    }
+
+    fn set_model(&mut self, m: isize) {
+        let n = self.n_models() as isize;
+        self.model = m.rem_euclid(n.max(1)) as usize;
+    }
+
+    fn step_sample(&mut self, d: isize) {
+        let n = self.meta.samples.max(1) as isize;
+        self.sample = (self.sample as isize + d).rem_euclid(n) as usize;
+    }
+
+    fn step_tap(&mut self, d: isize) {
+        self.tap = cycle(&Tap::ALL, self.tap, d);
+        self.kstar_scroll = 0;
+    }
+
+    pub fn set_message(&mut self, text: impl Into<String>, now: Instant) {
+        self.message = Some((text.into(), now));
+    }
+
+    /// Time passes: the demo advances, messages expire. Returns whether to redraw.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        if let Some((_, at)) = &self.message {
+            if now.saturating_duration_since(*at) >= MESSAGE_TTL {
+                self.message = None;
+                changed = true;
+            }
+        }
+        let ready = self.view_ready();
+        if let Some(d) = &mut self.demo {
+            let waited = now.saturating_duration_since(d.last);
+            // Advance once the numbers are in (or after a long wait on a slow machine).
+            if !d.paused && waited >= d.period && (ready || waited >= d.period * 4) {
+                d.last = now;
+                self.step_item(1);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// A short description of a job for the status line.
+    pub fn describe(&self, key: &JobKey) -> String {
+        let model = |m: usize| self.meta.models.get(m).cloned().unwrap_or_default();
+        match *key {
+            JobKey::Clean { model: m } => format!("clean [{}]", model(m)),
+            JobKey::Perturb {
+                model: m,
+                kind,
+                level,
+            } => format!("{} [{}]", self.label(kind, level), model(m)),
+            JobKey::Pgd {
+                model: m,
+                eps_index,
+            } => {
+                let eps = self.meta.pgd.get(eps_index).map(|p| p.eps).unwrap_or(0.0);
+                format!("PGD {} [{}]", eps_label(eps), model(m))
+            }
+            JobKey::Kstar {
+                model: m,
+                tap,
+                metric,
+            } => format!("k* {tap}/{} [{}]", metric_name(metric), model(m)),
+            JobKey::Sample { index, .. } => format!("sample {}", index + 1),
+        }
+    }
+}
+
+/// Whether a result is of the kind its key promises (and for perturbation
+/// rows, of the same level): a defensive check on top of the engine's
+/// guarantee that results travel with their own key.
+pub fn fits(key: &JobKey, result: &JobResult) -> bool {
+    match (key, result) {
+        (JobKey::Clean { .. }, JobResult::Clean(_)) => true,
+        (JobKey::Perturb { level, .. }, JobResult::Perturb(r)) => r.level == *level,
+        (JobKey::Pgd { .. }, JobResult::Pgd(_)) => true,
+        (JobKey::Kstar { .. }, JobResult::Kstar(_)) => true,
+        (JobKey::Sample { .. }, JobResult::Sample(_)) => true,
+        _ => false,
+    }
+}
+
+fn push_unique(out: &mut Vec<JobKey>, keys: &[JobKey], failed: &HashMap<JobKey, String>) {
+    for k in keys {
+        if !failed.contains_key(k) && !out.contains(k) {
+            out.push(*k);
+        }
+    }
+}
+
+fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, d: isize) -> T {
+    let n = all.len() as isize;
+    let i = all.iter().position(|x| *x == cur).unwrap_or(0) as isize;
+    all[(i + d).rem_euclid(n) as usize]
+}
+
+/// "8/255" for multiples of 1/255, else the decimal value.
+pub fn eps_label(eps: f64) -> String {
+    let n = eps * 255.0;
+    if (n - n.round()).abs() < 1e-3 && n.round() > 0.0 {
+        format!("{}/255", n.round() as i64)
+    } else {
+        format!("{eps:.4}")
+    }
+}

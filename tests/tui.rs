@@ -1,0 +1,1001 @@
+//! Explorer state, update logic, rendering (ratatui TestBackend snapshots),
+//! export, checkpoint discovery, and the App driving the real engine.
+//!
+//! Snapshots live in tests/snapshots/tui/; run with UPDATE_SNAPSHOTS=1 to
+//! (re)write them after an intended change of the layout or of the labels.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use semcon::engine::{Event, JobKey, JobResult, SampleImages};
+use semcon::eval::{Clean, PerturbRow, PgdRow};
+use semcon::metrics::kstar::{ClassStats, KstarReport, Metric};
+use semcon::metrics::Histogram;
+use semcon::model::Tap;
+use semcon::perturb::Kind;
+use semcon::tui::app::{App, Command, JobState, Meta, Panel, PgdSetting, MESSAGE_TTL};
+use semcon::tui::image::ColorMode;
+use semcon::tui::keys::{self, Action};
+use semcon::tui::{export, kview, setup, ui};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const N: usize = 50;
+
+fn meta(models: &[&str]) -> Meta {
+    Meta {
+        models: models.iter().map(|s| s.to_string()).collect(),
+        dataset: "builtin:fashion-mnist".into(),
+        samples: N,
+        side: 28,
+        class_names: semcon::data::FASHION_MNIST_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        pgd: [2.0, 4.0, 8.0]
+            .iter()
+            .map(|e| PgdSetting {
+                eps: e / 255.0,
+                step: 2.0 / 255.0,
+                iters: 10,
+            })
+            .collect(),
+        device: "cpu (2 threads)".into(),
+        color: ColorMode::TrueColor,
+        demo: None,
+    }
+}
+
+fn done(app: &mut App, key: JobKey, r: JobResult) {
+    assert!(app.on_event(Event::Done {
+        key,
+        result: Arc::new(r),
+    }));
+}
+
+fn clean(acc: f64) -> JobResult {
+    JobResult::Clean(Clean {
+        logits: vec![0.0; N * 10],
+        num_classes: 10,
+        preds: (0..N as u32).map(|i| i % 10).collect(),
+        accuracy: acc,
+    })
+}
+
+fn row(kind: Kind, level: usize, acc: f64, ds: f64) -> JobResult {
+    JobResult::Perturb(PerturbRow {
+        name: kind.name().into(),
+        level,
+        param: kind.param(level, 28),
+        label: kind.param_label(level, 28),
+        accuracy: acc,
+        ds_mean: ds,
+        ds_median: ds * 0.8,
+        discontinuity_rate: 0.125,
+        ds_histogram: Histogram {
+            lo: 0.0,
+            hi: ds * 3.0,
+            counts: vec![9, 14, 10, 6, 4, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        },
+        ds: (0..N).map(|i| i as f32 * 0.1).collect(),
+        preds: (0..N as u32).map(|i| (i + 1) % 10).collect(),
+    })
+}
+
+fn pgd(acc: f64) -> JobResult {
+    JobResult::Pgd(PgdRow {
+        eps: 8.0 / 255.0,
+        step: 2.0 / 255.0,
+        iters: 10,
+        random_start: false,
+        accuracy: acc,
+        preds: vec![0; N],
+    })
+}
+
+/// The one place that builds a k* report (adapt here when its type changes).
+fn kstar(skews: &[f64]) -> JobResult {
+    let classes = skews
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| ClassStats {
+            class: i as u32,
+            name: semcon::data::FASHION_MNIST_CLASSES[i].into(),
+            n: 5,
+            mean: 0.2 + 0.05 * i as f64,
+            std: 0.1,
+            skew: Some(s),
+            pattern: None,
+            histogram: Histogram {
+                lo: 0.0,
+                hi: 1.0,
+                counts: vec![5, 3, 2, 1, 1, 0, 0, 1, 0, 2],
+            },
+        })
+        .collect();
+    JobResult::Kstar(KstarReport {
+        layer: "logits".into(),
+        metric: "euclidean".into(),
+        classes,
+    })
+}
+
+fn sample(kind: Kind, level: usize) -> JobResult {
+    let _ = (kind, level);
+    let (h, w) = (28, 28);
+    let mut original = vec![0.0f32; 3 * h * w];
+    for y in 0..h {
+        for x in 0..w {
+            original[y * w + x] = x as f32 / w as f32;
+            original[h * w + y * w + x] = y as f32 / h as f32;
+        }
+    }
+    let perturbed = original.iter().map(|v| 1.0 - v).collect();
+    JobResult::Sample(SampleImages {
+        channels: 3,
+        height: h,
+        width: w,
+        original,
+        perturbed,
+        label: 4,
+    })
+}
+
+/// Every number the first view needs, for every model, plus PGD and k*.
+fn filled(models: &[&str]) -> App {
+    let mut app = App::new(meta(models));
+    let (kind, level) = app.current();
+    let sk = app.sample_key();
+    done(&mut app, sk, sample(kind, level));
+    for m in 0..models.len() {
+        done(
+            &mut app,
+            JobKey::Clean { model: m },
+            clean(0.9 - 0.05 * m as f64),
+        );
+        for l in 1..=kind.levels() {
+            let key = JobKey::Perturb {
+                model: m,
+                kind,
+                level: l,
+            };
+            done(
+                &mut app,
+                key,
+                row(
+                    kind,
+                    l,
+                    0.85 - 0.1 * l as f64 + 0.02 * m as f64,
+                    0.5 * l as f64,
+                ),
+            );
+        }
+        for e in 0..3 {
+            done(
+                &mut app,
+                JobKey::Pgd {
+                    model: m,
+                    eps_index: e,
+                },
+                pgd(0.6 - 0.2 * e as f64),
+            );
+        }
+        let k = app.kstar_key(m);
+        done(
+            &mut app,
+            k,
+            kstar(&[1.2, 0.7, 0.1, -0.2, -0.9, 2.0, 0.0, 0.3, 0.6, -1.0]),
+        );
+    }
+    app
+}
+
+fn key(c: KeyCode) -> KeyEvent {
+    KeyEvent {
+        code: c,
+        modifiers: KeyModifiers::NONE,
+        kind: KeyEventKind::Press,
+        state: KeyEventState::NONE,
+    }
+}
+
+// ---------------------------------------------------------------- state
+
+#[test]
+fn wanted_is_in_priority_order() {
+    let mut app = App::new(meta(&["a", "b"]));
+    app.model = 1;
+    let (kind, level) = app.current();
+    let w = app.wanted();
+    assert_eq!(w[0], app.sample_key());
+    assert_eq!(
+        w[1..3],
+        [
+            JobKey::Sample {
+                kind,
+                level,
+                index: 1
+            },
+            JobKey::Sample {
+                kind,
+                level,
+                index: N - 1
+            }
+        ],
+        "the neighbouring samples"
+    );
+    let w = w[2..].to_vec();
+    assert_eq!(w[1], JobKey::Clean { model: 1 }, "selected model first");
+    assert_eq!(
+        w[2],
+        JobKey::Perturb {
+            model: 1,
+            kind,
+            level
+        }
+    );
+    assert_eq!(w[3], JobKey::Clean { model: 0 });
+    assert_eq!(
+        w[4],
+        JobKey::Perturb {
+            model: 0,
+            kind,
+            level
+        }
+    );
+    // then the other levels of the current kind, nearest first
+    assert_eq!(
+        w[5],
+        JobKey::Perturb {
+            model: 1,
+            kind,
+            level: level + 1
+        }
+    );
+    let pos = |k: &JobKey| w.iter().position(|x| x == k).unwrap();
+    let other_level = pos(&JobKey::Perturb {
+        model: 0,
+        kind,
+        level: kind.levels(),
+    });
+    let kst = pos(&app.kstar_key(0));
+    let pgd = pos(&JobKey::Pgd {
+        model: 0,
+        eps_index: 0,
+    });
+    let other_kind = pos(&JobKey::Perturb {
+        model: 0,
+        kind: Kind::ALL[1],
+        level: 1,
+    });
+    assert!(other_level < kst && kst < pgd && pgd < other_kind);
+    // no duplicates; every level of every kind for every model is prefetched
+    let mut d = w.clone();
+    d.sort_by_key(|k| format!("{k:?}"));
+    d.dedup();
+    assert_eq!(d.len(), w.len());
+    let perturb = w
+        .iter()
+        .filter(|k| matches!(k, JobKey::Perturb { .. }))
+        .count();
+    assert_eq!(perturb, app.items.len() * 2);
+}
+
+#[test]
+fn request_stops_after_the_first_unfinished_tier() {
+    let mut app = App::new(meta(&["a"]));
+    let (kind, level) = app.current();
+    let r = app.request();
+    assert_eq!(
+        r.len(),
+        5,
+        "sample and its neighbours, clean, current level: {r:?}"
+    );
+    let sk = app.sample_key();
+    done(&mut app, sk, sample(kind, level));
+    done(&mut app, JobKey::Clean { model: 0 }, clean(0.9));
+    assert_eq!(app.request().len(), 5);
+    done(
+        &mut app,
+        JobKey::Perturb {
+            model: 0,
+            kind,
+            level,
+        },
+        row(kind, level, 0.8, 1.0),
+    );
+    assert!(
+        app.view_ready(),
+        "the neighbouring samples do not hold the view"
+    );
+    // tier 2 (other levels) is now asked for
+    let r = app.request();
+    assert_eq!(r.len(), 5 + kind.levels() - 1);
+    assert!(!r.iter().any(|k| matches!(k, JobKey::Pgd { .. })));
+}
+
+#[test]
+fn moving_on_drops_expensive_jobs_from_the_request() {
+    // Everything of the first view is done and PGD runs; moving to another
+    // perturbation must leave PGD out of the request so the engine supersedes it.
+    let mut app = filled(&["a"]);
+    // make PGD unfinished again
+    app.results.retain(|k, _| !matches!(k, JobKey::Pgd { .. }));
+    let r = app.request();
+    assert!(r.contains(&JobKey::Pgd {
+        model: 0,
+        eps_index: 0
+    }));
+    app.requested = r;
+    app.on_event(Event::Progress {
+        key: JobKey::Pgd {
+            model: 0,
+            eps_index: 0,
+        },
+        done: 3,
+        total: N,
+    });
+    assert!(matches!(
+        app.state(&JobKey::Pgd {
+            model: 0,
+            eps_index: 0
+        }),
+        JobState::Running { done: 3, .. }
+    ));
+    for _ in 0..=Kind::ALL[0].levels() {
+        app.update(Action::Down);
+    }
+    assert_ne!(app.kind(), Kind::ALL[0]);
+    let r = app.take_request().expect("the request changed");
+    assert!(!r.iter().any(|k| matches!(k, JobKey::Pgd { .. })));
+    // the stale progress no longer shows as running
+    assert!(matches!(
+        app.state(&JobKey::Pgd {
+            model: 0,
+            eps_index: 0
+        }),
+        JobState::Idle
+    ));
+    assert!(
+        app.take_request().is_none(),
+        "unchanged request is not resent"
+    );
+}
+
+#[test]
+fn results_are_stored_under_their_own_key_only() {
+    let mut app = App::new(meta(&["a"]));
+    let (kind, _) = app.current();
+    // A perturbation row for level 2 sent under a level-3 key is ignored.
+    let wrong = JobKey::Perturb {
+        model: 0,
+        kind,
+        level: 3,
+    };
+    assert!(!app.on_event(Event::Done {
+        key: wrong,
+        result: Arc::new(row(kind, 2, 0.5, 1.0)),
+    }));
+    assert!(app.perturb(0, kind, 3).is_none());
+    // A clean result under a PGD key is ignored.
+    assert!(!app.on_event(Event::Done {
+        key: JobKey::Pgd {
+            model: 0,
+            eps_index: 0
+        },
+        result: Arc::new(clean(0.5)),
+    }));
+    assert!(app.results.is_empty());
+    // The right one is kept and shown only for its key.
+    done(&mut app, JobKey::Clean { model: 0 }, clean(0.75));
+    assert_eq!(app.clean(0).unwrap().accuracy, 0.75);
+    assert!(app.clean(1).is_none());
+}
+
+#[test]
+fn failures_are_reported_and_not_asked_again() {
+    let mut app = App::new(meta(&["a"]));
+    let k = JobKey::Clean { model: 0 };
+    app.on_event(Event::Failed {
+        key: k,
+        error: "boom".into(),
+    });
+    assert!(matches!(app.state(&k), JobState::Failed("boom")));
+    assert!(!app.wanted().contains(&k));
+    assert!(app.message.as_ref().unwrap().0.contains("boom"));
+}
+
+#[test]
+fn levels_items_models_samples_layers() {
+    let mut app = App::new(meta(&["a", "b", "c"]));
+    let first = app.kind();
+    assert_eq!(app.level(), 1);
+    app.update(Action::Left);
+    assert_eq!(app.level(), 1, "clamped at level 1");
+    for _ in 0..10 {
+        app.update(Action::Right);
+    }
+    assert_eq!((app.kind(), app.level()), (first, first.levels()));
+    app.update(Action::Level(2));
+    assert_eq!(app.level(), 2);
+    app.update(Action::Up);
+    app.update(Action::Up);
+    assert_eq!(app.item, app.items.len() - 1, "the list wraps");
+    // every item names its parameter
+    assert_eq!(
+        app.items.len(),
+        Kind::ALL.iter().map(|k| k.levels()).sum::<usize>()
+    );
+    app.update(Action::NextModel);
+    app.update(Action::NextModel);
+    assert_eq!(app.model, 2);
+    app.update(Action::NextModel);
+    assert_eq!(app.model, 0);
+    app.update(Action::PrevModel);
+    assert_eq!(app.model, 2);
+    app.update(Action::PrevSample);
+    assert_eq!(app.sample, N - 1);
+    app.update(Action::NextSample);
+    assert_eq!(app.sample, 0);
+    assert_eq!(app.tap, Tap::Logits);
+    app.update(Action::NextLayer);
+    assert_eq!(app.tap, Tap::Penultimate);
+    app.update(Action::PrevLayer);
+    app.update(Action::PrevLayer);
+    assert_eq!(app.tap, Tap::Layer(4));
+    app.update(Action::NextMetric);
+    assert_eq!(app.metric, Metric::Cityblock);
+    assert_eq!(
+        app.kstar_key(0),
+        JobKey::Kstar {
+            model: 0,
+            tap: Tap::Layer(4),
+            metric: Metric::Cityblock
+        }
+    );
+}
+
+#[test]
+fn arrows_act_on_the_focused_panel() {
+    let mut app = filled(&["a", "b"]);
+    app.update(Action::NextPanel);
+    assert_eq!(app.focus, Panel::Accuracy);
+    app.update(Action::Down);
+    assert_eq!(app.model, 1, "accuracy panel: up/down picks the model");
+    app.update(Action::Right);
+    assert_eq!(app.level(), 2, "left/right changes the level");
+    app.focus = Panel::Kstar;
+    app.update(Action::Down);
+    assert_eq!(app.kstar_scroll, 1);
+    app.update(Action::Right);
+    assert_eq!(app.tap, Tap::Penultimate);
+    assert_eq!(app.kstar_scroll, 0);
+    app.focus = Panel::Sample;
+    app.update(Action::Down);
+    assert_eq!(app.sample, 1);
+    app.update(Action::PrevPanel);
+    assert_eq!(app.focus, Panel::Kstar);
+    for _ in 0..Panel::ALL.len() {
+        app.update(Action::NextPanel);
+    }
+    assert_eq!(app.focus, Panel::Kstar);
+}
+
+#[test]
+fn help_quit_and_export_commands() {
+    let mut app = App::new(meta(&["a"]));
+    assert_eq!(app.update(Action::Help), None);
+    assert!(app.help);
+    // any key closes the help without acting
+    let item = app.item;
+    assert_eq!(app.update(Action::Down), None);
+    assert!(!app.help);
+    assert_eq!(app.item, item);
+    app.update(Action::Help);
+    assert_eq!(app.update(Action::Back), None, "Esc closes the help");
+    assert!(!app.help);
+    assert_eq!(app.update(Action::Back), Some(Command::Quit));
+    app.update(Action::Help);
+    assert_eq!(app.update(Action::Quit), Some(Command::Quit));
+    app.help = false;
+    assert_eq!(app.update(Action::Export), Some(Command::Export));
+}
+
+#[test]
+fn key_map() {
+    let ctrl_c = KeyEvent {
+        code: KeyCode::Char('c'),
+        modifiers: KeyModifiers::CONTROL,
+        kind: KeyEventKind::Press,
+        state: KeyEventState::NONE,
+    };
+    assert_eq!(keys::action(ctrl_c), Some(Action::Quit));
+    let cases = [
+        (KeyCode::Char('q'), Action::Quit),
+        (KeyCode::Esc, Action::Back),
+        (KeyCode::Char('?'), Action::Help),
+        (KeyCode::Up, Action::Up),
+        (KeyCode::Char('k'), Action::Up),
+        (KeyCode::Down, Action::Down),
+        (KeyCode::Char('j'), Action::Down),
+        (KeyCode::Left, Action::Left),
+        (KeyCode::Char('h'), Action::Left),
+        (KeyCode::Right, Action::Right),
+        (KeyCode::Char('l'), Action::Right),
+        (KeyCode::Tab, Action::NextPanel),
+        (KeyCode::BackTab, Action::PrevPanel),
+        (KeyCode::Char('m'), Action::NextModel),
+        (KeyCode::Char('n'), Action::NextSample),
+        (KeyCode::Char('p'), Action::PrevSample),
+        (KeyCode::Char('t'), Action::NextLayer),
+        (KeyCode::Char('d'), Action::NextMetric),
+        (KeyCode::Char('e'), Action::Export),
+        (KeyCode::Char('3'), Action::Level(3)),
+        (KeyCode::Char(' '), Action::ToggleDemo),
+    ];
+    for (c, a) in cases {
+        assert_eq!(keys::action(key(c)), Some(a), "{c:?}");
+    }
+    assert_eq!(keys::action(key(KeyCode::Char('z'))), None);
+    let mut release = key(KeyCode::Char('q'));
+    release.kind = KeyEventKind::Release;
+    assert_eq!(keys::action(release), None);
+    // the footer names the essential keys
+    for k in ["Tab", "m model", "n/p", "e export", "? help", "q quit"] {
+        assert!(keys::FOOTER.contains(k), "{k}");
+    }
+}
+
+#[test]
+fn demo_advances_when_numbers_are_in() {
+    let mut m = meta(&["a"]);
+    m.demo = Some(Duration::from_secs(2));
+    let mut app = App::new(m);
+    let t0 = app.demo.as_ref().unwrap().last;
+    assert!(!app.tick(t0 + Duration::from_secs(1)));
+    // not ready: waits up to 4 periods
+    assert!(!app.tick(t0 + Duration::from_secs(3)));
+    assert_eq!(app.item, 0);
+    assert!(app.tick(t0 + Duration::from_secs(9)));
+    assert_eq!(app.item, 1);
+    // ready: advances after one period
+    let app2 = filled(&["a"]);
+    let mut app2 = App {
+        demo: Some(semcon::tui::app::Demo {
+            period: Duration::from_secs(2),
+            last: t0,
+            paused: false,
+        }),
+        ..app2
+    };
+    assert!(app2.tick(t0 + Duration::from_secs(2)));
+    assert_eq!(app2.item, 1);
+    // paused: stays
+    app2.update(Action::ToggleDemo);
+    assert!(!app2.tick(t0 + Duration::from_secs(60)));
+    assert_eq!(app2.item, 1);
+}
+
+#[test]
+fn messages_expire() {
+    let mut app = App::new(meta(&["a"]));
+    let t = Instant::now();
+    app.set_message("hello", t);
+    assert!(!app.tick(t + Duration::from_millis(10)));
+    assert!(app.message.is_some());
+    assert!(app.tick(t + MESSAGE_TTL));
+    assert!(app.message.is_none());
+}
+
+#[test]
+fn running_job_is_inferred_before_its_first_batch() {
+    let mut app = App::new(meta(&["a"]));
+    let r = app.take_request().unwrap();
+    assert_eq!(app.running().unwrap().key, r[0]);
+    assert!(matches!(
+        app.state(&r[0]),
+        JobState::Running { done: 0, .. }
+    ));
+    assert!(matches!(app.state(&r[1]), JobState::Queued));
+    app.on_event(Event::Progress {
+        key: r[1],
+        done: 10,
+        total: N,
+    });
+    assert_eq!(app.running().unwrap().done, 10);
+    app.on_event(Event::Speed {
+        images_per_sec: 123.0,
+    });
+    assert_eq!(app.speed, Some(123.0));
+}
+
+#[test]
+fn kstar_view_patterns_and_groups() {
+    let JobResult::Kstar(r) = kstar(&[1.2, 0.7, 0.1, -0.2, -0.9]) else {
+        unreachable!()
+    };
+    let cls = kview::classes(&r);
+    let letters: Vec<char> = cls.iter().map(|c| c.pattern.unwrap()).collect();
+    assert_eq!(letters, vec!['A', 'A', 'B', 'B', 'C']);
+    let g = kview::groups(&cls);
+    assert_eq!((g[0].count, g[1].count, g[2].count), (2, 2, 1));
+    assert!((g[0].skew - 0.95).abs() < 1e-12);
+    assert_eq!(kview::letter("\"B\""), Some('B'));
+    assert_eq!(kview::letter("Fractured"), Some('A'));
+    assert_eq!(kview::letter("Some(Clustered)"), Some('C'));
+    assert_eq!(kview::sparkline(&[0, 1, 2, 4], 4), " ▂▄█");
+    assert_eq!(kview::sparkline(&[1, 1, 1, 1], 2).chars().count(), 2);
+}
+
+// ------------------------------------------------------------ rendering
+
+fn draw(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let started = Instant::now();
+    t.draw(|f| ui::render(f, app)).unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(200),
+        "a frame took {elapsed:?}"
+    );
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn snapshot(name: &str, got: &str) {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots/tui")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() || !p.exists() {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, got).unwrap();
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            return;
+        }
+    }
+    let want = std::fs::read_to_string(&p).unwrap();
+    if want != got {
+        let diff: Vec<String> = want
+            .lines()
+            .zip(got.lines())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .take(5)
+            .map(|(i, (a, b))| format!("line {i}:\n  want {a}\n  got  {b}"))
+            .collect();
+        panic!(
+            "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it):\n{}\n\nfull output:\n{got}",
+            diff.join("\n")
+        );
+    }
+}
+
+#[test]
+fn snapshot_wide_compare() {
+    let app = filled(&["standard", "continuity", "adv", "adv-continuity"]);
+    let s = draw(&app, 160, 45);
+    for needle in [
+        "Perturbations",
+        "Accuracy",
+        "Distance score",
+        "PGD",
+        "k* distribution",
+        "Sample",
+        "standard",
+        "adv-continuity",
+        "90.0%",
+        "true label: Coat",
+        "▀",
+        "A frac.",
+    ] {
+        assert!(s.contains(needle), "{needle} missing:\n{s}");
+    }
+    snapshot("wide_compare", &s);
+}
+
+#[test]
+fn snapshot_wide_single_model() {
+    let app = filled(&["standard"]);
+    snapshot("wide_single", &draw(&app, 150, 40));
+}
+
+#[test]
+fn snapshot_compact_focus_cycles_bottom_panel() {
+    let mut app = filled(&["standard", "adv"]);
+    let s = draw(&app, 100, 30);
+    assert!(s.contains("Distance score"));
+    snapshot("compact_ds", &s);
+    app.focus = Panel::Kstar;
+    let s = draw(&app, 100, 30);
+    assert!(s.contains("k* distribution") && !s.contains("Distance score"));
+    snapshot("compact_kstar", &s);
+    app.focus = Panel::Sample;
+    let s = draw(&app, 100, 30);
+    assert!(s.contains("true label"));
+    app.focus = Panel::Pgd;
+    let s = draw(&app, 100, 30);
+    assert!(s.contains("ε 8/255"));
+}
+
+#[test]
+fn snapshot_empty_and_progress() {
+    let mut app = App::new(meta(&["standard", "adv"]));
+    app.take_request().unwrap();
+    app.on_event(Event::Progress {
+        key: JobKey::Clean { model: 0 },
+        done: 20,
+        total: N,
+    });
+    let s = draw(&app, 120, 34);
+    assert!(s.contains("computing clean [standard]"), "{s}");
+    assert!(s.contains("…40%"));
+    snapshot("empty_progress", &s);
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut app = filled(&["standard"]);
+    app.help = true;
+    let s = draw(&app, 120, 36);
+    assert!(s.contains("Help — keys") && s.contains("Ctrl-C"));
+    snapshot("help", &s);
+}
+
+#[test]
+fn too_small_shows_a_message() {
+    let app = filled(&["standard"]);
+    let s = draw(&app, 60, 20);
+    assert!(s.contains("Terminal too small"), "{s}");
+    assert!(s.contains("at least 80x24"));
+    snapshot("too_small", &s);
+    // degenerate sizes do not panic
+    for (w, h) in [(1, 1), (5, 3), (79, 40), (200, 23), (80, 24), (300, 100)] {
+        draw(&app, w, h);
+    }
+}
+
+#[test]
+fn every_size_and_focus_renders() {
+    let mut app = filled(&["standard", "continuity", "adv", "adv-continuity"]);
+    for &focus in &Panel::ALL {
+        app.focus = focus;
+        for (w, h) in [(80, 24), (100, 30), (139, 31), (140, 32), (220, 60)] {
+            let s = draw(&app, w, h);
+            assert!(s.contains("semcon"), "{w}x{h} {focus:?}");
+        }
+    }
+}
+
+#[test]
+fn ansi256_fallback_colours() {
+    let mut app = filled(&["standard"]);
+    app.meta.color = ColorMode::Ansi256;
+    let mut t = Terminal::new(TestBackend::new(160, 45)).unwrap();
+    t.draw(|f| ui::render(f, &app)).unwrap();
+    let buf = t.backend().buffer();
+    let cells: Vec<_> = buf.content().iter().filter(|c| c.symbol() == "▀").collect();
+    assert!(!cells.is_empty());
+    assert!(cells
+        .iter()
+        .all(|c| matches!(c.fg, ratatui::style::Color::Indexed(_))));
+    app.meta.color = ColorMode::TrueColor;
+    t.draw(|f| ui::render(f, &app)).unwrap();
+    let buf = t.backend().buffer();
+    assert!(buf
+        .content()
+        .iter()
+        .filter(|c| c.symbol() == "▀")
+        .all(|c| matches!(c.fg, ratatui::style::Color::Rgb(..))));
+}
+
+// --------------------------------------------------------------- export
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("semcon-tui-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn export_writes_json_and_pngs() {
+    let app = filled(&["standard", "adv"]);
+    let base = temp_dir("export");
+    let e = export::export(&app, &base).unwrap();
+    assert!(e.dir.starts_with(&base));
+    for f in [
+        "view.json",
+        "accuracy.png",
+        "ds.png",
+        "pgd.png",
+        "kstar.png",
+        "sample.png",
+    ] {
+        assert!(e.files.iter().any(|x| x == f), "{f} in {:?}", e.files);
+        assert!(e.dir.join(f).is_file());
+    }
+    for f in e.files.iter().filter(|f| f.ends_with(".png")) {
+        let img = image::open(e.dir.join(f)).unwrap();
+        assert!(img.width() > 100 && img.height() > 50, "{f}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e.dir.join("view.json")).unwrap()).unwrap();
+    assert_eq!(v["models"]["standard"]["clean_accuracy"], 0.9);
+    assert_eq!(
+        v["models"]["adv"]["levels"].as_array().unwrap().len(),
+        app.kind().levels()
+    );
+    assert_eq!(v["models"]["adv"]["pgd"][2]["eps_label"], "8/255");
+    assert_eq!(v["models"]["standard"]["kstar"]["patterns"][0]["count"], 4);
+    assert!(e.summary().contains("exported to"));
+    // a second export goes to a new directory
+    let e2 = export::export(&app, &base).unwrap();
+    assert_ne!(e.dir, e2.dir);
+    // with nothing computed only the JSON is written
+    let empty = App::new(meta(&["a"]));
+    let e3 = export::export(&empty, &base).unwrap();
+    assert_eq!(e3.files, vec!["view.json".to_string()]);
+    if std::env::var_os("SEMCON_TEST_KEEP").is_some() {
+        eprintln!("kept {}", e.dir.display());
+    } else {
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------- setup
+
+#[test]
+fn checkpoint_discovery_order_and_error() {
+    let d = temp_dir("ckpt");
+    for n in [
+        "zeta",
+        "adv-continuity",
+        "adv",
+        "alpha",
+        "standard",
+        "continuity",
+    ] {
+        std::fs::write(d.join(format!("{n}.safetensors")), b"").unwrap();
+    }
+    std::fs::write(d.join("notes.json"), b"{}").unwrap();
+    let found: Vec<String> = setup::checkpoints_in(&d)
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "standard",
+            "continuity",
+            "adv",
+            "adv-continuity",
+            "alpha",
+            "zeta"
+        ]
+    );
+    let none = d.join("nothing-here");
+    let err = setup::default_checkpoints(&[none.clone(), d.join("also-missing")]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("--checkpoint"), "{msg}");
+    assert!(msg.contains("nothing-here"), "{msg}");
+    assert_eq!(
+        setup::default_checkpoints(&[none, d.clone()])
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(
+        setup::model_names(&[
+            PathBuf::from("a/m.safetensors"),
+            PathBuf::from("b/m.safetensors"),
+            PathBuf::from("c/x.safetensors"),
+        ]),
+        ["m", "m#2", "x"]
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+    // the source checkout is always among the places looked at
+    assert!(setup::checkpoint_dirs()
+        .iter()
+        .any(|p| p.ends_with("checkpoints") && p.starts_with(env!("CARGO_MANIFEST_DIR"))));
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/resnet18_cifar.safetensors")
+}
+
+#[test]
+fn default_dataset_follows_the_sidecar() {
+    let dev = candle_core::Device::Cpu;
+    let mut m = semcon::model::load(&fixture(), &Default::default(), &dev).unwrap();
+    assert_eq!(
+        setup::default_dataset(std::slice::from_ref(&m)),
+        "builtin:fashion-mnist"
+    );
+    m.sidecar.dataset = Some("builtin:fashion-mnist:colour".into());
+    assert_eq!(
+        setup::default_dataset(std::slice::from_ref(&m)),
+        "builtin:fashion-mnist:colour"
+    );
+}
+
+// ------------------------------------------------- App + the real engine
+
+#[test]
+fn app_drives_the_engine() {
+    use semcon::data::{self, DatasetSpec, LoadOptions};
+    use semcon::engine::{Engine, Settings};
+    let dev = candle_core::Device::Cpu;
+    let m = semcon::model::load(&fixture(), &Default::default(), &dev).unwrap();
+    let spec: DatasetSpec = "builtin:fashion-mnist".parse().unwrap();
+    let set = data::load(&spec, &LoadOptions::default())
+        .unwrap()
+        .subset(24, 0);
+    let set = semcon::eval::images_for(&m, &set).unwrap();
+    let mut md = meta(&["fixture", "fixture#2"]);
+    md.samples = set.len();
+    md.pgd.truncate(1);
+    let mut app = App::new(md);
+    let settings = Settings {
+        batch: 8,
+        seed: 0,
+        pgd: vec![semcon::metrics::pgd::PgdConfig::paper(2.0 / 255.0)],
+    };
+    let mut engine = Engine::start(vec![m.clone(), m], Arc::new(set), settings);
+    let pump = |app: &mut App, until: &dyn Fn(&App) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !until(app) {
+            if let Some(r) = app.take_request() {
+                engine.want(r);
+            }
+            match engine.events.recv_timeout(Duration::from_millis(100)) {
+                Ok(ev) => {
+                    app.on_event(ev);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("engine gone: {e}"),
+            }
+            assert!(Instant::now() < deadline, "timed out");
+        }
+    };
+    pump(&mut app, &|a| a.view_ready());
+    assert!(app.clean(0).is_some() && app.clean(1).is_some());
+    let (kind, level) = app.current();
+    let a0 = app.perturb(0, kind, level).unwrap().accuracy;
+    assert!((0.0..=1.0).contains(&a0));
+    assert!(app.sample_images().is_some());
+    // move on: the new level arrives under its own key
+    app.update(Action::Right);
+    pump(&mut app, &|a| a.view_ready());
+    assert_eq!(app.level(), 2);
+    assert!(app.perturb(1, kind, 2).is_some());
+    // going back is instant: cached
+    app.update(Action::Left);
+    assert!(app.view_ready());
+    let s = draw(&app, 160, 45);
+    assert!(s.contains('%'));
+    engine.shutdown();
+}
+
+#[test]
+fn number_formats() {
+    assert_eq!(ui::num(0.0), "0.000");
+    assert_eq!(ui::num(0.5), "0.500");
+    assert_eq!(ui::num(3.216e-5), "3.2e-5");
+    assert_eq!(ui::num(42.0), "42.00");
+    assert_eq!(ui::num(250.0), "250.0");
+    assert_eq!(ui::num(12000.0), "12000");
+    assert_eq!(ui::num(f64::NAN), "-");
+    assert_eq!(ui::pct(0.9), "90.0%");
+    assert_eq!(semcon::tui::app::eps_label(8.0 / 255.0), "8/255");
+    assert_eq!(semcon::tui::app::eps_label(0.01), "0.0100");
+}
