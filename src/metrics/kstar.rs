@@ -1,1 +1,0 @@
-//! k* distribution (SPEC.md, Kotyan & Vargas).
