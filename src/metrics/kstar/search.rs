@@ -226,10 +226,11 @@ fn prepare<T: Element>(d: &Data<T>) -> Prepared {
 /// Bound on |float32 approximation - float64 scipy distance| (approximate
 /// units) for a pair of rows: `coef * (size_i + size_j) + floor`. A rigorous
 /// first-order bound, doubled.
-fn bound_coefficients(metric: Metric, dim: usize) -> (f64, f64) {
+fn bound_coefficients(metric: Metric, dim: usize, device: &Device) -> (f64, f64) {
     let d = dim as f64;
-    // Unit roundoff of the float32 matmul (TF32 when CUDA allows it).
-    let um = if candle_core::cuda::gemm_reduced_precision_f32() {
+    // Unit roundoff of the float32 matmul (TF32 when CUDA allows it; the
+    // flag is only meaningful on a CUDA device).
+    let um = if device.is_cuda() && candle_core::cuda::gemm_reduced_precision_f32() {
         1.0 / 2048.0
     } else {
         U32
@@ -248,25 +249,16 @@ fn bound_coefficients(metric: Metric, dim: usize) -> (f64, f64) {
     (coef, floor)
 }
 
-/// Approximate distances of rows `s..s+b` to all rows, row-major `b x n`.
-fn block_distances(
-    metric: Metric,
-    xt: &Tensor,
-    sq: Option<&Tensor>,
-    s: usize,
-    b: usize,
-) -> Result<Vec<f32>> {
+/// What the device computes for rows `s..s+b` against all rows (row-major
+/// `b x n`): euclidean and cosine the Gram block `x_i . x_j` (the CPU
+/// finishes `|x_i|^2 + |x_j|^2 - 2 g` or `1 - g` in float32 while scanning,
+/// which saves three `b x n` temporaries), cityblock and chebyshev the
+/// distances themselves.
+fn block_values(metric: Metric, xt: &Tensor, s: usize, b: usize) -> Result<Vec<f32>> {
     let (n, dim) = xt.dims2()?;
     let xb = xt.narrow(0, s, b)?;
     let m = match metric {
-        Metric::Euclidean => {
-            let sq = sq.expect("squared norms for euclidean");
-            let g = xb.matmul(&xt.t()?)?;
-            let sb = sq.narrow(0, s, b)?.unsqueeze(1)?;
-            let sa = sq.unsqueeze(0)?;
-            sb.broadcast_add(&sa)?.sub(&(g * 2.0)?)?
-        }
-        Metric::Cosine => xb.matmul(&xt.t()?)?.affine(-1.0, 1.0)?,
+        Metric::Euclidean | Metric::Cosine => xb.matmul(&xt.t()?)?,
         Metric::Cityblock | Metric::Chebyshev => {
             let cols = (TILE_ELEMS / (b * dim)).max(1);
             let xb3 = xb.unsqueeze(1)?;
@@ -289,6 +281,18 @@ fn block_distances(
     Ok(m.flatten_all()?.to_vec1::<f32>()?)
 }
 
+/// Per-run constants of the row scan.
+struct Scan<'a> {
+    /// Per-row part of the error bound (pair bound = e[i] + e[j]).
+    e: Vec<f64>,
+    /// float32 squared norms (euclidean).
+    sq: Vec<f32>,
+    scale: f64,
+    /// Sample indices of each class.
+    members: HashMap<u32, Vec<usize>>,
+    labels: &'a [u32],
+}
+
 /// k* by blocks of rows on `device`, exact through a float64 re-check.
 pub(super) fn blocked<T: Element>(
     d: &Data<T>,
@@ -297,100 +301,113 @@ pub(super) fn blocked<T: Element>(
 ) -> Result<Vec<u32>> {
     let (n, dim, metric) = (d.n, d.dim, d.metric);
     let Prepared { xs, size, scale } = prepare(d);
-    let (coef, floor) = bound_coefficients(metric, dim);
-    let sq = match metric {
-        Metric::Euclidean => {
-            let v: Vec<f32> = size.iter().map(|&v| v as f32).collect();
-            Some(Tensor::from_vec(v, n, device)?)
-        }
-        _ => None,
+    let (coef, floor) = bound_coefficients(metric, dim, device);
+    let mut members: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, &y) in d.labels.iter().enumerate() {
+        members.entry(y).or_default().push(i);
+    }
+    let scan = Scan {
+        e: size.iter().map(|&s| coef * s + floor / 2.0).collect(),
+        sq: match metric {
+            Metric::Euclidean => size.iter().map(|&v| v as f32).collect(),
+            _ => Vec::new(),
+        },
+        scale,
+        members,
+        labels: d.labels,
     };
     let xt = Tensor::from_vec(xs, (n, dim), device)?;
-    // Per-row part of the bound.
-    let e: Vec<f64> = size.iter().map(|&s| coef * s + floor / 2.0).collect();
     let mut rows = block_rows.clamp(1, (BLOCK_ELEMS / n).max(1));
     if matches!(metric, Metric::Cityblock | Metric::Chebyshev) {
         rows = rows.min(256);
     }
-    let sizes = d.class_sizes();
     let mut out = vec![0u32; n];
     let mut s = 0;
     while s < n {
         let b = rows.min(n - s);
-        let approx = block_distances(metric, &xt, sq.as_ref(), s, b)?;
+        let values = block_values(metric, &xt, s, b)?;
         out[s..s + b]
             .par_iter_mut()
-            .zip(approx.par_chunks_exact(n))
+            .zip(values.par_chunks_exact(n))
             .enumerate()
-            .for_each(|(r, (k, a))| {
-                let i = s + r;
-                *k = row_kstar(d, i, a, &e, scale, sizes[&d.labels[i]]);
-            });
+            .for_each(|(r, (k, v))| *k = row_kstar(d, &scan, s + r, v));
         s += b;
     }
     Ok(out)
 }
 
-/// The exact k* of row `i` from its approximate distances `a` (length n)
-/// and the per-row error bounds `e` (pair bound = e[i] + e[j]).
-fn row_kstar<T: Element>(
-    d: &Data<T>,
-    i: usize,
-    a: &[f32],
-    e: &[f64],
-    scale: f64,
-    n_class: u32,
-) -> u32 {
-    let labels = d.labels;
+/// The exact k* of row `i` from its block values `v` (length n).
+fn row_kstar<T: Element>(d: &Data<T>, scan: &Scan, i: usize, v: &[f32]) -> u32 {
+    let labels = scan.labels;
     let yi = labels[i];
+    let e = &scan.e;
     let ei = e[i];
+    // The float32 approximation, with the same float32 operations the
+    // error bound assumes.
+    let approx = |j: usize| -> f64 {
+        let a = match d.metric {
+            Metric::Euclidean => (scan.sq[i] + scan.sq[j]) - 2.0 * v[j],
+            Metric::Cosine => 1.0 - v[j],
+            _ => v[j],
+        };
+        a as f64
+    };
     // Interval certain to hold the float64 distance, in approximate units.
     let interval = |j: usize| -> (f64, f64) {
-        let v = a[j] as f64;
-        if !v.is_finite() {
+        let a = approx(j);
+        if !a.is_finite() {
             return (f64::NEG_INFINITY, f64::INFINITY);
         }
         let r = ei + e[j];
-        (v - r, v + r)
+        (a - r, a + r)
     };
-    // 1. An upper bound on the nearest other-class distance.
+    // 1. An upper bound on the nearest other-class distance, and every
+    //    other-class sample whose interval reaches below it (the argmin is
+    //    among them; `upper` only decreases, so the final set is a subset).
     let mut upper = f64::INFINITY;
-    let mut others = false;
-    for j in 0..d.n {
-        if labels[j] != yi {
-            others = true;
-            let (_, hi) = interval(j);
-            if hi < upper {
-                upper = hi;
+    let mut cands: Vec<(usize, f64)> = Vec::new();
+    for (j, &yj) in labels.iter().enumerate() {
+        if yj == yi {
+            continue;
+        }
+        let (lo, hi) = interval(j);
+        if hi < upper {
+            upper = hi;
+        }
+        if lo <= upper {
+            cands.push((j, lo));
+            if cands.len() >= 64 {
+                cands.retain(|&(_, lo)| lo <= upper);
             }
         }
     }
-    if !others {
-        return n_class;
+    let class = &scan.members[&yi];
+    if upper == f64::INFINITY && cands.is_empty() {
+        // No other class at all.
+        return class.len() as u32;
     }
-    // 2. The exact threshold: the minimum over every other-class sample
-    //    whose interval reaches below that bound (the argmin is among them).
+    // 2. The exact threshold.
     let mut t = f64::INFINITY;
-    for j in 0..d.n {
-        if labels[j] != yi && interval(j).0 <= upper {
-            let v = d.exact(i, j);
-            if v < t {
-                t = v;
+    for &(j, lo) in &cands {
+        if lo <= upper {
+            let x = d.exact(i, j);
+            if x < t {
+                t = x;
             }
         }
     }
     // The threshold in approximate units, widened by a relative slack that
     // covers the final rounding (sqrt, squaring).
     let ta = match d.metric {
-        Metric::Euclidean => (t * scale) * (t * scale),
+        Metric::Euclidean => (t * scan.scale) * (t * scan.scale),
         Metric::Cosine => t,
-        _ => t * scale,
+        _ => t * scan.scale,
     };
     let (t_lo, t_hi) = (ta - ta * SLACK, ta + ta * SLACK);
     // 3. Same-class samples strictly closer than the threshold.
     let mut count = 0u32;
-    for j in 0..d.n {
-        if j == i || labels[j] != yi {
+    for &j in class {
+        if j == i {
             continue;
         }
         let (lo, hi) = interval(j);
