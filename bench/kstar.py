@@ -11,7 +11,7 @@ algorithm='brute', n_jobs=THREADS): kneighbors(n_neighbors = largest class
 size) is enough, because at most n_c - 1 same-class samples precede the first
 other-class neighbour. k*_i = 1 + same-class neighbours strictly closer than
 the first other-class one. Both sides use the same number of threads.
-Prints both wall times (semcon: the whole process, file reading included;
+Prints both wall times and CPU times (semcon: the whole process, file reading included;
 sklearn: fit + kneighbors + k*), the ratio, and how many k* differ (sklearn's
 float arithmetic is not exact, so ties or near-ties may differ).
 
@@ -22,6 +22,7 @@ Needs numpy and scikit-learn; build first with `cargo build --release`.
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def main():
         os.environ[var] = threads
     from threadpoolctl import threadpool_limits
 
+    load0 = os.getloadavg()
     X, y = make_data(a.n, a.dim, a.classes)
     with tempfile.TemporaryDirectory() as tmp:
         f = os.path.join(tmp, "features.npz")
@@ -80,28 +82,36 @@ def main():
         np.savez(f, features=X, labels=y)
         cmd = [a.bin, "kstar", "--features", f, "--metric", "euclidean", "--out", out,
                "--format", "json", "--device", "cpu"]
-        t_semcon = []
+        t_semcon, c_semcon = [], []
         for _ in range(a.repeat):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             r = subprocess.run(cmd, capture_output=True, text=True)
             t_semcon.append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            c_semcon.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
             if r.returncode != 0:
                 sys.exit(f"semcon failed: {r.stderr}")
         k_semcon = np.load(out)
 
-    t_sk = []
+    t_sk, c_sk = [], []
     with threadpool_limits(limits=a.threads):
         for _ in range(a.repeat):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             k_sk = sklearn_kstar(X, y, a.threads)
             t_sk.append(time.perf_counter() - t0)
+            c_sk.append(time.process_time() - c0)
 
     ts, tk = min(t_semcon), min(t_sk)
     diff = int((k_semcon != k_sk).sum())
     print(f"data: {a.n} x {a.dim} float32, {a.classes} classes, {a.threads} threads, best of {a.repeat}")
     print(f"semcon kstar (exact, whole process): {ts:.3f} s   runs {', '.join(f'{t:.3f}' for t in t_semcon)}")
     print(f"sklearn brute NearestNeighbors:      {tk:.3f} s   runs {', '.join(f'{t:.3f}' for t in t_sk)}")
-    print(f"ratio sklearn / semcon: {tk / ts:.2f}x")
+    print(f"ratio sklearn / semcon: {tk / ts:.2f}x (wall)")
+    cs, ck = min(c_semcon), min(c_sk)
+    print(f"CPU time (user+sys, all threads): semcon {cs:.3f} s, sklearn {ck:.3f} s, ratio {ck / cs:.2f}x")
+    print(f"load average before/after: {load0} / {os.getloadavg()}")
     print(f"k* differing between the two: {diff} of {a.n}")
 
 

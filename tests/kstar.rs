@@ -277,6 +277,12 @@ fn thresholds_are_configurable() {
     assert_eq!(t.classify(Some(-0.5)), Some(Pattern::B));
     assert_eq!(t.classify(Some(-0.51)), Some(Pattern::C));
     assert_eq!(t.classify(None), None);
+    let bad = Thresholds {
+        fractured: -1.0,
+        clustered: 1.0,
+    };
+    let e = summarize(&k, &f.labels, &[], Metric::Euclidean, bad).unwrap_err();
+    assert!(e.to_string().contains("thresholds"), "{e}");
 }
 
 #[test]

@@ -124,7 +124,7 @@ pub struct KstarOptions {
     pub metric: Metric,
     pub method: Method,
     /// Rows per block of the brute force (further capped so that one block
-    /// holds at most 2^25 distances).
+    /// holds at most 2^22 distances).
     pub block_rows: usize,
 }
 

@@ -216,6 +216,13 @@ pub fn summarize(
             labels.len()
         ));
     }
+    if !(thresholds.clustered <= thresholds.fractured) {
+        return Err(crate::invalid!(
+            "invalid pattern thresholds: clustered-below ({}) must not exceed fractured-above ({})",
+            thresholds.clustered,
+            thresholds.fractured
+        ));
+    }
     let norm = normalized(kstar, labels);
     let mut by_class: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
     for (&y, &v) in labels.iter().zip(&norm) {
@@ -427,7 +434,7 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
         ));
     }
     let n = x.dim(0)?;
-    let dim = x.elem_count() / n.max(1);
+    let dim: usize = x.dims()[1..].iter().product();
     let x = x.flatten_all()?;
     let values = match x.dtype() {
         DType::F32 => FeatureValues::F32(x.to_vec1()?),

@@ -155,8 +155,9 @@ const U32: f64 = 1.0 / 16_777_216.0; // 2^-24, float32 unit roundoff
 const U64: f64 = 1.0 / 9_007_199_254_740_992.0; // 2^-53
 /// Relative slack between the float64 threshold and the float32 space.
 const SLACK: f64 = 1e-12;
-/// Distances per block (bounds memory: 2^25 f32 = 128 MiB).
-const BLOCK_ELEMS: usize = 1 << 25;
+/// Values per block: 2^22 f32 = 16 MiB, small enough for the allocator to
+/// reuse (no fresh pages per block) and to bound memory.
+const BLOCK_ELEMS: usize = 1 << 22;
 /// Elements of the `rows x cols x dim` difference tile (cityblock, chebyshev).
 const TILE_ELEMS: usize = 1 << 22;
 
@@ -204,7 +205,7 @@ fn prepare<T: Element>(d: &Data<T>) -> Prepared {
     }
     let big = centred.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     let scale = if big > 0.0 {
-        2f64.powi(-(big.log2().floor() as i32) - 1)
+        2f64.powi((-(big.log2().floor() as i32) - 1).clamp(-1000, 1000))
     } else {
         1.0
     };
@@ -254,7 +255,7 @@ fn bound_coefficients(metric: Metric, dim: usize, device: &Device) -> (f64, f64)
 /// finishes `|x_i|^2 + |x_j|^2 - 2 g` or `1 - g` in float32 while scanning,
 /// which saves three `b x n` temporaries), cityblock and chebyshev the
 /// distances themselves.
-fn block_values(metric: Metric, xt: &Tensor, s: usize, b: usize) -> Result<Vec<f32>> {
+fn block_values(metric: Metric, xt: &Tensor, s: usize, b: usize) -> Result<Tensor> {
     let (n, dim) = xt.dims2()?;
     let xb = xt.narrow(0, s, b)?;
     let m = match metric {
@@ -278,13 +279,30 @@ fn block_values(metric: Metric, xt: &Tensor, s: usize, b: usize) -> Result<Vec<f
             Tensor::cat(&parts, 1)?
         }
     };
-    Ok(m.flatten_all()?.to_vec1::<f32>()?)
+    Ok(m.contiguous()?)
+}
+
+/// Runs `f` on the values of a contiguous float32 tensor: borrowed in place
+/// on the CPU, copied to the host otherwise.
+fn with_host_values<R>(m: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    if m.device().is_cpu() {
+        let (storage, layout) = m.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&cpu.as_slice::<f32>()?[a..b]));
+        }
+    }
+    let host = m.flatten_all()?.to_vec1::<f32>()?;
+    Ok(f(&host))
 }
 
 /// Per-run constants of the row scan.
 struct Scan<'a> {
     /// Per-row part of the error bound (pair bound = e[i] + e[j]).
     e: Vec<f64>,
+    /// max(e).
+    emax: f64,
     /// float32 squared norms (euclidean).
     sq: Vec<f32>,
     scale: f64,
@@ -306,8 +324,10 @@ pub(super) fn blocked<T: Element>(
     for (i, &y) in d.labels.iter().enumerate() {
         members.entry(y).or_default().push(i);
     }
+    let e: Vec<f64> = size.iter().map(|&s| coef * s + floor / 2.0).collect();
     let scan = Scan {
-        e: size.iter().map(|&s| coef * s + floor / 2.0).collect(),
+        emax: e.iter().fold(0.0f64, |a, &b| a.max(b)),
+        e,
         sq: match metric {
             Metric::Euclidean => size.iter().map(|&v| v as f32).collect(),
             _ => Vec::new(),
@@ -326,11 +346,13 @@ pub(super) fn blocked<T: Element>(
     while s < n {
         let b = rows.min(n - s);
         let values = block_values(metric, &xt, s, b)?;
-        out[s..s + b]
-            .par_iter_mut()
-            .zip(values.par_chunks_exact(n))
-            .enumerate()
-            .for_each(|(r, (k, v))| *k = row_kstar(d, &scan, s + r, v));
+        with_host_values(&values, |values| {
+            out[s..s + b]
+                .par_iter_mut()
+                .zip(values.par_chunks_exact(n))
+                .enumerate()
+                .for_each(|(r, (k, v))| *k = row_kstar(d, &scan, s + r, v))
+        })?;
         s += b;
     }
     Ok(out)
@@ -344,52 +366,63 @@ fn row_kstar<T: Element>(d: &Data<T>, scan: &Scan, i: usize, v: &[f32]) -> u32 {
     let ei = e[i];
     // The float32 approximation, with the same float32 operations the
     // error bound assumes.
-    let approx = |j: usize| -> f64 {
-        let a = match d.metric {
+    let approx = |j: usize| -> f32 {
+        match d.metric {
             Metric::Euclidean => (scan.sq[i] + scan.sq[j]) - 2.0 * v[j],
             Metric::Cosine => 1.0 - v[j],
             _ => v[j],
-        };
-        a as f64
+        }
     };
     // Interval certain to hold the float64 distance, in approximate units.
     let interval = |j: usize| -> (f64, f64) {
-        let a = approx(j);
+        let a = approx(j) as f64;
         if !a.is_finite() {
             return (f64::NEG_INFINITY, f64::INFINITY);
         }
         let r = ei + e[j];
         (a - r, a + r)
     };
-    // 1. An upper bound on the nearest other-class distance, and every
-    //    other-class sample whose interval reaches below it (the argmin is
-    //    among them; `upper` only decreases, so the final set is a subset).
-    let mut upper = f64::INFINITY;
-    let mut cands: Vec<(usize, f64)> = Vec::new();
+    // 1. Scan the other classes for the smallest approximation `amin`,
+    //    keeping every sample whose approximation is within 2 * slack of
+    //    it (slack >= e[i] + e[j] for every j). The nearest other-class
+    //    sample is certainly among them: its float64 distance is at most
+    //    `upper = amin + slack`, and any sample whose interval starts above
+    //    `upper` is farther.
+    let slack = ei + scan.emax;
+    let mut amin = f32::INFINITY;
+    let mut keep = f64::INFINITY;
+    let mut others = false;
+    let mut cands: Vec<usize> = Vec::new();
     for (j, &yj) in labels.iter().enumerate() {
         if yj == yi {
             continue;
         }
-        let (lo, hi) = interval(j);
-        if hi < upper {
-            upper = hi;
-        }
-        if lo <= upper {
-            cands.push((j, lo));
-            if cands.len() >= 64 {
-                cands.retain(|&(_, lo)| lo <= upper);
+        others = true;
+        let a = approx(j);
+        // NaN (never expected after scaling) is kept: its interval is
+        // unbounded.
+        if a as f64 <= keep || a.is_nan() {
+            cands.push(j);
+            if a < amin {
+                amin = a;
+                keep = amin as f64 + 2.0 * slack;
+                if cands.len() >= 64 {
+                    cands.retain(|&j| approx(j) as f64 <= keep || approx(j).is_nan());
+                }
             }
         }
     }
     let class = &scan.members[&yi];
-    if upper == f64::INFINITY && cands.is_empty() {
+    if !others {
         // No other class at all.
         return class.len() as u32;
     }
-    // 2. The exact threshold.
+    let upper = amin as f64 + slack;
+    // 2. The exact threshold: the minimum over the candidates whose
+    //    interval reaches below `upper`.
     let mut t = f64::INFINITY;
-    for &(j, lo) in &cands {
-        if lo <= upper {
+    for &j in &cands {
+        if interval(j).0 <= upper {
             let x = d.exact(i, j);
             if x < t {
                 t = x;
