@@ -232,7 +232,7 @@ fn validate<T: Element>(features: &[T], dim: usize, labels: &[u32]) -> Result<us
     if dim == 0 {
         return Err(crate::invalid!("features must have at least one dimension"));
     }
-    if features.len() % dim != 0 {
+    if !features.len().is_multiple_of(dim) {
         return Err(crate::invalid!(
             "{} feature values do not form rows of dimension {dim}",
             features.len()

@@ -216,7 +216,8 @@ pub fn summarize(
             labels.len()
         ));
     }
-    if !(thresholds.clustered <= thresholds.fractured) {
+    let ordered = thresholds.clustered <= thresholds.fractured;
+    if !ordered {
         return Err(crate::invalid!(
             "invalid pattern thresholds: clustered-below ({}) must not exceed fractured-above ({})",
             thresholds.clustered,
