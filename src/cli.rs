@@ -41,6 +41,8 @@ pub enum Command {
     /// models were trained on colour data); without --samples a seeded subset
     /// of 2000 samples. Press ? inside for the keys.
     Explore(ExploreArgs),
+    /// k* distribution of features (.npz from `semcon features`, or .npy with --labels).
+    Kstar(KstarArgs),
 }
 
 /// Flags that describe the model(s).
@@ -190,6 +192,40 @@ pub struct ExploreArgs {
 
 fn cmd_explore(a: &ExploreArgs) -> Result<()> {
     crate::tui::explore(a)
+}
+
+#[derive(Args, Debug)]
+pub struct KstarArgs {
+    /// Features: .npz with arrays `features` and `labels`, or a float32/float64 .npy.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Integer labels (.npy); required with a .npy features file.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// euclidean, cityblock, chebyshev or cosine.
+    #[arg(long, default_value = "euclidean")]
+    pub metric: String,
+    /// Write the per-sample k* integers (int64 .npy).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// json or table.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Layer name recorded in the report.
+    #[arg(long, default_value = "logits")]
+    pub layer: String,
+    /// Class names, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub class_names: Option<Vec<String>>,
+    /// Pattern A (fractured) when the skew is above this.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub fractured_above: f64,
+    /// Pattern C (clustered) when the skew is below this.
+    #[arg(long, default_value_t = -0.5, allow_negative_numbers = true)]
+    pub clustered_below: f64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 /// Loads the one model a command needs.
@@ -362,6 +398,37 @@ fn cmd_perturb(a: &PerturbArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_kstar(a: &KstarArgs) -> Result<()> {
+    use crate::metrics::kstar;
+    let metric: kstar::Metric = a.metric.parse()?;
+    let json = match a.format.as_str() {
+        "json" => true,
+        "table" => false,
+        f => bail!("invalid --format '{f}' (expected json or table)"),
+    };
+    let device = crate::device::select(&a.device)?;
+    let f = kstar::read_features(&a.features, a.labels.as_deref())?;
+    let k = f.kstar(metric, &device)?;
+    let th = kstar::Thresholds { fractured: a.fractured_above, clustered: a.clustered_below };
+    let names = a.class_names.clone().unwrap_or_default();
+    let mut report = kstar::summarize(&k, &f.labels, &names, metric, th)?;
+    report.layer = a.layer.clone();
+    if let Some(out) = &a.out {
+        let v: Vec<i64> = k.iter().map(|&v| v as i64).collect();
+        let tmp = out.with_extension("npy.tmp");
+        Tensor::from_vec(v, k.len(), &Device::Cpu)?
+            .write_npy(&tmp)
+            .and_then(|_| Ok(std::fs::rename(&tmp, out)?))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
 /// Writes arrays to an .npz (via a temporary file, then rename).
 pub fn write_npz(out: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
     let tmp = out.with_extension("npz.tmp");
@@ -380,6 +447,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Perturb(a)) => cmd_perturb(&a),
         Some(Command::Explore(a)) => cmd_explore(&a),
         None => run(Cli::parse_from(["semcon", "explore"])),
+        Some(Command::Kstar(a)) => cmd_kstar(&a),
     }
 }
 

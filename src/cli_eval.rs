@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -91,44 +91,14 @@ pub struct ModelReport {
     pub kstar: Option<KstarReport>,
 }
 
-/// The checkpoints shipped in `checkpoints/` (the TUI's and eval's default), in
-/// the paper's order; looked up in the current directory, then in the source tree.
-pub fn default_checkpoints() -> Vec<PathBuf> {
-    let dirs = [PathBuf::from("checkpoints"), Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints")];
-    for d in dirs {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        let mut found: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-            .collect();
-        let order = |p: &PathBuf| {
-            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let i = ["standard", "continuity", "adv", "adv-continuity"].iter().position(|n| *n == stem).unwrap_or(4);
-            (i, stem)
-        };
-        found.sort_by_key(order);
-        if !found.is_empty() {
-            return found;
-        }
-    }
-    Vec::new()
-}
-
-/// The default dataset for a set of models: the colour-shift test split when
-/// they were trained on a colour split, else the shipped Fashion-MNIST.
-pub fn default_dataset(models: &[Model]) -> String {
-    let colour = models
-        .iter()
-        .any(|m| m.sidecar.dataset.as_deref().is_some_and(|d| d.contains("colour")));
-    if colour { "builtin:fashion-mnist:colour" } else { "builtin:fashion-mnist" }.to_string()
-}
-
 /// Loads every model named (or the shipped ones).
 pub fn load_models(args: &ModelArgs, device: &Device) -> Result<Vec<Model>> {
-    let paths = if args.checkpoints.is_empty() { default_checkpoints() } else { args.checkpoints.clone() };
-    if paths.is_empty() {
-        bail!("no checkpoints: pass --checkpoint FILE (.safetensors/.pth), or run from the semcon repository, which ships checkpoints/*.safetensors");
-    }
+    use crate::tui::setup;
+    let paths = if args.checkpoints.is_empty() {
+        setup::default_checkpoints(&setup::checkpoint_dirs())?
+    } else {
+        args.checkpoints.clone()
+    };
     let opts = args.options()?;
     paths
         .iter()
@@ -140,7 +110,7 @@ pub fn load_models(args: &ModelArgs, device: &Device) -> Result<Vec<Model>> {
 pub fn load_data(data: &DataArgs, models: &[Model]) -> Result<ImageSet> {
     let mut d = data.clone();
     if d.dataset.is_none() {
-        d.dataset = Some(default_dataset(models));
+        d.dataset = Some(crate::tui::setup::default_dataset(models).to_string());
     }
     let set = d.load(models.first().and_then(|m| m.input_size))?;
     for m in models {
@@ -288,7 +258,7 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(s, "PGD eps {:.4} ({:.1}/255) step {:.4} x{}: adversarial accuracy {}", p.eps, p.eps * 255.0, p.step, p.iters, pct(p.accuracy));
         }
         if let Some(k) = &m.kstar {
-            s.push_str(&crate::metrics::kstar::table(k));
+            s.push_str(&k.table());
         }
     }
     s

@@ -245,7 +245,7 @@ pub fn pgd_accuracy(
     }))
 }
 
-/// k* analysis of features (row-major, `labels.len()` rows).
+/// k* analysis of features (row-major, `labels.len()` rows) at `tap`.
 pub fn kstar(
     features: &[f32],
     labels: &[u32],
@@ -254,10 +254,9 @@ pub fn kstar(
     metric: crate::metrics::kstar::Metric,
     device: &Device,
 ) -> Result<crate::metrics::kstar::KstarReport> {
-    let _ = (features, labels, class_names, device);
-    Ok(crate::metrics::kstar::KstarReport {
-        layer: tap.to_string(),
-        metric: format!("{metric:?}"),
-        classes: vec![],
-    })
+    use crate::metrics::kstar;
+    let dim = features.len() / labels.len().max(1);
+    let mut r = kstar::analyze(features, dim, labels, class_names, metric, kstar::Thresholds::default(), device)?;
+    r.layer = tap.to_string();
+    Ok(r)
 }

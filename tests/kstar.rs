@@ -1,0 +1,586 @@
+//! k* against the float64 numpy/scipy reference of
+//! tests/fixtures/make_kstar.py, plus errors and the `semcon kstar` command.
+
+use candle_core::npy::NpzTensors;
+use candle_core::{DType, Device, Tensor};
+use semcon::metrics::kstar::{
+    self, class_moments, kstar_with, summarize, KstarOptions, Method, Metric, Pattern, Thresholds,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DATASETS: [&str; 4] = ["low", "high", "high32", "offset"];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kstar")
+        .join(format!("{name}.npz"))
+}
+
+enum Feats {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+struct Fixture {
+    feats: Feats,
+    dim: usize,
+    labels: Vec<u32>,
+    npz: NpzTensors,
+}
+
+impl Fixture {
+    fn load(name: &str) -> Fixture {
+        let npz = NpzTensors::new(fixture(name)).unwrap();
+        let x = npz.get("features").unwrap().unwrap();
+        let dim = x.dim(1).unwrap();
+        let flat = x.flatten_all().unwrap();
+        let feats = match x.dtype() {
+            DType::F32 => Feats::F32(flat.to_vec1().unwrap()),
+            DType::F64 => Feats::F64(flat.to_vec1().unwrap()),
+            d => panic!("{d:?}"),
+        };
+        let labels = npz
+            .get("labels")
+            .unwrap()
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap();
+        let labels = labels.into_iter().map(|v| v as u32).collect();
+        Fixture {
+            feats,
+            dim,
+            labels,
+            npz,
+        }
+    }
+    fn array(&self, key: &str) -> Tensor {
+        self.npz.get(key).unwrap().unwrap()
+    }
+    fn expected(&self, m: Metric) -> Vec<u32> {
+        let v = self.array(&format!("kstar_{m}")).to_vec1::<i64>().unwrap();
+        v.into_iter().map(|v| v as u32).collect()
+    }
+    /// Rows of (mean, std, skew) per sorted class; skew NaN when undefined.
+    fn stats(&self, m: Metric) -> Vec<Vec<f64>> {
+        self.array(&format!("stats_{m}")).to_vec2::<f64>().unwrap()
+    }
+    fn run(&self, opts: &KstarOptions) -> semcon::Result<Vec<u32>> {
+        match &self.feats {
+            Feats::F32(x) => kstar_with(x, self.dim, &self.labels, opts, &Device::Cpu),
+            Feats::F64(x) => kstar_with(x, self.dim, &self.labels, opts, &Device::Cpu),
+        }
+    }
+}
+
+fn first_diff(got: &[u32], want: &[u32]) -> String {
+    match got.iter().zip(want).position(|(a, b)| a != b) {
+        None => "none".into(),
+        Some(i) => format!(
+            "sample {i}: got {} want {} ({} differ)",
+            got[i],
+            want[i],
+            got.iter().zip(want).filter(|(a, b)| a != b).count()
+        ),
+    }
+}
+
+#[test]
+fn integers_identical_to_float64_reference_on_every_path() {
+    for name in DATASETS {
+        let f = Fixture::load(name);
+        for metric in Metric::ALL {
+            let want = f.expected(metric);
+            let mut methods = vec![
+                (Method::Auto, 1024),
+                (Method::Blocked, 1024),
+                (Method::Blocked, 7),
+            ];
+            if metric != Metric::Cosine {
+                methods.push((Method::KdTree, 0));
+            }
+            for (method, block_rows) in methods {
+                let opts = KstarOptions {
+                    metric,
+                    method,
+                    block_rows,
+                };
+                let got = f.run(&opts).unwrap();
+                assert_eq!(
+                    got,
+                    want,
+                    "{name} {metric} {method:?} rows {block_rows}: {}",
+                    first_diff(&got, &want)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn default_entry_point_matches() {
+    // `kstar` picks the kd-tree for low (5 dims) and the blocked path for
+    // high (40 dims).
+    for name in ["low", "high"] {
+        let f = Fixture::load(name);
+        let Feats::F64(x) = &f.feats else { panic!() };
+        for metric in Metric::ALL {
+            let got = kstar::kstar(x, f.dim, &f.labels, metric, &Device::Cpu).unwrap();
+            assert_eq!(got, f.expected(metric), "{name} {metric}");
+        }
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9
+}
+
+#[test]
+fn statistics_match_numpy_and_scipy_skew() {
+    for name in DATASETS {
+        let f = Fixture::load(name);
+        let classes = f.array("classes").to_vec1::<i64>().unwrap();
+        for metric in Metric::ALL {
+            let k = f.expected(metric);
+            let r = summarize(&k, &f.labels, &[], metric, Thresholds::default()).unwrap();
+            let want = f.stats(metric);
+            assert_eq!(r.classes.len(), classes.len());
+            for ((c, w), &cls) in r.classes.iter().zip(&want).zip(&classes) {
+                let ctx = format!("{name} {metric} class {cls}");
+                assert_eq!(c.class as i64, cls, "{ctx}");
+                assert!(close(c.mean, w[0]), "{ctx} mean {} vs {}", c.mean, w[0]);
+                assert!(close(c.std, w[1]), "{ctx} std {} vs {}", c.std, w[1]);
+                match c.skew {
+                    None => assert!(w[2].is_nan(), "{ctx}: skew None, scipy {}", w[2]),
+                    Some(s) => assert!(close(s, w[2]), "{ctx} skew {s} vs {}", w[2]),
+                }
+                assert_eq!(
+                    c.histogram.counts.iter().sum::<u64>() as usize,
+                    c.n,
+                    "{ctx}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn skew_is_biased_fisher_pearson() {
+    // scipy.stats.skew([1, 2, 3, 10]) (bias=True)
+    let m = class_moments(&[1.0, 2.0, 3.0, 10.0]);
+    assert!((m.skew.unwrap() - 1.0182337649086284).abs() < 1e-12);
+    assert!((m.mean - 4.0).abs() < 1e-12);
+    assert!((m.std - 3.5355339059327378).abs() < 1e-12);
+    let m = class_moments(&[0.25, 0.25, 0.25]);
+    assert_eq!(m.skew, None);
+    assert_eq!(m.std, 0.0);
+    let m = class_moments(&[1.0]);
+    assert_eq!((m.mean, m.std, m.skew), (1.0, 0.0, None));
+}
+
+#[test]
+fn single_sample_and_zero_variance_classes() {
+    let f = Fixture::load("low");
+    let k = f.expected(Metric::Euclidean);
+    let r = summarize(&k, &f.labels, &[], Metric::Euclidean, Thresholds::default()).unwrap();
+    // class 5: one sample; class 4: three isolated points, all k* = 3.
+    let c5 = r.classes.iter().find(|c| c.class == 5).unwrap();
+    assert_eq!(
+        (c5.n, c5.mean, c5.std, c5.skew, c5.pattern),
+        (1, 1.0, 0.0, None, None)
+    );
+    let c4 = r.classes.iter().find(|c| c.class == 4).unwrap();
+    assert_eq!((c4.n, c4.mean, c4.skew, c4.pattern), (3, 1.0, None, None));
+    assert_eq!(c4.histogram.counts[19], 3);
+    let json = serde_json::to_value(&r).unwrap();
+    let j5 = &json["classes"][5];
+    assert!(j5["skew"].is_null() && j5["pattern"].is_null());
+    assert!(!serde_json::to_string(&r).unwrap().contains("NaN"));
+    // Patternless classes count only in "all".
+    let s = &r.summary;
+    assert_eq!(s.all.count, 6);
+    assert_eq!(s.a.count + s.b.count + s.c.count, 4);
+}
+
+#[test]
+fn report_json_shape_and_summary() {
+    let f = Fixture::load("high");
+    let names: Vec<String> = (0..7).map(|c| format!("class-{c}")).collect();
+    let Feats::F64(x) = &f.feats else { panic!() };
+    let mut r = kstar::analyze(
+        x,
+        f.dim,
+        &f.labels,
+        &names,
+        Metric::Cosine,
+        Thresholds::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    r.layer = "logits".into();
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(j["layer"], "logits");
+    assert_eq!(j["metric"], "cosine");
+    let c0 = &j["classes"][0];
+    for key in [
+        "class",
+        "name",
+        "n",
+        "mean",
+        "std",
+        "skew",
+        "pattern",
+        "histogram",
+    ] {
+        assert!(c0.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(c0["name"], "class-0");
+    for g in ["A", "B", "C", "all"] {
+        for key in ["count", "mean", "std", "skew"] {
+            assert!(
+                j["summary"][g].get(key).is_some(),
+                "summary {g} missing {key}"
+            );
+        }
+    }
+    // Group means are means of the class statistics.
+    let a: Vec<f64> = r
+        .classes
+        .iter()
+        .filter(|c| c.pattern == Some(Pattern::A))
+        .map(|c| c.mean)
+        .collect();
+    assert_eq!(r.summary.a.count, a.len());
+    if !a.is_empty() {
+        let m = a.iter().sum::<f64>() / a.len() as f64;
+        assert!(close(r.summary.a.mean.unwrap(), m));
+    }
+    let all = r.classes.iter().map(|c| c.std).sum::<f64>() / r.classes.len() as f64;
+    assert!(close(r.summary.all.std.unwrap(), all));
+}
+
+#[test]
+fn thresholds_are_configurable() {
+    let f = Fixture::load("high");
+    let k = f.expected(Metric::Euclidean);
+    let wide = Thresholds {
+        fractured: 10.0,
+        clustered: -10.0,
+    };
+    let r = summarize(&k, &f.labels, &[], Metric::Euclidean, wide).unwrap();
+    assert_eq!(r.summary.b.count, 6);
+    assert_eq!((r.summary.a.count, r.summary.c.count), (0, 0));
+    assert_eq!(r.summary.a.mean, None);
+    let t = Thresholds::default();
+    assert_eq!(t.classify(Some(0.51)), Some(Pattern::A));
+    assert_eq!(t.classify(Some(0.5)), Some(Pattern::B));
+    assert_eq!(t.classify(Some(-0.5)), Some(Pattern::B));
+    assert_eq!(t.classify(Some(-0.51)), Some(Pattern::C));
+    assert_eq!(t.classify(None), None);
+    let bad = Thresholds {
+        fractured: -1.0,
+        clustered: 1.0,
+    };
+    let e = summarize(&k, &f.labels, &[], Metric::Euclidean, bad).unwrap_err();
+    assert!(e.to_string().contains("thresholds"), "{e}");
+}
+
+#[test]
+fn ties_go_to_the_other_class() {
+    // 1-D: sample 0 (class 0) at 0; same-class at 1 and 2, other class at 1
+    // (tie) and 3. k*_0 = 1: the same-class sample at distance 1 is not
+    // counted.
+    let x = [0.0f64, 1.0, 2.0, 1.0, 3.0];
+    let y = [0u32, 0, 0, 1, 1];
+    for method in [Method::KdTree, Method::Blocked] {
+        for metric in [Metric::Euclidean, Metric::Cityblock, Metric::Chebyshev] {
+            let opts = KstarOptions {
+                metric,
+                method,
+                block_rows: 2,
+            };
+            let k = kstar_with(&x, 1, &y, &opts, &Device::Cpu).unwrap();
+            // 1: same {0 at 1, 2 at 1} vs other 3 at 0 -> 1.
+            // 2: same {0 at 2, 1 at 1} vs other 3 at 1, 4 at 1 -> 1.
+            // 3: same {4 at 2} vs other 1 at 0 -> 1. 4: same {3 at 2} vs 2 at 1 -> 1.
+            assert_eq!(k, vec![1, 1, 1, 1, 1], "{metric} {method:?}");
+        }
+    }
+    // Strictly closer same-class samples are counted: sample 0 has 0.5 and
+    // 0.9 before the other class at 1; sample 1 (at 0.5) has 0.9 (0.4) but
+    // not 0 (0.5, tied with the other class).
+    let x = [0.0f64, 0.5, 0.9, 1.0];
+    let y = [0u32, 0, 0, 1];
+    for method in [Method::KdTree, Method::Blocked] {
+        let opts = KstarOptions {
+            method,
+            ..KstarOptions::default()
+        };
+        let k = kstar_with(&x, 1, &y, &opts, &Device::Cpu).unwrap();
+        assert_eq!(k, vec![3, 2, 1, 1], "{method:?}");
+    }
+}
+
+#[test]
+fn degenerate_inputs() {
+    // One class only: every sample gets k* = n_c.
+    let x = [0.0f64, 1.0, 5.0, 7.0];
+    for method in [Method::KdTree, Method::Blocked] {
+        let opts = KstarOptions {
+            method,
+            ..KstarOptions::default()
+        };
+        assert_eq!(
+            kstar_with(&x, 1, &[3, 3, 3, 3], &opts, &Device::Cpu).unwrap(),
+            vec![4; 4]
+        );
+        // All points identical, two classes: k* = 1 everywhere.
+        let z = [2.0f32; 8];
+        assert_eq!(
+            kstar_with(&z, 2, &[0, 1, 0, 1], &opts, &Device::Cpu).unwrap(),
+            vec![1; 4]
+        );
+    }
+    // Sparse label values are fine.
+    let k = kstar::kstar(&x, 1, &[7, 7, 1000, 1000], Metric::Euclidean, &Device::Cpu).unwrap();
+    assert_eq!(k, vec![2, 2, 2, 2]);
+}
+
+#[test]
+fn kdtree_and_blocked_agree_on_a_larger_random_set() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (n, dim) = (3000, 4);
+    // Coordinates on a coarse grid: many exact ties.
+    let x: Vec<f64> = (0..n * dim)
+        .map(|_| (rng.gen_range(-8.0..8.0f64) * 2.0).round() / 2.0)
+        .collect();
+    let y: Vec<u32> = (0..n).map(|_| rng.gen_range(0..12)).collect();
+    for metric in [Metric::Euclidean, Metric::Cityblock, Metric::Chebyshev] {
+        let run = |method| {
+            let opts = KstarOptions {
+                metric,
+                method,
+                block_rows: 512,
+            };
+            kstar_with(&x, dim, &y, &opts, &Device::Cpu).unwrap()
+        };
+        let (a, b) = (run(Method::KdTree), run(Method::Blocked));
+        assert_eq!(a, b, "{metric}: {}", first_diff(&a, &b));
+    }
+}
+
+fn err_text(r: semcon::Result<Vec<u32>>) -> String {
+    r.expect_err("expected an error").to_string()
+}
+
+#[test]
+fn input_errors_are_clear() {
+    let dev = Device::Cpu;
+    let mut x = vec![0.5f32; 12];
+    x[7] = f32::NAN;
+    let e = err_text(kstar::kstar(&x, 3, &[0, 0, 1, 1], Metric::Euclidean, &dev));
+    assert!(
+        e.contains("NaN") && e.contains("row 2") && e.contains("column 1"),
+        "{e}"
+    );
+    let mut x = vec![0.5f64; 12];
+    x[0] = f64::NEG_INFINITY;
+    let e = err_text(kstar::kstar(&x, 3, &[0, 0, 1, 1], Metric::Cosine, &dev));
+    assert!(e.contains("infinite") && e.contains("row 0"), "{e}");
+    let x = vec![0.5f64; 12];
+    let e = err_text(kstar::kstar(&x, 3, &[0, 0, 1], Metric::Euclidean, &dev));
+    assert!(e.contains("4 rows") && e.contains("3 labels"), "{e}");
+    let e = err_text(kstar::kstar(&x, 5, &[0, 0], Metric::Euclidean, &dev));
+    assert!(e.contains("dimension 5"), "{e}");
+    let e = err_text(kstar::kstar(&x, 0, &[0, 0], Metric::Euclidean, &dev));
+    assert!(e.contains("dimension"), "{e}");
+    let e = err_text(kstar::kstar::<f64>(&[], 3, &[], Metric::Euclidean, &dev));
+    assert!(e.contains("no samples"), "{e}");
+    let mut x = vec![0.5f64; 12];
+    x[3..6].fill(0.0);
+    let e = err_text(kstar::kstar(&x, 3, &[0, 0, 1, 1], Metric::Cosine, &dev));
+    assert!(e.contains("cosine") && e.contains("sample 1"), "{e}");
+    let opts = KstarOptions {
+        metric: Metric::Cosine,
+        method: Method::KdTree,
+        block_rows: 8,
+    };
+    let e = err_text(kstar_with(&[1.0f64, 2.0], 1, &[0, 1], &opts, &dev));
+    assert!(e.contains("kd-tree"), "{e}");
+    let e = summarize(&[1, 1], &[0], &[], Metric::Euclidean, Thresholds::default()).unwrap_err();
+    assert!(e.to_string().contains("labels"));
+}
+
+#[test]
+fn metric_names() {
+    for m in Metric::ALL {
+        assert_eq!(m.to_string().parse::<Metric>().unwrap(), m);
+    }
+    assert_eq!("Cosine".parse::<Metric>().unwrap(), Metric::Cosine);
+    assert_eq!(Metric::default(), Metric::Euclidean);
+    let e = "manhattan".parse::<Metric>().unwrap_err().to_string();
+    assert!(
+        e.contains("manhattan") && e.contains("euclidean, cityblock, chebyshev, cosine"),
+        "{e}"
+    );
+}
+
+// ---- CLI ----
+
+fn semcon(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_semcon"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("semcon-kstar-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn cli_json_and_out() {
+    let dir = tmpdir("json");
+    let out = dir.join("k.npy");
+    let npz = fixture("high");
+    let (code, stdout, stderr) = semcon(&[
+        "kstar",
+        "--features",
+        npz.to_str().unwrap(),
+        "--metric",
+        "cityblock",
+        "--format",
+        "json",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(j["metric"], "cityblock");
+    assert_eq!(j["layer"], "logits");
+    assert_eq!(j["classes"].as_array().unwrap().len(), 7);
+    assert!(j["classes"][6]["skew"].is_null());
+    let f = Fixture::load("high");
+    let want = f.stats(Metric::Cityblock);
+    for (c, w) in j["classes"].as_array().unwrap().iter().zip(&want) {
+        assert!(close(c["mean"].as_f64().unwrap(), w[0]));
+    }
+    let k = Tensor::read_npy(&out).unwrap();
+    assert_eq!(k.dtype(), DType::I64);
+    let k: Vec<u32> = k
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect();
+    assert_eq!(k, f.expected(Metric::Cityblock));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cli_table_from_npy_files() {
+    let dir = tmpdir("table");
+    let f = Fixture::load("high32");
+    let x = f.array("features");
+    let y = f.array("labels");
+    let (xp, yp) = (dir.join("f.npy"), dir.join("y.npy"));
+    x.write_npy(&xp).unwrap();
+    y.write_npy(&yp).unwrap();
+    let (code, stdout, stderr) = semcon(&[
+        "kstar",
+        "--features",
+        xp.to_str().unwrap(),
+        "--labels",
+        yp.to_str().unwrap(),
+        "--metric",
+        "chebyshev",
+        "--format",
+        "table",
+        "--class-names",
+        "ant,bee,cat,dog,eel",
+        "--layer",
+        "penultimate",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains("penultimate") && lines[0].contains("chebyshev"),
+        "{stdout}"
+    );
+    for (c, name) in ["ant", "bee", "cat", "dog", "eel"].iter().enumerate() {
+        let line = lines.iter().find(|l| l.contains(name)).expect(name);
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], c.to_string());
+        assert_eq!(cols[2], "60");
+        let want = f.stats(Metric::Chebyshev)[c][0];
+        assert!(
+            (cols[3].parse::<f64>().unwrap() - want).abs() < 1e-4,
+            "{line}"
+        );
+    }
+    for g in ["A fractured", "B overlapped", "C clustered", "all"] {
+        assert!(lines.iter().any(|l| l.starts_with(g)), "{g}: {stdout}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let (code, stdout, stderr) = semcon(args);
+    assert_ne!(code, 0, "{args:?} succeeded: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(needle), "{needle}: {stderr}");
+}
+
+#[test]
+fn cli_errors_are_one_line() {
+    let dir = tmpdir("err");
+    let f = Fixture::load("low");
+    let xp = dir.join("f.npy");
+    f.array("features").write_npy(&xp).unwrap();
+    let x = xp.to_str().unwrap();
+    let npz = fixture("low");
+    let npz = npz.to_str().unwrap();
+    assert_one_line_error(&["kstar", "--features", x], "--labels");
+    assert_one_line_error(
+        &["kstar", "--features", npz, "--metric", "l7"],
+        "expected one of",
+    );
+    assert_one_line_error(
+        &["kstar", "--features", npz, "--format", "xml"],
+        "json or table",
+    );
+    let missing = dir.join("missing.npz");
+    assert_one_line_error(
+        &["kstar", "--features", missing.to_str().unwrap()],
+        "no such file",
+    );
+    // Features with a NaN, labels of the wrong length.
+    let mut v = vec![1.0f32; 12];
+    v[4] = f32::NAN;
+    let bad = dir.join("nan.npy");
+    Tensor::from_vec(v, (4, 3), &Device::Cpu)
+        .unwrap()
+        .write_npy(&bad)
+        .unwrap();
+    let yp = dir.join("y.npy");
+    Tensor::from_vec(vec![0i64, 0, 1, 1], 4, &Device::Cpu)
+        .unwrap()
+        .write_npy(&yp)
+        .unwrap();
+    let (b, y) = (bad.to_str().unwrap(), yp.to_str().unwrap());
+    assert_one_line_error(&["kstar", "--features", b, "--labels", y], "NaN");
+    assert_one_line_error(&["kstar", "--features", x, "--labels", y], "labels");
+    std::fs::remove_dir_all(&dir).ok();
+}
