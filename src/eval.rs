@@ -54,21 +54,30 @@ pub fn features(
     batch: usize,
     obs: Observer,
 ) -> Result<Option<Vec<f32>>> {
+    features_with(model, set, images, tap, batch, &mut |_, done, total| obs(done, total))
+}
+
+/// [`features`] with an observer that also sees the rows computed so far
+/// (for streaming partial results).
+pub fn features_with(
+    model: &Model,
+    set: &ImageSet,
+    images: &[f32],
+    tap: Tap,
+    batch: usize,
+    obs: &mut dyn FnMut(&[f32], usize, usize) -> bool,
+) -> Result<Option<Vec<f32>>> {
     let l = set.image_len();
     let n = images.len() / l;
     let mut out = Vec::new();
     let mut s = 0;
     while s < n {
         let e = (s + batch.max(1)).min(n);
-        let x = Tensor::from_slice(
-            &images[s * l..e * l],
-            (e - s, set.channels, set.height, set.width),
-            &model.device,
-        )?;
+        let x = Tensor::from_slice(&images[s * l..e * l], (e - s, set.channels, set.height, set.width), &model.device)?;
         let f = model.features(&x, tap)?.to_device(&Device::Cpu)?;
         out.extend(f.flatten_all()?.to_vec1::<f32>()?);
         s = e;
-        if !obs(s, n) {
+        if !obs(&out, s, n) {
             return Ok(None);
         }
     }
@@ -88,15 +97,14 @@ pub fn clean(model: &Model, set: &ImageSet, batch: usize, obs: Observer) -> Resu
     let Some(lg) = logits(model, set, &set.data, batch, obs)? else {
         return Ok(None);
     };
-    let k = model.num_classes();
-    let preds = argmax_rows(&lg, k);
-    let accuracy = accuracy::accuracy(&preds, &set.labels);
-    Ok(Some(Clean {
-        logits: lg,
-        num_classes: k,
-        preds,
-        accuracy,
-    }))
+    Ok(Some(clean_from(set, lg, model.num_classes())))
+}
+
+/// The clean result from logits of the first `logits.len() / k` samples.
+pub fn clean_from(set: &ImageSet, logits: Vec<f32>, k: usize) -> Clean {
+    let preds = argmax_rows(&logits, k);
+    let accuracy = accuracy::accuracy(&preds, &set.labels[..preds.len()]);
+    Clean { logits, num_classes: k, preds, accuracy }
 }
 
 pub fn argmax_rows(v: &[f32], k: usize) -> Vec<u32> {
@@ -164,7 +172,8 @@ pub fn perturbation(
     Ok(Some(perturb_row(set, clean, kind, level, &lg)))
 }
 
-/// The row from perturbed logits.
+/// The row from perturbed logits of the first `lg.len() / k` samples (all
+/// of them, or a prefix while a job streams).
 pub fn perturb_row(
     set: &ImageSet,
     clean: &Clean,
@@ -174,21 +183,22 @@ pub fn perturb_row(
 ) -> PerturbRow {
     let k = clean.num_classes;
     let preds = argmax_rows(lg, k);
-    let dsv: Vec<f32> = clean
-        .logits
+    let n = preds.len();
+    let (clean_lg, labels) = (&clean.logits[..n * k], &set.labels[..n]);
+    let dsv: Vec<f32> = clean_lg
         .chunks_exact(k)
         .zip(lg.chunks_exact(k))
         .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum())
         .collect();
     let summary = ds::summarize(&dsv, DS_BINS);
-    let ranks = ds::continuity_ranks(&clean.logits, lg, &set.labels, k);
+    let ranks = ds::continuity_ranks(clean_lg, lg, labels, k);
     let side = set.height.min(set.width);
     PerturbRow {
         name: kind.name().to_string(),
         level,
         param: kind.param(level, side),
         label: kind.param_label(level, side),
-        accuracy: accuracy::accuracy(&preds, &set.labels),
+        accuracy: accuracy::accuracy(&preds, labels),
         ds_mean: summary.mean,
         ds_median: summary.median,
         discontinuity_rate: ds::discontinuity_rate(&ranks),

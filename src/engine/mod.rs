@@ -87,6 +87,8 @@ pub enum Event {
         done: usize,
         total: usize,
     },
+    /// A result over the samples done so far (streamed while a job runs; not cached).
+    Partial { key: JobKey, result: Arc<JobResult> },
     /// A finished result (also cached by the worker).
     Done { key: JobKey, result: Arc<JobResult> },
     /// The job failed; the message is one line.
@@ -301,6 +303,7 @@ impl Worker {
             },
             _ => None,
         };
+        let tx = self.ctl.tx.clone();
         let ctl = &mut self.ctl;
         let mut obs = |done: usize, total: usize| {
             if last.elapsed() > Duration::from_millis(30) || done == total {
@@ -311,23 +314,22 @@ impl Worker {
         };
         let res = match key {
             JobKey::Clean { model } => {
-                eval::clean(&self.models[model], &set, batch, &mut obs)?.map(JobResult::Clean)
+                let m = &self.models[model];
+                let k = m.num_classes();
+                let mut stream = partial_stream(key, tx.clone(), &mut obs, |lg| JobResult::Clean(eval::clean_from(&set, lg.to_vec(), k)));
+                eval::features_with(m, &set, &set.data, Tap::Logits, batch, &mut stream)?
+                    .map(|lg| JobResult::Clean(eval::clean_from(&set, lg, k)))
             }
             JobKey::Perturb { model, kind, level } => {
                 let Some(JobResult::Clean(c)) = clean.as_deref() else {
                     unreachable!("clean result computed above")
                 };
-                eval::perturbation(
-                    &self.models[model],
-                    &set,
-                    c,
-                    kind,
-                    level,
-                    self.settings.seed,
-                    batch,
-                    &mut obs,
-                )?
-                .map(JobResult::Perturb)
+                let m = &self.models[model];
+                let images = eval::perturbed_images(&set, kind, level, self.settings.seed)?;
+                let row = |lg: &[f32]| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, lg));
+                let mut stream = partial_stream(key, tx.clone(), &mut obs, row);
+                eval::features_with(m, &set, &images, Tap::Logits, batch, &mut stream)?
+                    .map(|lg| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, &lg)))
             }
             JobKey::Pgd { model, eps_index } => {
                 let cfg = self
@@ -374,6 +376,24 @@ impl Worker {
             }
         };
         Ok(res)
+    }
+}
+
+/// Wraps a progress observer so that it also streams partial results (at most
+/// every 150 ms, never for the last batch: `Done` follows it).
+fn partial_stream<'a>(
+    key: JobKey,
+    tx: Sender<Event>,
+    obs: &'a mut dyn FnMut(usize, usize) -> bool,
+    make: impl Fn(&[f32]) -> JobResult + 'a,
+) -> impl FnMut(&[f32], usize, usize) -> bool + 'a {
+    let mut last: Option<Instant> = None;
+    move |so_far, done, total| {
+        if done < total && last.is_none_or(|t| t.elapsed() > Duration::from_millis(150)) {
+            last = Some(Instant::now());
+            let _ = tx.send(Event::Partial { key, result: Arc::new(make(so_far)) });
+        }
+        obs(done, total)
     }
 }
 

@@ -147,6 +147,8 @@ pub struct App {
     pub kstar_scroll: usize,
     /// Finished results, filled only from engine events.
     pub results: HashMap<JobKey, Arc<JobResult>>,
+    /// Results over the samples done so far, for jobs still running.
+    pub partials: HashMap<JobKey, Arc<JobResult>>,
     pub progress: Option<Progress>,
     pub failures: HashMap<JobKey, String>,
     /// Throughput of the last finished model job.
@@ -182,6 +184,7 @@ impl App {
             metric: Metric::Euclidean,
             kstar_scroll: 0,
             results: HashMap::new(),
+            partials: HashMap::new(),
             progress: None,
             failures: HashMap::new(),
             speed: None,
@@ -222,15 +225,20 @@ impl App {
 
     // ---- results (the only place that looks inside JobResult) ----
 
+    /// A finished result, else the partial one streamed so far.
+    fn shown(&self, key: &JobKey) -> Option<&JobResult> {
+        self.results.get(key).or_else(|| self.partials.get(key)).map(|r| &**r)
+    }
+
     pub fn clean(&self, model: usize) -> Option<&Clean> {
-        match self.results.get(&JobKey::Clean { model }).map(|r| &**r) {
+        match self.shown(&JobKey::Clean { model }) {
             Some(JobResult::Clean(c)) => Some(c),
             _ => None,
         }
     }
     pub fn perturb(&self, model: usize, kind: Kind, level: usize) -> Option<&PerturbRow> {
         let key = JobKey::Perturb { model, kind, level };
-        match self.results.get(&key).map(|r| &**r) {
+        match self.shown(&key) {
             Some(JobResult::Perturb(p)) => Some(p),
             _ => None,
         }
@@ -329,10 +337,18 @@ impl App {
                 self.progress = Some(Progress { key, done, total });
                 true
             }
+            Event::Partial { key, result } => {
+                if !fits(&key, &result) || self.results.contains_key(&key) {
+                    return false;
+                }
+                self.partials.insert(key, result);
+                true
+            }
             Event::Done { key, result } => {
                 if !fits(&key, &result) {
                     return false;
                 }
+                self.partials.remove(&key);
                 if self.progress.map(|p| p.key) == Some(key) {
                     self.progress = None;
                 }
