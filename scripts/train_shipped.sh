@@ -22,7 +22,7 @@ if [ -z "${SEMCON:-}" ]; then
 fi
 DEVICE=${DEVICE:-auto}
 OUT=${OUT:-checkpoints}
-EPOCHS=${EPOCHS:-6}
+EPOCHS=${EPOCHS:-5}
 mkdir -p "$OUT"
 for variant in standard continuity adv adv-continuity; do
   "$SEMCON" train --dataset "$FMNIST_DIR:colour" --split train \
