@@ -130,7 +130,8 @@ impl Plan {
     }
 }
 
-/// Per-thread buffers.
+/// Per-thread buffers, kept between calls (no page faults for fresh memory on
+/// every chunk); they grow to the largest chunk seen on the thread.
 struct Scratch<T> {
     a: Vec<T>,
     b: Vec<T>,
@@ -142,6 +143,31 @@ impl<T: WithDType> Scratch<T> {
     }
 }
 
+/// The element types of the CPU path, each with its thread's scratch buffers.
+trait Elem: WithDType {
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<Self>) -> R) -> R;
+}
+
+macro_rules! elem {
+    ($t:ty, $key:ident) => {
+        thread_local! {
+            static $key: std::cell::RefCell<Scratch<$t>> = std::cell::RefCell::new(Scratch::new());
+        }
+        impl Elem for $t {
+            fn with_scratch<R>(f: impl FnOnce(&mut Scratch<Self>) -> R) -> R {
+                $key.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut s) => f(&mut s),
+                    // Re-entered on this thread (a rayon worker that stole another conv's
+                    // chunk while waiting): private buffers.
+                    Err(_) => f(&mut Scratch::new()),
+                })
+            }
+        }
+    };
+}
+elem!(f32, SCRATCH_F32);
+elem!(f64, SCRATCH_F64);
+
 fn buf<T: WithDType>(v: &mut Vec<T>, len: usize) -> &mut [T] {
     if v.len() < len {
         v.resize(len, T::zero());
@@ -150,18 +176,19 @@ fn buf<T: WithDType>(v: &mut Vec<T>, len: usize) -> &mut [T] {
 }
 
 /// Runs `f(b0, nb, parallelism, scratch)` for each chunk of images.
-fn for_chunks<T: WithDType>(g: &Geom, plan: &Plan, f: impl Fn(usize, usize, Parallelism, &mut Scratch<T>) + Sync) {
+fn for_chunks<T: Elem>(g: &Geom, plan: &Plan, f: impl Fn(usize, usize, Parallelism, &mut Scratch<T>) + Sync) {
     let chunks = plan.chunks(g.b);
     if plan.outer {
         chunks
             .into_par_iter()
             .with_max_len(1)
-            .for_each_init(Scratch::new, |s, (b0, nb)| f(b0, nb, Parallelism::None, s));
+            .for_each(|(b0, nb)| T::with_scratch(|s| f(b0, nb, Parallelism::None, s)));
     } else {
-        let mut s = Scratch::new();
-        for (b0, nb) in chunks {
-            f(b0, nb, plan.inner(), &mut s);
-        }
+        T::with_scratch(|s| {
+            for (b0, nb) in chunks {
+                f(b0, nb, plan.inner(), s);
+            }
+        })
     }
 }
 
@@ -315,7 +342,7 @@ fn scatter_planes<T: WithDType>(src: &[T], o: usize, pl: usize, nb: usize, dst: 
 }
 
 /// y = conv(x, w).
-fn forward<T: WithDType>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
+fn forward<T: Elem>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (k, pl) = (g.k(), g.out_plane());
     let mut y = vec![T::zero(); g.b * g.o * pl];
     if y.is_empty() {
@@ -347,7 +374,7 @@ fn forward<T: WithDType>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
 }
 
 /// dx from dy and w.
-fn grad_input<T: WithDType>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
+fn grad_input<T: Elem>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (k, pl) = (g.k(), g.out_plane());
     let mut dx = vec![T::zero(); g.b * g.c * g.in_plane()];
     if dx.is_empty() || pl == 0 || g.o == 0 {
@@ -382,7 +409,7 @@ fn grad_input<T: WithDType>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
 
 /// dw from x and dy; sums over fixed groups of images, so the result does not
 /// depend on scheduling.
-fn grad_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
+fn grad_weight<T: Elem>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     let (k, pl) = (g.k(), g.out_plane());
     let len = g.o * k;
     if len == 0 || g.b == 0 || pl == 0 {
@@ -394,29 +421,30 @@ fn grad_weight<T: WithDType>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     let per = chunks.len().div_ceil(groups);
     let partial = |gi: usize| {
         let mut dw = vec![T::zero(); len];
-        let mut s = Scratch::new();
-        for (i, &(b0, nb)) in chunks.iter().enumerate().skip(gi * per).take(per) {
-            let n = nb * pl;
-            let xs = &x[b0 * g.c * g.in_plane()..][..nb * g.c * g.in_plane()];
-            let dys = &dy[b0 * g.o * pl..][..nb * g.o * pl];
-            let Scratch { a, b } = &mut s;
-            let col: &[T] = if g.pointwise() && nb == 1 {
-                xs
-            } else {
-                let col = buf(a, k * n);
-                im2col(xs, g, nb, col);
-                col
-            };
-            let dyc: &[T] = if nb == 1 {
-                dys
-            } else {
-                let t = buf(b, g.o * n);
-                gather_planes(dys, g.o, pl, nb, t);
-                t
-            };
-            // dw [O, K] += dy [O, n] * col^T [n, K]
-            gemm((g.o, k, n), &mut dw, (k, 1), i > gi * per, dyc, (n, 1), col, (1, n), plan.inner());
-        }
+        T::with_scratch(|s| {
+            for (i, &(b0, nb)) in chunks.iter().enumerate().skip(gi * per).take(per) {
+                let n = nb * pl;
+                let xs = &x[b0 * g.c * g.in_plane()..][..nb * g.c * g.in_plane()];
+                let dys = &dy[b0 * g.o * pl..][..nb * g.o * pl];
+                let Scratch { a, b } = &mut *s;
+                let col: &[T] = if g.pointwise() && nb == 1 {
+                    xs
+                } else {
+                    let col = buf(a, k * n);
+                    im2col(xs, g, nb, col);
+                    col
+                };
+                let dyc: &[T] = if nb == 1 {
+                    dys
+                } else {
+                    let t = buf(b, g.o * n);
+                    gather_planes(dys, g.o, pl, nb, t);
+                    t
+                };
+                // dw [O, K] += dy [O, n] * col^T [n, K]
+                gemm((g.o, k, n), &mut dw, (k, 1), i > gi * per, dyc, (n, 1), col, (1, n), plan.inner());
+            }
+        });
         dw
     };
     let mut parts: Vec<Vec<T>> =
