@@ -1,7 +1,10 @@
 //! Per-layer timings of the CPU convolution against candle's conv2d, for the
 //! convolutions of a cifar-stem ResNet-18 (width 64) on 32x32 inputs.
 //!
-//!     cargo bench --bench conv -- [BATCH] [ITERS] [--candle] [--backward]
+//!     cargo bench --bench conv -- [BATCH] [ITERS] [--candle] [--ops] [--backward]
+//!
+//! --candle: candle's conv2d; --ops: im2col from candle ops + matmul;
+//! --backward: forward + input gradient of ours.
 //!
 //! RAYON_NUM_THREADS sets the thread count.
 
@@ -34,12 +37,39 @@ fn rate(gflop: f64, (wall, cpu): (f64, f64)) -> String {
     format!("{:6.1} ({:5.1}/core) GFLOP/s {:7.1} ms", gflop / wall, gflop / cpu.max(1e-9), wall * 1e3)
 }
 
+/// Option (a) of the design: im2col from differentiable candle ops (pad, narrow,
+/// reshape for the stride, stack) and a batched matmul; kept here for comparison.
+fn conv_from_ops(x: &Tensor, w: &Tensor, s: usize, p: usize) -> candle_core::Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let (o, _, kh, kw) = w.dims4()?;
+    let (oh, ow) = ((h + 2 * p - kh) / s + 1, (wd + 2 * p - kw) / s + 1);
+    // Enough padding at the end that every tap can take s*oh rows and s*ow columns.
+    let xp = x.pad_with_zeros(2, p, (s * oh + kh).saturating_sub(h + p))?;
+    let xp = xp.pad_with_zeros(3, p, (s * ow + kw).saturating_sub(wd + p))?;
+    let mut taps = Vec::with_capacity(kh * kw);
+    for ki in 0..kh {
+        for kj in 0..kw {
+            let t = xp.narrow(2, ki, s * oh)?.narrow(3, kj, s * ow)?;
+            let t = if s == 1 {
+                t
+            } else {
+                t.reshape((b, c, oh, s, ow, s))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((b, c, oh, ow))?
+            };
+            taps.push(t);
+        }
+    }
+    let col = Tensor::stack(&taps, 2)?.reshape((b, c * kh * kw, oh * ow))?;
+    let wm = w.reshape((1, o, c * kh * kw))?.broadcast_as((b, o, c * kh * kw))?;
+    wm.matmul(&col)?.reshape((b, o, oh, ow))
+}
+
 fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let (batch, iters) = (nums.first().copied().unwrap_or(64), nums.get(1).copied().unwrap_or(3));
     let candle = args.iter().any(|a| a == "--candle");
     let backward = args.iter().any(|a| a == "--backward");
+    let ops = args.iter().any(|a| a == "--ops");
     println!("batch {batch}, {} threads", candle_core::utils::get_num_threads());
     // (in channels, out channels, input size, kernel, stride)
     let layers = [
@@ -69,6 +99,15 @@ fn main() -> candle_core::Result<()> {
                 x.conv2d(&w, p, s, 1, 1).unwrap();
             });
             line += &format!(" | candle {}", rate(gflop, theirs));
+        }
+        if ops {
+            let y = conv_from_ops(&x, &w, s, p)?;
+            let d = (y - conv2d(&x, &w, s, p)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(d < 1e-3, "im2col from candle ops differs by {d}");
+            let t = time(iters, &|| {
+                conv_from_ops(&x, &w, s, p).unwrap();
+            });
+            line += &format!(" | candle-ops im2col {}", rate(gflop, t));
         }
         if backward {
             let xv = Var::from_tensor(&x)?;
