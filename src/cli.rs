@@ -43,6 +43,8 @@ pub enum Command {
     Explore(ExploreArgs),
     /// k* distribution of features (.npz from `semcon features`, or .npy with --labels).
     Kstar(KstarArgs),
+    /// Time a random-init ResNet on random inputs (forward, and forward+backward w.r.t. the input).
+    Bench(BenchArgs),
 }
 
 /// Flags that describe the model(s).
@@ -225,6 +227,39 @@ pub struct KstarArgs {
     pub clustered_below: f64,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// resnet18, resnet34 or resnet50 (random init, cifar stem).
+    #[arg(long, default_value = "resnet18")]
+    pub arch: String,
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    #[arg(long, default_value_t = 100)]
+    pub classes: usize,
+    /// Input height and width.
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// CPU threads (sets RAYON_NUM_THREADS and CANDLE_NUM_THREADS); default: candle's choice.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also time forward+backward w.r.t. the input (a PGD step).
+    #[arg(long)]
+    pub backward: bool,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
     pub device: String,
 }
 
@@ -429,6 +464,83 @@ fn cmd_kstar(a: &KstarArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_bench(a: &BenchArgs) -> Result<()> {
+    use model::resnet::{ResNet, ResNetConfig, Stem};
+    use std::time::Instant;
+    if let Some(t) = a.threads {
+        // Both must be set before the first candle op: candle's matmul (gemm) reads
+        // RAYON_NUM_THREADS on each call, its barrier pool CANDLE_NUM_THREADS once.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", t.to_string());
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let device = crate::device::select(&a.device)?;
+    let cfg = ResNetConfig::named(&a.arch, Stem::Cifar, a.width, 3, a.classes)?;
+    let vm = candle_nn::VarMap::new();
+    ResNet::new(&cfg, candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &device))?;
+    // Frozen weights (no weight gradients), as for a loaded checkpoint under attack.
+    let frozen = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let net = ResNet::new(&cfg, candle_nn::VarBuilder::from_tensors(frozen, DType::F32, &device))?;
+    let x = Tensor::rand(0f32, 1f32, (a.batch, 3, a.size, a.size), &device)?;
+    let y = Tensor::from_vec((0..a.batch as u32).map(|i| i % a.classes as u32).collect(), a.batch, &device)?;
+    // CPU seconds of this process (Linux; 0 elsewhere): shows the share of the cores it got.
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<f64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+        f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
+    };
+    // (wall seconds, CPU seconds) per batch.
+    let time = |f: &dyn Fn() -> Result<()>| -> Result<(f64, f64)> {
+        for _ in 0..a.warmup {
+            f()?;
+        }
+        let (t0, c0, n) = (Instant::now(), cpu(), a.iters.max(1) as f64);
+        for _ in 0..a.iters.max(1) {
+            f()?;
+        }
+        Ok((t0.elapsed().as_secs_f64() / n, (cpu() - c0) / n))
+    };
+    let fwd = time(&|| {
+        net.forward_t(&x, false)?.sum_all()?.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let bwd = if a.backward {
+        Some(time(&|| {
+            let xv = candle_core::Var::from_tensor(&x)?;
+            let loss = candle_nn::loss::cross_entropy(&net.forward_t(xv.as_tensor(), false)?, &y)?;
+            let g = loss.backward()?;
+            g.get(xv.as_tensor()).context("no input gradient")?.sum_all()?.to_scalar::<f32>()?;
+            Ok(())
+        })?)
+    } else {
+        None
+    };
+    let ips = |s: f64| a.batch as f64 / s;
+    if a.json {
+        let mut j = serde_json::json!({"arch": a.arch, "width": a.width, "classes": a.classes, "size": a.size,
+            "batch": a.batch, "iters": a.iters, "threads": threads, "device": a.device,
+            "forward_s": fwd.0, "forward_cpu_s": fwd.1, "forward_images_per_s": ips(fwd.0)});
+        if let Some(b) = bwd {
+            j["fwd_bwd_s"] = b.0.into();
+            j["fwd_bwd_cpu_s"] = b.1.into();
+            j["fwd_bwd_images_per_s"] = ips(b.0).into();
+        }
+        println!("{j}");
+    } else {
+        println!("{} cifar stem, width {}, {} classes, {}x{} inputs, batch {}, {} threads ({:?})",
+            a.arch, a.width, a.classes, a.size, a.size, a.batch, threads, device);
+        let line = |what: &str, (w, c): (f64, f64)| {
+            println!("{what} {:8.1} images/s ({w:.3} s/batch, {c:.3} CPU s/batch)", ips(w));
+        };
+        line("forward:         ", fwd);
+        if let Some(b) = bwd {
+            line("forward+backward:", b);
+        }
+    }
+    Ok(())
+}
+
 /// Writes arrays to an .npz (via a temporary file, then rename).
 pub fn write_npz(out: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
     let tmp = out.with_extension("npz.tmp");
@@ -448,6 +560,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Explore(a)) => cmd_explore(&a),
         None => run(Cli::parse_from(["semcon", "explore"])),
         Some(Command::Kstar(a)) => cmd_kstar(&a),
+        Some(Command::Bench(a)) => cmd_bench(&a),
     }
 }
 

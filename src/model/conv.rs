@@ -1,9 +1,729 @@
 //! The convolution used by every model. One function, so the fastest path per
 //! device can be chosen in one place.
+//!
+//! On the CPU (f32 and f64) `conv2d` is a candle custom op: im2col into a
+//! scratch buffer and one gemm per chunk of images (the `gemm` crate, the same
+//! one candle's matmul uses), chunks run in parallel on rayon. Its backward pass
+//! is two more custom ops: the input gradient (gemm with the transposed weight,
+//! then col2im) and the weight gradient (gemm of the output gradient with the
+//! im2col columns), each only computed when the argument needs a gradient.
+//! Other devices and dtypes use candle's own `Tensor::conv2d` (cuDNN on CUDA).
+//! The gradients themselves are not differentiable again (no double backward).
 
-use candle_core::{Result, Tensor};
+use candle_core::{backend::BackendStorage, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// 2-D convolution, NCHW input, OIHW weight, symmetric padding, no bias.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    x.conv2d(w, pad, stride, 1, 1)
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        cpu_conv2d(x, w, stride, pad)
+    } else {
+        x.conv2d(w, pad, stride, 1, 1)
+    }
+}
+
+/// The CPU implementation (im2col + gemm custom op), differentiable once.
+pub fn cpu_conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    Geom::new(x.dims(), w.dims(), stride, pad)?;
+    if x.dtype() != w.dtype() {
+        candle_core::bail!("conv2d: input is {:?} but weight is {:?}", x.dtype(), w.dtype())
+    }
+    x.contiguous()?.apply_op2(&w.contiguous()?, ConvFwd { stride, pad })
+}
+
+/// Images per gemm are chosen so that a gemm has about this many columns.
+const TARGET_COLS: usize = 512;
+
+/// Shapes of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geom {
+    b: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    s: usize,
+    p: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], s: usize, p: usize) -> Result<Geom> {
+        let (&[b, c, h, wd], &[o, ci, kh, kw]) = (x, w) else {
+            candle_core::bail!("conv2d: expected a 4-d input and weight, got {x:?} and {w:?}")
+        };
+        if c != ci {
+            candle_core::bail!("conv2d: the input has {c} channels but the weight {w:?} takes {ci}")
+        }
+        if s == 0 || kh == 0 || kw == 0 {
+            candle_core::bail!("conv2d: stride and kernel size must be positive (stride {s}, weight {w:?})")
+        }
+        if h + 2 * p < kh || wd + 2 * p < kw {
+            candle_core::bail!("conv2d: input {x:?} with padding {p} is smaller than the kernel {w:?}")
+        }
+        Ok(Geom { b, c, h, w: wd, o, kh, kw, s, p, oh: (h + 2 * p - kh) / s + 1, ow: (wd + 2 * p - kw) / s + 1 })
+    }
+    /// Rows of the im2col matrix (C*KH*KW).
+    fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn in_plane(&self) -> usize {
+        self.h * self.w
+    }
+    fn out_plane(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// 1x1, stride 1, no padding: the input of an image is its own im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.s == 1 && self.p == 0
+    }
+    /// Output columns `lo..hi` whose input column `ox*s + kj - p` lies inside the image.
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let lo = if self.p > kj { (self.p - kj).div_ceil(self.s) } else { 0 };
+        let hi = if self.w + self.p > kj { (self.w + self.p - kj - 1) / self.s + 1 } else { 0 };
+        let lo = lo.min(self.ow);
+        (lo, hi.min(self.ow).max(lo))
+    }
+    fn x_shape(&self) -> Shape {
+        (self.b, self.c, self.h, self.w).into()
+    }
+    fn w_shape(&self) -> Shape {
+        (self.o, self.c, self.kh, self.kw).into()
+    }
+    fn y_shape(&self) -> Shape {
+        (self.b, self.o, self.oh, self.ow).into()
+    }
+}
+
+/// How a batch is split: `nb` images per gemm; `outer`: chunks run in parallel
+/// (each gemm single-threaded), else chunks run in turn with a parallel gemm.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    nb: usize,
+    outer: bool,
+    threads: usize,
+}
+
+impl Plan {
+    fn new(g: &Geom) -> Plan {
+        let threads = rayon::current_num_threads().max(1);
+        let mut nb = TARGET_COLS.div_ceil(g.out_plane().max(1)).clamp(1, g.b.max(1));
+        // Enough chunks for every thread when the batch allows it.
+        nb = nb.min(g.b.div_ceil(threads)).max(1);
+        let chunks = g.b.div_ceil(nb);
+        Plan { nb, outer: threads > 1 && chunks >= threads, threads }
+    }
+    fn chunks(&self, b: usize) -> Vec<(usize, usize)> {
+        (0..b).step_by(self.nb).map(|b0| (b0, self.nb.min(b - b0))).collect()
+    }
+    /// Parallelism of one gemm.
+    fn inner(&self) -> Parallelism {
+        if self.outer || self.threads == 1 {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(self.threads)
+        }
+    }
+}
+
+/// Per-thread buffers, kept between calls (no page faults for fresh memory on
+/// every chunk); they grow to the largest chunk seen on the thread.
+struct Scratch<T> {
+    a: Vec<T>,
+    b: Vec<T>,
+}
+
+impl<T: WithDType> Scratch<T> {
+    fn new() -> Self {
+        Scratch { a: Vec::new(), b: Vec::new() }
+    }
+}
+
+/// The element types of the CPU path, each with its thread's scratch buffers.
+trait Elem: WithDType {
+    fn with_scratch<R>(f: impl FnOnce(&mut Scratch<Self>) -> R) -> R;
+}
+
+macro_rules! elem {
+    ($t:ty, $key:ident) => {
+        thread_local! {
+            static $key: std::cell::RefCell<Scratch<$t>> = std::cell::RefCell::new(Scratch::new());
+        }
+        impl Elem for $t {
+            fn with_scratch<R>(f: impl FnOnce(&mut Scratch<Self>) -> R) -> R {
+                $key.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut s) => f(&mut s),
+                    // Re-entered on this thread (a rayon worker that stole another conv's
+                    // chunk while waiting): private buffers.
+                    Err(_) => f(&mut Scratch::new()),
+                })
+            }
+        }
+    };
+}
+elem!(f32, SCRATCH_F32);
+elem!(f64, SCRATCH_F64);
+
+fn buf<T: WithDType>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::zero());
+    }
+    &mut v[..len]
+}
+
+/// Runs `f(b0, nb, parallelism, scratch)` for each chunk of images.
+fn for_chunks<T: Elem>(g: &Geom, plan: &Plan, f: impl Fn(usize, usize, Parallelism, &mut Scratch<T>) + Sync) {
+    let chunks = plan.chunks(g.b);
+    if plan.outer {
+        chunks
+            .into_par_iter()
+            .with_max_len(1)
+            .for_each(|(b0, nb)| T::with_scratch(|s| f(b0, nb, Parallelism::None, s)));
+    } else {
+        T::with_scratch(|s| {
+            for (b0, nb) in chunks {
+                f(b0, nb, plan.inner(), s);
+            }
+        })
+    }
+}
+
+/// A raw pointer that may cross threads; every user writes a disjoint range.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    /// # Safety
+    /// The range must be inside the allocation and written by no one else meanwhile.
+    unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
+
+/// Column-major-agnostic gemm: dst (m x n) (+)= lhs (m x k) * rhs (k x n), all
+/// given by row and column strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    lhs: &[T],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[T],
+    (rhs_rs, rhs_cs): (usize, usize),
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rs: usize, cs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
+    assert!(last(dst_rs, dst_cs, m, n) < dst.len());
+    if k > 0 {
+        assert!(last(lhs_rs, lhs_cs, m, k) < lhs.len() && last(rhs_rs, rhs_cs, k, n) < rhs.len());
+    }
+    // SAFETY: the asserts above keep every access inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// im2col of `nb` images `x` ([nb, C, H, W]) into `col` ([C*KH*KW, nb*OH*OW]):
+/// col[(ci*KH + ki)*KW + kj][img*OH*OW + oy*OW + ox] = x[img, ci, oy*s + ki - p, ox*s + kj - p], 0 outside.
+fn im2col<T: WithDType>(x: &[T], g: &Geom, nb: usize, col: &mut [T]) {
+    let (pl, n) = (g.out_plane(), nb * g.out_plane());
+    for ci in 0..g.c {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = &mut col[((ci * g.kh + ki) * g.kw + kj) * n..][..n];
+                let (lo, hi) = g.valid_cols(kj);
+                for img in 0..nb {
+                    let src = &x[(img * g.c + ci) * g.in_plane()..][..g.in_plane()];
+                    for oy in 0..g.oh {
+                        let d = &mut row[img * pl + oy * g.ow..][..g.ow];
+                        let iy = oy * g.s + ki;
+                        if iy < g.p || iy - g.p >= g.h {
+                            d.fill(T::zero());
+                            continue;
+                        }
+                        let srow = &src[(iy - g.p) * g.w..][..g.w];
+                        d[..lo].fill(T::zero());
+                        d[hi..].fill(T::zero());
+                        if g.s == 1 {
+                            let ix = lo + kj - g.p;
+                            d[lo..hi].copy_from_slice(&srow[ix..ix + hi - lo]);
+                        } else {
+                            for (ox, v) in d[lo..hi].iter_mut().enumerate() {
+                                *v = srow[(ox + lo) * g.s + kj - g.p];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of `im2col`: adds the columns back into `dx` ([nb, C, H, W]).
+fn col2im_add<T: WithDType>(col: &[T], g: &Geom, nb: usize, dx: &mut [T]) {
+    let (pl, n) = (g.out_plane(), nb * g.out_plane());
+    for ci in 0..g.c {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = &col[((ci * g.kh + ki) * g.kw + kj) * n..][..n];
+                let (lo, hi) = g.valid_cols(kj);
+                for img in 0..nb {
+                    let dst = &mut dx[(img * g.c + ci) * g.in_plane()..][..g.in_plane()];
+                    for oy in 0..g.oh {
+                        let iy = oy * g.s + ki;
+                        if iy < g.p || iy - g.p >= g.h {
+                            continue;
+                        }
+                        let d = &row[img * pl + oy * g.ow..][..g.ow];
+                        let drow = &mut dst[(iy - g.p) * g.w..][..g.w];
+                        if g.s == 1 {
+                            let ix = lo + kj - g.p;
+                            for (a, &v) in drow[ix..ix + hi - lo].iter_mut().zip(&d[lo..hi]) {
+                                *a += v;
+                            }
+                        } else {
+                            for (ox, &v) in d[lo..hi].iter().enumerate() {
+                                drow[(ox + lo) * g.s + kj - g.p] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `[nb, O, P]` (images of `src`) to `[O, nb*P]` in `dst`.
+fn gather_planes<T: WithDType>(src: &[T], o: usize, pl: usize, nb: usize, dst: &mut [T]) {
+    for img in 0..nb {
+        for oc in 0..o {
+            dst[oc * nb * pl + img * pl..][..pl].copy_from_slice(&src[(img * o + oc) * pl..][..pl]);
+        }
+    }
+}
+
+/// `[O, nb*P]` to `[nb, O, P]`.
+fn scatter_planes<T: WithDType>(src: &[T], o: usize, pl: usize, nb: usize, dst: &mut [T]) {
+    for img in 0..nb {
+        for oc in 0..o {
+            dst[(img * o + oc) * pl..][..pl].copy_from_slice(&src[oc * nb * pl + img * pl..][..pl]);
+        }
+    }
+}
+
+/// y = conv(x, w).
+fn forward<T: Elem>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    let (k, pl) = (g.k(), g.out_plane());
+    let mut y = vec![T::zero(); g.b * g.o * pl];
+    if y.is_empty() {
+        return y;
+    }
+    let plan = Plan::new(g);
+    let yp = SendPtr(y.as_mut_ptr());
+    for_chunks(g, &plan, |b0, nb, par, s: &mut Scratch<T>| {
+        let n = nb * pl;
+        let xs = &x[b0 * g.c * g.in_plane()..][..nb * g.c * g.in_plane()];
+        // SAFETY: chunks are disjoint ranges of images.
+        let ys = unsafe { yp.slice(b0 * g.o * pl, nb * g.o * pl) };
+        let col: &[T] = if g.pointwise() && nb == 1 {
+            xs
+        } else {
+            let col = buf(&mut s.a, k * n);
+            im2col(xs, g, nb, col);
+            col
+        };
+        if nb == 1 {
+            gemm((g.o, n, k), ys, (n, 1), false, w, (k, 1), col, (n, 1), par);
+        } else {
+            let tmp = buf(&mut s.b, g.o * n);
+            gemm((g.o, n, k), tmp, (n, 1), false, w, (k, 1), col, (n, 1), par);
+            scatter_planes(tmp, g.o, pl, nb, ys);
+        }
+    });
+    y
+}
+
+/// dx from dy and w.
+fn grad_input<T: Elem>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    let (k, pl) = (g.k(), g.out_plane());
+    let mut dx = vec![T::zero(); g.b * g.c * g.in_plane()];
+    if dx.is_empty() || pl == 0 || g.o == 0 {
+        return dx;
+    }
+    let plan = Plan::new(g);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    for_chunks(g, &plan, |b0, nb, par, s: &mut Scratch<T>| {
+        let n = nb * pl;
+        // SAFETY: chunks are disjoint ranges of images.
+        let dxs = unsafe { dxp.slice(b0 * g.c * g.in_plane(), nb * g.c * g.in_plane()) };
+        let dys = &dy[b0 * g.o * pl..][..nb * g.o * pl];
+        let Scratch { a, b } = s;
+        let dyc: &[T] = if nb == 1 {
+            dys
+        } else {
+            let t = buf(b, g.o * n);
+            gather_planes(dys, g.o, pl, nb, t);
+            t
+        };
+        // dcol [K, n] = w^T [K, O] * dy [O, n]
+        if g.pointwise() && nb == 1 {
+            gemm((k, n, g.o), dxs, (n, 1), false, w, (1, k), dyc, (n, 1), par);
+        } else {
+            let dcol = buf(a, k * n);
+            gemm((k, n, g.o), dcol, (n, 1), false, w, (1, k), dyc, (n, 1), par);
+            col2im_add(dcol, g, nb, dxs);
+        }
+    });
+    dx
+}
+
+/// dw from x and dy; sums over fixed groups of images, so the result does not
+/// depend on scheduling.
+fn grad_weight<T: Elem>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
+    let (k, pl) = (g.k(), g.out_plane());
+    let len = g.o * k;
+    if len == 0 || g.b == 0 || pl == 0 {
+        return vec![T::zero(); len];
+    }
+    let plan = Plan::new(g);
+    let chunks = plan.chunks(g.b);
+    let groups = if plan.outer { plan.threads.min(chunks.len()) } else { 1 };
+    let per = chunks.len().div_ceil(groups);
+    let partial = |gi: usize| {
+        let mut dw = vec![T::zero(); len];
+        T::with_scratch(|s| {
+            for (i, &(b0, nb)) in chunks.iter().enumerate().skip(gi * per).take(per) {
+                let n = nb * pl;
+                let xs = &x[b0 * g.c * g.in_plane()..][..nb * g.c * g.in_plane()];
+                let dys = &dy[b0 * g.o * pl..][..nb * g.o * pl];
+                let Scratch { a, b } = &mut *s;
+                let col: &[T] = if g.pointwise() && nb == 1 {
+                    xs
+                } else {
+                    let col = buf(a, k * n);
+                    im2col(xs, g, nb, col);
+                    col
+                };
+                let dyc: &[T] = if nb == 1 {
+                    dys
+                } else {
+                    let t = buf(b, g.o * n);
+                    gather_planes(dys, g.o, pl, nb, t);
+                    t
+                };
+                // dw [O, K] += dy [O, n] * col^T [n, K]
+                gemm((g.o, k, n), &mut dw, (k, 1), i > gi * per, dyc, (n, 1), col, (1, n), plan.inner());
+            }
+        });
+        dw
+    };
+    let mut parts: Vec<Vec<T>> =
+        if groups > 1 { (0..groups).into_par_iter().with_max_len(1).map(partial).collect() } else { vec![partial(0)] };
+    let mut dw = parts.swap_remove(0);
+    for p in &parts {
+        for (a, &v) in dw.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    dw
+}
+
+/// The contiguous data of a storage as a slice of T.
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("conv2d: the {what} must be contiguous"),
+    }
+}
+
+/// Dispatches on the dtype of two storages.
+fn with_dtype<F32, F64>(s1: &CpuStorage, f32_: F32, f64_: F64) -> Result<CpuStorage>
+where
+    F32: FnOnce() -> Result<Vec<f32>>,
+    F64: FnOnce() -> Result<Vec<f64>>,
+{
+    match s1 {
+        CpuStorage::F32(_) => Ok(CpuStorage::F32(f32_()?)),
+        CpuStorage::F64(_) => Ok(CpuStorage::F64(f64_()?)),
+        s => candle_core::bail!("conv2d: unsupported dtype {:?} on the CPU path", s.dtype()),
+    }
+}
+
+struct ConvFwd {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp2 for ConvFwd {
+    fn name(&self) -> &'static str {
+        "semcon-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let out = with_dtype(
+            s1,
+            || Ok(forward::<f32>(slice(s1, l1, "input")?, slice(s2, l2, "weight")?, &g)),
+            || Ok(forward::<f64>(slice(s1, l1, "input")?, slice(s2, l2, "weight")?, &g)),
+        )?;
+        Ok((out, g.y_shape()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        let dy = dy.contiguous()?;
+        let dx = if x.track_op() { Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvGradInput(g))?) } else { None };
+        let dw = if w.track_op() { Some(x.contiguous()?.apply_op2_no_bwd(&dy, &ConvGradWeight(g))?) } else { None };
+        Ok((dx, dw))
+    }
+}
+
+/// (dy, w) -> dx.
+struct ConvGradInput(Geom);
+
+impl CustomOp2 for ConvGradInput {
+    fn name(&self) -> &'static str {
+        "semcon-conv2d-grad-input"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        if l1.shape() != &g.y_shape() || l2.shape() != &g.w_shape() {
+            candle_core::bail!("conv2d backward: unexpected shapes {:?} {:?}", l1.dims(), l2.dims())
+        }
+        let out = with_dtype(
+            s1,
+            || Ok(grad_input::<f32>(slice(s1, l1, "gradient")?, slice(s2, l2, "weight")?, g)),
+            || Ok(grad_input::<f64>(slice(s1, l1, "gradient")?, slice(s2, l2, "weight")?, g)),
+        )?;
+        Ok((out, g.x_shape()))
+    }
+}
+
+/// (x, dy) -> dw.
+struct ConvGradWeight(Geom);
+
+impl CustomOp2 for ConvGradWeight {
+    fn name(&self) -> &'static str {
+        "semcon-conv2d-grad-weight"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.0;
+        if l1.shape() != &g.x_shape() || l2.shape() != &g.y_shape() {
+            candle_core::bail!("conv2d backward: unexpected shapes {:?} {:?}", l1.dims(), l2.dims())
+        }
+        let out = with_dtype(
+            s1,
+            || Ok(grad_weight::<f32>(slice(s1, l1, "input")?, slice(s2, l2, "gradient")?, g)),
+            || Ok(grad_weight::<f64>(slice(s1, l1, "input")?, slice(s2, l2, "gradient")?, g)),
+        )?;
+        Ok((out, g.w_shape()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Deterministic values in [-1, 1).
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn tensor(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::from_vec(data(n, seed), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        assert_eq!(a.dims(), b.dims());
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    fn max_abs(a: &Tensor) -> f64 {
+        let d = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// Direct-loop convolution and its gradients for dy = r, in f64: (y, dx, dw).
+    fn naive(x: &Tensor, w: &Tensor, r: &Tensor, s: usize, p: usize) -> (Tensor, Tensor, Tensor) {
+        let g = Geom::new(x.dims(), w.dims(), s, p).unwrap();
+        let (xv, wv, rv) = (values(x), values(w), values(r));
+        let (mut y, mut dx, mut dw) = (vec![0f64; rv.len()], vec![0f64; xv.len()], vec![0f64; wv.len()]);
+        for b in 0..g.b {
+            for o in 0..g.o {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let yi = ((b * g.o + o) * g.oh + oy) * g.ow + ox;
+                        for c in 0..g.c {
+                            for ki in 0..g.kh {
+                                for kj in 0..g.kw {
+                                    let (iy, ix) =
+                                        ((oy * s + ki) as isize - p as isize, (ox * s + kj) as isize - p as isize);
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = ((o * g.c + c) * g.kh + ki) * g.kw + kj;
+                                    y[yi] += xv[xi] * wv[wi];
+                                    dx[xi] += rv[yi] * wv[wi];
+                                    dw[wi] += rv[yi] * xv[xi];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let t = |v: Vec<f64>, shape: Shape| Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+        (t(y, g.y_shape()), t(dx, g.x_shape()), t(dw, g.w_shape()))
+    }
+
+    /// Forward and both gradients of `cpu_conv2d` against a direct-loop f64
+    /// reference and against candle's conv2d (its backward, where candle gets it right).
+    #[allow(clippy::too_many_arguments)]
+    fn check(b: usize, c: usize, o: usize, (h, w): (usize, usize), k: usize, s: usize, p: usize, dtype: DType) {
+        let what = format!("b{b} c{c} o{o} {h}x{w} k{k} s{s} p{p} {dtype:?}");
+        let x = tensor(&[b, c, h, w], 1 + (b * 31 + c * 7 + h) as u64, dtype);
+        let wt = tensor(&[o, c, k, k], 2 + (o * 13 + k) as u64, dtype);
+        let tol = if dtype == DType::F64 { 1e-12 } else { 2e-6 };
+        let close = |a: &Tensor, b: &Tensor, name: &str| {
+            let (a, b) = (a.to_dtype(DType::F64).unwrap(), b.to_dtype(DType::F64).unwrap());
+            let d = max_diff(&a, &b);
+            assert!(d <= tol * (1.0 + max_abs(&b)), "{name} {what}: max abs diff {d}");
+        };
+        let y = cpu_conv2d(&x, &wt, s, p).unwrap();
+        close(&y, &x.conv2d(&wt, p, s, 1, 1).unwrap(), "forward vs candle");
+
+        // Gradients of sum(conv * r) for a fixed random r.
+        let r = tensor(y.dims(), 3, dtype);
+        let (y0, dx0, dw0) = naive(&x, &wt, &r, s, p);
+        close(&y, &y0, "forward vs direct");
+        let grads = |f: &dyn Fn(&Tensor, &Tensor) -> Result<Tensor>| -> Result<(Tensor, Tensor)> {
+            let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&wt)?);
+            let g = (f(xv.as_tensor(), wv.as_tensor())? * &r)?.sum_all()?.backward()?;
+            Ok((g.get(xv.as_tensor()).unwrap().clone(), g.get(wv.as_tensor()).unwrap().clone()))
+        };
+        let (dx, dw) = grads(&|x, w| cpu_conv2d(x, w, s, p)).unwrap();
+        close(&dx, &dx0, "dx vs direct");
+        close(&dw, &dw0, "dw vs direct");
+        // candle's backward fails on some shapes (non-square inputs whose height and
+        // width need different output paddings); compare where it works.
+        if let Ok((dx1, dw1)) = grads(&|x, w| x.conv2d(w, p, s, 1, 1)) {
+            close(&dx, &dx1, "dx vs candle");
+            close(&dw, &dw1, "dw vs candle");
+        }
+    }
+
+    fn grid(dtype: DType) {
+        for k in [1, 3, 7] {
+            for s in [1, 2] {
+                for p in [0, 1, 3] {
+                    for size in [(7, 7), (8, 10), (9, 8)] {
+                        for b in [1, 3] {
+                            for (c, o) in [(1, 8), (3, 1), (8, 3), (3, 8), (8, 8)] {
+                                check(b, c, o, size, k, s, p, dtype);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_candle_f32() {
+        grid(DType::F32);
+    }
+
+    #[test]
+    fn matches_candle_f64() {
+        grid(DType::F64);
+    }
+
+    /// One thread: chunks in turn, several images per gemm.
+    #[test]
+    fn matches_candle_single_thread() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 2, 0), (1, 1, 0), (7, 2, 3)] {
+                check(5, 3, 8, (9, 8), k, s, p, DType::F32);
+            }
+        });
+    }
+
+    /// Shapes of a cifar ResNet layer: many images per gemm, in parallel.
+    #[test]
+    fn matches_candle_resnet_shapes() {
+        check(9, 16, 32, (4, 4), 3, 1, 1, DType::F32);
+        check(9, 16, 32, (8, 8), 1, 2, 0, DType::F32);
+        check(4, 8, 16, (16, 16), 3, 2, 1, DType::F32);
+        check(2, 32, 16, (6, 6), 1, 1, 0, DType::F32);
+    }
+
+    #[test]
+    fn dispatch_non_contiguous_and_untracked() {
+        // A transposed (non-contiguous) input goes through the same path.
+        let x = tensor(&[2, 3, 9, 7], 5, DType::F32).transpose(2, 3).unwrap();
+        let w = tensor(&[4, 3, 3, 3], 6, DType::F32);
+        let y = conv2d(&x, &w, 2, 1).unwrap();
+        assert!(max_diff(&y, &x.conv2d(&w, 1, 2, 1, 1).unwrap()) < 1e-5);
+        // Only the weight is a variable: only its gradient exists.
+        let wv = Var::from_tensor(&w).unwrap();
+        let g = conv2d(&x, wv.as_tensor(), 1, 1).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).is_none() && g.get(wv.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let x = tensor(&[1, 3, 5, 5], 1, DType::F32);
+        assert!(cpu_conv2d(&x, &tensor(&[4, 2, 3, 3], 2, DType::F32), 1, 1).is_err());
+        assert!(cpu_conv2d(&x, &tensor(&[4, 3, 7, 7], 2, DType::F32), 1, 0).is_err());
+        assert!(cpu_conv2d(&x, &tensor(&[4, 3, 3, 3], 2, DType::F64), 1, 0).is_err());
+        assert!(cpu_conv2d(&x, &tensor(&[4, 3, 3, 3], 2, DType::F32), 0, 0).is_err());
+    }
 }
