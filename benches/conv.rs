@@ -4,7 +4,8 @@
 //!     cargo bench --bench conv -- [BATCH] [ITERS] [--candle] [--ops] [--backward]
 //!
 //! --candle: candle's conv2d; --ops: im2col from candle ops + matmul;
-//! --backward: forward + input gradient of ours.
+//! --backward: forward + input gradient (candle's backward also computes the
+//! weight gradient, it cannot skip it).
 //!
 //! RAYON_NUM_THREADS sets the thread count.
 
@@ -114,7 +115,13 @@ fn main() -> candle_core::Result<()> {
             let t = time(iters, &|| {
                 conv2d(xv.as_tensor(), &w, s, p).unwrap().sum_all().unwrap().backward().unwrap();
             });
-            line += &format!(" | fwd+dx {}", rate(2.0 * gflop, t));
+            line += &format!(" | ours fwd+dx {}", rate(2.0 * gflop, t));
+            if candle {
+                let t = time(iters, &|| {
+                    xv.as_tensor().conv2d(&w, p, s, 1, 1).unwrap().sum_all().unwrap().backward().unwrap();
+                });
+                line += &format!(" | candle fwd+dx {}", rate(2.0 * gflop, t));
+            }
         }
         println!("{line}");
     }
