@@ -15,6 +15,8 @@ p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=3)
 p.add_argument("--backward", action="store_true", help="also time forward+backward w.r.t. the input")
 p.add_argument("--json", action="store_true")
+p.add_argument("--device", default="cpu", help="cpu or cuda")
+p.add_argument("--tf32", action="store_true", help="allow TF32 (PyTorch's default for cuDNN convolutions); off = strict fp32")
 a = p.parse_args()
 
 torch.set_num_threads(a.threads)
@@ -24,8 +26,12 @@ m.maxpool = nn.Identity()
 m.eval()
 for q in m.parameters():
     q.requires_grad_(False)
-x = torch.rand(a.batch, 3, a.size, a.size)
-y = torch.arange(a.batch) % a.classes
+torch.backends.cudnn.allow_tf32 = a.tf32
+torch.backends.cuda.matmul.allow_tf32 = a.tf32
+dev = torch.device(a.device)
+m = m.to(dev)
+x = torch.rand(a.batch, 3, a.size, a.size, device=dev)
+y = (torch.arange(a.batch) % a.classes).to(dev)
 
 
 def timed(f):
@@ -49,7 +55,8 @@ def fwd_bwd():
     g.sum().item()
 
 
-r = {"framework": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch}
+r = {"framework": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch,
+     "device": a.device, "tf32": a.tf32}
 f, fc = timed(fwd)
 r.update(forward_s=f, forward_cpu_s=fc, forward_images_per_s=a.batch / f)
 if a.backward:

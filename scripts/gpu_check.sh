@@ -16,9 +16,12 @@ for n in resnet18_cifar resnet18_imagenet resnet50; do
     "$PY" scripts/compare_npy.py "$T/$n-$layer.npz" tests/fixtures/models/${n}_$layer.npy || fail=1
   done
 done
-ARGS=(eval --samples ${SAMPLES:-2000} --perturb all --pgd 8/255 --kstar --format json)
+# The README's results command (all perturbations added), on both devices.
+ARGS=(eval --dataset builtin:fashion-mnist:colour-red --shift-dataset builtin:fashion-mnist:colour
+      --samples ${SAMPLES:-2000} --perturb all --pgd 8/255 --kstar --format json)
 "$SEMCON" "${ARGS[@]}" --device cuda > "$T/gpu.json" || fail=1
 "$SEMCON" "${ARGS[@]}" --device cpu > "$T/cpu.json" || fail=1
+if [ -n "${OUT_DIR:-}" ]; then cp "$T/gpu.json" "$OUT_DIR/eval_gpu.json"; cp "$T/cpu.json" "$OUT_DIR/eval_cpu.json"; fi
 "$PY" - "$T/cpu.json" "$T/gpu.json" <<'PYEOF' || fail=1
 import json, sys
 cpu, gpu = (json.load(open(p)) for p in sys.argv[1:3])

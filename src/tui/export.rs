@@ -121,8 +121,8 @@ pub fn view_json(app: &App) -> Value {
         let kstar = app.kstar(i).map(|r| {
             let cls = kview::classes(r);
             json!({
-                "patterns": kview::groups(&cls),
-                "mean": kview::overall_mean(&cls),
+                "patterns": kview::groups(r),
+                "mean": kview::overall_mean(r),
                 "classes": cls,
             })
         });

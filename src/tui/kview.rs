@@ -2,12 +2,7 @@
 //! the fields of [`KstarReport`], so that a change of that type touches one
 //! file.
 
-use crate::metrics::kstar::{ClassStats, KstarReport};
-
-/// Skewness thresholds of the pattern letters (SPEC.md defaults), used when a
-/// report carries no pattern of its own.
-pub const SKEW_FRACTURED: f64 = 0.5;
-pub const SKEW_CLUSTERED: f64 = -0.5;
+use crate::metrics::kstar::{ClassStats, KstarReport, Pattern};
 
 /// One class row.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -40,21 +35,7 @@ pub fn classes(r: &KstarReport) -> Vec<KClass> {
 }
 
 fn class(c: &ClassStats) -> KClass {
-    let pattern = c
-        .pattern
-        .as_ref()
-        .and_then(|p| letter(&format!("{p:?}")))
-        .or_else(|| {
-            c.skew.map(|s| {
-                if s > SKEW_FRACTURED {
-                    'A'
-                } else if s < SKEW_CLUSTERED {
-                    'C'
-                } else {
-                    'B'
-                }
-            })
-        });
+    let pattern = c.pattern.map(letter);
     KClass {
         class: c.class,
         name: c.name.clone(),
@@ -69,67 +50,32 @@ fn class(c: &ClassStats) -> KClass {
     }
 }
 
-/// The pattern letter of a pattern value's debug form ("A", "\"B\"",
-/// "Fractured", "Some(Clustered)", ...).
-pub fn letter(s: &str) -> Option<char> {
-    let t = s.to_ascii_lowercase();
-    if t.contains("fractur") {
-        return Some('A');
-    }
-    if t.contains("overlap") {
-        return Some('B');
-    }
-    if t.contains("cluster") {
-        return Some('C');
-    }
-    let inner: String = s.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    match inner.as_str() {
-        "A" | "a" => Some('A'),
-        "B" | "b" => Some('B'),
-        "C" | "c" => Some('C'),
-        _ => None,
+/// 'A' fractured, 'B' overlapped, 'C' clustered.
+pub fn letter(p: Pattern) -> char {
+    match p {
+        Pattern::A => 'A',
+        Pattern::B => 'B',
+        Pattern::C => 'C',
     }
 }
 
-/// Counts and mean statistics per pattern A, B, C.
-pub fn groups(classes: &[KClass]) -> [Group; 3] {
-    let mut out = [
+/// Counts and mean statistics per pattern A, B, C, as the k* report computed them.
+pub fn groups(r: &KstarReport) -> [Group; 3] {
+    [Pattern::A, Pattern::B, Pattern::C].map(|p| {
+        let g = r.summary.group(p);
         Group {
-            pattern: 'A',
-            ..Default::default()
-        },
-        Group {
-            pattern: 'B',
-            ..Default::default()
-        },
-        Group {
-            pattern: 'C',
-            ..Default::default()
-        },
-    ];
-    for g in out.iter_mut() {
-        let members: Vec<&KClass> = classes
-            .iter()
-            .filter(|c| c.pattern == Some(g.pattern))
-            .collect();
-        g.count = members.len();
-        if !members.is_empty() {
-            let n = members.len() as f64;
-            g.mean = members.iter().map(|c| c.mean).sum::<f64>() / n;
-            g.std = members.iter().map(|c| c.std).sum::<f64>() / n;
-            g.skew = members.iter().filter_map(|c| c.skew).sum::<f64>() / n;
+            pattern: letter(p),
+            count: g.count,
+            mean: g.mean.unwrap_or(f64::NAN),
+            std: g.std.unwrap_or(f64::NAN),
+            skew: g.skew.unwrap_or(f64::NAN),
         }
-    }
-    out
+    })
 }
 
 /// Mean normalised k* over classes.
-pub fn overall_mean(classes: &[KClass]) -> Option<f64> {
-    if classes.is_empty() {
-        None
-    } else {
-        Some(classes.iter().map(|c| c.mean).sum::<f64>() / classes.len() as f64)
-    }
+pub fn overall_mean(r: &KstarReport) -> Option<f64> {
+    r.summary.all.mean
 }
 
 /// Unicode block sparkline of histogram counts, `width` characters.

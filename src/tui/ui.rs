@@ -544,14 +544,13 @@ fn render_kstar(f: &mut Frame, app: &App, area: Rect) {
         };
         let body = match (app.state(&app.kstar_key(m)), app.kstar(m)) {
             (_, Some(r)) => {
-                let cls = kview::classes(r);
-                let g = kview::groups(&cls);
+                let g = kview::groups(r);
                 format!(
                     "{:>7} {:>8} {:>8}  {}",
                     g[0].count,
                     g[1].count,
                     g[2].count,
-                    kview::overall_mean(&cls)
+                    kview::overall_mean(r)
                         .map(|v| format!("{v:.3}"))
                         .unwrap_or_else(|| "-".into())
                 )

@@ -168,6 +168,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of classes whose patterns are set.
+    pub fn of(classes: &[ClassStats]) -> Summary {
+        let group = |p: Pattern| GroupStats::of(classes.iter().filter(|c| c.pattern == Some(p)));
+        Summary {
+            a: group(Pattern::A),
+            b: group(Pattern::B),
+            c: group(Pattern::C),
+            all: GroupStats::of(classes.iter()),
+        }
+    }
+
     pub fn group(&self, p: Pattern) -> &GroupStats {
         match p {
             Pattern::A => &self.a,
@@ -248,13 +259,7 @@ pub fn summarize(
             }
         })
         .collect();
-    let group = |p: Pattern| GroupStats::of(classes.iter().filter(|c| c.pattern == Some(p)));
-    let summary = Summary {
-        a: group(Pattern::A),
-        b: group(Pattern::B),
-        c: group(Pattern::C),
-        all: GroupStats::of(classes.iter()),
-    };
+    let summary = Summary::of(&classes);
     Ok(KstarReport {
         layer: String::new(),
         metric,

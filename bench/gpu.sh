@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# semcon (CUDA build) beside PyTorch on the same GPU, in one command:
+#   SEMCON=.gpu/bin/semcon bench/gpu.sh
+# resnet18 (cifar stem, width 64, 100 classes) logits at batch 256; forward+backward
+# w.r.t. the input (one PGD step; PGD-10 = 10 of them + 1 forward); k* for
+# 10,000 x 100 and 50,000 x 1,000 features (semcon: the whole `semcon kstar`
+# process incl. reading the file and CUDA start-up; PyTorch: torch.cdist blocks,
+# in memory). Prints semcon/PyTorch ratios (> 1 = semcon faster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEMCON=${SEMCON:-.gpu/bin/semcon}
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+S=$("$SEMCON" bench --device cuda --batch 256 --warmup 3 --iters 20 --backward --json)
+P=$("$PY" bench/infer_torch.py --device cuda --batch 256 --warmup 3 --iters 20 --backward --json)
+PT=$("$PY" bench/infer_torch.py --device cuda --batch 256 --warmup 3 --iters 20 --backward --json --tf32)
+echo "semcon:            $S"
+echo "pytorch fp32:      $P"
+echo "pytorch tf32:      $PT"
+"$PY" - "$S" "$P" "$PT" <<'PYEOF'
+import json, sys
+s, p, pt = (json.loads(v) for v in sys.argv[1:4])
+for key, name in (("forward", "inference"), ("fwd_bwd", "PGD step (fwd+bwd)")):
+    a = s["batch"] / s[f"{key}_s"]
+    b = p["batch"] / p[f"{key}_s"]
+    c = pt["batch"] / pt[f"{key}_s"]
+    print(f"{name:20s} images/s: semcon {a:9.0f} | pytorch fp32 {b:9.0f} ({a / b:.2f}x) | pytorch default tf32 {c:9.0f} ({a / c:.2f}x)")
+PYEOF
+T=$(mktemp -d)
+for spec in "10000 100 100" "50000 1000 100"; do
+  set -- $spec
+  "$PY" - "$T/f.npz" "$1" "$2" "$3" <<'PYEOF'
+import sys, numpy as np
+out, n, d, c = sys.argv[1], *map(int, sys.argv[2:5])
+rng = np.random.default_rng(0)
+y = rng.integers(0, c, n)
+x = (rng.normal(size=(c, d))[y] * 2 + rng.normal(size=(n, d))).astype(np.float32)
+np.savez(out, features=x, labels=y.astype(np.int64))
+PYEOF
+  "$SEMCON" kstar --features "$T/f.npz" --device cuda --format json >/dev/null  # warm-up (JIT cache)
+  t0=$(date +%s.%N); "$SEMCON" kstar --features "$T/f.npz" --device cuda --out "$T/k.npy" --format json >/dev/null; t1=$(date +%s.%N)
+  P=$("$PY" bench/kstar_torch.py "$T/f.npz")
+  "$PY" - "$t0" "$t1" "$P" "$T/k.npy" "$T/f.npz.torch_k.npy" "$1" "$2" <<'PYEOF'
+import json, sys, numpy as np
+t0, t1, p = float(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+same = int((np.load(sys.argv[4]) == np.load(sys.argv[5])).sum())
+s = t1 - t0
+print(f"k* {sys.argv[6]}x{sys.argv[7]}: semcon {s:.3f} s (whole process) | torch.cdist {p['seconds']:.3f} s (in memory) | ratio {p['seconds'] / s:.2f}x | identical k*: {same}/{sys.argv[6]}")
+PYEOF
+done
