@@ -30,12 +30,20 @@ fn time(iters: usize, f: &dyn Fn()) -> (f64, f64) {
     for _ in 0..iters {
         f();
     }
-    (t0.elapsed().as_secs_f64() / iters as f64, (cpu_seconds() - c0) / iters as f64)
+    (
+        t0.elapsed().as_secs_f64() / iters as f64,
+        (cpu_seconds() - c0) / iters as f64,
+    )
 }
 
 /// GFLOP/s of wall time, GFLOP per CPU-second (load-independent), ms per call.
 fn rate(gflop: f64, (wall, cpu): (f64, f64)) -> String {
-    format!("{:6.1} ({:5.1}/core) GFLOP/s {:7.1} ms", gflop / wall, gflop / cpu.max(1e-9), wall * 1e3)
+    format!(
+        "{:6.1} ({:5.1}/core) GFLOP/s {:7.1} ms",
+        gflop / wall,
+        gflop / cpu.max(1e-9),
+        wall * 1e3
+    )
 }
 
 /// Option (a) of the design: im2col from differentiable candle ops (pad, narrow,
@@ -54,24 +62,38 @@ fn conv_from_ops(x: &Tensor, w: &Tensor, s: usize, p: usize) -> candle_core::Res
             let t = if s == 1 {
                 t
             } else {
-                t.reshape((b, c, oh, s, ow, s))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((b, c, oh, ow))?
+                t.reshape((b, c, oh, s, ow, s))?
+                    .narrow(3, 0, 1)?
+                    .narrow(5, 0, 1)?
+                    .reshape((b, c, oh, ow))?
             };
             taps.push(t);
         }
     }
     let col = Tensor::stack(&taps, 2)?.reshape((b, c * kh * kw, oh * ow))?;
-    let wm = w.reshape((1, o, c * kh * kw))?.broadcast_as((b, o, c * kh * kw))?;
+    let wm = w
+        .reshape((1, o, c * kh * kw))?
+        .broadcast_as((b, o, c * kh * kw))?;
     wm.matmul(&col)?.reshape((b, o, oh, ow))
 }
 
 fn main() -> candle_core::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let (batch, iters) = (nums.first().copied().unwrap_or(64), nums.get(1).copied().unwrap_or(3));
+    let (batch, iters) = (
+        nums.first().copied().unwrap_or(64),
+        nums.get(1).copied().unwrap_or(3),
+    );
     let candle = args.iter().any(|a| a == "--candle");
     let backward = args.iter().any(|a| a == "--backward");
     let ops = args.iter().any(|a| a == "--ops");
-    println!("batch {batch}, {} threads", candle_core::utils::get_num_threads());
+    println!(
+        "batch {batch}, {} threads",
+        candle_core::utils::get_num_threads()
+    );
     // (in channels, out channels, input size, kernel, stride)
     let layers = [
         (3, 64, 32, 3, 1),
@@ -94,7 +116,10 @@ fn main() -> candle_core::Result<()> {
         let ours = time(iters, &|| {
             conv2d(&x, &w, s, p).unwrap();
         });
-        let mut line = format!("{c:>3}->{o:<3} {hw:>2}x{hw:<2} k{k} s{s}: ours {}", rate(gflop, ours));
+        let mut line = format!(
+            "{c:>3}->{o:<3} {hw:>2}x{hw:<2} k{k} s{s}: ours {}",
+            rate(gflop, ours)
+        );
         if candle {
             let theirs = time(iters, &|| {
                 x.conv2d(&w, p, s, 1, 1).unwrap();
@@ -103,7 +128,11 @@ fn main() -> candle_core::Result<()> {
         }
         if ops {
             let y = conv_from_ops(&x, &w, s, p)?;
-            let d = (y - conv2d(&x, &w, s, p)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let d = (y - conv2d(&x, &w, s, p)?)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
             assert!(d < 1e-3, "im2col from candle ops differs by {d}");
             let t = time(iters, &|| {
                 conv_from_ops(&x, &w, s, p).unwrap();
@@ -113,12 +142,23 @@ fn main() -> candle_core::Result<()> {
         if backward {
             let xv = Var::from_tensor(&x)?;
             let t = time(iters, &|| {
-                conv2d(xv.as_tensor(), &w, s, p).unwrap().sum_all().unwrap().backward().unwrap();
+                conv2d(xv.as_tensor(), &w, s, p)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
             });
             line += &format!(" | ours fwd+dx {}", rate(2.0 * gflop, t));
             if candle {
                 let t = time(iters, &|| {
-                    xv.as_tensor().conv2d(&w, p, s, 1, 1).unwrap().sum_all().unwrap().backward().unwrap();
+                    xv.as_tensor()
+                        .conv2d(&w, p, s, 1, 1)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .backward()
+                        .unwrap();
                 });
                 line += &format!(" | candle fwd+dx {}", rate(2.0 * gflop, t));
             }

@@ -1,13 +1,13 @@
 //! Command line: argument parsing and the headless commands. Each command is a
 //! thin layer over the library; errors are printed as one line, exit code 1.
 
+pub use crate::cli_eval::{AttackArgs, EvalArgs};
+pub use crate::cli_train::TrainArgs;
 use crate::data::{self, DatasetSpec, ImageSet, LoadOptions, Split};
 use crate::model::{self, Model, ModelOptions, Tap};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, Parser, Subcommand};
-pub use crate::cli_eval::{AttackArgs, EvalArgs};
-pub use crate::cli_train::TrainArgs;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -376,7 +376,12 @@ pub struct PerturbArgs {
 
 fn cmd_perturb(a: &PerturbArgs) -> Result<()> {
     let kind: crate::perturb::Kind = a.perturb.parse()?;
-    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = a
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext != "npy" && ext != "png" {
         bail!("--out {}: expected a .npy or .png file", a.out.display());
     }
@@ -410,24 +415,30 @@ fn cmd_perturb(a: &PerturbArgs) -> Result<()> {
         let scale = (96 / h.max(w)).max(1);
         let (cw, chh, gap) = (w * scale, h * scale, 2);
         let (gw, gh) = (cols * (cw + gap) + gap, 2 * (chh + gap) + gap);
-        let mut img = image::RgbImage::from_pixel(gw as u32, gh as u32, image::Rgb([255, 255, 255]));
+        let mut img =
+            image::RgbImage::from_pixel(gw as u32, gh as u32, image::Rgb([255, 255, 255]));
         for (row, data) in [&set.data, &y].into_iter().enumerate() {
             for i in 0..cols {
                 let im = &data[i * c * h * w..(i + 1) * c * h * w];
                 for py in 0..chh {
                     for px in 0..cw {
                         let (sy, sx) = (py / scale, px / scale);
-                        let v = |ch: usize| (im[ch.min(c - 1) * h * w + sy * w + sx].clamp(0.0, 1.0) * 255.0).round() as u8;
+                        let v = |ch: usize| {
+                            (im[ch.min(c - 1) * h * w + sy * w + sx].clamp(0.0, 1.0) * 255.0)
+                                .round() as u8
+                        };
                         let (ox, oy) = (gap + i * (cw + gap) + px, gap + row * (chh + gap) + py);
                         img.put_pixel(ox as u32, oy as u32, image::Rgb([v(0), v(1), v(2)]));
                     }
                 }
             }
         }
-        img.save_with_format(&a.out, image::ImageFormat::Png).with_context(|| format!("cannot write {}", a.out.display()))?;
+        img.save_with_format(&a.out, image::ImageFormat::Png)
+            .with_context(|| format!("cannot write {}", a.out.display()))?;
     } else {
         let t = Tensor::from_vec(y, shape, &Device::Cpu)?;
-        t.write_npy(&a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
+        t.write_npy(&a.out)
+            .with_context(|| format!("cannot write {}", a.out.display()))?;
     }
     eprintln!("wrote {} ({} images, {label})", a.out.display(), set.len());
     Ok(())
@@ -444,7 +455,10 @@ fn cmd_kstar(a: &KstarArgs) -> Result<()> {
     let device = crate::device::select(&a.device)?;
     let f = kstar::read_features(&a.features, a.labels.as_deref())?;
     let k = f.kstar(metric, &device)?;
-    let th = kstar::Thresholds { fractured: a.fractured_above, clustered: a.clustered_below };
+    let th = kstar::Thresholds {
+        fractured: a.fractured_above,
+        clustered: a.clustered_below,
+    };
     let names = a.class_names.clone().unwrap_or_default();
     let mut report = kstar::summarize(&k, &f.labels, &names, metric, th)?;
     report.layer = a.layer.clone();
@@ -472,23 +486,49 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         // RAYON_NUM_THREADS on each call, its barrier pool CANDLE_NUM_THREADS once.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", t.to_string());
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
     }
     let threads = candle_core::utils::get_num_threads();
     let device = crate::device::select(&a.device)?;
     let cfg = ResNetConfig::named(&a.arch, Stem::Cifar, a.width, 3, a.classes)?;
     let vm = candle_nn::VarMap::new();
-    ResNet::new(&cfg, candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &device))?;
+    ResNet::new(
+        &cfg,
+        candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &device),
+    )?;
     // Frozen weights (no weight gradients), as for a loaded checkpoint under attack.
-    let frozen = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
-    let net = ResNet::new(&cfg, candle_nn::VarBuilder::from_tensors(frozen, DType::F32, &device))?;
+    let frozen = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let net = ResNet::new(
+        &cfg,
+        candle_nn::VarBuilder::from_tensors(frozen, DType::F32, &device),
+    )?;
     let x = Tensor::rand(0f32, 1f32, (a.batch, 3, a.size, a.size), &device)?;
-    let y = Tensor::from_vec((0..a.batch as u32).map(|i| i % a.classes as u32).collect(), a.batch, &device)?;
+    let y = Tensor::from_vec(
+        (0..a.batch as u32).map(|i| i % a.classes as u32).collect(),
+        a.batch,
+        &device,
+    )?;
     // CPU seconds of this process (Linux; 0 elsewhere): shows the share of the cores it got.
     let cpu = || -> f64 {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let f: Vec<f64> = stat.rsplit(')').next().unwrap_or("").split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
-        f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
+        let f: Vec<f64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        f.get(11)
+            .zip(f.get(12))
+            .map_or(0.0, |(u, s)| (u + s) / 100.0)
     };
     // (wall seconds, CPU seconds) per batch.
     let time = |f: &dyn Fn() -> Result<()>| -> Result<(f64, f64)> {
@@ -510,7 +550,10 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
             let xv = candle_core::Var::from_tensor(&x)?;
             let loss = candle_nn::loss::cross_entropy(&net.forward_t(xv.as_tensor(), false)?, &y)?;
             let g = loss.backward()?;
-            g.get(xv.as_tensor()).context("no input gradient")?.sum_all()?.to_scalar::<f32>()?;
+            g.get(xv.as_tensor())
+                .context("no input gradient")?
+                .sum_all()?
+                .to_scalar::<f32>()?;
             Ok(())
         })?)
     } else {
@@ -528,10 +571,15 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         }
         println!("{j}");
     } else {
-        println!("{} cifar stem, width {}, {} classes, {}x{} inputs, batch {}, {} threads ({:?})",
-            a.arch, a.width, a.classes, a.size, a.size, a.batch, threads, device);
+        println!(
+            "{} cifar stem, width {}, {} classes, {}x{} inputs, batch {}, {} threads ({:?})",
+            a.arch, a.width, a.classes, a.size, a.size, a.batch, threads, device
+        );
         let line = |what: &str, (w, c): (f64, f64)| {
-            println!("{what} {:8.1} images/s ({w:.3} s/batch, {c:.3} CPU s/batch)", ips(w));
+            println!(
+                "{what} {:8.1} images/s ({w:.3} s/batch, {c:.3} CPU s/batch)",
+                ips(w)
+            );
         };
         line("forward:         ", fwd);
         if let Some(b) = bwd {
@@ -581,7 +629,13 @@ pub fn format_error(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
         // First line only: candle appends captured backtraces after a newline.
-        let s = c.to_string().lines().next().unwrap_or("").trim().to_string();
+        let s = c
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         if !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }

@@ -22,7 +22,9 @@ pub enum Format {
 fn parse_frac(s: &str) -> std::result::Result<f32, String> {
     let v = pgd::parse_fraction(s)?;
     if !(0.0..=1.0).contains(&v) {
-        return Err(format!("{s} = {v} is outside [0,1] (pixel values are in [0,1]; use e.g. 8/255)"));
+        return Err(format!(
+            "{s} = {v} is outside [0,1] (pixel values are in [0,1]; use e.g. 8/255)"
+        ));
     }
     Ok(v)
 }
@@ -122,7 +124,9 @@ pub fn load_data(data: &DataArgs, models: &[Model]) -> Result<ImageSet> {
 fn progress(total: u64, msg: String) -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new(total);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed}").expect("template").progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("template")
+            .progress_chars("=> "),
     );
     pb.set_message(msg);
     pb
@@ -133,7 +137,11 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     let models = load_models(&a.model, &device)?;
     let set = load_data(&a.data, &models)?;
     let mut selection = Vec::new();
-    let specs = if a.perturb.is_empty() { vec!["all".to_string()] } else { a.perturb.clone() };
+    let specs = if a.perturb.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        a.perturb.clone()
+    };
     for s in &specs {
         if s != "none" {
             selection.extend(perturb::parse_selection(s)?);
@@ -142,14 +150,21 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     let tap: Tap = a.layer.parse()?;
     let metric: Metric = a.metric.parse()?;
     let shift = match &a.shift_dataset {
-        Some(d) => Some(DataArgs { dataset: Some(d.clone()), ..a.data.clone() }.load(models[0].input_size)?),
+        Some(d) => Some(
+            DataArgs {
+                dataset: Some(d.clone()),
+                ..a.data.clone()
+            }
+            .load(models[0].input_size)?,
+        ),
         None => None,
     };
     let mut reports = Vec::new();
     for m in &models {
         let mset = eval::images_for(m, &set)?;
         let n = mset.len() as u64;
-        let jobs = 1 + selection.len() + a.pgd.len() + usize::from(a.kstar) + usize::from(shift.is_some());
+        let jobs =
+            1 + selection.len() + a.pgd.len() + usize::from(a.kstar) + usize::from(shift.is_some());
         let pb = progress(n * jobs as u64, m.name.clone());
         let mut base = 0u64;
         let mut tick = |done: usize, _total: usize| {
@@ -174,17 +189,32 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
         };
         let mut rows = Vec::new();
         for &(kind, level) in &selection {
-            let row = eval::perturbation(m, &mset, &clean, kind, level, a.data.seed, a.batch, &mut |d, _| {
-                pb.set_position(base + d as u64);
-                true
-            })?
+            let row = eval::perturbation(
+                m,
+                &mset,
+                &clean,
+                kind,
+                level,
+                a.data.seed,
+                a.batch,
+                &mut |d, _| {
+                    pb.set_position(base + d as u64);
+                    true
+                },
+            )?
             .expect("never cancelled");
             base += n;
             rows.push(row);
         }
         let mut pgd_rows = Vec::new();
         for &eps in &a.pgd {
-            let cfg = PgdConfig { eps, step: a.pgd_step, iters: a.pgd_iters, random_start: a.random_start, seed: a.data.seed };
+            let cfg = PgdConfig {
+                eps,
+                step: a.pgd_step,
+                iters: a.pgd_iters,
+                random_start: a.random_start,
+                seed: a.data.seed,
+            };
             let r = eval::pgd_accuracy(m, &mset, &cfg, a.batch, &mut |d, _| {
                 pb.set_position(base + d as u64);
                 true
@@ -199,7 +229,14 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
                 true
             })?
             .expect("never cancelled");
-            Some(eval::kstar(&f, &mset.labels, &crate::engine::class_names(m, &mset), tap, metric, &device)?)
+            Some(eval::kstar(
+                &f,
+                &mset.labels,
+                &crate::engine::class_names(m, &mset),
+                tap,
+                metric,
+                &device,
+            )?)
         } else {
             None
         };
@@ -216,7 +253,12 @@ pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
             kstar,
         });
     }
-    let report = Report { samples: set.len(), dataset: set.name.clone(), device: crate::device::describe(&device), models: reports };
+    let report = Report {
+        samples: set.len(),
+        dataset: set.name.clone(),
+        device: crate::device::describe(&device),
+        models: reports,
+    };
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(out) = &a.out {
         std::fs::write(out, &json).with_context(|| format!("cannot write {}", out.display()))?;
@@ -236,7 +278,11 @@ fn pct(v: f64) -> String {
 pub fn table(r: &Report) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "dataset {} ({} samples), {}", r.dataset, r.samples, r.device);
+    let _ = writeln!(
+        s,
+        "dataset {} ({} samples), {}",
+        r.dataset, r.samples, r.device
+    );
     for m in &r.models {
         let _ = writeln!(s, "\n== {} ({}, {})", m.name, m.arch, m.checkpoint);
         let _ = write!(s, "clean accuracy {}", pct(m.clean_accuracy));
@@ -245,17 +291,35 @@ pub fn table(r: &Report) -> String {
         }
         let _ = writeln!(s);
         if !m.perturbations.is_empty() {
-            let _ = writeln!(s, "{:<16} {:>5} {:>22} {:>9} {:>11} {:>11} {:>8}", "perturbation", "level", "param", "accuracy", "DS mean", "DS median", "discont");
+            let _ = writeln!(
+                s,
+                "{:<16} {:>5} {:>22} {:>9} {:>11} {:>11} {:>8}",
+                "perturbation", "level", "param", "accuracy", "DS mean", "DS median", "discont"
+            );
             for p in &m.perturbations {
                 let _ = writeln!(
                     s,
                     "{:<16} {:>5} {:>22} {:>9} {:>11.4} {:>11.4} {:>8}",
-                    p.name, p.level, p.label, pct(p.accuracy), p.ds_mean, p.ds_median, pct(p.discontinuity_rate)
+                    p.name,
+                    p.level,
+                    p.label,
+                    pct(p.accuracy),
+                    p.ds_mean,
+                    p.ds_median,
+                    pct(p.discontinuity_rate)
                 );
             }
         }
         for p in &m.pgd {
-            let _ = writeln!(s, "PGD eps {:.4} ({:.1}/255) step {:.4} x{}: adversarial accuracy {}", p.eps, p.eps * 255.0, p.step, p.iters, pct(p.accuracy));
+            let _ = writeln!(
+                s,
+                "PGD eps {:.4} ({:.1}/255) step {:.4} x{}: adversarial accuracy {}",
+                p.eps,
+                p.eps * 255.0,
+                p.step,
+                p.iters,
+                pct(p.accuracy)
+            );
         }
         if let Some(k) = &m.kstar {
             s.push_str(&k.table());
@@ -297,10 +361,17 @@ pub fn cmd_attack(a: &AttackArgs) -> Result<()> {
     let (x, y) = match (&a.input, &a.labels) {
         (Some(xp), Some(yp)) => {
             let x = read_input_npy(xp)?;
-            let yt = Tensor::read_npy(yp).map_err(|e| anyhow::anyhow!("{}: not a readable .npy file: {e}", yp.display()))?;
+            let yt = Tensor::read_npy(yp)
+                .map_err(|e| anyhow::anyhow!("{}: not a readable .npy file: {e}", yp.display()))?;
             let y = crate::data::npz::labels_from(&yt, yp)?;
             if y.len() != x.dim(0)? {
-                bail!("{} has {} labels but {} has {} images", yp.display(), y.len(), xp.display(), x.dim(0)?);
+                bail!(
+                    "{} has {} labels but {} has {} images",
+                    yp.display(),
+                    y.len(),
+                    xp.display(),
+                    x.dim(0)?
+                );
             }
             (x, y)
         }
@@ -310,19 +381,39 @@ pub fn cmd_attack(a: &AttackArgs) -> Result<()> {
             (set.batch(0, set.len(), &Device::Cpu)?, set.labels.clone())
         }
     };
-    if let Some((i, l)) = y.iter().enumerate().find(|(_, l)| **l as usize >= m.num_classes()) {
-        bail!("label {l} of sample {i} does not fit model {} with {} classes", m.name, m.num_classes());
+    if let Some((i, l)) = y
+        .iter()
+        .enumerate()
+        .find(|(_, l)| **l as usize >= m.num_classes())
+    {
+        bail!(
+            "label {l} of sample {i} does not fit model {} with {} classes",
+            m.name,
+            m.num_classes()
+        );
     }
-    let cfg = PgdConfig { eps: a.eps, step: a.step, iters: a.iters, random_start: a.random_start, seed: a.data.seed };
+    let cfg = PgdConfig {
+        eps: a.eps,
+        step: a.step,
+        iters: a.iters,
+        random_start: a.random_start,
+        seed: a.data.seed,
+    };
     let n = y.len();
-    let pb = progress(n as u64, format!("PGD-{} eps {:.1}/255", a.iters, a.eps * 255.0));
+    let pb = progress(
+        n as u64,
+        format!("PGD-{} eps {:.1}/255", a.iters, a.eps * 255.0),
+    );
     let (mut advs, mut clean_ok, mut adv_ok) = (Vec::new(), 0usize, 0usize);
     let mut s = 0;
     while s < n {
         let e = (s + a.batch.max(1)).min(n);
         let xb = x.narrow(0, s, e - s)?.to_device(&device)?;
         let yb = Tensor::from_slice(&y[s..e], e - s, &device)?;
-        let c = PgdConfig { seed: cfg.seed.wrapping_add(s as u64), ..cfg };
+        let c = PgdConfig {
+            seed: cfg.seed.wrapping_add(s as u64),
+            ..cfg
+        };
         let out = pgd::pgd(&m, &xb, &yb, &c)?;
         let pc = crate::metrics::accuracy::predictions(&m.logits(&xb)?)?;
         let pa = crate::metrics::accuracy::predictions(&m.logits(&out.x_adv)?)?;
@@ -345,9 +436,9 @@ pub fn cmd_attack(a: &AttackArgs) -> Result<()> {
     );
     if let Some(out) = &a.out {
         let adv = Tensor::cat(&advs, 0)?.to_dtype(DType::F32)?;
-        adv.write_npy(out).with_context(|| format!("cannot write {}", out.display()))?;
+        adv.write_npy(out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
     Ok(())
 }
-

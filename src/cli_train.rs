@@ -80,7 +80,13 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     let set = data.load(None)?;
     let (mean, std) = train::channel_stats(&set);
     let config = ResNetConfig::named(&a.arch, a.stem, a.width, set.channels, set.num_classes())?;
-    let mut tr = Trainer::new(config.clone(), mean.clone(), std.clone(), a.data.seed, &device)?;
+    let mut tr = Trainer::new(
+        config.clone(),
+        mean.clone(),
+        std.clone(),
+        a.data.seed,
+        &device,
+    )?;
     if let Some(r) = &a.resume {
         tr.resume(r)?;
     }
@@ -91,7 +97,13 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
         batch: a.batch,
         lr: a.lr,
         seed: a.data.seed,
-        pgd: PgdConfig { eps: a.pgd_eps, step: a.pgd_step, iters: a.pgd_iters, random_start: false, seed: a.data.seed },
+        pgd: PgdConfig {
+            eps: a.pgd_eps,
+            step: a.pgd_step,
+            iters: a.pgd_iters,
+            random_start: false,
+            seed: a.data.seed,
+        },
     };
     let command: Vec<String> = std::env::args().collect();
     let mut sidecar = Sidecar {
@@ -115,9 +127,11 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     };
     let pb = indicatif::ProgressBar::new(0);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed}<{eta}")
-            .expect("template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed}<{eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     let mut saved = false;
     let result = train::train(
@@ -136,7 +150,12 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             saved = true;
             pb.println(format!(
                 "epoch {}: loss {:.4} (CE {:.4}, DS {:.4}) train accuracy {:.2}% -> saved {}",
-                stats.epoch, stats.loss, stats.ce, stats.ds, 100.0 * stats.accuracy, a.out.display()
+                stats.epoch,
+                stats.loss,
+                stats.ce,
+                stats.ds,
+                100.0 * stats.accuracy,
+                a.out.display()
             ));
             Ok(())
         },
@@ -161,14 +180,24 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     };
     let mut metrics = serde_json::json!({ "train": history.last() });
     if let Some(spec) = eval_spec {
-        let test = DataArgs { dataset: Some(spec.clone()), split: Split::Test, samples: None, ..a.data.clone() }
-            .load(None)
-            .with_context(|| format!("loading evaluation data {spec}"))?;
+        let test = DataArgs {
+            dataset: Some(spec.clone()),
+            split: Split::Test,
+            samples: None,
+            ..a.data.clone()
+        }
+        .load(None)
+        .with_context(|| format!("loading evaluation data {spec}"))?;
         let m = tr.model(a.out.clone())?;
         let test = crate::eval::images_for(&m, &test)?;
         let c = crate::eval::clean(&m, &test, 500, &mut |_, _| true)?.expect("never cancelled");
         metrics["test"] = serde_json::json!({ "dataset": test.name, "samples": test.len(), "accuracy": c.accuracy });
-        eprintln!("test accuracy {:.2}% on {} ({} samples)", 100.0 * c.accuracy, test.name, test.len());
+        eprintln!(
+            "test accuracy {:.2}% on {} ({} samples)",
+            100.0 * c.accuracy,
+            test.name,
+            test.len()
+        );
     }
     sidecar.metrics = Some(metrics);
     tr.save(&a.out, &sidecar)?;

@@ -54,7 +54,9 @@ pub fn features(
     batch: usize,
     obs: Observer,
 ) -> Result<Option<Vec<f32>>> {
-    features_with(model, set, images, tap, batch, &mut |_, done, total| obs(done, total))
+    features_with(model, set, images, tap, batch, &mut |_, done, total| {
+        obs(done, total)
+    })
 }
 
 /// [`features`] with an observer that also sees the rows computed so far
@@ -73,7 +75,11 @@ pub fn features_with(
     let mut s = 0;
     while s < n {
         let e = (s + batch.max(1)).min(n);
-        let x = Tensor::from_slice(&images[s * l..e * l], (e - s, set.channels, set.height, set.width), &model.device)?;
+        let x = Tensor::from_slice(
+            &images[s * l..e * l],
+            (e - s, set.channels, set.height, set.width),
+            &model.device,
+        )?;
         let f = model.features(&x, tap)?.to_device(&Device::Cpu)?;
         out.extend(f.flatten_all()?.to_vec1::<f32>()?);
         s = e;
@@ -104,7 +110,12 @@ pub fn clean(model: &Model, set: &ImageSet, batch: usize, obs: Observer) -> Resu
 pub fn clean_from(set: &ImageSet, logits: Vec<f32>, k: usize) -> Clean {
     let preds = argmax_rows(&logits, k);
     let accuracy = accuracy::accuracy(&preds, &set.labels[..preds.len()]);
-    Clean { logits, num_classes: k, preds, accuracy }
+    Clean {
+        logits,
+        num_classes: k,
+        preds,
+        accuracy,
+    }
 }
 
 pub fn argmax_rows(v: &[f32], k: usize) -> Vec<u32> {
@@ -266,7 +277,15 @@ pub fn kstar(
 ) -> Result<crate::metrics::kstar::KstarReport> {
     use crate::metrics::kstar;
     let dim = features.len() / labels.len().max(1);
-    let mut r = kstar::analyze(features, dim, labels, class_names, metric, kstar::Thresholds::default(), device)?;
+    let mut r = kstar::analyze(
+        features,
+        dim,
+        labels,
+        class_names,
+        metric,
+        kstar::Thresholds::default(),
+        device,
+    )?;
     r.layer = tap.to_string();
     Ok(r)
 }

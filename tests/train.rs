@@ -29,14 +29,24 @@ fn config(variant: Variant) -> TrainConfig {
         batch: 16,
         lr: 3e-3,
         seed: 1,
-        pgd: PgdConfig { eps: 8.0 / 255.0, step: 2.0 / 255.0, iters: 2, random_start: false, seed: 0 },
+        pgd: PgdConfig {
+            eps: 8.0 / 255.0,
+            step: 2.0 / 255.0,
+            iters: 2,
+            random_start: false,
+            seed: 0,
+        },
     }
 }
 
 /// The variant's loss on a fixed batch with a fixed perturbation seed.
 fn fixed_loss(tr: &Trainer, x: &Tensor, y: &Tensor, cfg: &TrainConfig) -> f32 {
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
-    tr.loss(x, y, cfg, &mut rng).unwrap().0.to_scalar::<f32>().unwrap()
+    tr.loss(x, y, cfg, &mut rng)
+        .unwrap()
+        .0
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -44,15 +54,26 @@ fn every_variant_lowers_its_loss() {
     let set = tiny_set(32);
     let x = set.batch(0, 32, &Device::Cpu).unwrap();
     let y = set.batch_labels(0, 32, &Device::Cpu).unwrap();
-    for variant in [Variant::Standard, Variant::Continuity, Variant::Adv, Variant::AdvContinuity] {
+    for variant in [
+        Variant::Standard,
+        Variant::Continuity,
+        Variant::Adv,
+        Variant::AdvContinuity,
+    ] {
         let mut tr = trainer(&set, 3);
         let mut cfg = config(variant);
         cfg.batch = 32;
         cfg.epochs = 6;
         let before = fixed_loss(&tr, &x, &y, &cfg);
-        semcon::train::train(&mut tr, &set, &cfg, &mut |_, _, _, _, _| {}, &mut |_, _| Ok(())).unwrap();
+        semcon::train::train(&mut tr, &set, &cfg, &mut |_, _, _, _, _| {}, &mut |_, _| {
+            Ok(())
+        })
+        .unwrap();
         let after = fixed_loss(&tr, &x, &y, &cfg);
-        assert!(after < before, "{variant:?}: loss {before} -> {after} did not decrease");
+        assert!(
+            after < before,
+            "{variant:?}: loss {before} -> {after} did not decrease"
+        );
     }
 }
 
@@ -61,14 +82,26 @@ fn continuity_term_zero_for_identity_positive_otherwise() {
     let set = tiny_set(8);
     let tr = trainer(&set, 5);
     let x = set.batch(0, 8, &Device::Cpu).unwrap();
-    let same = tr.continuity_term(&x, &x).unwrap().to_scalar::<f32>().unwrap();
+    let same = tr
+        .continuity_term(&x, &x)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(same, 0.0);
     let shape = (8, 3, 28, 28);
     let data: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-    let bright = semcon::perturb::apply(semcon::perturb::Kind::Brightness, 2, &data, shape, 0).unwrap();
+    let bright =
+        semcon::perturb::apply(semcon::perturb::Kind::Brightness, 2, &data, shape, 0).unwrap();
     let xb = Tensor::from_vec(bright, shape, &Device::Cpu).unwrap();
-    let diff = tr.continuity_term(&x, &xb).unwrap().to_scalar::<f32>().unwrap();
-    assert!(diff > 0.0, "continuity term {diff} should be positive for a real perturbation");
+    let diff = tr
+        .continuity_term(&x, &xb)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff > 0.0,
+        "continuity term {diff} should be positive for a real perturbation"
+    );
 }
 
 #[test]
@@ -78,7 +111,16 @@ fn initialisation_is_seeded() {
     let a = trainer(&set, 7).logits(&x, false).unwrap();
     let b = trainer(&set, 7).logits(&x, false).unwrap();
     let c = trainer(&set, 8).logits(&x, false).unwrap();
-    let d = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = |p: &Tensor, q: &Tensor| {
+        (p - q)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
     assert_eq!(d(&a, &b), 0.0);
     assert!(d(&a, &c) > 0.0);
 }
@@ -88,18 +130,32 @@ fn saved_checkpoint_reloads_to_identical_logits() {
     let set = tiny_set(32);
     let mut tr = trainer(&set, 11);
     let cfg = config(Variant::Standard);
-    semcon::train::train(&mut tr, &set, &cfg, &mut |_, _, _, _, _| {}, &mut |_, _| Ok(())).unwrap();
+    semcon::train::train(&mut tr, &set, &cfg, &mut |_, _, _, _, _| {}, &mut |_, _| {
+        Ok(())
+    })
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("semcon-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("tiny.safetensors");
-    let sidecar = semcon::model::checkpoint::Sidecar { mean: Some(tr.mean.clone()), std: Some(tr.std.clone()), ..Default::default() };
+    let sidecar = semcon::model::checkpoint::Sidecar {
+        mean: Some(tr.mean.clone()),
+        std: Some(tr.std.clone()),
+        ..Default::default()
+    };
     tr.save(&out, &sidecar).unwrap();
     assert!(!dir.join("tiny.safetensors.tmp").exists());
     let m = semcon::model::load(&out, &Default::default(), &Device::Cpu).unwrap();
     let x = set.batch(0, 8, &Device::Cpu).unwrap();
     let a = tr.logits(&x, false).unwrap();
     let b = m.logits(&x).unwrap();
-    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(d, 0.0, "reloaded logits differ by {d}");
     // torchvision's strict load needs num_batches_tracked
     let raw = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
@@ -110,12 +166,31 @@ fn saved_checkpoint_reloads_to_identical_logits() {
 #[test]
 fn pytorch_loads_semcon_checkpoint_with_same_logits() {
     let dir = format!("{}/tests/fixtures/train", env!("CARGO_MANIFEST_DIR"));
-    let m = semcon::model::load(format!("{dir}/tiny.safetensors").as_ref(), &Default::default(), &Device::Cpu).unwrap();
+    let m = semcon::model::load(
+        format!("{dir}/tiny.safetensors").as_ref(),
+        &Default::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
     let x = Tensor::read_npy(format!("{dir}/tiny_input.npy")).unwrap();
     let want = Tensor::read_npy(format!("{dir}/tiny_logits_torch.npy")).unwrap();
     let got = m.logits(&x).unwrap();
-    let d = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+    let d = (got - &want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1.0);
     assert!(d <= 1e-4 * scale, "semcon vs PyTorch logits differ by {d}");
 }
 
@@ -123,18 +198,30 @@ fn pytorch_loads_semcon_checkpoint_with_same_logits() {
 fn resume_rejects_other_architecture() {
     let set = tiny_set(4);
     let mut tr = trainer(&set, 1);
-    let other = format!("{}/tests/fixtures/models/resnet50.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let other = format!(
+        "{}/tests/fixtures/models/resnet50.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let err = tr.resume(other.as_ref()).unwrap_err().to_string();
-    assert!(err.contains("cannot resume") && err.contains("resnet50"), "{err}");
+    assert!(
+        err.contains("cannot resume") && err.contains("resnet50"),
+        "{err}"
+    );
 }
 
 #[test]
 fn empty_dataset_is_an_error() {
     let set = tiny_set(4).select(&[]);
     let mut tr = trainer(&tiny_set(4), 1);
-    let err = semcon::train::train(&mut tr, &set, &config(Variant::Standard), &mut |_, _, _, _, _| {}, &mut |_, _| Ok(()))
-        .err()
-        .expect("empty set must fail")
-        .to_string();
+    let err = semcon::train::train(
+        &mut tr,
+        &set,
+        &config(Variant::Standard),
+        &mut |_, _, _, _, _| {},
+        &mut |_, _| Ok(()),
+    )
+    .err()
+    .expect("empty set must fail")
+    .to_string();
     assert!(err.contains("empty"), "{err}");
 }

@@ -316,7 +316,9 @@ impl Worker {
             JobKey::Clean { model } => {
                 let m = &self.models[model];
                 let k = m.num_classes();
-                let mut stream = partial_stream(key, tx.clone(), &mut obs, |lg| JobResult::Clean(eval::clean_from(&set, lg.to_vec(), k)));
+                let mut stream = partial_stream(key, tx.clone(), &mut obs, |lg| {
+                    JobResult::Clean(eval::clean_from(&set, lg.to_vec(), k))
+                });
                 eval::features_with(m, &set, &set.data, Tap::Logits, batch, &mut stream)?
                     .map(|lg| JobResult::Clean(eval::clean_from(&set, lg, k)))
             }
@@ -326,7 +328,8 @@ impl Worker {
                 };
                 let m = &self.models[model];
                 let images = eval::perturbed_images(&set, kind, level, self.settings.seed)?;
-                let row = |lg: &[f32]| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, lg));
+                let row =
+                    |lg: &[f32]| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, lg));
                 let mut stream = partial_stream(key, tx.clone(), &mut obs, row);
                 eval::features_with(m, &set, &images, Tap::Logits, batch, &mut stream)?
                     .map(|lg| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, &lg)))
@@ -364,7 +367,14 @@ impl Worker {
                 let one = set.select(&[index]);
                 // Image `index` of the set: the same random stream as in the metrics.
                 let shape = (1, one.channels, one.height, one.width);
-                let perturbed = crate::perturb::apply_at(kind, level, &one.data, shape, self.settings.seed, index)?;
+                let perturbed = crate::perturb::apply_at(
+                    kind,
+                    level,
+                    &one.data,
+                    shape,
+                    self.settings.seed,
+                    index,
+                )?;
                 Some(JobResult::Sample(SampleImages {
                     channels: one.channels,
                     height: one.height,
@@ -391,7 +401,10 @@ fn partial_stream<'a>(
     move |so_far, done, total| {
         if done < total && last.is_none_or(|t| t.elapsed() > Duration::from_millis(150)) {
             last = Some(Instant::now());
-            let _ = tx.send(Event::Partial { key, result: Arc::new(make(so_far)) });
+            let _ = tx.send(Event::Partial {
+                key,
+                result: Arc::new(make(so_far)),
+            });
         }
         obs(done, total)
     }

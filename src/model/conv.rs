@@ -10,7 +10,9 @@
 //! Other devices and dtypes use candle's own `Tensor::conv2d` (cuDNN on CUDA).
 //! The gradients themselves are not differentiable again (no double backward).
 
-use candle_core::{backend::BackendStorage, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
+};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -27,9 +29,14 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
 pub fn cpu_conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     Geom::new(x.dims(), w.dims(), stride, pad)?;
     if x.dtype() != w.dtype() {
-        candle_core::bail!("conv2d: input is {:?} but weight is {:?}", x.dtype(), w.dtype())
+        candle_core::bail!(
+            "conv2d: input is {:?} but weight is {:?}",
+            x.dtype(),
+            w.dtype()
+        )
     }
-    x.contiguous()?.apply_op2(&w.contiguous()?, ConvFwd { stride, pad })
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, ConvFwd { stride, pad })
 }
 
 /// Images per gemm are chosen so that a gemm has about this many columns.
@@ -60,12 +67,28 @@ impl Geom {
             candle_core::bail!("conv2d: the input has {c} channels but the weight {w:?} takes {ci}")
         }
         if s == 0 || kh == 0 || kw == 0 {
-            candle_core::bail!("conv2d: stride and kernel size must be positive (stride {s}, weight {w:?})")
+            candle_core::bail!(
+                "conv2d: stride and kernel size must be positive (stride {s}, weight {w:?})"
+            )
         }
         if h + 2 * p < kh || wd + 2 * p < kw {
-            candle_core::bail!("conv2d: input {x:?} with padding {p} is smaller than the kernel {w:?}")
+            candle_core::bail!(
+                "conv2d: input {x:?} with padding {p} is smaller than the kernel {w:?}"
+            )
         }
-        Ok(Geom { b, c, h, w: wd, o, kh, kw, s, p, oh: (h + 2 * p - kh) / s + 1, ow: (wd + 2 * p - kw) / s + 1 })
+        Ok(Geom {
+            b,
+            c,
+            h,
+            w: wd,
+            o,
+            kh,
+            kw,
+            s,
+            p,
+            oh: (h + 2 * p - kh) / s + 1,
+            ow: (wd + 2 * p - kw) / s + 1,
+        })
     }
     /// Rows of the im2col matrix (C*KH*KW).
     fn k(&self) -> usize {
@@ -83,8 +106,16 @@ impl Geom {
     }
     /// Output columns `lo..hi` whose input column `ox*s + kj - p` lies inside the image.
     fn valid_cols(&self, kj: usize) -> (usize, usize) {
-        let lo = if self.p > kj { (self.p - kj).div_ceil(self.s) } else { 0 };
-        let hi = if self.w + self.p > kj { (self.w + self.p - kj - 1) / self.s + 1 } else { 0 };
+        let lo = if self.p > kj {
+            (self.p - kj).div_ceil(self.s)
+        } else {
+            0
+        };
+        let hi = if self.w + self.p > kj {
+            (self.w + self.p - kj - 1) / self.s + 1
+        } else {
+            0
+        };
         let lo = lo.min(self.ow);
         (lo, hi.min(self.ow).max(lo))
     }
@@ -111,14 +142,23 @@ struct Plan {
 impl Plan {
     fn new(g: &Geom) -> Plan {
         let threads = rayon::current_num_threads().max(1);
-        let mut nb = TARGET_COLS.div_ceil(g.out_plane().max(1)).clamp(1, g.b.max(1));
+        let mut nb = TARGET_COLS
+            .div_ceil(g.out_plane().max(1))
+            .clamp(1, g.b.max(1));
         // Enough chunks for every thread when the batch allows it.
         nb = nb.min(g.b.div_ceil(threads)).max(1);
         let chunks = g.b.div_ceil(nb);
-        Plan { nb, outer: threads > 1 && chunks >= threads, threads }
+        Plan {
+            nb,
+            outer: threads > 1 && chunks >= threads,
+            threads,
+        }
     }
     fn chunks(&self, b: usize) -> Vec<(usize, usize)> {
-        (0..b).step_by(self.nb).map(|b0| (b0, self.nb.min(b - b0))).collect()
+        (0..b)
+            .step_by(self.nb)
+            .map(|b0| (b0, self.nb.min(b - b0)))
+            .collect()
     }
     /// Parallelism of one gemm.
     fn inner(&self) -> Parallelism {
@@ -139,7 +179,10 @@ struct Scratch<T> {
 
 impl<T: WithDType> Scratch<T> {
     fn new() -> Self {
-        Scratch { a: Vec::new(), b: Vec::new() }
+        Scratch {
+            a: Vec::new(),
+            b: Vec::new(),
+        }
     }
 }
 
@@ -176,7 +219,11 @@ fn buf<T: WithDType>(v: &mut Vec<T>, len: usize) -> &mut [T] {
 }
 
 /// Runs `f(b0, nb, parallelism, scratch)` for each chunk of images.
-fn for_chunks<T: Elem>(g: &Geom, plan: &Plan, f: impl Fn(usize, usize, Parallelism, &mut Scratch<T>) + Sync) {
+fn for_chunks<T: Elem>(
+    g: &Geom,
+    plan: &Plan,
+    f: impl Fn(usize, usize, Parallelism, &mut Scratch<T>) + Sync,
+) {
     let chunks = plan.chunks(g.b);
     if plan.outer {
         chunks
@@ -400,7 +447,17 @@ fn grad_input<T: Elem>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
             gemm((k, n, g.o), dxs, (n, 1), false, w, (1, k), dyc, (n, 1), par);
         } else {
             let dcol = buf(a, k * n);
-            gemm((k, n, g.o), dcol, (n, 1), false, w, (1, k), dyc, (n, 1), par);
+            gemm(
+                (k, n, g.o),
+                dcol,
+                (n, 1),
+                false,
+                w,
+                (1, k),
+                dyc,
+                (n, 1),
+                par,
+            );
             col2im_add(dcol, g, nb, dxs);
         }
     });
@@ -417,7 +474,11 @@ fn grad_weight<T: Elem>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     }
     let plan = Plan::new(g);
     let chunks = plan.chunks(g.b);
-    let groups = if plan.outer { plan.threads.min(chunks.len()) } else { 1 };
+    let groups = if plan.outer {
+        plan.threads.min(chunks.len())
+    } else {
+        1
+    };
     let per = chunks.len().div_ceil(groups);
     let partial = |gi: usize| {
         let mut dw = vec![T::zero(); len];
@@ -442,13 +503,30 @@ fn grad_weight<T: Elem>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
                     t
                 };
                 // dw [O, K] += dy [O, n] * col^T [n, K]
-                gemm((g.o, k, n), &mut dw, (k, 1), i > gi * per, dyc, (n, 1), col, (1, n), plan.inner());
+                gemm(
+                    (g.o, k, n),
+                    &mut dw,
+                    (k, 1),
+                    i > gi * per,
+                    dyc,
+                    (n, 1),
+                    col,
+                    (1, n),
+                    plan.inner(),
+                );
             }
         });
         dw
     };
-    let mut parts: Vec<Vec<T>> =
-        if groups > 1 { (0..groups).into_par_iter().with_max_len(1).map(partial).collect() } else { vec![partial(0)] };
+    let mut parts: Vec<Vec<T>> = if groups > 1 {
+        (0..groups)
+            .into_par_iter()
+            .with_max_len(1)
+            .map(partial)
+            .collect()
+    } else {
+        vec![partial(0)]
+    };
     let mut dw = parts.swap_remove(0);
     for p in &parts {
         for (a, &v) in dw.iter_mut().zip(p) {
@@ -490,21 +568,53 @@ impl CustomOp2 for ConvFwd {
         "semcon-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let out = with_dtype(
             s1,
-            || Ok(forward::<f32>(slice(s1, l1, "input")?, slice(s2, l2, "weight")?, &g)),
-            || Ok(forward::<f64>(slice(s1, l1, "input")?, slice(s2, l2, "weight")?, &g)),
+            || {
+                Ok(forward::<f32>(
+                    slice(s1, l1, "input")?,
+                    slice(s2, l2, "weight")?,
+                    &g,
+                ))
+            },
+            || {
+                Ok(forward::<f64>(
+                    slice(s1, l1, "input")?,
+                    slice(s2, l2, "weight")?,
+                    &g,
+                ))
+            },
         )?;
         Ok((out, g.y_shape()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
         let dy = dy.contiguous()?;
-        let dx = if x.track_op() { Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvGradInput(g))?) } else { None };
-        let dw = if w.track_op() { Some(x.contiguous()?.apply_op2_no_bwd(&dy, &ConvGradWeight(g))?) } else { None };
+        let dx = if x.track_op() {
+            Some(dy.apply_op2_no_bwd(&w.contiguous()?, &ConvGradInput(g))?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(x.contiguous()?.apply_op2_no_bwd(&dy, &ConvGradWeight(g))?)
+        } else {
+            None
+        };
         Ok((dx, dw))
     }
 }
@@ -517,15 +627,37 @@ impl CustomOp2 for ConvGradInput {
         "semcon-conv2d-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
         if l1.shape() != &g.y_shape() || l2.shape() != &g.w_shape() {
-            candle_core::bail!("conv2d backward: unexpected shapes {:?} {:?}", l1.dims(), l2.dims())
+            candle_core::bail!(
+                "conv2d backward: unexpected shapes {:?} {:?}",
+                l1.dims(),
+                l2.dims()
+            )
         }
         let out = with_dtype(
             s1,
-            || Ok(grad_input::<f32>(slice(s1, l1, "gradient")?, slice(s2, l2, "weight")?, g)),
-            || Ok(grad_input::<f64>(slice(s1, l1, "gradient")?, slice(s2, l2, "weight")?, g)),
+            || {
+                Ok(grad_input::<f32>(
+                    slice(s1, l1, "gradient")?,
+                    slice(s2, l2, "weight")?,
+                    g,
+                ))
+            },
+            || {
+                Ok(grad_input::<f64>(
+                    slice(s1, l1, "gradient")?,
+                    slice(s2, l2, "weight")?,
+                    g,
+                ))
+            },
         )?;
         Ok((out, g.x_shape()))
     }
@@ -539,15 +671,37 @@ impl CustomOp2 for ConvGradWeight {
         "semcon-conv2d-grad-weight"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
         if l1.shape() != &g.x_shape() || l2.shape() != &g.y_shape() {
-            candle_core::bail!("conv2d backward: unexpected shapes {:?} {:?}", l1.dims(), l2.dims())
+            candle_core::bail!(
+                "conv2d backward: unexpected shapes {:?} {:?}",
+                l1.dims(),
+                l2.dims()
+            )
         }
         let out = with_dtype(
             s1,
-            || Ok(grad_weight::<f32>(slice(s1, l1, "input")?, slice(s2, l2, "gradient")?, g)),
-            || Ok(grad_weight::<f64>(slice(s1, l1, "input")?, slice(s2, l2, "gradient")?, g)),
+            || {
+                Ok(grad_weight::<f32>(
+                    slice(s1, l1, "input")?,
+                    slice(s2, l2, "gradient")?,
+                    g,
+                ))
+            },
+            || {
+                Ok(grad_weight::<f64>(
+                    slice(s1, l1, "input")?,
+                    slice(s2, l2, "gradient")?,
+                    g,
+                ))
+            },
         )?;
         Ok((out, g.w_shape()))
     }
@@ -560,10 +714,14 @@ mod tests {
 
     /// Deterministic values in [-1, 1).
     fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -571,12 +729,22 @@ mod tests {
 
     fn tensor(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
         let n = shape.iter().product();
-        Tensor::from_vec(data(n, seed), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+        Tensor::from_vec(data(n, seed), shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         assert_eq!(a.dims(), b.dims());
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
     }
 
@@ -586,14 +754,23 @@ mod tests {
     }
 
     fn values(t: &Tensor) -> Vec<f64> {
-        t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     }
 
     /// Direct-loop convolution and its gradients for dy = r, in f64: (y, dx, dw).
     fn naive(x: &Tensor, w: &Tensor, r: &Tensor, s: usize, p: usize) -> (Tensor, Tensor, Tensor) {
         let g = Geom::new(x.dims(), w.dims(), s, p).unwrap();
         let (xv, wv, rv) = (values(x), values(w), values(r));
-        let (mut y, mut dx, mut dw) = (vec![0f64; rv.len()], vec![0f64; xv.len()], vec![0f64; wv.len()]);
+        let (mut y, mut dx, mut dw) = (
+            vec![0f64; rv.len()],
+            vec![0f64; xv.len()],
+            vec![0f64; wv.len()],
+        );
         for b in 0..g.b {
             for o in 0..g.o {
                 for oy in 0..g.oh {
@@ -602,12 +779,16 @@ mod tests {
                         for c in 0..g.c {
                             for ki in 0..g.kh {
                                 for kj in 0..g.kw {
-                                    let (iy, ix) =
-                                        ((oy * s + ki) as isize - p as isize, (ox * s + kj) as isize - p as isize);
-                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    let (iy, ix) = (
+                                        (oy * s + ki) as isize - p as isize,
+                                        (ox * s + kj) as isize - p as isize,
+                                    );
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
                                         continue;
                                     }
-                                    let xi = ((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
+                                    let xi =
+                                        ((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
                                     let wi = ((o * g.c + c) * g.kh + ki) * g.kw + kj;
                                     y[yi] += xv[xi] * wv[wi];
                                     dx[xi] += rv[yi] * wv[wi];
@@ -626,15 +807,30 @@ mod tests {
     /// Forward and both gradients of `cpu_conv2d` against a direct-loop f64
     /// reference and against candle's conv2d (its backward, where candle gets it right).
     #[allow(clippy::too_many_arguments)]
-    fn check(b: usize, c: usize, o: usize, (h, w): (usize, usize), k: usize, s: usize, p: usize, dtype: DType) {
+    fn check(
+        b: usize,
+        c: usize,
+        o: usize,
+        (h, w): (usize, usize),
+        k: usize,
+        s: usize,
+        p: usize,
+        dtype: DType,
+    ) {
         let what = format!("b{b} c{c} o{o} {h}x{w} k{k} s{s} p{p} {dtype:?}");
         let x = tensor(&[b, c, h, w], 1 + (b * 31 + c * 7 + h) as u64, dtype);
         let wt = tensor(&[o, c, k, k], 2 + (o * 13 + k) as u64, dtype);
         let tol = if dtype == DType::F64 { 1e-12 } else { 2e-6 };
         let close = |a: &Tensor, b: &Tensor, name: &str| {
-            let (a, b) = (a.to_dtype(DType::F64).unwrap(), b.to_dtype(DType::F64).unwrap());
+            let (a, b) = (
+                a.to_dtype(DType::F64).unwrap(),
+                b.to_dtype(DType::F64).unwrap(),
+            );
             let d = max_diff(&a, &b);
-            assert!(d <= tol * (1.0 + max_abs(&b)), "{name} {what}: max abs diff {d}");
+            assert!(
+                d <= tol * (1.0 + max_abs(&b)),
+                "{name} {what}: max abs diff {d}"
+            );
         };
         let y = cpu_conv2d(&x, &wt, s, p).unwrap();
         close(&y, &x.conv2d(&wt, p, s, 1, 1).unwrap(), "forward vs candle");
@@ -645,8 +841,13 @@ mod tests {
         close(&y, &y0, "forward vs direct");
         let grads = |f: &dyn Fn(&Tensor, &Tensor) -> Result<Tensor>| -> Result<(Tensor, Tensor)> {
             let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&wt)?);
-            let g = (f(xv.as_tensor(), wv.as_tensor())? * &r)?.sum_all()?.backward()?;
-            Ok((g.get(xv.as_tensor()).unwrap().clone(), g.get(wv.as_tensor()).unwrap().clone()))
+            let g = (f(xv.as_tensor(), wv.as_tensor())? * &r)?
+                .sum_all()?
+                .backward()?;
+            Ok((
+                g.get(xv.as_tensor()).unwrap().clone(),
+                g.get(wv.as_tensor()).unwrap().clone(),
+            ))
         };
         let (dx, dw) = grads(&|x, w| cpu_conv2d(x, w, s, p)).unwrap();
         close(&dx, &dx0, "dx vs direct");
@@ -688,7 +889,10 @@ mod tests {
     /// One thread: chunks in turn, several images per gemm.
     #[test]
     fn matches_candle_single_thread() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         pool.install(|| {
             for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 2, 0), (1, 1, 0), (7, 2, 3)] {
                 check(5, 3, 8, (9, 8), k, s, p, DType::F32);
@@ -708,13 +912,20 @@ mod tests {
     #[test]
     fn dispatch_non_contiguous_and_untracked() {
         // A transposed (non-contiguous) input goes through the same path.
-        let x = tensor(&[2, 3, 9, 7], 5, DType::F32).transpose(2, 3).unwrap();
+        let x = tensor(&[2, 3, 9, 7], 5, DType::F32)
+            .transpose(2, 3)
+            .unwrap();
         let w = tensor(&[4, 3, 3, 3], 6, DType::F32);
         let y = conv2d(&x, &w, 2, 1).unwrap();
         assert!(max_diff(&y, &x.conv2d(&w, 1, 2, 1, 1).unwrap()) < 1e-5);
         // Only the weight is a variable: only its gradient exists.
         let wv = Var::from_tensor(&w).unwrap();
-        let g = conv2d(&x, wv.as_tensor(), 1, 1).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = conv2d(&x, wv.as_tensor(), 1, 1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         assert!(g.get(&x).is_none() && g.get(wv.as_tensor()).is_some());
     }
 

@@ -104,7 +104,13 @@ pub fn channel_stats(set: &ImageSet) -> (Vec<f32>, Vec<f32>) {
 
 impl Trainer {
     /// A freshly initialised network (seeded).
-    pub fn new(config: ResNetConfig, mean: Vec<f32>, std: Vec<f32>, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new(
+        config: ResNetConfig,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let net = ResNet::new(&config, vb)?;
@@ -112,13 +118,26 @@ impl Trainer {
         let c = config.in_channels;
         let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
         let std_t = Tensor::from_slice(&std, (1, c, 1, 1), device)?;
-        Ok(Trainer { varmap, net, config, mean, std, device: device.clone(), mean_t, std_t, steps: 0 })
+        Ok(Trainer {
+            varmap,
+            net,
+            config,
+            mean,
+            std,
+            device: device.clone(),
+            mean_t,
+            std_t,
+            steps: 0,
+        })
     }
 
     /// Loads weights from a checkpoint of the same architecture.
     pub fn resume(&mut self, path: &Path) -> Result<()> {
         let tensors = checkpoint::read_state_dict(path)?;
-        let shapes: HashMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.dims().to_vec())).collect();
+        let shapes: HashMap<String, Vec<usize>> = tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+            .collect();
         let other = ResNetConfig::infer(&shapes, path)?;
         if other != self.config {
             return Err(Error::Checkpoint {
@@ -151,11 +170,22 @@ impl Trainer {
     }
 
     /// The loss of one batch for a variant. Returns (loss, ce, ds, logits on the CE input).
-    pub fn loss(&self, x: &Tensor, y: &Tensor, cfg: &TrainConfig, rng: &mut impl Rng) -> Result<(Tensor, f64, f64, Tensor)> {
+    pub fn loss(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        cfg: &TrainConfig,
+        rng: &mut impl Rng,
+    ) -> Result<(Tensor, f64, f64, Tensor)> {
         let b = x.dim(0)?;
         let ce_input = if cfg.variant.adversarial() {
-            let c = PgdConfig { seed: rng.gen(), ..cfg.pgd };
-            pgd::pgd_with(x, y, &c, |xi| self.logits(xi, false))?.x_adv.detach()
+            let c = PgdConfig {
+                seed: rng.gen(),
+                ..cfg.pgd
+            };
+            pgd::pgd_with(x, y, &c, |xi| self.logits(xi, false))?
+                .x_adv
+                .detach()
         } else {
             x.clone()
         };
@@ -167,16 +197,29 @@ impl Trainer {
         }
         // Pair: the clean image with its perturbed copy (continuity) or with its
         // adversarial example (adv-continuity), in one forward pass.
-        let other = if cfg.variant.adversarial() { ce_input.clone() } else { random_colour(x, rng)? };
+        let other = if cfg.variant.adversarial() {
+            ce_input.clone()
+        } else {
+            random_colour(x, rng)?
+        };
         let both = Tensor::cat(&[x, &other], 0)?;
         let lg = self.logits(&both, true)?;
         let lx = lg.narrow(0, 0, b)?;
         let lo = lg.narrow(0, b, b)?;
-        let ce_logits = if cfg.variant.adversarial() { lo.clone() } else { lx.clone() };
+        let ce_logits = if cfg.variant.adversarial() {
+            lo.clone()
+        } else {
+            lx.clone()
+        };
         let ce = candle_nn::loss::cross_entropy(&ce_logits, y)?;
         let ds = mean_ds(&lx, &lo)?;
         let loss = (&ce + (&ds * cfg.alpha)?)?;
-        Ok((loss, ce.to_scalar::<f32>()? as f64, ds.to_scalar::<f32>()? as f64, ce_logits))
+        Ok((
+            loss,
+            ce.to_scalar::<f32>()? as f64,
+            ds.to_scalar::<f32>()? as f64,
+            ce_logits,
+        ))
     }
 
     /// Mean DS between the logits of `x` and of `other`, from one training-mode
@@ -193,11 +236,15 @@ impl Trainer {
         for (name, var) in self.varmap.data().lock().expect("varmap lock").iter() {
             tensors.insert(name.clone(), var.as_tensor().to_device(&Device::Cpu)?);
             if let Some(p) = name.strip_suffix(".running_mean") {
-                tensors.insert(format!("{p}.num_batches_tracked"), Tensor::new(self.steps as i64, &Device::Cpu)?);
+                tensors.insert(
+                    format!("{p}.num_batches_tracked"),
+                    Tensor::new(self.steps as i64, &Device::Cpu)?,
+                );
             }
         }
         let tmp = tmp_path(out);
-        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
+        candle_core::safetensors::save(&tensors, &tmp)
+            .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
         let sc_path = checkpoint::sidecar_path(out);
         let sc_tmp = tmp_path(&sc_path);
         let json = serde_json::to_string_pretty(sidecar).expect("sidecar serialises");
@@ -209,7 +256,13 @@ impl Trainer {
 
     /// An inference [`Model`] sharing these weights.
     pub fn model(&self, path: PathBuf) -> Result<Model> {
-        Model::from_net(self.net.clone(), path, self.mean.clone(), self.std.clone(), &self.device)
+        Model::from_net(
+            self.net.clone(),
+            path,
+            self.mean.clone(),
+            self.std.clone(),
+            &self.device,
+        )
     }
 }
 
@@ -226,16 +279,24 @@ pub fn init_like_torchvision(varmap: &VarMap, seed: u64, device: &Device) -> Res
         let var = &data[name];
         let dims = var.dims().to_vec();
         let n: usize = dims.iter().product();
-        let values: Vec<f32> = if name.ends_with("running_var") || (name.contains("bn") || name.contains("downsample.1")) && name.ends_with(".weight") {
+        let values: Vec<f32> = if name.ends_with("running_var")
+            || (name.contains("bn") || name.contains("downsample.1")) && name.ends_with(".weight")
+        {
             vec![1.0; n]
-        } else if name.ends_with("running_mean") || name.ends_with(".bias") && !name.starts_with("fc.") {
+        } else if name.ends_with("running_mean")
+            || name.ends_with(".bias") && !name.starts_with("fc.")
+        {
             vec![0.0; n]
         } else if dims.len() == 4 {
             let fan_out = (dims[0] * dims[2] * dims[3]) as f64;
             let normal = rand_distr::Normal::new(0.0, (2.0 / fan_out).sqrt()).expect("valid std");
             (0..n).map(|_| normal.sample(&mut rng) as f32).collect()
         } else {
-            let fan_in = if name == "fc.bias" { data["fc.weight"].dims()[1] } else { dims[dims.len() - 1] };
+            let fan_in = if name == "fc.bias" {
+                data["fc.weight"].dims()[1]
+            } else {
+                dims[dims.len() - 1]
+            };
             let b = 1.0 / (fan_in as f64).sqrt();
             (0..n).map(|_| rng.gen_range(-b..b) as f32).collect()
         };
@@ -267,7 +328,13 @@ pub fn random_colour(x: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
         let id = kind.param(0, h);
         let max = kind.param(kind.levels().min(4), h);
         let v = id + (max - id) * rng.gen::<f64>();
-        out.extend(perturb::apply_value(kind, v, &data[i * l..(i + 1) * l], (1, c, h, w), rng.gen())?);
+        out.extend(perturb::apply_value(
+            kind,
+            v,
+            &data[i * l..(i + 1) * l],
+            (1, c, h, w),
+            rng.gen(),
+        )?);
     }
     Ok(Tensor::from_vec(out, (b, c, h, w), x.device())?)
 }
@@ -282,10 +349,17 @@ pub fn train(
     on_epoch: &mut dyn FnMut(&Trainer, &EpochStats) -> Result<()>,
 ) -> Result<Vec<EpochStats>> {
     if set.is_empty() {
-        return Err(crate::invalid!("dataset {} is empty: nothing to train on", set.name));
+        return Err(crate::invalid!(
+            "dataset {} is empty: nothing to train on",
+            set.name
+        ));
     }
     set.check_labels(tr.config.num_classes)?;
-    let params = candle_nn::ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() };
+    let params = candle_nn::ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
     let trainable: Vec<candle_core::Var> = {
         let data = tr.varmap.data().lock().expect("varmap lock");
         let mut names: Vec<&String> = data.keys().filter(|k| !k.contains("running_")).collect();
@@ -300,7 +374,8 @@ pub fn train(
     for epoch in 1..=cfg.epochs {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
-        let (mut sum_loss, mut sum_ce, mut sum_ds, mut correct, mut seen) = (0f64, 0f64, 0f64, 0usize, 0usize);
+        let (mut sum_loss, mut sum_ce, mut sum_ds, mut correct, mut seen) =
+            (0f64, 0f64, 0f64, 0usize, 0usize);
         for (step, idx) in order.chunks(cfg.batch).enumerate() {
             if idx.len() < 2 {
                 continue; // BatchNorm needs more than one sample
@@ -325,10 +400,22 @@ pub fn train(
             sum_loss += lv * idx.len() as f64;
             sum_ce += ce * idx.len() as f64;
             sum_ds += ds * idx.len() as f64;
-            on_step(epoch, step + 1, steps, sum_loss / seen as f64, correct as f64 / seen as f64);
+            on_step(
+                epoch,
+                step + 1,
+                steps,
+                sum_loss / seen as f64,
+                correct as f64 / seen as f64,
+            );
         }
         let s = seen.max(1) as f64;
-        let stats = EpochStats { epoch, loss: sum_loss / s, ce: sum_ce / s, ds: sum_ds / s, accuracy: correct as f64 / s };
+        let stats = EpochStats {
+            epoch,
+            loss: sum_loss / s,
+            ce: sum_ce / s,
+            ds: sum_ds / s,
+            accuracy: correct as f64 / s,
+        };
         on_epoch(tr, &stats)?;
         history.push(stats);
     }

@@ -227,7 +227,10 @@ impl App {
 
     /// A finished result, else the partial one streamed so far.
     fn shown(&self, key: &JobKey) -> Option<&JobResult> {
-        self.results.get(key).or_else(|| self.partials.get(key)).map(|r| &**r)
+        self.results
+            .get(key)
+            .or_else(|| self.partials.get(key))
+            .map(|r| &**r)
     }
 
     pub fn clean(&self, model: usize) -> Option<&Clean> {
