@@ -614,7 +614,25 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Entry point: parses, runs, prints errors as one line; returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help / --version
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            // Usage errors: one line (clap's first), exit code 2 as usual.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see semcon --help)");
+            return 2;
+        }
+    };
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {

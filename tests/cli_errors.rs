@@ -652,3 +652,95 @@ fn bad_input_arrays() {
         .unwrap();
     expect_error_with(&run(&p), &["zero.npy", "holds no pixels", "[1, 3, 0, 4]"]);
 }
+
+// ------------------------------------------------------------ attack / train values
+
+/// Usage errors (clap): one `error:` line, exit code 2, no panic.
+fn expect_usage_error(r: &Run, needle: &str) {
+    assert_eq!(r.code, Some(2), "stderr: {}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {}", r.stderr);
+    assert!(
+        lines[0].starts_with("error:") && lines[0].contains(needle),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn eps_outside_unit_interval() {
+    let ck = model_fixture("resnet18_cifar.safetensors");
+    for bad in ["2", "-1/255", "300/255"] {
+        let bad = format!("--eps={bad}");
+        let r = semcon([
+            "attack",
+            "-c",
+            &s(&ck),
+            &bad,
+            "--samples",
+            "4",
+            "--device",
+            "cpu",
+        ]);
+        expect_usage_error(&r, "outside [0,1]");
+    }
+    let r = semcon([
+        "eval",
+        "-c",
+        &s(&ck),
+        "--pgd",
+        "8/255,1.5",
+        "--samples",
+        "4",
+        "--device",
+        "cpu",
+    ]);
+    expect_usage_error(&r, "outside [0,1]");
+}
+
+#[test]
+fn nan_loss_stops_training_naming_the_step() {
+    let dir = tmp_dir("err_nan_loss");
+    let out = dir.join("m.safetensors");
+    let r = semcon([
+        "train",
+        "--dataset",
+        "builtin:fashion-mnist",
+        "--samples",
+        "64",
+        "--width",
+        "2",
+        "--epochs",
+        "3",
+        "--batch",
+        "32",
+        "--variant",
+        "continuity",
+        "--alpha",
+        "1e300",
+        "--out",
+        &s(&out),
+        "--device",
+        "cpu",
+    ]);
+    let line = expect_error_with(&r, &["epoch 1, step 1", "no checkpoint was written"]);
+    assert!(line.contains("NaN") || line.contains("inf"), "{line}");
+    // whatever was saved is a complete checkpoint (no temporary file left over)
+    assert!(!dir.join("m.safetensors.tmp").exists());
+    if out.exists() {
+        semcon_ok([
+            "features",
+            "-c",
+            &s(&out),
+            "--dataset",
+            "builtin:fashion-mnist",
+            "--samples",
+            "4",
+            "--out",
+            &s(&dir.join("f.npz")),
+            "--device",
+            "cpu",
+        ]);
+    }
+}

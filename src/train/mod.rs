@@ -387,7 +387,7 @@ pub fn train(
             let lv = loss.to_scalar::<f32>()? as f64;
             if !lv.is_finite() {
                 return Err(crate::invalid!(
-                    "loss is {lv} at epoch {epoch}, step {} (global step {}); stopped, the last good checkpoint is kept (try a lower --lr)",
+                    "loss is {lv} at epoch {epoch}, step {} (global step {}); training stopped (try a lower --lr or --alpha)",
                     step + 1,
                     tr.steps + 1
                 ));
