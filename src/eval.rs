@@ -73,21 +73,43 @@ pub fn features_with(
     let n = images.len() / l;
     let mut out = Vec::new();
     let mut s = 0;
+    let mut batch = batch.max(1);
     while s < n {
-        let e = (s + batch.max(1)).min(n);
-        let x = Tensor::from_slice(
-            &images[s * l..e * l],
-            (e - s, set.channels, set.height, set.width),
-            &model.device,
-        )?;
-        let f = model.features(&x, tap)?.to_device(&Device::Cpu)?;
-        out.extend(f.flatten_all()?.to_vec1::<f32>()?);
+        let e = (s + batch).min(n);
+        let run = || -> Result<Vec<f32>> {
+            let x = Tensor::from_slice(
+                &images[s * l..e * l],
+                (e - s, set.channels, set.height, set.width),
+                &model.device,
+            )?;
+            Ok(model
+                .features(&x, tap)?
+                .to_device(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        };
+        match run() {
+            Ok(f) => out.extend(f),
+            Err(err) if is_oom(&err) && batch > 1 => {
+                batch /= 2;
+                eprintln!("notice: device out of memory; retrying with batch {batch}");
+                continue;
+            }
+            Err(err) => return Err(err),
+        }
         s = e;
         if !obs(&out, s, n) {
             return Ok(None);
         }
     }
     Ok(Some(out))
+}
+
+/// Whether an error is the device running out of memory (then the batch is
+/// halved and the batch retried instead of failing).
+pub fn is_oom(e: &crate::Error) -> bool {
+    let m = e.to_string().to_ascii_lowercase();
+    m.contains("out of memory") || m.contains("out_of_memory")
 }
 
 /// Clean predictions and logits of a model on a set.
@@ -241,16 +263,28 @@ pub fn pgd_accuracy(
     let n = set.len();
     let mut preds = Vec::with_capacity(n);
     let mut s = 0;
+    let mut batch = batch.max(1);
     while s < n {
-        let e = (s + batch.max(1)).min(n);
-        let x = set.batch(s, e, &model.device)?;
-        let y = set.batch_labels(s, e, &model.device)?;
-        let c = pgd::PgdConfig {
-            seed: cfg.seed.wrapping_add(s as u64),
-            ..*cfg
+        let e = (s + batch).min(n);
+        let run = || -> Result<Vec<u32>> {
+            let x = set.batch(s, e, &model.device)?;
+            let y = set.batch_labels(s, e, &model.device)?;
+            let c = pgd::PgdConfig {
+                seed: cfg.seed.wrapping_add(s as u64),
+                ..*cfg
+            };
+            let out = pgd::pgd(model, &x, &y, &c)?;
+            Ok(accuracy::predictions(&model.logits(&out.x_adv)?)?)
         };
-        let out = pgd::pgd(model, &x, &y, &c)?;
-        preds.extend(accuracy::predictions(&model.logits(&out.x_adv)?)?);
+        match run() {
+            Ok(p) => preds.extend(p),
+            Err(err) if is_oom(&err) && batch > 1 => {
+                batch /= 2;
+                eprintln!("notice: device out of memory; retrying with batch {batch}");
+                continue;
+            }
+            Err(err) => return Err(err),
+        }
         s = e;
         if !obs(s, n) {
             return Ok(None);
@@ -288,4 +322,22 @@ pub fn kstar(
     )?;
     r.layer = tap.to_string();
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_is_recognised() {
+        assert!(is_oom(&crate::Error::Invalid(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into()
+        )));
+        assert!(!is_oom(&crate::Error::Invalid("shape mismatch".into())));
+    }
+
+    #[test]
+    fn argmax_rows_picks_first_maximum() {
+        assert_eq!(argmax_rows(&[0.0, 2.0, 2.0, 5.0, 1.0, 0.0], 3), vec![1, 0]);
+    }
 }
