@@ -19,7 +19,8 @@ pub enum Format {
     Table,
 }
 
-fn parse_frac(s: &str) -> std::result::Result<f32, String> {
+/// Parses a pixel-space value (`8/255` or `0.03`) that must lie in [0,1].
+pub fn parse_frac(s: &str) -> std::result::Result<f32, String> {
     let v = pgd::parse_fraction(s)?;
     if !(0.0..=1.0).contains(&v) {
         return Err(format!(

@@ -2,22 +2,14 @@
 //! written atomically after every epoch, and a sidecar recording how.
 
 use crate::cli::DataArgs;
-use crate::cli_eval::Format;
+use crate::cli_eval::{parse_frac, Format};
 use crate::data::Split;
-use crate::metrics::pgd::{self, PgdConfig};
+use crate::metrics::pgd::PgdConfig;
 use crate::model::{checkpoint::Sidecar, ResNetConfig, Stem};
 use crate::train::{self, TrainConfig, Trainer, Variant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-
-fn parse_frac(s: &str) -> std::result::Result<f32, String> {
-    let v = pgd::parse_fraction(s)?;
-    if !(0.0..=1.0).contains(&v) {
-        return Err(format!("{s} = {v} is outside [0,1]"));
-    }
-    Ok(v)
-}
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
