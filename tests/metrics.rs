@@ -1,6 +1,9 @@
 //! DS, continuity rank and PGD against numpy / PyTorch references
 //! (tests/fixtures/make_metrics.py).
 
+mod common;
+use common::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use semcon::metrics::{ds, pgd};
 use std::collections::HashMap;
@@ -125,14 +128,7 @@ fn pgd_matches_pytorch() {
     let clean: Vec<u32> = f64s(&f["clean_pred"]).iter().map(|&v| v as u32).collect();
     assert!(pred.iter().zip(&clean).any(|(a, b)| a != b));
     // stays in the eps ball and in [0,1]
-    let d = (&out.x_adv - &x)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_abs_diff(&out.x_adv, &x);
     assert!(d <= cfg.eps + 1e-6, "left the eps ball: {d}");
 }
 
@@ -162,16 +158,7 @@ fn pgd_random_start_is_seeded_and_bounded() {
     let c = pgd::pgd(&m, &x, &y, &pgd::PgdConfig { seed: 6, ..cfg })
         .unwrap()
         .x_adv;
-    let diff = |p: &Tensor, q: &Tensor| {
-        (p - q)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let diff = |p: &Tensor, q: &Tensor| max_abs_diff(p, q);
     assert_eq!(diff(&a, &b), 0.0);
     assert!(diff(&a, &c) > 0.0);
     assert!(diff(&a, &x) <= cfg.eps + 1e-6);

@@ -2,6 +2,9 @@
 //! checkpoints reload exactly and load in PyTorch with the same logits
 //! (tests/fixtures/make_train.py).
 
+mod common;
+use common::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use semcon::data::{self, ImageSet, LoadOptions};
@@ -111,16 +114,7 @@ fn initialisation_is_seeded() {
     let a = trainer(&set, 7).logits(&x, false).unwrap();
     let b = trainer(&set, 7).logits(&x, false).unwrap();
     let c = trainer(&set, 8).logits(&x, false).unwrap();
-    let d = |p: &Tensor, q: &Tensor| {
-        (p - q)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let d = |p: &Tensor, q: &Tensor| max_abs_diff(p, q);
     assert_eq!(d(&a, &b), 0.0);
     assert!(d(&a, &c) > 0.0);
 }
@@ -148,14 +142,7 @@ fn saved_checkpoint_reloads_to_identical_logits() {
     let x = set.batch(0, 8, &Device::Cpu).unwrap();
     let a = tr.logits(&x, false).unwrap();
     let b = m.logits(&x).unwrap();
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_abs_diff(&a, &b);
     assert_eq!(d, 0.0, "reloaded logits differ by {d}");
     // torchvision's strict load needs num_batches_tracked
     let raw = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
@@ -175,14 +162,7 @@ fn pytorch_loads_semcon_checkpoint_with_same_logits() {
     let x = Tensor::read_npy(format!("{dir}/tiny_input.npy")).unwrap();
     let want = Tensor::read_npy(format!("{dir}/tiny_logits_torch.npy")).unwrap();
     let got = m.logits(&x).unwrap();
-    let d = (got - &want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_abs_diff(&got, &want);
     let scale = want
         .abs()
         .unwrap()

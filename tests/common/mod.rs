@@ -336,3 +336,15 @@ pub fn expect_error_with(r: &Run, needles: &[&str]) -> String {
     }
     line
 }
+
+/// max |a - b| over two tensors of the same shape.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
