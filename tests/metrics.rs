@@ -2,7 +2,7 @@
 //! (tests/fixtures/make_metrics.py).
 
 mod common;
-use common::max_abs_diff;
+use common::{max_abs_diff, tensor_f32};
 
 use candle_core::{DType, Device, Tensor};
 use semcon::metrics::{ds, pgd};
@@ -108,13 +108,33 @@ fn pgd_matches_pytorch() {
         random_start: false,
         seed: 0,
     };
-    let out = pgd::pgd(&m, &x, &y, &cfg).unwrap();
+    // The CPU's fused network (what `pgd` runs here) and candle's autograd
+    // (what it runs on a GPU) must both match PyTorch.
+    let fused = pgd::pgd(&m, &x, &y, &cfg).unwrap();
+    let graph = pgd::pgd_with(&x, &y, &cfg, |xi| {
+        m.logits(xi)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+    })
+    .unwrap();
+    for (path, out) in [("fused", fused), ("autograd", graph)] {
+        check_pgd_against_pytorch(&m, &f, &x, &cfg, &out, path);
+    }
+}
+
+fn check_pgd_against_pytorch(
+    m: &semcon::model::Model,
+    f: &std::collections::HashMap<String, Tensor>,
+    x: &Tensor,
+    cfg: &pgd::PgdConfig,
+    out: &pgd::PgdOutput,
+    path: &str,
+) {
     let want_losses = f64s(&f["losses"]);
     assert_eq!(out.losses.len(), want_losses.len());
     for (i, (g, w)) in out.losses.iter().zip(&want_losses).enumerate() {
         assert!(
             (*g as f64 - w).abs() <= 1e-3 * w.abs(),
-            "step {i}: loss {g} vs PyTorch {w}"
+            "{path}: step {i}: loss {g} vs PyTorch {w}"
         );
     }
     let pred = semcon::metrics::accuracy::predictions(&m.logits(&out.x_adv).unwrap()).unwrap();
@@ -122,14 +142,14 @@ fn pgd_matches_pytorch() {
     let same = pred.iter().zip(&want).filter(|(a, b)| a == b).count();
     assert!(
         same >= 15,
-        "only {same}/16 adversarial predictions agree with PyTorch"
+        "{path}: only {same}/16 adversarial predictions agree with PyTorch"
     );
     // the attack must have done something on this fixture
     let clean: Vec<u32> = f64s(&f["clean_pred"]).iter().map(|&v| v as u32).collect();
     assert!(pred.iter().zip(&clean).any(|(a, b)| a != b));
     // stays in the eps ball and in [0,1]
-    let d = max_abs_diff(&out.x_adv, &x);
-    assert!(d <= cfg.eps + 1e-6, "left the eps ball: {d}");
+    let d = max_abs_diff(&out.x_adv, x);
+    assert!(d <= cfg.eps + 1e-6, "{path}: left the eps ball: {d}");
 }
 
 #[test]
@@ -160,6 +180,25 @@ fn pgd_random_start_is_seeded_and_bounded() {
         .x_adv;
     let diff = |p: &Tensor, q: &Tensor| max_abs_diff(p, q);
     assert_eq!(diff(&a, &b), 0.0);
+    // candle's autograd draws the same random start and takes the same steps
+    // (a rare pixel may step the other way where a gradient is ~0).
+    let g = pgd::pgd_with(&x, &y, &cfg, |xi| {
+        m.logits(xi)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+    })
+    .unwrap()
+    .x_adv;
+    let (av, gv) = (tensor_f32(&a), tensor_f32(&g));
+    let differ = av
+        .iter()
+        .zip(&gv)
+        .filter(|(p, q)| (*p - *q).abs() > 1e-6)
+        .count();
+    assert!(
+        differ * 1000 <= av.len(),
+        "{differ} of {} pixels differ",
+        av.len()
+    );
     assert!(diff(&a, &c) > 0.0);
     assert!(diff(&a, &x) <= cfg.eps + 1e-6);
     let lo = a.min_all().unwrap().to_scalar::<f32>().unwrap();

@@ -342,3 +342,114 @@ fn empty_images_are_an_error_not_a_panic() {
     let e = m.features(&x2, Tap::Logits).unwrap_err().to_string();
     assert!(e.contains("2 channels"), "{e}");
 }
+
+/// The input gradient of the mean cross-entropy by candle's autograd.
+fn autograd_loss_grad(m: &model::Model, x: &Tensor, y: &Tensor) -> (f32, Vec<f32>) {
+    let v = candle_core::Var::from_tensor(x).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&m.logits(v.as_tensor()).unwrap(), y).unwrap();
+    let grads = loss.backward().unwrap();
+    let g = grads.get(v.as_tensor()).unwrap();
+    (loss.to_scalar::<f32>().unwrap(), tensor_f32(g))
+}
+
+/// |got - want| <= tol * max|want| elementwise (gradients are tiny numbers).
+fn assert_close_scaled(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert!(scale > 0.0, "{what}: reference is all zeros");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |diff| {worst} vs scale {scale}"
+    );
+}
+
+/// The fused CPU network (PGD's forward and backward pass on the CPU): logits
+/// and the cross-entropy's input gradient against PyTorch (make_grads.py) for
+/// both stems and both block kinds; candle's autograd against the same.
+#[test]
+fn fused_network_loss_gradient_matches_pytorch() {
+    for c in &CASES {
+        let path = model_fixture(&format!("{}.safetensors", c.name));
+        let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
+        let f = read_npz(&model_fixture(&format!("{}_grad.npz", c.name)));
+        let x = input(c.name);
+        let dims = x.dims4().unwrap();
+        let labels: Vec<u32> = f["labels"]
+            .to_dtype(candle_core::DType::U32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let want_loss = f["loss"].to_scalar::<f32>().unwrap();
+        let want_grad = tensor_f32(&f["grad"]);
+        let net = m.fused().unwrap().expect("CPU f32 model has a fused form");
+
+        let (_, want_logits) = expected(c.name, Tap::Logits);
+        assert_close(
+            &net.logits(&tensor_f32(&x), dims).unwrap(),
+            &want_logits,
+            TOL,
+            &format!("{} fused logits", c.name),
+        );
+
+        let (loss, grad) = net.loss_and_grad(&tensor_f32(&x), dims, &labels).unwrap();
+        assert!(
+            (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+            "{}: fused loss {loss} vs PyTorch {want_loss}",
+            c.name
+        );
+        assert_close_scaled(
+            &grad,
+            &want_grad,
+            1e-4,
+            &format!("{} fused gradient", c.name),
+        );
+
+        let y = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
+        let (loss, grad) = autograd_loss_grad(&m, &x, &y);
+        assert!(
+            (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+            "{}: autograd loss {loss} vs PyTorch {want_loss}",
+            c.name
+        );
+        assert_close_scaled(
+            &grad,
+            &want_grad,
+            1e-4,
+            &format!("{} autograd gradient", c.name),
+        );
+    }
+}
+
+/// Gray images through a colour model: the fused gradient sums over the
+/// replicated channels exactly as candle's autograd does; bad shapes and
+/// labels are errors.
+#[test]
+fn fused_network_gray_input_and_bad_input() {
+    let path = model_fixture("resnet18_cifar.safetensors");
+    let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
+    let net = m.fused().unwrap().unwrap();
+    let x = input("resnet18_cifar").mean_keepdim(1).unwrap();
+    let dims = x.dims4().unwrap();
+    let labels = [3u32, 1, 4, 1];
+    let y = Tensor::new(&labels, &Device::Cpu).unwrap();
+    let (want_loss, want_grad) = autograd_loss_grad(&m, &x, &y);
+    let (loss, grad) = net.loss_and_grad(&tensor_f32(&x), dims, &labels).unwrap();
+    assert!((loss - want_loss).abs() <= 1e-5 * want_loss.abs());
+    assert_close_scaled(&grad, &want_grad, 1e-4, "gray fused gradient");
+
+    let xs = tensor_f32(&x);
+    assert!(
+        net.loss_and_grad(&xs, dims, &[3, 1, 4]).is_err(),
+        "label count"
+    );
+    assert!(
+        net.loss_and_grad(&xs, dims, &[3, 1, 4, 10]).is_err(),
+        "label range"
+    );
+    assert!(net.logits(&xs, (4, 2, 32, 32)).is_err(), "channels");
+}

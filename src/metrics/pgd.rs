@@ -1,7 +1,7 @@
 //! Untargeted L-infinity PGD (Madry et al.), SPEC.md "Adversarial accuracy":
 //! x_{t+1} = clip_[0,1](Proj_eps(x_t + step * sign(grad_x CE(F(x_t), y)))).
 
-use crate::model::Model;
+use crate::model::{fused::FusedNet, Model};
 use candle_core::{Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
@@ -96,11 +96,53 @@ pub fn pgd_with(
     Ok(PgdOutput { x_adv: xt, losses })
 }
 
-/// PGD against a loaded model.
+/// PGD against a loaded model: on the CPU through the fused network (same
+/// iterates as [`pgd_with`] up to float rounding), elsewhere through candle's autograd.
 pub fn pgd(model: &Model, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> crate::Result<PgdOutput> {
+    let (_, c, h, w) = x.dims4()?;
+    model.check_input(c, h, w)?;
+    if let Some(net) = model.fused()? {
+        return Ok(pgd_fused(&net, x, y, cfg)?);
+    }
     Ok(pgd_with(x, y, cfg, |xi| {
         model.logits(xi).map_err(to_candle)
     })?)
+}
+
+/// [`pgd_with`] on plain vectors with the fused network's hand-written gradient.
+pub fn pgd_fused(net: &FusedNet, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> Result<PgdOutput> {
+    let dims = x.dims4()?;
+    let x0 = x.flatten_all()?.to_vec1::<f32>()?;
+    let labels = y.flatten_all()?.to_vec1::<u32>()?;
+    let mut xt = if cfg.random_start {
+        // The same draws, in the same order, as `pgd_with`.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+        x0.iter()
+            .map(|&v| (v + rng.gen_range(-cfg.eps..=cfg.eps)).clamp(0.0, 1.0))
+            .collect()
+    } else {
+        x0.clone()
+    };
+    let mut losses = Vec::with_capacity(cfg.iters);
+    for _ in 0..cfg.iters {
+        let (loss, g) = net.loss_and_grad(&xt, dims, &labels)?;
+        losses.push(loss);
+        for ((v, &g), &x) in xt.iter_mut().zip(&g).zip(&x0) {
+            // sign(0) = 0, as candle and torch have it
+            let s = if g > 0.0 {
+                cfg.step
+            } else if g < 0.0 {
+                -cfg.step
+            } else {
+                0.0
+            };
+            *v = (*v + s).max(x - cfg.eps).min(x + cfg.eps).clamp(0.0, 1.0);
+        }
+    }
+    Ok(PgdOutput {
+        x_adv: Tensor::from_vec(xt, dims, x.device())?,
+        losses,
+    })
 }
 
 pub(crate) fn to_candle(e: crate::Error) -> candle_core::Error {

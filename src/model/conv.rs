@@ -44,22 +44,22 @@ const TARGET_COLS: usize = 512;
 
 /// Shapes of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Geom {
-    b: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    kh: usize,
-    kw: usize,
-    s: usize,
-    p: usize,
-    oh: usize,
-    ow: usize,
+pub(crate) struct Geom {
+    pub(crate) b: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) o: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) s: usize,
+    pub(crate) p: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 impl Geom {
-    fn new(x: &[usize], w: &[usize], s: usize, p: usize) -> Result<Geom> {
+    pub(crate) fn new(x: &[usize], w: &[usize], s: usize, p: usize) -> Result<Geom> {
         let (&[b, c, h, wd], &[o, ci, kh, kw]) = (x, w) else {
             candle_core::bail!("conv2d: expected a 4-d input and weight, got {x:?} and {w:?}")
         };
@@ -91,17 +91,17 @@ impl Geom {
         })
     }
     /// Rows of the im2col matrix (C*KH*KW).
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.c * self.kh * self.kw
     }
-    fn in_plane(&self) -> usize {
+    pub(crate) fn in_plane(&self) -> usize {
         self.h * self.w
     }
-    fn out_plane(&self) -> usize {
+    pub(crate) fn out_plane(&self) -> usize {
         self.oh * self.ow
     }
     /// 1x1, stride 1, no padding: the input of an image is its own im2col matrix.
-    fn pointwise(&self) -> bool {
+    pub(crate) fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.s == 1 && self.p == 0
     }
     /// Output columns `lo..hi` whose input column `ox*s + kj - p` lies inside the image.
@@ -255,7 +255,7 @@ impl<T> SendPtr<T> {
 /// Column-major-agnostic gemm: dst (m x n) (+)= lhs (m x k) * rhs (k x n), all
 /// given by row and column strides.
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: WithDType>(
+pub(crate) fn gemm<T: WithDType>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     (dst_rs, dst_cs): (usize, usize),
@@ -303,6 +303,18 @@ fn gemm<T: WithDType>(
 /// im2col of `nb` images `x` ([nb, C, H, W]) into `col` ([C*KH*KW, nb*OH*OW]):
 /// col[(ci*KH + ki)*KW + kj][img*OH*OW + oy*OW + ox] = x[img, ci, oy*s + ki - p, ox*s + kj - p], 0 outside.
 fn im2col<T: WithDType>(x: &[T], g: &Geom, nb: usize, col: &mut [T]) {
+    im2col_strided(x, g, nb, (g.c * g.in_plane(), g.in_plane()), col)
+}
+
+/// `im2col` for any placement of the input planes: plane (img, ci) starts at
+/// `img * strides.0 + ci * strides.1` (NCHW: (C*H*W, H*W); CNHW: (H*W, nb*H*W)).
+pub(crate) fn im2col_strided<T: WithDType>(
+    x: &[T],
+    g: &Geom,
+    nb: usize,
+    strides: (usize, usize),
+    col: &mut [T],
+) {
     let (pl, n) = (g.out_plane(), nb * g.out_plane());
     for ci in 0..g.c {
         for ki in 0..g.kh {
@@ -310,7 +322,7 @@ fn im2col<T: WithDType>(x: &[T], g: &Geom, nb: usize, col: &mut [T]) {
                 let row = &mut col[((ci * g.kh + ki) * g.kw + kj) * n..][..n];
                 let (lo, hi) = g.valid_cols(kj);
                 for img in 0..nb {
-                    let src = &x[(img * g.c + ci) * g.in_plane()..][..g.in_plane()];
+                    let src = &x[img * strides.0 + ci * strides.1..][..g.in_plane()];
                     for oy in 0..g.oh {
                         let d = &mut row[img * pl + oy * g.ow..][..g.ow];
                         let iy = oy * g.s + ki;
@@ -338,6 +350,17 @@ fn im2col<T: WithDType>(x: &[T], g: &Geom, nb: usize, col: &mut [T]) {
 
 /// The adjoint of `im2col`: adds the columns back into `dx` ([nb, C, H, W]).
 fn col2im_add<T: WithDType>(col: &[T], g: &Geom, nb: usize, dx: &mut [T]) {
+    col2im_add_strided(col, g, nb, (g.c * g.in_plane(), g.in_plane()), dx)
+}
+
+/// The adjoint of `im2col_strided` (same plane placement).
+pub(crate) fn col2im_add_strided<T: WithDType>(
+    col: &[T],
+    g: &Geom,
+    nb: usize,
+    strides: (usize, usize),
+    dx: &mut [T],
+) {
     let (pl, n) = (g.out_plane(), nb * g.out_plane());
     for ci in 0..g.c {
         for ki in 0..g.kh {
@@ -345,7 +368,7 @@ fn col2im_add<T: WithDType>(col: &[T], g: &Geom, nb: usize, dx: &mut [T]) {
                 let row = &col[((ci * g.kh + ki) * g.kw + kj) * n..][..n];
                 let (lo, hi) = g.valid_cols(kj);
                 for img in 0..nb {
-                    let dst = &mut dx[(img * g.c + ci) * g.in_plane()..][..g.in_plane()];
+                    let dst = &mut dx[img * strides.0 + ci * strides.1..][..g.in_plane()];
                     for oy in 0..g.oh {
                         let iy = oy * g.s + ki;
                         if iy < g.p || iy - g.p >= g.h {

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod conv;
+pub mod fused;
 pub mod resnet;
 
 pub use resnet::{ResNet, ResNetConfig, Stem, Tap};
@@ -92,9 +93,8 @@ impl Model {
         })
     }
 
-    /// Replicates gray to RGB if needed, then normalises.
-    pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, c, h, w) = x.dims4()?;
+    /// Checks that images of `c` channels and `h`x`w` pixels can go through.
+    pub fn check_input(&self, c: usize, h: usize, w: usize) -> Result<()> {
         if h == 0 || w == 0 {
             // candle's convolution would underflow (a panic) on empty images
             return Err(crate::invalid!(
@@ -103,17 +103,36 @@ impl Model {
             ));
         }
         let want = self.net.config.in_channels;
-        let x = if c == want {
-            x.clone()
-        } else if c == 1 {
-            x.repeat((1, want, 1, 1))?
-        } else {
+        if c != want && c != 1 {
             return Err(crate::invalid!(
                 "images have {c} channels but model {} takes {want}",
                 self.name
             ));
+        }
+        Ok(())
+    }
+
+    /// Replicates gray to RGB if needed, then normalises.
+    pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        self.check_input(c, h, w)?;
+        let want = self.net.config.in_channels;
+        let x = if c == want {
+            x.clone()
+        } else {
+            x.repeat((1, want, 1, 1))?
         };
         Ok(x.broadcast_sub(&self.mean_t)?.broadcast_div(&self.std_t)?)
+    }
+
+    /// The network folded for the fused CPU path ([`fused`]), or `None` where
+    /// candle's graph runs instead (GPU, f64 weights, or `SEMCON_NO_FUSED` set,
+    /// which benchmarks use to compare the two).
+    pub fn fused(&self) -> Result<Option<fused::FusedNet>> {
+        if !self.device.is_cpu() || std::env::var_os("SEMCON_NO_FUSED").is_some() {
+            return Ok(None);
+        }
+        Ok(self.net.fused(&self.mean, &self.std)?)
     }
 
     /// Logits for images in [0,1] (eval mode).

@@ -257,14 +257,26 @@ impl ConvBn {
             return self.bn.forward_t(&y, true);
         }
         // Eval mode: BatchNorm folded into the convolution (one pass instead of
-        // five): w' = w * g/sqrt(var+eps), b' = beta - mean * g/sqrt(var+eps).
-        // Differentiable w.r.t. x (PGD) and cheap (weight-sized).
+        // five). Differentiable w.r.t. x (PGD) and cheap (weight-sized).
+        let (w, shift) = self.folded()?;
+        let c = shift.dim(0)?;
+        conv2d(x, &w, self.stride, self.pad)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)
+    }
+
+    /// The eval-mode weight and bias with BatchNorm folded in:
+    /// w' = w * g/sqrt(var+eps), b' = beta - mean * g/sqrt(var+eps).
+    fn folded(&self) -> candle_core::Result<(Tensor, Tensor)> {
         let (g, beta) = self.bn.weight_and_bias().expect("affine BatchNorm");
         let scale = (g / (self.bn.running_var() + self.bn.eps())?.sqrt()?)?;
         let shift = (beta - (self.bn.running_mean() * &scale)?)?;
         let c = scale.dim(0)?;
         let w = self.w.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
-        conv2d(x, &w, self.stride, self.pad)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)
+        Ok((w, shift))
+    }
+
+    fn fused(&self) -> candle_core::Result<super::fused::FConv> {
+        let (w, b) = self.folded()?;
+        super::fused::FConv::new(&w, &b, self.stride, self.pad)
     }
 }
 
@@ -429,11 +441,97 @@ impl ResNet {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         self.features(x, Tap::Logits, train)
     }
+
+    /// The eval-mode network folded for the fused CPU path (f32 weights only).
+    pub(crate) fn fused(
+        &self,
+        mean: &[f32],
+        std: &[f32],
+    ) -> candle_core::Result<Option<super::fused::FusedNet>> {
+        if self.fc.weight().dtype() != candle_core::DType::F32 {
+            return Ok(None);
+        }
+        let blocks = self
+            .stages
+            .iter()
+            .flatten()
+            .map(|b| {
+                Ok(super::fused::FBlock {
+                    convs: b
+                        .convs
+                        .iter()
+                        .map(|c| c.fused())
+                        .collect::<candle_core::Result<_>>()?,
+                    down: b.downsample.as_ref().map(|d| d.fused()).transpose()?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let fc_w = self.fc.weight().flatten_all()?.to_vec1::<f32>()?;
+        let fc_b = match self.fc.bias() {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; self.config.num_classes],
+        };
+        Ok(Some(super::fused::FusedNet {
+            stem: self.stem.fused()?,
+            maxpool: self.config.stem == Stem::Imagenet,
+            blocks,
+            fc_w,
+            fc_b,
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+        }))
+    }
 }
 
 /// torchvision's `MaxPool2d(3, stride=2, padding=1)` (padding never wins the max).
 fn max_pool_3x3_s2_p1(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.track_op() {
+        // candle's max_pool2d has no backward for a 3x3 window at stride 2.
+        return max_pool_3x3_s2_p1_differentiable(x);
+    }
     // Edge replication is exact here: a replicated value is already in its window.
     let xp = x.pad_with_same(2, 1, 1)?.pad_with_same(3, 1, 1)?;
     xp.max_pool2d_with_stride(3, 2)
+}
+
+/// The same pool as the maximum of the nine strided window offsets (each a
+/// narrow + even-index selection), which candle can differentiate; padding is
+/// -inf so it never ties with a real value. (On an exact tie inside a window
+/// candle's `maximum` passes the gradient to both values, PyTorch to the first.)
+fn max_pool_3x3_s2_p1_differentiable(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+    let pad =
+        |t: &Tensor, dim: usize, before: usize, after: usize| -> candle_core::Result<Tensor> {
+            let mut shape = t.dims().to_vec();
+            let mut parts = Vec::new();
+            for n in [before, after] {
+                shape[dim] = n;
+                parts.push(
+                    Tensor::full(f32::NEG_INFINITY, shape.as_slice(), t.device())?
+                        .to_dtype(t.dtype())?,
+                );
+            }
+            Tensor::cat(&[&parts[0], t, &parts[1]], dim)
+        };
+    let xp = pad(x, 2, 1, 2 * oh + 1 - h)?;
+    let xp = pad(&xp, 3, 1, 2 * ow + 1 - w)?;
+    let mut out: Option<Tensor> = None;
+    for ki in 0..3 {
+        for kj in 0..3 {
+            let v = xp
+                .narrow(2, ki, 2 * oh)?
+                .narrow(3, kj, 2 * ow)?
+                .contiguous()?
+                .reshape((b, c, oh, 2, ow, 2))?
+                .narrow(3, 0, 1)?
+                .narrow(5, 0, 1)?
+                .reshape((b, c, oh, ow))?;
+            out = Some(match out {
+                None => v,
+                Some(m) => m.maximum(&v)?,
+            });
+        }
+    }
+    Ok(out.expect("nine offsets"))
 }

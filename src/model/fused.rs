@@ -1,0 +1,583 @@
+//! The eval-mode ResNet on the CPU without candle's autograd, for PGD and
+//! inference: BatchNorm folded into the convolutions, bias + residual + ReLU
+//! fused after each convolution, and the input gradient of the cross-entropy
+//! by a hand-written backward pass.
+//!
+//! Why: a PGD step is a forward and a backward pass. candle's autograd
+//! allocates and zero-fills a gradient per node and every op synchronises the
+//! threads, which on small models (the shipped ones are width 8) costs more than
+//! the arithmetic. Here a batch is cut into chunks of images and each chunk goes
+//! through the whole network on one rayon worker, in a channel-major layout
+//! (`[C, nb*H*W]`), so every convolution is one im2col + gemm whose output is
+//! already the next layer's input. Stride-1 "same" convolutions are
+//! differentiated as a convolution with the flipped, transposed kernel (as
+//! cheap as the forward pass); the others by a gemm and col2im.
+//!
+//! Only f32 on the CPU; other devices and dtypes use candle's graph
+//! ([`crate::model::Model::fused`] says which). Checked against candle's
+//! autograd in the unit tests below and, through PGD, against PyTorch.
+
+use super::conv::{col2im_add_strided, gemm, im2col_strided, Geom};
+use candle_core::{Result, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// A convolution with BatchNorm folded in.
+#[derive(Clone, Debug)]
+pub struct FConv {
+    /// `[O, C*KH*KW]`.
+    w: Vec<f32>,
+    /// The flipped, transposed kernel `[C, O*KH*KW]` (stride-1 backward).
+    wt: Vec<f32>,
+    b: Vec<f32>,
+    o: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+    s: usize,
+    p: usize,
+}
+
+impl FConv {
+    pub fn new(w: &Tensor, b: &Tensor, stride: usize, pad: usize) -> Result<FConv> {
+        let (o, c, kh, kw) = w.dims4()?;
+        let w = w.flatten_all()?.to_vec1::<f32>()?;
+        let b = b.flatten_all()?.to_vec1::<f32>()?;
+        let mut wt = vec![0f32; w.len()];
+        for oi in 0..o {
+            for ci in 0..c {
+                for ki in 0..kh {
+                    for kj in 0..kw {
+                        wt[((ci * o + oi) * kh + (kh - 1 - ki)) * kw + (kw - 1 - kj)] =
+                            w[((oi * c + ci) * kh + ki) * kw + kj];
+                    }
+                }
+            }
+        }
+        Ok(FConv {
+            w,
+            wt,
+            b,
+            o,
+            c,
+            kh,
+            kw,
+            s: stride,
+            p: pad,
+        })
+    }
+
+    fn geom(&self, nb: usize, h: usize, w: usize) -> Result<Geom> {
+        Geom::new(
+            &[nb, self.c, h, w],
+            &[self.o, self.c, self.kh, self.kw],
+            self.s,
+            self.p,
+        )
+    }
+
+    /// y `[O, nb*OH*OW]` = conv(x `[C, nb*H*W]`).
+    fn forward(&self, x: &[f32], g: &Geom, col: &mut Vec<f32>) -> Vec<f32> {
+        let (k, n) = (g.k(), g.b * g.out_plane());
+        let mut y = vec![0f32; self.o * n];
+        if g.pointwise() {
+            gemm(
+                (g.o, n, k),
+                &mut y,
+                (n, 1),
+                false,
+                &self.w,
+                (k, 1),
+                x,
+                (n, 1),
+                SEQ,
+            );
+        } else {
+            let col = buf(col, k * n);
+            im2col_strided(x, g, g.b, (g.in_plane(), g.b * g.in_plane()), col);
+            gemm(
+                (g.o, n, k),
+                &mut y,
+                (n, 1),
+                false,
+                &self.w,
+                (k, 1),
+                col,
+                (n, 1),
+                SEQ,
+            );
+        }
+        y
+    }
+
+    /// dx `[C, nb*H*W]` (+)= the input gradient for dy `[O, nb*OH*OW]`.
+    fn backward(&self, dy: &[f32], g: &Geom, dx: &mut [f32], acc: bool, col: &mut Vec<f32>) {
+        let (k, nin, nout) = (g.k(), g.b * g.in_plane(), g.b * g.out_plane());
+        let same = g.s == 1 && g.oh == g.h && g.ow == g.w && 2 * g.p + 1 == g.kh && g.kh == g.kw;
+        if g.pointwise() {
+            // dx [C, n] = w^T [C, O] * dy [O, n]
+            gemm(
+                (g.c, nin, g.o),
+                dx,
+                (nin, 1),
+                acc,
+                &self.w,
+                (1, k),
+                dy,
+                (nin, 1),
+                SEQ,
+            );
+        } else if same {
+            // A convolution of dy with the flipped kernel, channels swapped.
+            let gt = Geom {
+                c: g.o,
+                o: g.c,
+                ..*g
+            };
+            let kt = gt.k();
+            let col = buf(col, kt * nin);
+            im2col_strided(dy, &gt, g.b, (g.out_plane(), nout), col);
+            gemm(
+                (g.c, nin, kt),
+                dx,
+                (nin, 1),
+                acc,
+                &self.wt,
+                (kt, 1),
+                col,
+                (nin, 1),
+                SEQ,
+            );
+        } else {
+            // dcol [K, n_out] = w^T [K, O] * dy [O, n_out], then col2im.
+            let dcol = buf(col, k * nout);
+            gemm(
+                (k, nout, g.o),
+                dcol,
+                (nout, 1),
+                false,
+                &self.w,
+                (1, k),
+                dy,
+                (nout, 1),
+                SEQ,
+            );
+            if !acc {
+                dx.fill(0.0);
+            }
+            col2im_add_strided(dcol, g, g.b, (g.in_plane(), nin), dx);
+        }
+    }
+
+    /// y += bias (+ residual), then ReLU if asked.
+    fn epilogue(&self, y: &mut [f32], residual: Option<&[f32]>, relu: bool) {
+        let n = y.len() / self.o.max(1);
+        for (oi, row) in y.chunks_mut(n.max(1)).enumerate() {
+            let b = self.b[oi];
+            match (residual, relu) {
+                (Some(r), _) => {
+                    for (v, &r) in row.iter_mut().zip(&r[oi * n..(oi + 1) * n]) {
+                        *v = (*v + b + r).max(0.0);
+                    }
+                }
+                (None, true) => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+                (None, false) => row.iter_mut().for_each(|v| *v += b),
+            }
+        }
+    }
+}
+
+/// One residual block: its convolutions (ReLU between) and the shortcut.
+#[derive(Clone, Debug)]
+pub struct FBlock {
+    pub convs: Vec<FConv>,
+    pub down: Option<FConv>,
+}
+
+/// The folded network with its input normalisation.
+#[derive(Clone, Debug)]
+pub struct FusedNet {
+    pub stem: FConv,
+    /// torchvision's 3x3 stride-2 max pool after the ImageNet stem.
+    pub maxpool: bool,
+    pub blocks: Vec<FBlock>,
+    /// `[K, D]`.
+    pub fc_w: Vec<f32>,
+    pub fc_b: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+const SEQ: Parallelism = Parallelism::None;
+
+fn buf(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+thread_local! {
+    /// im2col scratch of this worker, kept between chunks.
+    static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An activation kept for the backward pass: `[c, nb*h*w]` after ReLU.
+struct Act {
+    data: Vec<f32>,
+    h: usize,
+    w: usize,
+}
+
+/// What a chunk gives back.
+struct ChunkOut {
+    logits: Vec<f32>,
+    loss: f64,
+    grad: Vec<f32>,
+}
+
+/// Input batch shape `[b, c, h, w]` of NCHW images in [0, 1].
+pub type Dims = (usize, usize, usize, usize);
+
+impl FusedNet {
+    fn classes(&self) -> usize {
+        self.fc_b.len()
+    }
+
+    /// Logits `[b, K]` for images in [0, 1].
+    pub fn logits(&self, x: &[f32], dims: Dims) -> Result<Vec<f32>> {
+        Ok(self.run(x, dims, None)?.0)
+    }
+
+    /// Mean cross-entropy over the batch and its gradient w.r.t. the images.
+    pub fn loss_and_grad(&self, x: &[f32], dims: Dims, labels: &[u32]) -> Result<(f32, Vec<f32>)> {
+        let (_, loss, grad) = self.run(x, dims, Some(labels))?;
+        Ok((loss, grad))
+    }
+
+    fn run(
+        &self,
+        x: &[f32],
+        dims: Dims,
+        labels: Option<&[u32]>,
+    ) -> Result<(Vec<f32>, f32, Vec<f32>)> {
+        let (b, cx, h, w) = dims;
+        let c0 = self.stem.c;
+        if x.len() != b * cx * h * w || !(cx == c0 || cx == 1) {
+            candle_core::bail!(
+                "fused forward: input {dims:?} does not fit a model taking {c0} channels"
+            )
+        }
+        if let Some(l) = labels {
+            if l.len() != b {
+                candle_core::bail!("fused forward: {} labels for {b} images", l.len())
+            }
+            let k = self.classes();
+            if let Some(bad) = l.iter().find(|&&y| y as usize >= k) {
+                candle_core::bail!("label {bad} is out of range for a model with {k} classes")
+            }
+        }
+        if b == 0 {
+            return Ok((Vec::new(), f32::NAN, Vec::new()));
+        }
+        let nb = chunk_size(b, h * w);
+        let img = cx * h * w;
+        let starts: Vec<usize> = (0..b).step_by(nb).collect();
+        let outs: Vec<ChunkOut> = starts
+            .par_iter()
+            .with_max_len(1)
+            .map(|&s| {
+                let e = (s + nb).min(b);
+                let xs = &x[s * img..e * img];
+                COL.with(|cell| {
+                    let mut col = cell.take();
+                    let r = self.chunk(
+                        xs,
+                        (e - s, cx, h, w),
+                        labels.map(|l| (&l[s..e], b)),
+                        &mut col,
+                    );
+                    cell.replace(col);
+                    r
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut logits = Vec::with_capacity(b * self.classes());
+        let mut grad = Vec::with_capacity(if labels.is_some() { x.len() } else { 0 });
+        let mut loss = 0f64;
+        for o in outs {
+            logits.extend(o.logits);
+            grad.extend(o.grad);
+            loss += o.loss;
+        }
+        Ok((logits, (loss / b as f64) as f32, grad))
+    }
+
+    /// Forward (and backward when labelled) for `nb` images.
+    fn chunk(
+        &self,
+        x: &[f32],
+        (nb, cx, h, w): Dims,
+        labels: Option<(&[u32], usize)>,
+        col: &mut Vec<f32>,
+    ) -> Result<ChunkOut> {
+        let (c0, pl) = (self.stem.c, h * w);
+        // Normalise into [C, nb*H*W] (gray replicated to every channel).
+        let mut a0 = vec![0f32; c0 * nb * pl];
+        for c in 0..c0 {
+            let (m, sd, src_c) = (self.mean[c], self.std[c], if cx == 1 { 0 } else { c });
+            for i in 0..nb {
+                let src = &x[(i * cx + src_c) * pl..][..pl];
+                let dst = &mut a0[(c * nb + i) * pl..][..pl];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = (v - m) / sd;
+                }
+            }
+        }
+        let gs = self.stem.geom(nb, h, w)?;
+        let mut y = self.stem.forward(&a0, &gs, col);
+        self.stem.epilogue(&mut y, None, true);
+        let (mut hh, mut ww) = (gs.oh, gs.ow);
+        let mut acts: Vec<Act> = Vec::new();
+        let mut pool_idx = Vec::new();
+        if self.maxpool {
+            let (p, idx, oh, ow) = max_pool(&y, self.stem.o, nb, hh, ww);
+            acts.push(Act {
+                data: y,
+                h: hh,
+                w: ww,
+            });
+            pool_idx = idx;
+            (y, hh, ww) = (p, oh, ow);
+        }
+        // `y` is the current activation; each block pushes its input and middles.
+        let mut geoms: Vec<Vec<Geom>> = Vec::with_capacity(self.blocks.len());
+        for blk in &self.blocks {
+            let input = Act {
+                data: y,
+                h: hh,
+                w: ww,
+            };
+            let mut gv = Vec::with_capacity(blk.convs.len() + 1);
+            let shortcut = match &blk.down {
+                Some(d) => {
+                    let g = d.geom(nb, hh, ww)?;
+                    let mut s = d.forward(&input.data, &g, col);
+                    d.epilogue(&mut s, None, false);
+                    gv.push(g);
+                    Some(s)
+                }
+                None => None,
+            };
+            let last = blk.convs.len() - 1;
+            let (mut ch, mut cw) = (hh, ww);
+            let mut cur: Option<Vec<f32>> = None;
+            let mut mids: Vec<Act> = Vec::new();
+            for (i, cv) in blk.convs.iter().enumerate() {
+                let g = cv.geom(nb, ch, cw)?;
+                let src = cur.as_deref().unwrap_or(&input.data);
+                let mut out = cv.forward(src, &g, col);
+                if i == last {
+                    let res = shortcut.as_deref().unwrap_or(&input.data);
+                    if res.len() != out.len() {
+                        candle_core::bail!("fused forward: residual shape mismatch")
+                    }
+                    cv.epilogue(&mut out, Some(res), true);
+                } else {
+                    cv.epilogue(&mut out, None, true);
+                }
+                if let Some(prev) = cur.take() {
+                    mids.push(Act {
+                        data: prev,
+                        h: ch,
+                        w: cw,
+                    });
+                }
+                cur = Some(out);
+                (ch, cw) = (g.oh, g.ow);
+                gv.push(g);
+            }
+            acts.push(input);
+            acts.extend(mids);
+            y = cur.expect("a block has convolutions");
+            (hh, ww) = (ch, cw);
+            geoms.push(gv);
+        }
+        // Global average pool and fc.
+        let d = self.fc_w.len() / self.classes().max(1);
+        let lpl = hh * ww;
+        if y.len() != d * nb * lpl {
+            candle_core::bail!("fused forward: features do not fit fc")
+        }
+        let mut pooled = vec![0f32; nb * d];
+        for di in 0..d {
+            for i in 0..nb {
+                let s: f32 = y[(di * nb + i) * lpl..][..lpl].iter().sum();
+                pooled[i * d + di] = s / lpl as f32;
+            }
+        }
+        let k = self.classes();
+        let mut logits = vec![0f32; nb * k];
+        for i in 0..nb {
+            for ki in 0..k {
+                let wr = &self.fc_w[ki * d..][..d];
+                let pr = &pooled[i * d..][..d];
+                logits[i * k + ki] =
+                    self.fc_b[ki] + wr.iter().zip(pr).map(|(a, b)| a * b).sum::<f32>();
+            }
+        }
+        let Some((labels, total)) = labels else {
+            return Ok(ChunkOut {
+                logits,
+                loss: 0.0,
+                grad: Vec::new(),
+            });
+        };
+        // Cross-entropy (mean over the whole batch) and d/dlogits.
+        let mut loss = 0f64;
+        let mut dlog = vec![0f32; nb * k];
+        for i in 0..nb {
+            let row = &logits[i * k..][..k];
+            let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let se: f32 = row.iter().map(|v| (v - mx).exp()).sum();
+            let lse = mx + se.ln();
+            let yi = labels[i] as usize;
+            loss += (lse - row[yi]) as f64;
+            for ki in 0..k {
+                let p = (row[ki] - lse).exp();
+                dlog[i * k + ki] = (p - if ki == yi { 1.0 } else { 0.0 }) / total as f32;
+            }
+        }
+        // Back through fc and the pool: g [D, nb*lpl].
+        let mut g = vec![0f32; d * nb * lpl];
+        for i in 0..nb {
+            for di in 0..d {
+                let mut s = 0f32;
+                for ki in 0..k {
+                    s += dlog[i * k + ki] * self.fc_w[ki * d + di];
+                }
+                g[(di * nb + i) * lpl..][..lpl].fill(s / lpl as f32);
+            }
+        }
+        // Back through the blocks; `y` is the last block's output.
+        let mut out_act = y;
+        for (blk, gv) in self.blocks.iter().zip(&geoms).rev() {
+            mask(&mut g, &out_act);
+            let nconv = blk.convs.len();
+            let mids: Vec<Act> = acts.split_off(acts.len() - (nconv - 1));
+            let input = acts.pop().expect("block input kept");
+            let gc = &gv[gv.len() - nconv..];
+            let mut dx = vec![0f32; input.data.len()];
+            match &blk.down {
+                Some(dn) => dn.backward(&g, &gv[0], &mut dx, false, col),
+                None => dx.copy_from_slice(&g),
+            }
+            for i in (0..nconv).rev() {
+                if i == 0 {
+                    blk.convs[0].backward(&g, &gc[0], &mut dx, true, col);
+                } else {
+                    let m = &mids[i - 1];
+                    let mut gi = vec![0f32; m.data.len()];
+                    blk.convs[i].backward(&g, &gc[i], &mut gi, false, col);
+                    mask(&mut gi, &m.data);
+                    g = gi;
+                }
+            }
+            g = dx;
+            out_act = input.data;
+            debug_assert!(input.h * input.w > 0);
+        }
+        if self.maxpool {
+            let pre = acts.pop().expect("stem output kept");
+            let mut gp = vec![0f32; pre.data.len()];
+            for (&j, &v) in pool_idx.iter().zip(&g) {
+                gp[j as usize] += v;
+            }
+            g = gp;
+            out_act = pre.data;
+            debug_assert!(pre.h * pre.w > 0);
+        }
+        mask(&mut g, &out_act);
+        let mut da0 = vec![0f32; a0.len()];
+        self.stem.backward(&g, &gs, &mut da0, false, col);
+        // d/dx of the normalisation (summed over replicated gray channels).
+        let mut grad = vec![0f32; nb * cx * pl];
+        for c in 0..c0 {
+            let (sd, dst_c) = (self.std[c], if cx == 1 { 0 } else { c });
+            for i in 0..nb {
+                let src = &da0[(c * nb + i) * pl..][..pl];
+                let dst = &mut grad[(i * cx + dst_c) * pl..][..pl];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d += v / sd;
+                }
+            }
+        }
+        Ok(ChunkOut { logits, loss, grad })
+    }
+}
+
+/// g = 0 where the (post-ReLU) activation is not positive.
+fn mask(g: &mut [f32], act: &[f32]) {
+    for (g, &a) in g.iter_mut().zip(act) {
+        if a <= 0.0 {
+            *g = 0.0;
+        }
+    }
+}
+
+/// Images per chunk: enough columns per gemm in the deepest stage, but at
+/// least one chunk per thread.
+fn chunk_size(b: usize, plane: usize) -> usize {
+    if let Some(n) = std::env::var("SEMCON_FUSED_CHUNK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return n.clamp(1, b);
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let want = 4096usize.div_ceil(plane.max(1)).max(8);
+    want.min(b.div_ceil(threads)).max(1)
+}
+
+/// torchvision's `MaxPool2d(3, 2, 1)` on `[C, nb*H*W]`; returns the output and,
+/// per output, the flat index of its (first) maximum.
+fn max_pool(
+    x: &[f32],
+    c: usize,
+    nb: usize,
+    h: usize,
+    w: usize,
+) -> (Vec<f32>, Vec<u32>, usize, usize) {
+    let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
+    let mut out = vec![0f32; c * nb * oh * ow];
+    let mut idx = vec![0u32; out.len()];
+    for plane in 0..c * nb {
+        let base = plane * h * w;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut best, mut bi) = (f32::NEG_INFINITY, base);
+                for ky in 0..3 {
+                    let iy = (oy * 2 + ky) as isize - 1;
+                    if iy < 0 || iy as usize >= h {
+                        continue;
+                    }
+                    for kx in 0..3 {
+                        let ix = (ox * 2 + kx) as isize - 1;
+                        if ix < 0 || ix as usize >= w {
+                            continue;
+                        }
+                        let j = base + iy as usize * w + ix as usize;
+                        if x[j] > best || x[j].is_nan() {
+                            (best, bi) = (x[j], j);
+                        }
+                    }
+                }
+                let o = plane * oh * ow + oy * ow + ox;
+                out[o] = best;
+                idx[o] = bi as u32;
+            }
+        }
+    }
+    (out, idx, oh, ow)
+}
