@@ -18,6 +18,7 @@
 //! autograd in the unit tests below and, through PGD, against PyTorch.
 
 use super::conv::{col2im_add_strided, gemm, im2col_strided, Geom};
+use super::Tap;
 use candle_core::{Result, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -95,7 +96,7 @@ impl FConv {
             );
         } else {
             let col = buf(col, k * n);
-            im2col_strided(x, g, g.b, (g.in_plane(), g.b * g.in_plane()), col);
+            im2col_cnhw(x, g, col);
             gemm(
                 (g.o, n, k),
                 &mut y,
@@ -114,7 +115,6 @@ impl FConv {
     /// dx `[C, nb*H*W]` (+)= the input gradient for dy `[O, nb*OH*OW]`.
     fn backward(&self, dy: &[f32], g: &Geom, dx: &mut [f32], acc: bool, col: &mut Vec<f32>) {
         let (k, nin, nout) = (g.k(), g.b * g.in_plane(), g.b * g.out_plane());
-        let same = g.s == 1 && g.oh == g.h && g.ow == g.w && 2 * g.p + 1 == g.kh && g.kh == g.kw;
         if g.pointwise() {
             // dx [C, n] = w^T [C, O] * dy [O, n]
             gemm(
@@ -128,7 +128,7 @@ impl FConv {
                 (nin, 1),
                 SEQ,
             );
-        } else if same {
+        } else if same(g) {
             // A convolution of dy with the flipped kernel, channels swapped.
             let gt = Geom {
                 c: g.o,
@@ -137,7 +137,7 @@ impl FConv {
             };
             let kt = gt.k();
             let col = buf(col, kt * nin);
-            im2col_strided(dy, &gt, g.b, (g.out_plane(), nout), col);
+            im2col_cnhw(dy, &gt, col);
             gemm(
                 (g.c, nin, kt),
                 dx,
@@ -191,6 +191,8 @@ impl FConv {
 /// One residual block: its convolutions (ReLU between) and the shortcut.
 #[derive(Clone, Debug)]
 pub struct FBlock {
+    /// The stage (1..=4, torchvision's `layerN`) the block belongs to.
+    pub stage: u8,
     pub convs: Vec<FConv>,
     pub down: Option<FConv>,
 }
@@ -247,12 +249,18 @@ impl FusedNet {
 
     /// Logits `[b, K]` for images in [0, 1].
     pub fn logits(&self, x: &[f32], dims: Dims) -> Result<Vec<f32>> {
-        Ok(self.run(x, dims, None)?.0)
+        self.features(x, dims, Tap::Logits)
+    }
+
+    /// Features `[b, D]` at `tap` (stage taps globally average-pooled, as
+    /// [`super::ResNet::features`]).
+    pub fn features(&self, x: &[f32], dims: Dims, tap: Tap) -> Result<Vec<f32>> {
+        Ok(self.run(x, dims, None, tap)?.0)
     }
 
     /// Mean cross-entropy over the batch and its gradient w.r.t. the images.
     pub fn loss_and_grad(&self, x: &[f32], dims: Dims, labels: &[u32]) -> Result<(f32, Vec<f32>)> {
-        let (_, loss, grad) = self.run(x, dims, Some(labels))?;
+        let (_, loss, grad) = self.run(x, dims, Some(labels), Tap::Logits)?;
         Ok((loss, grad))
     }
 
@@ -261,6 +269,7 @@ impl FusedNet {
         x: &[f32],
         dims: Dims,
         labels: Option<&[u32]>,
+        tap: Tap,
     ) -> Result<(Vec<f32>, f32, Vec<f32>)> {
         let (b, cx, h, w) = dims;
         let c0 = self.stem.c;
@@ -296,6 +305,7 @@ impl FusedNet {
                         xs,
                         (e - s, cx, h, w),
                         labels.map(|l| (&l[s..e], b)),
+                        tap,
                         &mut col,
                     );
                     cell.replace(col);
@@ -320,9 +330,17 @@ impl FusedNet {
         x: &[f32],
         (nb, cx, h, w): Dims,
         labels: Option<(&[u32], usize)>,
+        tap: Tap,
         col: &mut Vec<f32>,
     ) -> Result<ChunkOut> {
+        let features = |v: Vec<f32>| ChunkOut {
+            logits: v,
+            loss: 0.0,
+            grad: Vec::new(),
+        };
         let (c0, pl) = (self.stem.c, h * w);
+        // Activations are kept for the backward pass only.
+        let grad = labels.is_some();
         // Normalise into [C, nb*H*W] (gray replicated to every channel).
         let mut a0 = vec![0f32; c0 * nb * pl];
         for c in 0..c0 {
@@ -343,17 +361,19 @@ impl FusedNet {
         let mut pool_idx = Vec::new();
         if self.maxpool {
             let (p, idx, oh, ow) = max_pool(&y, self.stem.o, nb, hh, ww);
-            acts.push(Act {
-                data: y,
-                h: hh,
-                w: ww,
-            });
+            if grad {
+                acts.push(Act {
+                    data: y,
+                    h: hh,
+                    w: ww,
+                });
+            }
             pool_idx = idx;
             (y, hh, ww) = (p, oh, ow);
         }
         // `y` is the current activation; each block pushes its input and middles.
         let mut geoms: Vec<Vec<Geom>> = Vec::with_capacity(self.blocks.len());
-        for blk in &self.blocks {
+        for (bi, blk) in self.blocks.iter().enumerate() {
             let input = Act {
                 data: y,
                 h: hh,
@@ -398,11 +418,18 @@ impl FusedNet {
                 (ch, cw) = (g.oh, g.ow);
                 gv.push(g);
             }
-            acts.push(input);
-            acts.extend(mids);
+            if grad {
+                acts.push(input);
+                acts.extend(mids);
+            }
             y = cur.expect("a block has convolutions");
             (hh, ww) = (ch, cw);
             geoms.push(gv);
+            let stage_ends = self.blocks.get(bi + 1).is_none_or(|n| n.stage != blk.stage);
+            if stage_ends && tap == Tap::Layer(blk.stage) && labels.is_none() {
+                let c = y.len() / (nb * hh * ww).max(1);
+                return Ok(features(avg_pool(&y, c, nb, hh * ww)));
+            }
         }
         // Global average pool and fc.
         let d = self.fc_w.len() / self.classes().max(1);
@@ -410,12 +437,9 @@ impl FusedNet {
         if y.len() != d * nb * lpl {
             candle_core::bail!("fused forward: features do not fit fc")
         }
-        let mut pooled = vec![0f32; nb * d];
-        for di in 0..d {
-            for i in 0..nb {
-                let s: f32 = y[(di * nb + i) * lpl..][..lpl].iter().sum();
-                pooled[i * d + di] = s / lpl as f32;
-            }
+        let pooled = avg_pool(&y, d, nb, lpl);
+        if tap == Tap::Penultimate && labels.is_none() {
+            return Ok(features(pooled));
         }
         let k = self.classes();
         let mut logits = vec![0f32; nb * k];
@@ -428,11 +452,7 @@ impl FusedNet {
             }
         }
         let Some((labels, total)) = labels else {
-            return Ok(ChunkOut {
-                logits,
-                loss: 0.0,
-                grad: Vec::new(),
-            });
+            return Ok(features(logits));
         };
         // Cross-entropy (mean over the whole batch) and d/dlogits.
         let mut loss = 0f64;
@@ -517,12 +537,77 @@ impl FusedNet {
     }
 }
 
+/// Stride 1 with "same" padding: the output plane is the input plane.
+fn same(g: &Geom) -> bool {
+    g.s == 1 && g.kh == g.kw && 2 * g.p + 1 == g.kh && g.oh == g.h && g.ow == g.w
+}
+
+/// im2col of a chunk in the `[C, nb*H*W]` layout.
+fn im2col_cnhw(x: &[f32], g: &Geom, col: &mut [f32]) {
+    if !same(g) {
+        return im2col_strided(x, g, g.b, (g.in_plane(), g.b * g.in_plane()), col);
+    }
+    // Each row of `col` is the channel's planes shifted by one offset: one copy
+    // for the whole chunk, then the positions that fall outside their own
+    // image (top/bottom rows, left/right columns) set to zero.
+    let (h, w, pl) = (g.h, g.w, g.in_plane());
+    let n = g.b * pl;
+    for ci in 0..g.c {
+        let src = &x[ci * n..][..n];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = &mut col[((ci * g.kh + ki) * g.kw + kj) * n..][..n];
+                let (dy, dx) = (ki as isize - g.p as isize, kj as isize - g.p as isize);
+                let off = dy * w as isize + dx;
+                let m = off.unsigned_abs().min(n);
+                if off >= 0 {
+                    row[..n - m].copy_from_slice(&src[m..]);
+                    row[n - m..].fill(0.0);
+                } else {
+                    row[m..].copy_from_slice(&src[..n - m]);
+                    row[..m].fill(0.0);
+                }
+                let (ry, rx) = (dy.unsigned_abs().min(h), dx.unsigned_abs().min(w));
+                // Element loops: these runs are a few floats long, too short
+                // for a memset call to pay.
+                if dy != 0 {
+                    let rows = if dy < 0 { 0..ry } else { h - ry..h };
+                    for img in row.chunks_exact_mut(pl) {
+                        for v in &mut img[rows.start * w..rows.end * w] {
+                            *v = 0.0;
+                        }
+                    }
+                }
+                if dx != 0 {
+                    // Column x of every row of every image: j = x (mod w).
+                    for x in if dx < 0 { 0..rx } else { w - rx..w } {
+                        for v in row[x..].iter_mut().step_by(w) {
+                            *v = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `[C, nb*P]` to per-image channel means `[nb, C]`.
+fn avg_pool(y: &[f32], c: usize, nb: usize, plane: usize) -> Vec<f32> {
+    let mut pooled = vec![0f32; nb * c];
+    for ci in 0..c {
+        for i in 0..nb {
+            let s: f32 = y[(ci * nb + i) * plane..][..plane].iter().sum();
+            pooled[i * c + ci] = s / plane as f32;
+        }
+    }
+    pooled
+}
+
 /// g = 0 where the (post-ReLU) activation is not positive.
 fn mask(g: &mut [f32], act: &[f32]) {
+    // A select, not a conditional store, so it vectorises.
     for (g, &a) in g.iter_mut().zip(act) {
-        if a <= 0.0 {
-            *g = 0.0;
-        }
+        *g = if a > 0.0 { *g } else { 0.0 };
     }
 }
 
@@ -580,4 +665,29 @@ fn max_pool(
         }
     }
     (out, idx, oh, ow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole-chunk shifted copy equals the generic row-by-row im2col.
+    #[test]
+    fn same_padding_im2col_matches_generic() {
+        for &(nb, c, h, w, k) in &[
+            (3, 2, 5, 4, 3),
+            (2, 1, 1, 1, 3),
+            (1, 2, 2, 3, 5),
+            (4, 3, 7, 7, 3),
+        ] {
+            let g = Geom::new(&[nb, c, h, w], &[2, c, k, k], 1, k / 2).unwrap();
+            assert!(same(&g));
+            let x: Vec<f32> = (0..nb * c * h * w).map(|i| i as f32 + 1.0).collect();
+            let mut a = vec![f32::NAN; g.k() * nb * h * w];
+            let mut b = vec![f32::NAN; a.len()];
+            im2col_cnhw(&x, &g, &mut a);
+            im2col_strided(&x, &g, nb, (h * w, nb * h * w), &mut b);
+            assert_eq!(a, b, "{nb}x{c}x{h}x{w} k{k}");
+        }
+    }
 }

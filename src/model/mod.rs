@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// What the user may state about a model beyond its state dict (flags).
 #[derive(Clone, Debug, Default)]
@@ -39,6 +40,10 @@ pub struct Model {
     mean_t: Tensor,
     std_t: Tensor,
     pub device: Device,
+    /// The fused network, built on first use, for models whose weights cannot
+    /// change (loaded from a file); `None`: rebuilt per call (training shares
+    /// its variables with the model).
+    fused_cache: Option<Arc<OnceLock<Option<Arc<fused::FusedNet>>>>>,
 }
 
 impl Model {
@@ -90,6 +95,7 @@ impl Model {
             mean_t,
             std_t,
             device: device.clone(),
+            fused_cache: None,
         })
     }
 
@@ -128,11 +134,18 @@ impl Model {
     /// The network folded for the fused CPU path ([`fused`]), or `None` where
     /// candle's graph runs instead (GPU, f64 weights, or `SEMCON_NO_FUSED` set,
     /// which benchmarks use to compare the two).
-    pub fn fused(&self) -> Result<Option<fused::FusedNet>> {
+    pub fn fused(&self) -> Result<Option<Arc<fused::FusedNet>>> {
         if !self.device.is_cpu() || std::env::var_os("SEMCON_NO_FUSED").is_some() {
             return Ok(None);
         }
-        Ok(self.net.fused(&self.mean, &self.std)?)
+        if let Some(v) = self.fused_cache.as_ref().and_then(|c| c.get()) {
+            return Ok(v.clone());
+        }
+        let v = self.net.fused(&self.mean, &self.std)?.map(Arc::new);
+        if let Some(c) = &self.fused_cache {
+            let _ = c.set(v.clone());
+        }
+        Ok(v)
     }
 
     /// Logits for images in [0,1] (eval mode).
@@ -142,6 +155,15 @@ impl Model {
 
     /// Features at a tap for images in [0,1] (eval mode).
     pub fn features(&self, x: &Tensor, tap: Tap) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        if b > 0 && x.dtype() == DType::F32 && !x.track_op() {
+            if let Some(net) = self.fused()? {
+                self.check_input(c, h, w)?;
+                let v = net.features(&x.flatten_all()?.to_vec1::<f32>()?, (b, c, h, w), tap)?;
+                let d = v.len() / b;
+                return Ok(Tensor::from_vec(v, (b, d), &self.device)?);
+            }
+        }
         let x = self.prepare(x)?;
         Ok(self.net.features(&x, tap, false)?)
     }
@@ -172,6 +194,8 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
         .unwrap_or_else(|| vec![1.0; c]);
     let mut m = Model::from_net(net, path.to_path_buf(), mean, std, device)?;
     m.input_size = opts.input_size.or(sidecar.input_size.map(|[h, w]| (h, w)));
+    // Loaded weights never change: the fused form can be kept.
+    m.fused_cache = Some(Default::default());
     m.class_names = opts.class_names.clone().or(sidecar.class_names.clone());
     if let Some(names) = &m.class_names {
         if names.len() != config.num_classes {

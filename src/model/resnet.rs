@@ -454,9 +454,11 @@ impl ResNet {
         let blocks = self
             .stages
             .iter()
-            .flatten()
-            .map(|b| {
+            .enumerate()
+            .flat_map(|(i, st)| st.iter().map(move |b| (i as u8 + 1, b)))
+            .map(|(stage, b)| {
                 Ok(super::fused::FBlock {
+                    stage,
                     convs: b
                         .convs
                         .iter()
