@@ -43,7 +43,17 @@ pub fn select(spec: &str) -> Result<Device> {
 pub fn describe(d: &Device) -> String {
     match d {
         Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
-        Device::Cuda(_) => "cuda".to_string(),
+        Device::Cuda(_d) => {
+            // The GPU's own name ("cuda:0 NVIDIA H100 80GB HBM3") where the driver says it.
+            #[cfg(feature = "cuda")]
+            {
+                let ctx = _d.cuda_stream().context().clone();
+                if let Ok(name) = ctx.name() {
+                    return format!("cuda:{} {name}", ctx.ordinal());
+                }
+            }
+            "cuda".to_string()
+        }
         Device::Metal(_) => "metal".to_string(),
     }
 }

@@ -611,17 +611,13 @@ fn mask(g: &mut [f32], act: &[f32]) {
     }
 }
 
-/// Images per chunk: enough columns per gemm in the deepest stage, but at
-/// least one chunk per thread.
+/// Images per chunk: about 8,192 input pixels (enough columns per gemm in the
+/// deepest stage; one image of 224x224 is already more, and a chunk's
+/// activations, kept for the backward pass, stay in the tens of MB), at most
+/// 16, and at least one chunk per thread.
 fn chunk_size(b: usize, plane: usize) -> usize {
-    if let Some(n) = std::env::var("SEMCON_FUSED_CHUNK")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        return n.clamp(1, b);
-    }
     let threads = rayon::current_num_threads().max(1);
-    let want = 4096usize.div_ceil(plane.max(1)).max(8);
+    let want = 8192usize.div_ceil(plane.max(1)).clamp(1, 16);
     want.min(b.div_ceil(threads)).max(1)
 }
 
