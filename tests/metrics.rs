@@ -188,6 +188,27 @@ fn pgd_random_start_is_seeded_and_bounded() {
     })
     .unwrap()
     .x_adv;
+    // Each image's random start depends on its index, not on the batching:
+    // images 2..4 attacked alone (seed + 2) start where they did in the batch.
+    let half = pgd::pgd(
+        &m,
+        &x.narrow(0, 2, 2).unwrap(),
+        &y.narrow(0, 2, 2).unwrap(),
+        &pgd::PgdConfig { seed: 7, ..cfg },
+    )
+    .unwrap()
+    .x_adv;
+    let (hv, av2) = (tensor_f32(&half), tensor_f32(&a.narrow(0, 2, 2).unwrap()));
+    let moved = hv
+        .iter()
+        .zip(&av2)
+        .filter(|(p, q)| (*p - *q).abs() > 1e-6)
+        .count();
+    assert!(
+        moved * 1000 <= hv.len(),
+        "{moved} of {} pixels depend on the batching",
+        hv.len()
+    );
     let (av, gv) = (tensor_f32(&a), tensor_f32(&g));
     let differ = av
         .iter()

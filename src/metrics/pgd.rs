@@ -12,6 +12,9 @@ pub struct PgdConfig {
     pub iters: usize,
     /// Uniform random start in the eps ball, seeded.
     pub random_start: bool,
+    /// Image `j` of a batch draws its random start from `seed + j`; callers
+    /// pass `seed + first index of the batch`, so every image's start is the
+    /// same however the data is batched (OOM halving, the TUI's smaller batches).
     pub seed: u64,
 }
 
@@ -53,6 +56,17 @@ pub fn parse_fraction(s: &str) -> std::result::Result<f32, String> {
     Ok(v)
 }
 
+/// Uniform noise in [-eps, eps] for `b` images of `per` values; image `j`
+/// from its own generator seeded with `seed + j`.
+fn start_noise(cfg: &PgdConfig, b: usize, per: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(b * per);
+    for j in 0..b {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(j as u64));
+        out.extend((0..per).map(|_| rng.gen_range(-cfg.eps..=cfg.eps)));
+    }
+    out
+}
+
 /// The result of attacking one batch.
 pub struct PgdOutput {
     pub x_adv: Tensor,
@@ -72,9 +86,8 @@ pub fn pgd_with(
     let lo = (&x - cfg.eps as f64)?;
     let hi = (&x + cfg.eps as f64)?;
     let mut xt = if cfg.random_start {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-        let n = x.elem_count();
-        let noise: Vec<f32> = (0..n).map(|_| rng.gen_range(-cfg.eps..=cfg.eps)).collect();
+        let b = x.dim(0)?;
+        let noise = start_noise(cfg, b, x.elem_count() / b.max(1));
         let noise = Tensor::from_vec(noise, x.shape(), x.device())?;
         (&x + noise)?.clamp(0f32, 1f32)?
     } else {
@@ -115,10 +128,11 @@ pub fn pgd_fused(net: &FusedNet, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> Res
     let x0 = x.flatten_all()?.to_vec1::<f32>()?;
     let labels = y.flatten_all()?.to_vec1::<u32>()?;
     let mut xt = if cfg.random_start {
-        // The same draws, in the same order, as `pgd_with`.
-        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+        // The same draws as `pgd_with`.
+        let noise = start_noise(cfg, dims.0, x0.len() / dims.0.max(1));
         x0.iter()
-            .map(|&v| (v + rng.gen_range(-cfg.eps..=cfg.eps)).clamp(0.0, 1.0))
+            .zip(noise)
+            .map(|(&v, n)| (v + n).clamp(0.0, 1.0))
             .collect()
     } else {
         x0.clone()
