@@ -17,7 +17,7 @@ command -v tmux >/dev/null || { echo "tui_bench: tmux is required (apt-get insta
 PROFILE=${PROFILE:-debug}
 KEYS=${KEYS:-30}
 if [ "$PROFILE" = release ]; then cargo build -q --release --bin semcon; else cargo build -q --bin semcon; fi
-BIN=$PWD/target/$PROFILE/semcon
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/$PROFILE/semcon
 
 ARGS=("$@")
 WHAT="semcon ${ARGS[*]:-}"
