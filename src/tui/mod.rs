@@ -11,8 +11,9 @@
 //! * [`setup`]: which checkpoints and data to open.
 //!
 //! `SEMCON_TUI_TRACE=FILE` appends timing lines (frame render and draw times,
-//! key-to-redraw latencies, time from start to the first frame and to the
-//! first numbers) for `scripts/tui_bench.sh`.
+//! key-to-redraw latencies, time from start to the models being loaded, to
+//! the first frame and to the first frame showing an accuracy) for
+//! `scripts/tui_bench.sh`.
 
 pub mod app;
 pub mod export;
@@ -28,6 +29,7 @@ use crate::engine::Engine;
 use anyhow::{anyhow, Result};
 use app::{App, Command};
 use crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use ratatui::buffer::Buffer;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::TryRecvError;
@@ -144,13 +146,13 @@ fn event_loop(
         if dirty {
             let t = Instant::now();
             let mut render = Duration::ZERO;
-            term.draw(|f| {
+            let frame = term.draw(|f| {
                 let r = Instant::now();
                 ui::render(f, app);
                 render = r.elapsed();
             })?;
             let done = Instant::now();
-            trace.frame(render, done - t, app);
+            trace.frame(render, done - t, frame.buffer);
             if let Some(k) = key_at.take() {
                 trace.key(done - k);
             }
@@ -222,32 +224,49 @@ impl Trace {
             first_numbers: false,
         };
         t.line(&format!("start {}", std::process::id()));
+        // Checkpoints and data read, the worker about to start.
+        t.mark("loaded_ms");
         t
+    }
+    fn mark(&mut self, what: &str) {
+        let ms = self.t0.elapsed().as_secs_f64() * 1e3;
+        self.line(&format!("{what} {ms:.1}"));
     }
     fn line(&mut self, s: &str) {
         if let Some(f) = &mut self.out {
             let _ = writeln!(f, "{s}");
         }
     }
-    /// `render`: building the frame; `draw`: render, diff and write to the terminal.
-    fn frame(&mut self, render: Duration, draw: Duration, app: &App) {
+    /// `render`: building the frame; `draw`: render, diff and write to the
+    /// terminal; `screen`: what was drawn.
+    fn frame(&mut self, render: Duration, draw: Duration, screen: &Buffer) {
         if self.out.is_none() {
             return;
         }
         if !self.first_frame {
             self.first_frame = true;
-            let ms = self.t0.elapsed().as_secs_f64() * 1e3;
-            self.line(&format!("first_frame_ms {ms:.1}"));
+            self.mark("first_frame_ms");
         }
         self.line(&format!("render_us {}", render.as_micros()));
         self.line(&format!("draw_us {}", draw.as_micros()));
-        if !self.first_numbers && (0..app.n_models()).any(|m| app.clean(m).is_some()) {
+        if !self.first_numbers && shows_accuracy(screen) {
             self.first_numbers = true;
-            let ms = self.t0.elapsed().as_secs_f64() * 1e3;
-            self.line(&format!("first_numbers_ms {ms:.1}"));
+            self.mark("first_numbers_ms");
         }
     }
     fn key(&mut self, d: Duration) {
         self.line(&format!("key_us {}", d.as_micros()));
     }
+}
+
+/// Whether a screen shows an accuracy such as "91.2%" (the pattern
+/// `scripts/tui_bench.sh` waits for; progress reads "…40%").
+pub fn shows_accuracy(screen: &Buffer) -> bool {
+    let w = screen.area.width as usize;
+    screen.content.chunks(w.max(1)).any(|row| {
+        let line: String = row.iter().map(|c| c.symbol()).collect();
+        let b = line.as_bytes();
+        b.windows(4)
+            .any(|x| x[0].is_ascii_digit() && x[1] == b'.' && x[2].is_ascii_digit() && x[3] == b'%')
+    })
 }
