@@ -741,6 +741,102 @@ fn snapshot_empty_and_progress() {
 }
 
 #[test]
+fn snapshot_partial_accuracy() {
+    // The first batches of the selected model's clean pass are in: the
+    // accuracy so far shows, marked "…", and the title says over how many
+    // samples; the final number replaces it unmarked.
+    let mut app = App::new(meta(&["standard", "adv"]));
+    app.take_request().unwrap();
+    let key = JobKey::Clean { model: 0 };
+    app.on_event(Event::Progress {
+        key,
+        done: 20,
+        total: N,
+    });
+    let partial = |acc: f64| {
+        Arc::new(JobResult::Clean(Clean {
+            logits: vec![0.0; 20 * 10],
+            num_classes: 10,
+            preds: (0..20u32).map(|i| i % 10).collect(),
+            accuracy: acc,
+        }))
+    };
+    assert!(app.on_event(Event::Partial {
+        key,
+        result: partial(0.9)
+    }));
+    assert_eq!(app.partial_samples(&key), Some(20));
+    let s = draw(&app, 160, 45);
+    assert!(s.contains("90.0%…"), "{s}");
+    assert!(s.contains("… so far: 20/50"), "{s}");
+    snapshot("partial_accuracy", &s);
+    // 100 % keeps its mark within the column.
+    app.on_event(Event::Partial {
+        key,
+        result: partial(1.0),
+    });
+    let s = draw(&app, 160, 45);
+    assert!(s.contains("100%…") && !s.contains("100.0%"), "{s}");
+    // The final number, unmarked.
+    done(&mut app, key, clean(0.88));
+    assert_eq!(app.partial_samples(&key), None);
+    let s = draw(&app, 160, 45);
+    assert!(s.contains("88.0%") && !s.contains("88.0%…"), "{s}");
+    assert!(!s.contains("so far"), "{s}");
+}
+
+#[test]
+fn a_partial_perturbation_row_shows_no_final_looking_numbers() {
+    // A perturbation job over its first samples: the accuracy cell is marked,
+    // Δ, median and discontinuity (final numbers only) stay empty, and the
+    // histogram says how many samples it holds.
+    let mut app = filled(&["standard"]);
+    let (kind, level) = app.current();
+    let key = JobKey::Perturb {
+        model: 0,
+        kind,
+        level,
+    };
+    app.results.remove(&key);
+    app.take_request();
+    app.on_event(Event::Progress {
+        key,
+        done: 10,
+        total: N,
+    });
+    let JobResult::Perturb(mut r) = row(kind, level, 0.5, 1.0) else {
+        unreachable!()
+    };
+    r.ds_median = 0.123;
+    r.discontinuity_rate = 0.321;
+    r.ds_histogram.counts = vec![10; 1];
+    r.preds.truncate(10);
+    r.ds.truncate(10);
+    assert!(app.on_event(Event::Partial {
+        key,
+        result: Arc::new(JobResult::Perturb(r)),
+    }));
+    let s = draw(&app, 160, 45);
+    assert!(s.contains("50.0%…"), "{s}");
+    assert!(s.contains("… so far: 10/50"), "{s}");
+    assert!(!s.contains("0.123") && !s.contains("32.1%"), "{s}");
+    assert!(s.contains("DS histogram · so far 10/50 ·"), "{s}");
+}
+
+#[test]
+fn the_trace_sees_an_accuracy_not_a_progress() {
+    use ratatui::buffer::Buffer;
+    assert!(!semcon::tui::shows_accuracy(&Buffer::with_lines([
+        "clean …40%",
+        "12/2000"
+    ])));
+    assert!(semcon::tui::shows_accuracy(&Buffer::with_lines([
+        "model clean",
+        "▶ std  91.2%…"
+    ])));
+}
+
+#[test]
 fn snapshot_help_overlay() {
     let mut app = filled(&["standard"]);
     app.help = true;

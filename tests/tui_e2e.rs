@@ -1,7 +1,8 @@
 //! End to end: the real binary in tmux (send-keys, capture-pane). The panels
 //! appear with numbers, a key changes the level and the numbers follow, `e`
 //! exports, `q` exits 0 with the terminal restored; SIGTERM and SIGHUP also
-//! restore it. Runs on the shipped default (checkpoints/*.safetensors) when
+//! restore it; the process ends when its terminal (the tmux server) goes
+//! away. Runs on the shipped default (checkpoints/*.safetensors) when
 //! present, else on the fixture model. Skips (passes with a note) only when
 //! tmux is not installed — CI needs `apt-get install -y tmux`.
 
@@ -308,6 +309,41 @@ fn signals_restore_the_terminal() {
         let (rc, _) = t.finished();
         assert_eq!(rc, code, "SIG{sig}");
     }
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn process_gone(pid: &str) -> bool {
+    let o = Command::new("ps")
+        .args(["-o", "stat=", "-p", pid])
+        .output()
+        .unwrap();
+    let stat = String::from_utf8_lossy(&o.stdout);
+    stat.trim().is_empty() || stat.trim_start().starts_with('Z')
+}
+
+#[test]
+fn the_explorer_exits_when_its_terminal_disappears() {
+    if !tmux_available() {
+        eprintln!("note: tmux is not installed; skipping the end-to-end test");
+        return;
+    }
+    // The tmux server goes away while the worker computes: the tty hangs up
+    // (reads return EOF/EIO, writes EIO) and SIGHUP may or may not come.
+    // A process stuck on the dead tty once kept a core busy for an hour.
+    let t = Tmux::start("hangup", &[]);
+    t.wait_for("a running job", |s| s.contains("computing"));
+    let pid = t.pid();
+    assert!(!process_gone(&pid), "the explorer is running");
+    t.tmux(&["kill-server"]);
+    let start = Instant::now();
+    while !process_gone(&pid) {
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the explorer (pid {pid}) still runs 5 s after its terminal disappeared");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("explorer gone {:?} after its terminal", start.elapsed());
 }
 
 #[test]

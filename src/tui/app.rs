@@ -286,6 +286,20 @@ impl App {
         }
     }
 
+    /// How many samples the partial result shown for `key` covers: `Some`
+    /// only while the job runs and has streamed a result over its first
+    /// batches (the tables then show it marked as partial).
+    pub fn partial_samples(&self, key: &JobKey) -> Option<usize> {
+        if !matches!(self.state(key), JobState::Running { .. }) {
+            return None;
+        }
+        match self.partials.get(key).map(|r| &**r)? {
+            JobResult::Clean(c) => Some(c.preds.len()),
+            JobResult::Perturb(p) => Some(p.preds.len()),
+            _ => None,
+        }
+    }
+
     /// What a table cell for `key` shows.
     pub fn state(&self, key: &JobKey) -> JobState<'_> {
         if let Some(r) = self.results.get(key) {

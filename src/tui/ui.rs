@@ -190,6 +190,34 @@ pub fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
 
+/// An accuracy over the samples done so far: "91.2%…" (at most 6 columns,
+/// "100%…" for 100 %, so that the mark is never cut off).
+pub fn partial_pct(v: f64) -> String {
+    if v * 100.0 >= 99.95 {
+        "100%…".into()
+    } else {
+        format!("{:.1}%…", v * 100.0)
+    }
+}
+
+/// An accuracy cell: the value when done; while the job runs and has
+/// streamed a result, the accuracy so far marked "…" (the panel title says
+/// over how many samples); else the job's state.
+fn accuracy_cell<'a>(app: &App, key: JobKey, acc: Option<f64>) -> Cell<'a> {
+    match (app.partial_samples(&key), acc) {
+        (Some(_), Some(v)) => Cell::from(partial_pct(v)).style(Style::new().fg(Color::Yellow)),
+        _ => state_cell(app.state(&key), || pct(acc.unwrap_or(f64::NAN))),
+    }
+}
+
+/// " · … so far: 320/2000" when a partial accuracy is shown for one of `keys`.
+fn partial_legend(app: &App, keys: impl IntoIterator<Item = JobKey>) -> String {
+    keys.into_iter()
+        .find_map(|k| app.partial_samples(&k))
+        .map(|n| format!(" · … so far: {n}/{}", app.meta.samples))
+        .unwrap_or_default()
+}
+
 /// A DS value with about 3 significant digits.
 pub fn num(v: f64) -> String {
     let a = v.abs();
@@ -304,10 +332,23 @@ fn render_perturbations(f: &mut Frame, app: &App, area: Rect) {
 
 fn render_accuracy(f: &mut Frame, app: &App, area: Rect) {
     let (kind, level) = app.current();
+    let keys = (0..app.n_models()).flat_map(|m| {
+        std::iter::once(JobKey::Clean { model: m }).chain((1..=kind.levels()).map(move |level| {
+            JobKey::Perturb {
+                model: m,
+                kind,
+                level,
+            }
+        }))
+    });
     let block = panel_block(
         app,
         Panel::Accuracy,
-        format!("{} (clean → levels)", kind.name()),
+        format!(
+            "{} (clean → levels){}",
+            kind.name(),
+            partial_legend(app, keys)
+        ),
     );
     let mut head = vec![("model".to_string(), false), ("clean".to_string(), false)];
     for l in 1..=kind.levels() {
@@ -317,10 +358,9 @@ fn render_accuracy(f: &mut Frame, app: &App, area: Rect) {
     let rows: Vec<Row> = (0..app.n_models())
         .map(|m| {
             let mut cells = vec![model_cell(app, m)];
+            let clean_key = JobKey::Clean { model: m };
             let clean = app.clean(m).map(|c| c.accuracy);
-            cells.push(state_cell(app.state(&JobKey::Clean { model: m }), || {
-                pct(clean.unwrap_or(f64::NAN))
-            }));
+            cells.push(accuracy_cell(app, clean_key, clean));
             for l in 1..=kind.levels() {
                 let key = JobKey::Perturb {
                     model: m,
@@ -328,11 +368,18 @@ fn render_accuracy(f: &mut Frame, app: &App, area: Rect) {
                     level: l,
                 };
                 let v = app.perturb(m, kind, l).map(|r| r.accuracy);
-                let c = state_cell(app.state(&key), || pct(v.unwrap_or(f64::NAN)));
+                let c = accuracy_cell(app, key, v);
                 cells.push(if l == level { c.bold() } else { c });
             }
+            // Only between final numbers (partial ones cover different samples).
+            let key = JobKey::Perturb {
+                model: m,
+                kind,
+                level,
+            };
+            let finished = app.results.contains_key(&clean_key) && app.results.contains_key(&key);
             let delta = match (clean, app.perturb(m, kind, level)) {
-                (Some(c), Some(p)) => format!("{:+.1}", (p.accuracy - c) * 100.0),
+                (Some(c), Some(p)) if finished => format!("{:+.1}", (p.accuracy - c) * 100.0),
                 _ => String::new(),
             };
             cells.push(Cell::from(delta));
@@ -393,7 +440,16 @@ fn render_ds(f: &mut Frame, app: &App, area: Rect) {
                 let c = state_cell(app.state(&key), || num(v.unwrap_or(f64::NAN)));
                 cells.push(if l == level { c.bold() } else { c });
             }
-            match app.perturb(m, kind, level) {
+            let key = JobKey::Perturb {
+                model: m,
+                kind,
+                level,
+            };
+            // Final rows only: the histogram below shows a running job's DS so far.
+            match app
+                .perturb(m, kind, level)
+                .filter(|_| app.results.contains_key(&key))
+            {
                 Some(r) => {
                     cells.push(Cell::from(num(r.ds_median)));
                     cells.push(Cell::from(pct(r.discontinuity_rate)));
@@ -444,15 +500,28 @@ fn render_ds(f: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(1),
     ])
     .areas(bottom);
-    f.render_widget(
-        Paragraph::new(format!(
-            "DS histogram · {} · {name} · mean {} · n {}",
+    let key = JobKey::Perturb {
+        model: app.model,
+        kind,
+        level,
+    };
+    let n = h.counts.iter().sum::<u64>();
+    // A running job's histogram says so first (a long line is cut at the end).
+    let text = if app.results.contains_key(&key) {
+        format!(
+            "DS histogram · {} · {name} · mean {} · n {n}",
             app.label(kind, level),
             num(r.ds_mean),
-            h.counts.iter().sum::<u64>()
-        )),
-        title,
-    );
+        )
+    } else {
+        format!(
+            "DS histogram · so far {n}/{} · {} · {name} · mean {}",
+            app.meta.samples,
+            app.label(kind, level),
+            num(r.ds_mean),
+        )
+    };
+    f.render_widget(Paragraph::new(text), title);
     let bins = h.counts.len().max(1) as u16;
     let bw = (chart.width / bins).max(1);
     let bars: Vec<Bar> = h
@@ -483,6 +552,8 @@ fn render_pgd(f: &mut Frame, app: &App, area: Rect) {
         Some(p) => format!("{} steps of {}", p.iters, eps_label(p.step)),
         None => "no eps configured".into(),
     };
+    let clean_keys = (0..app.n_models()).map(|m| JobKey::Clean { model: m });
+    let extra = format!("{extra}{}", partial_legend(app, clean_keys));
     let block = panel_block(app, Panel::Pgd, extra);
     let mut head = vec![("model".to_string(), false), ("clean".to_string(), false)];
     for p in &app.meta.pgd {
@@ -492,9 +563,7 @@ fn render_pgd(f: &mut Frame, app: &App, area: Rect) {
         .map(|m| {
             let mut cells = vec![model_cell(app, m)];
             let clean = app.clean(m).map(|c| c.accuracy);
-            cells.push(state_cell(app.state(&JobKey::Clean { model: m }), || {
-                pct(clean.unwrap_or(f64::NAN))
-            }));
+            cells.push(accuracy_cell(app, JobKey::Clean { model: m }, clean));
             for e in 0..app.meta.pgd.len() {
                 let v = app.pgd(m, e).map(|r| r.accuracy);
                 cells.push(state_cell(
