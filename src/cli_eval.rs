@@ -125,9 +125,11 @@ pub fn load_data(data: &DataArgs, models: &[Model]) -> Result<ImageSet> {
 fn progress(total: u64, msg: String) -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new(total);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})")
-            .expect("template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>28} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     pb.set_message(msg);
     pb

@@ -75,16 +75,26 @@ fn library_matches_pytorch_every_tap() {
             let path = model_fixture(&format!("{}.{fmt}", c.name));
             let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
             let x = input(c.name);
+            assert!(m.fused().unwrap().is_some(), "the CPU runs the fused network");
             for tap in Tap::ALL {
                 let (shape, want) = expected(c.name, tap);
-                let got = m.features(&x, tap).unwrap();
-                assert_eq!(got.dims(), &shape[..], "{} {fmt} {tap}: shape", c.name);
-                assert_close(
-                    &tensor_f32(&got),
-                    &want,
-                    TOL,
-                    &format!("{} {fmt} {tap}", c.name),
-                );
+                // The CPU's fused network and candle's graph (the GPU's path).
+                let fused = m.features(&x, tap).unwrap();
+                let graph = m.features_graph(&x, tap).unwrap();
+                for (path, got) in [("fused", fused), ("graph", graph)] {
+                    assert_eq!(
+                        got.dims(),
+                        &shape[..],
+                        "{} {fmt} {tap} {path}: shape",
+                        c.name
+                    );
+                    assert_close(
+                        &tensor_f32(&got),
+                        &want,
+                        TOL,
+                        &format!("{} {fmt} {tap} {path}", c.name),
+                    );
+                }
             }
         }
     }

@@ -164,6 +164,12 @@ impl Model {
                 return Ok(Tensor::from_vec(v, (b, d), &self.device)?);
             }
         }
+        self.features_graph(x, tap)
+    }
+
+    /// [`Model::features`] through candle's graph whatever the device (what a
+    /// GPU runs, and what gradients flow through).
+    pub fn features_graph(&self, x: &Tensor, tap: Tap) -> Result<Tensor> {
         let x = self.prepare(x)?;
         Ok(self.net.features(&x, tap, false)?)
     }
