@@ -75,7 +75,10 @@ fn library_matches_pytorch_every_tap() {
             let path = model_fixture(&format!("{}.{fmt}", c.name));
             let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
             let x = input(c.name);
-            assert!(m.fused().unwrap().is_some(), "the CPU runs the fused network");
+            assert!(
+                m.fused().unwrap().is_some(),
+                "the CPU runs the fused network"
+            );
             for tap in Tap::ALL {
                 let (shape, want) = expected(c.name, tap);
                 // The CPU's fused network and candle's graph (the GPU's path).
@@ -462,4 +465,41 @@ fn fused_network_gray_input_and_bad_input() {
         "label range"
     );
     assert!(net.logits(&xs, (4, 2, 32, 32)).is_err(), "channels");
+}
+
+/// Odd image sizes (the stride-2 convolutions and the max pool at their
+/// edges): the fused network's features and gradient equal candle's graph.
+#[test]
+fn fused_network_matches_graph_on_odd_sizes() {
+    for (name, (h, w)) in [
+        ("resnet18_imagenet", (37, 41)),
+        ("resnet50", (33, 30)),
+        ("resnet18_cifar", (13, 9)),
+    ] {
+        let path = model_fixture(&format!("{name}.safetensors"));
+        let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
+        let x = Tensor::rand(0f32, 1f32, (3, 3, h, w), &Device::Cpu).unwrap();
+        for tap in Tap::ALL {
+            let f = m.features(&x, tap).unwrap();
+            let g = m.features_graph(&x, tap).unwrap();
+            assert_close(
+                &tensor_f32(&f),
+                &tensor_f32(&g),
+                1e-4,
+                &format!("{name} {h}x{w} {tap}"),
+            );
+        }
+        let labels = [0u32, 1, 2];
+        let y = Tensor::new(&labels, &Device::Cpu).unwrap();
+        let (want_loss, want_grad) = autograd_loss_grad(&m, &x, &y);
+        let net = m.fused().unwrap().unwrap();
+        let (loss, grad) = net
+            .loss_and_grad(&tensor_f32(&x), x.dims4().unwrap(), &labels)
+            .unwrap();
+        assert!(
+            (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+            "{name}: loss {loss} vs {want_loss}"
+        );
+        assert_close_scaled(&grad, &want_grad, 1e-4, &format!("{name} {h}x{w} gradient"));
+    }
 }
