@@ -199,22 +199,14 @@ fn pgd_random_start_is_seeded_and_bounded() {
     .unwrap()
     .x_adv;
     let (hv, av2) = (tensor_f32(&half), tensor_f32(&a.narrow(0, 2, 2).unwrap()));
-    let moved = hv
-        .iter()
-        .zip(&av2)
-        .filter(|(p, q)| (*p - *q).abs() > 1e-6)
-        .count();
+    let moved = differing(&hv, &av2);
     assert!(
         moved * 1000 <= hv.len(),
         "{moved} of {} pixels depend on the batching",
         hv.len()
     );
     let (av, gv) = (tensor_f32(&a), tensor_f32(&g));
-    let differ = av
-        .iter()
-        .zip(&gv)
-        .filter(|(p, q)| (*p - *q).abs() > 1e-6)
-        .count();
+    let differ = differing(&av, &gv);
     assert!(
         differ * 1000 <= av.len(),
         "{differ} of {} pixels differ",
@@ -233,4 +225,13 @@ fn fractions_parse() {
     assert!((pgd::parse_fraction("0.5").unwrap() - 0.5).abs() < 1e-9);
     assert!(pgd::parse_fraction("x/2").is_err());
     assert!(pgd::parse_fraction("1/0").is_err());
+}
+
+/// How many pixels of two images differ (by more than float noise).
+fn differing(a: &[f32], b: &[f32]) -> usize {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .filter(|(p, q)| (*p - *q).abs() > 1e-6)
+        .count()
 }

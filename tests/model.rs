@@ -409,32 +409,17 @@ fn fused_network_loss_gradient_matches_pytorch() {
             &format!("{} fused logits", c.name),
         );
 
-        let (loss, grad) = net.loss_and_grad(&tensor_f32(&x), dims, &labels).unwrap();
-        assert!(
-            (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
-            "{}: fused loss {loss} vs PyTorch {want_loss}",
-            c.name
-        );
-        assert_close_scaled(
-            &grad,
-            &want_grad,
-            1e-4,
-            &format!("{} fused gradient", c.name),
-        );
-
         let y = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
-        let (loss, grad) = autograd_loss_grad(&m, &x, &y);
-        assert!(
-            (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
-            "{}: autograd loss {loss} vs PyTorch {want_loss}",
-            c.name
-        );
-        assert_close_scaled(
-            &grad,
-            &want_grad,
-            1e-4,
-            &format!("{} autograd gradient", c.name),
-        );
+        let fused = net.loss_and_grad(&tensor_f32(&x), dims, &labels).unwrap();
+        let graph = autograd_loss_grad(&m, &x, &y);
+        for (path, (loss, grad)) in [("fused", fused), ("autograd", graph)] {
+            let what = format!("{} {path}", c.name);
+            assert!(
+                (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+                "{what}: loss {loss} vs PyTorch {want_loss}"
+            );
+            assert_close_scaled(&grad, &want_grad, 1e-4, &format!("{what} gradient"));
+        }
     }
 }
 

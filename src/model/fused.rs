@@ -82,33 +82,25 @@ impl FConv {
     fn forward(&self, x: &[f32], g: &Geom, col: &mut Vec<f32>) -> Vec<f32> {
         let (k, n) = (g.k(), g.b * g.out_plane());
         let mut y = vec![0f32; self.o * n];
-        if g.pointwise() {
-            gemm(
-                (g.o, n, k),
-                &mut y,
-                (n, 1),
-                false,
-                &self.w,
-                (k, 1),
-                x,
-                (n, 1),
-                SEQ,
-            );
+        // A 1x1 stride-1 convolution's input is its own im2col matrix.
+        let cols: &[f32] = if g.pointwise() {
+            x
         } else {
             let col = buf(col, k * n);
             im2col_cnhw(x, g, col);
-            gemm(
-                (g.o, n, k),
-                &mut y,
-                (n, 1),
-                false,
-                &self.w,
-                (k, 1),
-                col,
-                (n, 1),
-                SEQ,
-            );
-        }
+            col
+        };
+        gemm(
+            (g.o, n, k),
+            &mut y,
+            (n, 1),
+            false,
+            &self.w,
+            (k, 1),
+            cols,
+            (n, 1),
+            SEQ,
+        );
         y
     }
 
