@@ -71,12 +71,10 @@ pub fn features_with(
 ) -> Result<Option<Vec<f32>>> {
     let l = set.image_len();
     let n = images.len() / l;
-    let mut out = Vec::new();
-    let mut s = 0;
-    let mut batch = batch.max(1);
-    while s < n {
-        let e = (s + batch).min(n);
-        let run = || -> Result<Vec<f32>> {
+    in_batches(
+        n,
+        batch,
+        |s, e| {
             let x = Tensor::from_slice(
                 &images[s * l..e * l],
                 (e - s, set.channels, set.height, set.width),
@@ -87,9 +85,26 @@ pub fn features_with(
                 .to_device(&Device::Cpu)?
                 .flatten_all()?
                 .to_vec1::<f32>()?)
-        };
-        match run() {
-            Ok(f) => out.extend(f),
+        },
+        obs,
+    )
+}
+
+/// Runs `run(start, end)` over `0..n` in batches and appends what it returns.
+/// A device out-of-memory error halves the batch and retries it; after each
+/// batch `obs(results so far, done, n)` may stop the work (then `None`).
+fn in_batches<T>(
+    n: usize,
+    batch: usize,
+    mut run: impl FnMut(usize, usize) -> Result<Vec<T>>,
+    mut obs: impl FnMut(&[T], usize, usize) -> bool,
+) -> Result<Option<Vec<T>>> {
+    let mut out = Vec::new();
+    let (mut s, mut batch) = (0, batch.max(1));
+    while s < n {
+        let e = (s + batch).min(n);
+        match run(s, e) {
+            Ok(v) => out.extend(v),
             Err(err) if is_oom(&err) && batch > 1 => {
                 batch /= 2;
                 eprintln!("notice: device out of memory; retrying with batch {batch}");
@@ -260,13 +275,10 @@ pub fn pgd_accuracy(
     batch: usize,
     obs: Observer,
 ) -> Result<Option<PgdRow>> {
-    let n = set.len();
-    let mut preds = Vec::with_capacity(n);
-    let mut s = 0;
-    let mut batch = batch.max(1);
-    while s < n {
-        let e = (s + batch).min(n);
-        let run = || -> Result<Vec<u32>> {
+    let preds = in_batches(
+        set.len(),
+        batch,
+        |s, e| {
             let x = set.batch(s, e, &model.device)?;
             let y = set.batch_labels(s, e, &model.device)?;
             let c = pgd::PgdConfig {
@@ -275,21 +287,12 @@ pub fn pgd_accuracy(
             };
             let out = pgd::pgd(model, &x, &y, &c)?;
             Ok(accuracy::predictions(&model.logits(&out.x_adv)?)?)
-        };
-        match run() {
-            Ok(p) => preds.extend(p),
-            Err(err) if is_oom(&err) && batch > 1 => {
-                batch /= 2;
-                eprintln!("notice: device out of memory; retrying with batch {batch}");
-                continue;
-            }
-            Err(err) => return Err(err),
-        }
-        s = e;
-        if !obs(s, n) {
-            return Ok(None);
-        }
-    }
+        },
+        |_, done, n| obs(done, n),
+    )?;
+    let Some(preds) = preds else {
+        return Ok(None);
+    };
     Ok(Some(PgdRow {
         eps: cfg.eps as f64,
         step: cfg.step as f64,
