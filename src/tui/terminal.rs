@@ -239,8 +239,8 @@ pub fn wait(tty: &Tty, wake: &Wake, timeout: Duration) -> io::Result<Ready> {
         return Ok(Ready::Gone);
     }
     Ok(Ready::Ready {
-        input: fds[0].revents & sys::POLLIN != 0,
-        woken: fds[1].revents != 0,
+        input: fds[0].revents() & sys::POLLIN != 0,
+        woken: fds[1].revents() != 0,
     })
 }
 
@@ -267,47 +267,32 @@ pub fn watchdog(tty: &Tty, grace: Duration) {
         });
 }
 
-/// poll(2), declared here rather than through a libc dependency. The
-/// constants are POSIX's values on Linux and macOS.
+/// poll(2) through the `libc` crate, with the few pieces the loop needs.
 mod sys {
     use std::ffi::{c_int, c_short};
     use std::io;
     use std::time::Duration;
 
-    pub const POLLIN: c_short = 0x1;
-    const POLLERR: c_short = 0x8;
-    const POLLHUP: c_short = 0x10;
-    const POLLNVAL: c_short = 0x20;
+    pub const POLLIN: c_short = libc::POLLIN;
 
-    #[repr(C)]
-    pub struct PollFd {
-        fd: c_int,
-        events: c_short,
-        pub revents: c_short,
-    }
+    #[repr(transparent)]
+    pub struct PollFd(libc::pollfd);
 
     impl PollFd {
         pub fn new(fd: c_int, events: c_short) -> PollFd {
-            PollFd {
+            PollFd(libc::pollfd {
                 fd,
                 events,
                 revents: 0,
-            }
+            })
+        }
+        pub fn revents(&self) -> c_short {
+            self.0.revents
         }
         /// Hung up, in error, or not a valid descriptor.
         pub fn gone(&self) -> bool {
-            self.revents & (POLLERR | POLLHUP | POLLNVAL) != 0
+            self.0.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
         }
-    }
-
-    #[cfg(target_os = "linux")]
-    type Nfds = std::ffi::c_ulong;
-    #[cfg(not(target_os = "linux"))]
-    type Nfds = std::ffi::c_uint;
-
-    extern "C" {
-        #[link_name = "poll"]
-        fn c_poll(fds: *mut PollFd, nfds: Nfds, timeout: c_int) -> c_int;
     }
 
     /// Number of descriptors with events; `None`: no timeout.
@@ -317,9 +302,15 @@ mod sys {
             // Rounded up, so that a short wait does not become a busy loop.
             Some(t) => t.as_micros().div_ceil(1000).min(c_int::MAX as u128) as c_int,
         };
-        // SAFETY: `fds` is a valid, exclusively borrowed array of `pollfd`
-        // (same layout) of the length passed.
-        let n = unsafe { c_poll(fds.as_mut_ptr(), fds.len() as Nfds, ms) };
+        // SAFETY: `PollFd` is a transparent `pollfd`, so `fds` is a valid,
+        // exclusively borrowed array of `pollfd` of the length passed.
+        let n = unsafe {
+            libc::poll(
+                fds.as_mut_ptr().cast::<libc::pollfd>(),
+                fds.len() as libc::nfds_t,
+                ms,
+            )
+        };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
