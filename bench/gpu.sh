@@ -4,8 +4,8 @@
 # resnet18 (cifar stem, width 64, 100 classes) logits at batch 256; forward+backward
 # w.r.t. the input (one PGD step; PGD-10 = 10 of them + 1 forward); k* for
 # 10,000 x 100 and 50,000 x 1,000 features (semcon: the whole `semcon kstar`
-# process incl. reading the file and CUDA start-up; PyTorch: torch.cdist blocks,
-# in memory). Prints semcon/PyTorch ratios (> 1 = semcon faster).
+# process incl. reading the file and CUDA start-up, and its in-process search
+# time as it reports it; PyTorch: torch.cdist blocks, in memory). Prints semcon/PyTorch ratios (> 1 = semcon faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEMCON=${SEMCON:-.gpu/bin/semcon}
@@ -38,7 +38,8 @@ x = (rng.normal(size=(c, d))[y] * 2 + rng.normal(size=(n, d))).astype(np.float32
 np.savez(out, features=x, labels=y.astype(np.int64))
 PYEOF
   "$SEMCON" kstar --features "$T/f.npz" --device cuda --format json >/dev/null  # warm-up (JIT cache)
-  t0=$(date +%s.%N); "$SEMCON" kstar --features "$T/f.npz" --device cuda --out "$T/k.npy" --format json >/dev/null; t1=$(date +%s.%N)
+  t0=$(date +%s.%N); "$SEMCON" kstar --features "$T/f.npz" --device cuda --out "$T/k.npy" --format json >/dev/null 2>"$T/err"; t1=$(date +%s.%N)
+  grep "k\* search" "$T/err" || true   # the search alone, in process
   P=$("$PY" bench/kstar_torch.py "$T/f.npz")
   "$PY" - "$t0" "$t1" "$P" "$T/k.npy" "$T/f.npz.torch_k.npy" "$1" "$2" <<'PYEOF'
 import json, sys, numpy as np

@@ -454,7 +454,17 @@ fn cmd_kstar(a: &KstarArgs) -> Result<()> {
     };
     let device = crate::device::select(&a.device)?;
     let f = kstar::read_features(&a.features, a.labels.as_deref())?;
+    let t = std::time::Instant::now();
     let k = f.kstar(metric, &device)?;
+    // The search alone (no file reading or device start-up), for benchmarks.
+    eprintln!(
+        "k* search: {} samples x {} features, {}, {}: {:.3} s",
+        f.len(),
+        f.dim,
+        metric.name(),
+        crate::device::describe(&device),
+        t.elapsed().as_secs_f64()
+    );
     let th = kstar::Thresholds {
         fractured: a.fractured_above,
         clustered: a.clustered_below,
