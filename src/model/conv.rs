@@ -568,17 +568,43 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<
     }
 }
 
-/// Dispatches on the dtype of two storages.
-fn with_dtype<F32, F64>(s1: &CpuStorage, f32_: F32, f64_: F64) -> Result<CpuStorage>
-where
-    F32: FnOnce() -> Result<Vec<f32>>,
-    F64: FnOnce() -> Result<Vec<f64>>,
-{
+/// A CPU kernel of this module on both dtypes: (first, second, shapes) -> output.
+type Kernel<T> = fn(&[T], &[T], &Geom) -> Vec<T>;
+
+/// Runs a kernel on two contiguous storages of the same dtype (`what` names
+/// them in errors).
+fn run_kernel(
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    what: (&str, &str),
+    g: &Geom,
+    (k32, k64): (Kernel<f32>, Kernel<f64>),
+) -> Result<CpuStorage> {
     match s1 {
-        CpuStorage::F32(_) => Ok(CpuStorage::F32(f32_()?)),
-        CpuStorage::F64(_) => Ok(CpuStorage::F64(f64_()?)),
+        CpuStorage::F32(_) => Ok(CpuStorage::F32(k32(
+            slice(s1, l1, what.0)?,
+            slice(s2, l2, what.1)?,
+            g,
+        ))),
+        CpuStorage::F64(_) => Ok(CpuStorage::F64(k64(
+            slice(s1, l1, what.0)?,
+            slice(s2, l2, what.1)?,
+            g,
+        ))),
         s => candle_core::bail!("conv2d: unsupported dtype {:?} on the CPU path", s.dtype()),
     }
+}
+
+/// The shape check of the backward kernels.
+fn expect_shapes(l1: &Layout, l2: &Layout, want: (Shape, Shape)) -> Result<()> {
+    if l1.shape() != &want.0 || l2.shape() != &want.1 {
+        candle_core::bail!(
+            "conv2d backward: unexpected shapes {:?} {:?}",
+            l1.dims(),
+            l2.dims()
+        )
+    }
+    Ok(())
 }
 
 struct ConvFwd {
@@ -599,22 +625,12 @@ impl CustomOp2 for ConvFwd {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let out = with_dtype(
-            s1,
-            || {
-                Ok(forward::<f32>(
-                    slice(s1, l1, "input")?,
-                    slice(s2, l2, "weight")?,
-                    &g,
-                ))
-            },
-            || {
-                Ok(forward::<f64>(
-                    slice(s1, l1, "input")?,
-                    slice(s2, l2, "weight")?,
-                    &g,
-                ))
-            },
+        let out = run_kernel(
+            (s1, l1),
+            (s2, l2),
+            ("input", "weight"),
+            &g,
+            (forward::<f32>, forward::<f64>),
         )?;
         Ok((out, g.y_shape()))
     }
@@ -658,29 +674,13 @@ impl CustomOp2 for ConvGradInput {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        if l1.shape() != &g.y_shape() || l2.shape() != &g.w_shape() {
-            candle_core::bail!(
-                "conv2d backward: unexpected shapes {:?} {:?}",
-                l1.dims(),
-                l2.dims()
-            )
-        }
-        let out = with_dtype(
-            s1,
-            || {
-                Ok(grad_input::<f32>(
-                    slice(s1, l1, "gradient")?,
-                    slice(s2, l2, "weight")?,
-                    g,
-                ))
-            },
-            || {
-                Ok(grad_input::<f64>(
-                    slice(s1, l1, "gradient")?,
-                    slice(s2, l2, "weight")?,
-                    g,
-                ))
-            },
+        expect_shapes(l1, l2, (g.y_shape(), g.w_shape()))?;
+        let out = run_kernel(
+            (s1, l1),
+            (s2, l2),
+            ("gradient", "weight"),
+            g,
+            (grad_input::<f32>, grad_input::<f64>),
         )?;
         Ok((out, g.x_shape()))
     }
@@ -702,29 +702,13 @@ impl CustomOp2 for ConvGradWeight {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = &self.0;
-        if l1.shape() != &g.x_shape() || l2.shape() != &g.y_shape() {
-            candle_core::bail!(
-                "conv2d backward: unexpected shapes {:?} {:?}",
-                l1.dims(),
-                l2.dims()
-            )
-        }
-        let out = with_dtype(
-            s1,
-            || {
-                Ok(grad_weight::<f32>(
-                    slice(s1, l1, "input")?,
-                    slice(s2, l2, "gradient")?,
-                    g,
-                ))
-            },
-            || {
-                Ok(grad_weight::<f64>(
-                    slice(s1, l1, "input")?,
-                    slice(s2, l2, "gradient")?,
-                    g,
-                ))
-            },
+        expect_shapes(l1, l2, (g.x_shape(), g.y_shape()))?;
+        let out = run_kernel(
+            (s1, l1),
+            (s2, l2),
+            ("input", "gradient"),
+            g,
+            (grad_weight::<f32>, grad_weight::<f64>),
         )?;
         Ok((out, g.w_shape()))
     }
