@@ -200,9 +200,8 @@ pub fn max_rel_diff(got: &[f32], want: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Every `|got - want| <= tol * max(1, |want|)` (and no NaN).
 #[track_caller]
-pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+fn assert_same_len(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(
         got.len(),
         want.len(),
@@ -210,6 +209,12 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
         got.len(),
         want.len()
     );
+}
+
+/// Every `|got - want| <= tol * max(1, |want|)` (and no NaN).
+#[track_caller]
+pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_same_len(got, want, what);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
             (g - w).abs() <= tol * w.abs().max(1.0),
@@ -222,13 +227,7 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
 /// Bitwise-equal float arrays (values as numpy computes them).
 #[track_caller]
 pub fn assert_exact(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: {} values, expected {}",
-        got.len(),
-        want.len()
-    );
+    assert_same_len(got, want, what);
     if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
         let n = (0..got.len())
             .filter(|&i| got[i].to_bits() != want[i].to_bits())
