@@ -217,12 +217,9 @@ thread_local! {
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An activation kept for the backward pass: `[c, nb*h*w]` after ReLU.
-struct Act {
-    data: Vec<f32>,
-    h: usize,
-    w: usize,
-}
+/// An activation kept for the backward pass: `[c, nb*h*w]` after ReLU
+/// (its geometry is in the convolutions' `Geom`s).
+type Act = Vec<f32>;
 
 /// What a chunk gives back.
 struct ChunkOut {
@@ -354,11 +351,7 @@ impl FusedNet {
         if self.maxpool {
             let (p, idx, oh, ow) = max_pool(&y, self.stem.o, nb, hh, ww);
             if grad {
-                acts.push(Act {
-                    data: y,
-                    h: hh,
-                    w: ww,
-                });
+                acts.push(y);
             }
             pool_idx = idx;
             (y, hh, ww) = (p, oh, ow);
@@ -366,16 +359,12 @@ impl FusedNet {
         // `y` is the current activation; each block pushes its input and middles.
         let mut geoms: Vec<Vec<Geom>> = Vec::with_capacity(self.blocks.len());
         for (bi, blk) in self.blocks.iter().enumerate() {
-            let input = Act {
-                data: y,
-                h: hh,
-                w: ww,
-            };
+            let input = y;
             let mut gv = Vec::with_capacity(blk.convs.len() + 1);
             let shortcut = match &blk.down {
                 Some(d) => {
                     let g = d.geom(nb, hh, ww)?;
-                    let mut s = d.forward(&input.data, &g, col);
+                    let mut s = d.forward(&input, &g, col);
                     d.epilogue(&mut s, None, false);
                     gv.push(g);
                     Some(s)
@@ -388,10 +377,10 @@ impl FusedNet {
             let mut mids: Vec<Act> = Vec::new();
             for (i, cv) in blk.convs.iter().enumerate() {
                 let g = cv.geom(nb, ch, cw)?;
-                let src = cur.as_deref().unwrap_or(&input.data);
+                let src = cur.as_deref().unwrap_or(&input);
                 let mut out = cv.forward(src, &g, col);
                 if i == last {
-                    let res = shortcut.as_deref().unwrap_or(&input.data);
+                    let res = shortcut.as_deref().unwrap_or(&input);
                     if res.len() != out.len() {
                         candle_core::bail!("fused forward: residual shape mismatch")
                     }
@@ -400,11 +389,7 @@ impl FusedNet {
                     cv.epilogue(&mut out, None, true);
                 }
                 if let Some(prev) = cur.take() {
-                    mids.push(Act {
-                        data: prev,
-                        h: ch,
-                        w: cw,
-                    });
+                    mids.push(prev);
                 }
                 cur = Some(out);
                 (ch, cw) = (g.oh, g.ow);
@@ -418,7 +403,7 @@ impl FusedNet {
             (hh, ww) = (ch, cw);
             geoms.push(gv);
             let stage_ends = self.blocks.get(bi + 1).is_none_or(|n| n.stage != blk.stage);
-            if stage_ends && tap == Tap::Layer(blk.stage) && labels.is_none() {
+            if stage_ends && tap == Tap::Layer(blk.stage) && !grad {
                 let c = y.len() / (nb * hh * ww).max(1);
                 return Ok(features(avg_pool(&y, c, nb, hh * ww)));
             }
@@ -430,7 +415,7 @@ impl FusedNet {
             candle_core::bail!("fused forward: features do not fit fc")
         }
         let pooled = avg_pool(&y, d, nb, lpl);
-        if tap == Tap::Penultimate && labels.is_none() {
+        if tap == Tap::Penultimate && !grad {
             return Ok(features(pooled));
         }
         let k = self.classes();
@@ -480,7 +465,7 @@ impl FusedNet {
             let mids: Vec<Act> = acts.split_off(acts.len() - (nconv - 1));
             let input = acts.pop().expect("block input kept");
             let gc = &gv[gv.len() - nconv..];
-            let mut dx = vec![0f32; input.data.len()];
+            let mut dx = vec![0f32; input.len()];
             match &blk.down {
                 Some(dn) => dn.backward(&g, &gv[0], &mut dx, false, col),
                 None => dx.copy_from_slice(&g),
@@ -490,25 +475,23 @@ impl FusedNet {
                     blk.convs[0].backward(&g, &gc[0], &mut dx, true, col);
                 } else {
                     let m = &mids[i - 1];
-                    let mut gi = vec![0f32; m.data.len()];
+                    let mut gi = vec![0f32; m.len()];
                     blk.convs[i].backward(&g, &gc[i], &mut gi, false, col);
-                    mask(&mut gi, &m.data);
+                    mask(&mut gi, &m);
                     g = gi;
                 }
             }
             g = dx;
-            out_act = input.data;
-            debug_assert!(input.h * input.w > 0);
+            out_act = input;
         }
         if self.maxpool {
             let pre = acts.pop().expect("stem output kept");
-            let mut gp = vec![0f32; pre.data.len()];
+            let mut gp = vec![0f32; pre.len()];
             for (&j, &v) in pool_idx.iter().zip(&g) {
                 gp[j as usize] += v;
             }
             g = gp;
-            out_act = pre.data;
-            debug_assert!(pre.h * pre.w > 0);
+            out_act = pre;
         }
         mask(&mut g, &out_act);
         let mut da0 = vec![0f32; a0.len()];
