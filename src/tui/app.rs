@@ -300,6 +300,11 @@ impl App {
         }
     }
 
+    /// Whether `key` has its final result (not only a partial one).
+    pub fn is_final(&self, key: &JobKey) -> bool {
+        self.results.contains_key(key)
+    }
+
     /// What a table cell for `key` shows.
     pub fn state(&self, key: &JobKey) -> JobState<'_> {
         if let Some(r) = self.results.get(key) {

@@ -377,7 +377,7 @@ fn render_accuracy(f: &mut Frame, app: &App, area: Rect) {
                 kind,
                 level,
             };
-            let finished = app.results.contains_key(&clean_key) && app.results.contains_key(&key);
+            let finished = app.is_final(&clean_key) && app.is_final(&key);
             let delta = match (clean, app.perturb(m, kind, level)) {
                 (Some(c), Some(p)) if finished => format!("{:+.1}", (p.accuracy - c) * 100.0),
                 _ => String::new(),
@@ -446,10 +446,7 @@ fn render_ds(f: &mut Frame, app: &App, area: Rect) {
                 level,
             };
             // Final rows only: the histogram below shows a running job's DS so far.
-            match app
-                .perturb(m, kind, level)
-                .filter(|_| app.results.contains_key(&key))
-            {
+            match app.perturb(m, kind, level).filter(|_| app.is_final(&key)) {
                 Some(r) => {
                     cells.push(Cell::from(num(r.ds_median)));
                     cells.push(Cell::from(pct(r.discontinuity_rate)));
@@ -507,7 +504,7 @@ fn render_ds(f: &mut Frame, app: &App, area: Rect) {
     };
     let n = h.counts.iter().sum::<u64>();
     // A running job's histogram says so first (a long line is cut at the end).
-    let text = if app.results.contains_key(&key) {
+    let text = if app.is_final(&key) {
         format!(
             "DS histogram · {} · {name} · mean {} · n {n}",
             app.label(kind, level),
