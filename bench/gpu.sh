@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # semcon (CUDA build) beside PyTorch on the same GPU, in one command:
 #   SEMCON=.gpu/bin/semcon bench/gpu.sh
-# resnet18 (cifar stem, width 64, 100 classes) logits at batch 256; forward+backward
+# resnet18 (cifar stem, width 64, 100 classes) logits at batch 256, strict fp32 and
+# TF32 on both sides (PyTorch's default allows TF32 in cuDNN convolutions); forward+backward
 # w.r.t. the input (one PGD step; PGD-10 = 10 of them + 1 forward); k* for
 # 10,000 x 100 and 50,000 x 1,000 features (semcon: the whole `semcon kstar`
 # process incl. reading the file and CUDA start-up, and its in-process search
@@ -11,20 +12,25 @@ cd "$(dirname "$0")/.."
 SEMCON=${SEMCON:-.gpu/bin/semcon}
 PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
-S=$("$SEMCON" bench --device cuda --batch 256 --warmup 3 --iters 20 --backward --json)
+B=(bench --device cuda --batch 256 --warmup 3 --iters 20 --backward --json)
+S=$("$SEMCON" "${B[@]}")                        # cuDNN network, strict fp32
+ST=$(SEMCON_TF32=1 "$SEMCON" "${B[@]}")         # cuDNN network, TF32 allowed
+SG=$(SEMCON_NO_FUSED=1 "$SEMCON" "${B[@]}")     # candle's graph + autograd (for reference)
 P=$("$PY" bench/infer_torch.py --device cuda --batch 256 --warmup 3 --iters 20 --backward --json)
 PT=$("$PY" bench/infer_torch.py --device cuda --batch 256 --warmup 3 --iters 20 --backward --json --tf32)
-echo "semcon:            $S"
+echo "semcon fp32:       $S"
+echo "semcon tf32:       $ST"
+echo "semcon graph:      $SG"
 echo "pytorch fp32:      $P"
 echo "pytorch tf32:      $PT"
-"$PY" - "$S" "$P" "$PT" <<'PYEOF'
+"$PY" - "$S" "$ST" "$SG" "$P" "$PT" <<'PYEOF'
 import json, sys
-s, p, pt = (json.loads(v) for v in sys.argv[1:4])
+s, st, sg, p, pt = (json.loads(v) for v in sys.argv[1:6])
+ips = lambda r, key: r["batch"] / r[f"{key}_s"]
 for key, name in (("forward", "inference"), ("fwd_bwd", "PGD step (fwd+bwd)")):
-    a = s["batch"] / s[f"{key}_s"]
-    b = p["batch"] / p[f"{key}_s"]
-    c = pt["batch"] / pt[f"{key}_s"]
-    print(f"{name:20s} images/s: semcon {a:9.0f} | pytorch fp32 {b:9.0f} ({a / b:.2f}x) | pytorch default tf32 {c:9.0f} ({a / c:.2f}x)")
+    a, at, ag, b, c = (ips(r, key) for r in (s, st, sg, p, pt))
+    print(f"{name:20s} images/s: semcon fp32 {a:9.0f} vs pytorch fp32 {b:9.0f}: {a / b:.2f}x | "
+          f"semcon tf32 {at:9.0f} vs pytorch default (tf32) {c:9.0f}: {at / c:.2f}x | candle graph {ag:8.0f}")
 PYEOF
 T=$(mktemp -d)
 for spec in "10000 100 100" "50000 1000 100"; do

@@ -551,9 +551,9 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         }
         Ok((t0.elapsed().as_secs_f64() / n, (cpu() - c0) / n))
     };
-    // What `eval`, `attack` and the TUI run: on the CPU the fused network
-    // (built once, as a loaded checkpoint keeps it), elsewhere (or with
-    // SEMCON_NO_FUSED set) candle's graph and autograd.
+    // What `eval`, `attack` and the TUI run: on the CPU the fused network,
+    // on a GPU (cudnn builds) the cuDNN network, both built once as for a
+    // loaded checkpoint; with SEMCON_NO_FUSED set, candle's graph and autograd.
     let c = cfg.in_channels;
     let model = crate::model::Model::from_net(
         net.clone(),
@@ -561,36 +561,18 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         vec![0.0; c],
         vec![1.0; c],
         &device,
-    )?;
-    let fused = model.fused()?;
-    let (xv, yv, dims) = (
-        x.flatten_all()?.to_vec1::<f32>()?,
-        y.to_vec1::<u32>()?,
-        x.dims4()?,
-    );
+    )?
+    .with_frozen_weights();
+    let path = model.path_name()?;
     let fwd = time(&|| {
-        match &fused {
-            Some(f) => {
-                f.logits(&xv, dims)?;
-            }
-            None => {
-                net.forward_t(&x, false)?.sum_all()?.to_scalar::<f32>()?;
-            }
-        }
+        model.logits(&x)?.sum_all()?.to_scalar::<f32>()?;
         Ok(())
     })?;
-    let bwd = if let (true, Some(f)) = (a.backward, &fused) {
+    let bwd = if a.backward {
         Some(time(&|| {
-            f.loss_and_grad(&xv, dims, &yv)?;
-            Ok(())
-        })?)
-    } else if a.backward {
-        Some(time(&|| {
-            let xv = candle_core::Var::from_tensor(&x)?;
-            let loss = candle_nn::loss::cross_entropy(&net.forward_t(xv.as_tensor(), false)?, &y)?;
-            let g = loss.backward()?;
-            g.get(xv.as_tensor())
-                .context("no input gradient")?
+            model
+                .loss_and_input_grad(&x, &y)?
+                .1
                 .sum_all()?
                 .to_scalar::<f32>()?;
             Ok(())
@@ -602,7 +584,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     if a.json {
         let mut j = serde_json::json!({"arch": a.arch, "width": a.width, "classes": a.classes, "size": a.size,
             "batch": a.batch, "iters": a.iters, "threads": threads, "device": a.device,
-            "path": if fused.is_some() { "fused" } else { "graph" },
+            "path": path,
             "forward_s": fwd.0, "forward_cpu_s": fwd.1, "forward_images_per_s": ips(fwd.0)});
         if let Some(b) = bwd {
             j["fwd_bwd_s"] = b.0.into();
@@ -621,7 +603,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
             a.batch,
             threads,
             device,
-            if fused.is_some() { "fused" } else { "graph" }
+            path
         );
         let line = |what: &str, (w, c): (f64, f64)| {
             println!(

@@ -67,6 +67,17 @@ fn start_noise(cfg: &PgdConfig, b: usize, per: usize) -> Vec<f32> {
     out
 }
 
+/// x_0: `x`, or `x` plus the seeded uniform start, clipped to [0,1].
+fn start(x: &Tensor, cfg: &PgdConfig) -> Result<Tensor> {
+    if !cfg.random_start {
+        return Ok(x.clone());
+    }
+    let b = x.dim(0)?;
+    let noise = start_noise(cfg, b, x.elem_count() / b.max(1));
+    let noise = Tensor::from_vec(noise, x.shape(), x.device())?;
+    (x + noise)?.clamp(0f32, 1f32)
+}
+
 /// The result of attacking one batch.
 pub struct PgdOutput {
     pub x_adv: Tensor,
@@ -85,14 +96,7 @@ pub fn pgd_with(
     let x = x.detach();
     let lo = (&x - cfg.eps as f64)?;
     let hi = (&x + cfg.eps as f64)?;
-    let mut xt = if cfg.random_start {
-        let b = x.dim(0)?;
-        let noise = start_noise(cfg, b, x.elem_count() / b.max(1));
-        let noise = Tensor::from_vec(noise, x.shape(), x.device())?;
-        (&x + noise)?.clamp(0f32, 1f32)?
-    } else {
-        x.clone()
-    };
+    let mut xt = start(&x, cfg)?;
     let mut losses = Vec::with_capacity(cfg.iters);
     for _ in 0..cfg.iters {
         let v = Var::from_tensor(&xt)?;
@@ -116,6 +120,10 @@ pub fn pgd(model: &Model, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> crate::Res
     model.check_input(c, h, w)?;
     if let Some(net) = model.fused()? {
         return Ok(pgd_fused(&net, x, y, cfg)?);
+    }
+    #[cfg(feature = "cudnn")]
+    if let Some(net) = model.gpu()? {
+        return pgd_gpu(model, &net, x, y, cfg);
     }
     Ok(pgd_with(x, y, cfg, |xi| {
         model.logits(xi).map_err(to_candle)
@@ -157,6 +165,36 @@ pub fn pgd_fused(net: &FusedNet, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> Res
         x_adv: Tensor::from_vec(xt, dims, x.device())?,
         losses,
     })
+}
+
+/// [`pgd_with`] with the cuDNN network's gradient (same iterates up to float
+/// rounding); the losses are read back once, after the last step.
+#[cfg(feature = "cudnn")]
+fn pgd_gpu(
+    model: &Model,
+    net: &crate::model::gpu::GpuNet,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &PgdConfig,
+) -> crate::Result<PgdOutput> {
+    let x = x.detach();
+    let onehot = model.one_hot(y)?;
+    let lo = (&x - cfg.eps as f64)?;
+    let hi = (&x + cfg.eps as f64)?;
+    let mut xt = start(&x, cfg)?;
+    let mut losses = Vec::with_capacity(cfg.iters);
+    for _ in 0..cfg.iters {
+        let (loss, g) = model.gpu_loss_and_grad(net, &xt, &onehot)?;
+        losses.push(loss);
+        let stepped = (&xt + (g.sign()? * cfg.step as f64)?)?;
+        xt = stepped.maximum(&lo)?.minimum(&hi)?.clamp(0f32, 1f32)?;
+    }
+    let losses = if losses.is_empty() {
+        Vec::new()
+    } else {
+        Tensor::stack(&losses, 0)?.to_vec1::<f32>()?
+    };
+    Ok(PgdOutput { x_adv: xt, losses })
 }
 
 pub(crate) fn to_candle(e: crate::Error) -> candle_core::Error {

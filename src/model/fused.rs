@@ -28,16 +28,16 @@ use std::cell::RefCell;
 #[derive(Clone, Debug)]
 pub struct FConv {
     /// `[O, C*KH*KW]`.
-    w: Vec<f32>,
+    pub(crate) w: Vec<f32>,
     /// The flipped, transposed kernel `[C, O*KH*KW]` (stride-1 backward).
     wt: Vec<f32>,
-    b: Vec<f32>,
-    o: usize,
-    c: usize,
-    kh: usize,
-    kw: usize,
-    s: usize,
-    p: usize,
+    pub(crate) b: Vec<f32>,
+    pub(crate) o: usize,
+    pub(crate) c: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) s: usize,
+    pub(crate) p: usize,
 }
 
 impl FConv {

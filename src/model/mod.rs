@@ -4,6 +4,8 @@
 pub mod checkpoint;
 pub mod conv;
 pub mod fused;
+#[cfg(feature = "cudnn")]
+pub mod gpu;
 pub mod resnet;
 
 pub use resnet::{ResNet, ResNetConfig, Stem, Tap};
@@ -44,6 +46,9 @@ pub struct Model {
     /// change (loaded from a file); `None`: rebuilt per call (training shares
     /// its variables with the model).
     fused_cache: Option<Arc<OnceLock<Option<Arc<fused::FusedNet>>>>>,
+    /// The same for the cuDNN network on a GPU (`cudnn` builds).
+    #[cfg(feature = "cudnn")]
+    gpu_cache: Option<Arc<OnceLock<Option<Arc<gpu::GpuNet>>>>>,
 }
 
 impl Model {
@@ -96,6 +101,8 @@ impl Model {
             std_t,
             device: device.clone(),
             fused_cache: None,
+            #[cfg(feature = "cudnn")]
+            gpu_cache: None,
         })
     }
 
@@ -148,6 +155,123 @@ impl Model {
         Ok(v)
     }
 
+    /// Declares that the weights will not change (a loaded checkpoint, a
+    /// benchmark), so the fused CPU network and the GPU network are built once
+    /// and kept. Models sharing their variables with training must not be frozen.
+    pub fn with_frozen_weights(mut self) -> Model {
+        self.fused_cache = Some(Default::default());
+        #[cfg(feature = "cudnn")]
+        {
+            self.gpu_cache = Some(Default::default());
+        }
+        self
+    }
+
+    /// The cuDNN network for a GPU model with frozen f32 weights (`cudnn`
+    /// builds; `SEMCON_NO_FUSED` selects candle's graph instead).
+    #[cfg(feature = "cudnn")]
+    pub fn gpu(&self) -> Result<Option<Arc<gpu::GpuNet>>> {
+        let (Device::Cuda(dev), Some(cache)) = (&self.device, &self.gpu_cache) else {
+            return Ok(None);
+        };
+        if std::env::var_os("SEMCON_NO_FUSED").is_some() {
+            return Ok(None);
+        }
+        if let Some(v) = cache.get() {
+            return Ok(v.clone());
+        }
+        let v = match self.net.fused(&self.mean, &self.std)? {
+            Some(f) => Some(Arc::new(gpu::GpuNet::new(&f, dev)?)),
+            None => None,
+        };
+        let _ = cache.set(v.clone());
+        Ok(v)
+    }
+
+    /// Which implementation runs this model's inference and PGD: "fused"
+    /// (CPU), "cudnn" / "cudnn-tf32" (GPU) or "graph" (candle's graph).
+    pub fn path_name(&self) -> Result<&'static str> {
+        #[cfg(feature = "cudnn")]
+        if let Some(g) = self.gpu()? {
+            return Ok(g.math());
+        }
+        Ok(if self.fused()?.is_some() {
+            "fused"
+        } else {
+            "graph"
+        })
+    }
+
+    /// Mean cross-entropy and its gradient w.r.t. images `x` in [0,1]
+    /// (eval mode), by whichever path runs this model: the fused CPU network,
+    /// the cuDNN network, or candle's autograd.
+    pub fn loss_and_input_grad(&self, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, c, h, w) = x.dims4()?;
+        self.check_input(c, h, w)?;
+        let x = x.detach();
+        if let Some(net) = self.fused()? {
+            let labels = y.flatten_all()?.to_vec1::<u32>()?;
+            let (loss, g) =
+                net.loss_and_grad(&x.flatten_all()?.to_vec1::<f32>()?, (b, c, h, w), &labels)?;
+            return Ok((
+                Tensor::new(loss, &self.device)?,
+                Tensor::from_vec(g, (b, c, h, w), &self.device)?,
+            ));
+        }
+        #[cfg(feature = "cudnn")]
+        if let Some(g) = self.gpu()? {
+            let onehot = self.one_hot(y)?;
+            return self.gpu_loss_and_grad(&g, &x, &onehot);
+        }
+        let v = candle_core::Var::from_tensor(&x)?;
+        let loss = candle_nn::loss::cross_entropy(&self.logits(v.as_tensor())?, y)?;
+        let grads = loss.backward()?;
+        let g = grads
+            .get(v.as_tensor())
+            .ok_or_else(|| crate::invalid!("no input gradient"))?
+            .clone();
+        Ok((loss, g))
+    }
+
+    /// One-hot f32 labels `[N, K]` on the model's device; a label out of
+    /// range is an error.
+    pub fn one_hot(&self, y: &Tensor) -> Result<Tensor> {
+        let labels = y.flatten_all()?.to_vec1::<u32>()?;
+        let k = self.num_classes();
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+            return Err(crate::invalid!(
+                "label {bad} is out of range for model {} with {k} classes",
+                self.name
+            ));
+        }
+        let mut v = vec![0f32; labels.len() * k];
+        for (i, &l) in labels.iter().enumerate() {
+            v[i * k + l as usize] = 1.0;
+        }
+        Ok(Tensor::from_vec(v, (labels.len(), k), &self.device)?)
+    }
+
+    /// [`Model::loss_and_input_grad`] on the cuDNN network, labels one-hot:
+    /// the gradient is taken w.r.t. the normalised input and carried back
+    /// through the normalisation (and the gray-to-RGB replication).
+    #[cfg(feature = "cudnn")]
+    pub fn gpu_loss_and_grad(
+        &self,
+        net: &gpu::GpuNet,
+        x: &Tensor,
+        onehot: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let xp = self.prepare(x)?;
+        let (loss, gp) = net.loss_and_grad(&xp, onehot)?;
+        let g = gp.broadcast_div(&self.std_t)?;
+        let g = if x.dim(1)? == g.dim(1)? {
+            g
+        } else {
+            g.sum_keepdim(1)?
+        };
+        Ok((loss, g))
+    }
+
     /// Logits for images in [0,1] (eval mode).
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         self.features(x, Tap::Logits)
@@ -162,6 +286,13 @@ impl Model {
                 let v = net.features(&x.flatten_all()?.to_vec1::<f32>()?, (b, c, h, w), tap)?;
                 let d = v.len() / b;
                 return Ok(Tensor::from_vec(v, (b, d), &self.device)?);
+            }
+        }
+        #[cfg(feature = "cudnn")]
+        if b > 0 && x.dtype() == DType::F32 && !x.track_op() {
+            if let Some(net) = self.gpu()? {
+                let xp = self.prepare(x)?;
+                return Ok(net.features(&xp, tap)?);
             }
         }
         self.features_graph(x, tap)
@@ -200,8 +331,8 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
         .unwrap_or_else(|| vec![1.0; c]);
     let mut m = Model::from_net(net, path.to_path_buf(), mean, std, device)?;
     m.input_size = opts.input_size.or(sidecar.input_size.map(|[h, w]| (h, w)));
-    // Loaded weights never change: the fused form can be kept.
-    m.fused_cache = Some(Default::default());
+    // Loaded weights never change: the fused forms can be kept.
+    m = m.with_frozen_weights();
     m.class_names = opts.class_names.clone().or(sidecar.class_names.clone());
     if let Some(names) = &m.class_names {
         if names.len() != config.num_classes {

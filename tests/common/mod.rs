@@ -7,9 +7,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The crate root.
+/// The crate root (`SEMCON_TEST_ROOT` where a test binary runs on another
+/// machine, as the GPU tests do).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("SEMCON_TEST_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// `tests/fixtures/REL`.
