@@ -31,6 +31,8 @@
 //! classification live in [`report`].
 
 mod report;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod search;
 
 pub use report::{
@@ -39,7 +41,7 @@ pub use report::{
 };
 
 use crate::error::Result;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
 
@@ -142,6 +144,8 @@ impl Default for KstarOptions {
 /// float64 on the values as given.
 pub trait Element: Copy + Send + Sync + 'static + private::Sealed {
     fn to_f64(self) -> f64;
+    /// `n x dim` values as a tensor of this type on `device`.
+    fn upload(x: &[Self], n: usize, dim: usize, device: &Device) -> candle_core::Result<Tensor>;
 }
 
 impl Element for f32 {
@@ -149,12 +153,18 @@ impl Element for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn upload(x: &[Self], n: usize, dim: usize, device: &Device) -> candle_core::Result<Tensor> {
+        Tensor::from_slice(x, (n, dim), device)
+    }
 }
 
 impl Element for f64 {
     #[inline]
     fn to_f64(self) -> f64 {
         self
+    }
+    fn upload(x: &[Self], n: usize, dim: usize, device: &Device) -> candle_core::Result<Tensor> {
+        Tensor::from_slice(x, (n, dim), device)
     }
 }
 

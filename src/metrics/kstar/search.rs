@@ -25,7 +25,7 @@ impl<T: Element> Data<'_, T> {
     }
     /// The float64 distance between samples `i` and `j`, bit for bit as
     /// scipy's `cdist` computes it.
-    fn exact(&self, i: usize, j: usize) -> f64 {
+    pub(super) fn exact(&self, i: usize, j: usize) -> f64 {
         let (ni, nj) = match self.metric {
             Metric::Cosine => (self.norms[i], self.norms[j]),
             _ => (0.0, 0.0),
@@ -33,7 +33,7 @@ impl<T: Element> Data<'_, T> {
         pair(self.metric, self.row(i), self.row(j), ni, nj)
     }
     /// Number of samples of each label.
-    fn class_sizes(&self) -> HashMap<u32, u32> {
+    pub(super) fn class_sizes(&self) -> HashMap<u32, u32> {
         let mut m = HashMap::new();
         for &y in self.labels {
             *m.entry(y).or_insert(0u32) += 1;
@@ -163,20 +163,20 @@ const TILE_ELEMS: usize = 1 << 22;
 
 /// The float32 copy of the features the device works on, and the per-row
 /// size that scales the error bound.
-struct Prepared {
-    xs: Vec<f32>,
+pub(super) struct Prepared {
+    pub xs: Vec<f32>,
     /// Euclidean: squared norm; cityblock: L1 norm; chebyshev: L-inf norm
     /// (all of the centred, scaled float32 rows, in float64); cosine: 1.
-    size: Vec<f64>,
+    pub size: Vec<f64>,
     /// Factor from original to approximate units (a power of two).
-    scale: f64,
+    pub scale: f64,
 }
 
 /// Centres the columns (euclidean, cityblock, chebyshev: translation does
 /// not change distances but shrinks the float32 error of the norm
 /// expansion) and scales by a power of two so that the largest coordinate is
 /// in [0.5, 1) (exact; no float32 overflow or underflow); cosine: unit rows.
-fn prepare<T: Element>(d: &Data<T>) -> Prepared {
+pub(super) fn prepare<T: Element>(d: &Data<T>) -> Prepared {
     let (n, dim) = (d.n, d.dim);
     if d.metric == Metric::Cosine {
         let mut xs = Vec::with_capacity(n * dim);
@@ -190,30 +190,53 @@ fn prepare<T: Element>(d: &Data<T>) -> Prepared {
             scale: 1.0,
         };
     }
-    let mut mu = vec![0.0f64; dim];
-    for r in d.x.chunks_exact(dim) {
-        for (m, v) in mu.iter_mut().zip(r) {
-            *m += v.to_f64();
-        }
-    }
+    // Column means (float64, summed per chunk of rows in parallel).
+    let rows_per = (1 << 16) / dim.max(1) + 1;
+    let mut mu = d
+        .x
+        .par_chunks(rows_per * dim)
+        .map(|c| {
+            let mut m = vec![0.0f64; dim];
+            for r in c.chunks_exact(dim) {
+                for (m, v) in m.iter_mut().zip(r) {
+                    *m += v.to_f64();
+                }
+            }
+            m
+        })
+        .reduce(
+            || vec![0.0f64; dim],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
     for m in mu.iter_mut() {
         *m /= n as f64;
     }
-    let mut centred: Vec<f64> = Vec::with_capacity(n * dim);
-    for r in d.x.chunks_exact(dim) {
-        centred.extend(r.iter().zip(&mu).map(|(v, m)| v.to_f64() - m));
-    }
-    let big = centred.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let big = d
+        .x
+        .par_chunks(dim)
+        .map(|r| {
+            r.iter()
+                .zip(&mu)
+                .fold(0.0f64, |a, (v, m)| a.max((v.to_f64() - m).abs()))
+        })
+        .reduce(|| 0.0, f64::max);
     let scale = if big > 0.0 {
         2f64.powi((-(big.log2().floor() as i32) - 1).clamp(-1000, 1000))
     } else {
         1.0
     };
-    let xs: Vec<f32> = centred.iter().map(|v| (v * scale) as f32).collect();
+    let mut xs = vec![0f32; n * dim];
     let size = xs
-        .chunks_exact(dim)
-        .map(|r| {
-            let it = r.iter().map(|&v| v as f64);
+        .par_chunks_mut(dim)
+        .zip(d.x.par_chunks(dim))
+        .map(|(o, r)| {
+            for ((o, v), m) in o.iter_mut().zip(r).zip(&mu) {
+                *o = ((v.to_f64() - m) * scale) as f32;
+            }
+            let it = o.iter().map(|&v| v as f64);
             match d.metric {
                 Metric::Euclidean => it.map(|v| v * v).sum(),
                 Metric::Cityblock => it.map(f64::abs).sum(),
@@ -227,7 +250,7 @@ fn prepare<T: Element>(d: &Data<T>) -> Prepared {
 /// Bound on |float32 approximation - float64 scipy distance| (approximate
 /// units) for a pair of rows: `coef * (size_i + size_j) + floor`. A rigorous
 /// first-order bound, doubled.
-fn bound_coefficients(metric: Metric, dim: usize, device: &Device) -> (f64, f64) {
+pub(super) fn bound_coefficients(metric: Metric, dim: usize, device: &Device) -> (f64, f64) {
     let d = dim as f64;
     // Unit roundoff of the float32 matmul (TF32 when CUDA allows it; the
     // flag is only meaningful on a CUDA device).
@@ -255,7 +278,7 @@ fn bound_coefficients(metric: Metric, dim: usize, device: &Device) -> (f64, f64)
 /// finishes `|x_i|^2 + |x_j|^2 - 2 g` or `1 - g` in float32 while scanning,
 /// which saves three `b x n` temporaries), cityblock and chebyshev the
 /// distances themselves.
-fn block_values(metric: Metric, xt: &Tensor, s: usize, b: usize) -> Result<Tensor> {
+pub(super) fn block_values(metric: Metric, xt: &Tensor, s: usize, b: usize) -> Result<Tensor> {
     let (n, dim) = xt.dims2()?;
     let xb = xt.narrow(0, s, b)?;
     let m = match metric {
@@ -317,6 +340,11 @@ pub(super) fn blocked<T: Element>(
     block_rows: usize,
     device: &Device,
 ) -> Result<Vec<u32>> {
+    #[cfg(feature = "cuda")]
+    if super::gpu::applies(d.metric, device) {
+        // The blocks stay on the GPU; only near ties come back to the CPU.
+        return super::gpu::blocked(d, block_rows, device);
+    }
     let (n, dim, metric) = (d.n, d.dim, d.metric);
     let Prepared { xs, size, scale } = prepare(d);
     let (coef, floor) = bound_coefficients(metric, dim, device);
@@ -337,11 +365,11 @@ pub(super) fn blocked<T: Element>(
         labels: d.labels,
     };
     let xt = Tensor::from_vec(xs, (n, dim), device)?;
+    let mut out = vec![0u32; n];
     let mut rows = block_rows.clamp(1, (BLOCK_ELEMS / n).max(1));
     if matches!(metric, Metric::Cityblock | Metric::Chebyshev) {
         rows = rows.min(256);
     }
-    let mut out = vec![0u32; n];
     let mut s = 0;
     while s < n {
         let b = rows.min(n - s);
