@@ -42,6 +42,7 @@ pub use report::{
 
 use crate::error::Result;
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
 
@@ -260,7 +261,10 @@ fn validate<T: Element>(features: &[T], dim: usize, labels: &[u32]) -> Result<us
             "no samples: k* needs at least one feature row"
         ));
     }
-    if let Some(p) = features.iter().position(|v| !v.to_f64().is_finite()) {
+    if let Some(p) = features
+        .par_iter()
+        .position_first(|v| !v.to_f64().is_finite())
+    {
         let v = features[p].to_f64();
         let what = if v.is_nan() { "NaN" } else { "infinite" };
         return Err(crate::invalid!(
