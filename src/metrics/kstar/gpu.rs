@@ -125,7 +125,8 @@ extern "C" __global__ void kstar_rowmin(const float* g, int cols, int i0, int j0
     nan = block_sum(nan, shu);
     if (threadIdx.x == 0) { atomicMin(&amin[i], fkey(m)); if (nan) bad[i] = 1; }
 }
-// Pass 1 along the columns: thread c is sample j0 + c.
+// Pass 1 along the columns: thread c is sample j0 + c, over the rows
+// blockIdx.y * 64 .. + 64 of the block.
 extern "C" __global__ void kstar_colmin(const float* g, int rows, int cols, int i0, int j0, int cosine,
     const float* sq, const unsigned* labels, unsigned* amin, unsigned* bad) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -135,7 +136,8 @@ extern "C" __global__ void kstar_colmin(const float* g, int rows, int cols, int 
     const float sqj = cosine ? 0.0f : sq[j];
     float m = INF;
     unsigned nan = 0;
-    for (int r = 0; r < rows; ++r) {
+    const int r1 = min(rows, (int)(blockIdx.y + 1) * 64);
+    for (int r = blockIdx.y * 64; r < r1; ++r) {
         int i = i0 + r;
         if (labels[i] == yj) continue;
         float a = approx(cosine, cosine ? 0.0f : sq[i], sqj, g[(size_t)r * (size_t)cols + c]);
@@ -227,8 +229,9 @@ macro_rules! launch {
         let func = $dev.get_or_load_custom_func($name, "semcon_kstar", ptx()?)?;
         let mut lb = func.builder();
         $( lb.arg(&$arg); )+
+        let (gx, gy): (usize, usize) = $grid;
         let cfg = LaunchConfig {
-            grid_dim: ($grid as u32, 1, 1),
+            grid_dim: (gx as u32, gy as u32, 1),
             block_dim: ($block as u32, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -244,7 +247,7 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
     let (n, dim, metric) = (d.n, d.dim, d.metric);
     let trace = Trace::new(device);
     let (xt, size) = if metric == Metric::Euclidean {
-        prepare_euclidean(d, device)?
+        prepare_euclidean(d, device, &trace)?
     } else {
         let p = search::prepare(d);
         (Tensor::from_vec(p.xs, (n, dim), device)?, p.size)
@@ -279,7 +282,11 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
         dptr(&maybe)?,
     );
     trace.mark("constants");
-    let rows = block_rows.clamp(1, (GPU_BLOCK_ELEMS / n).max(1));
+    // block_rows 0 (automatic): whole rows while the Gram matrix fits one
+    // block, the symmetric search beyond; SEMCON_KSTAR_ROWS=1 forces whole
+    // rows (for comparison).
+    let fit = (GPU_BLOCK_ELEMS / n).max(1);
+    let rows = if block_rows == 0 { fit } else { block_rows.min(fit) };
     if rows >= n || std::env::var_os("SEMCON_KSTAR_ROWS").is_some() {
         // Whole rows: one pass per block of rows.
         let mut s = 0;
@@ -287,13 +294,13 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
             let b = rows.min(n - s);
             let g = search::block_values(metric, &xt, s, b)?;
             let (pg, ni, si) = (dptr(&g)?, n as i32, s as i32);
-            launch!(dev, "kstar_scan", b, 256, pg, ni, si, cos, psq, pe, emax, pl, pa, pb, ps, pm);
+            launch!(dev, "kstar_scan", (b, 1), 256, pg, ni, si, cos, psq, pe, emax, pl, pa, pb, ps, pm);
             s += b;
         }
         trace.mark("row blocks");
     } else {
         // Pass 1: amin from the upper triangle of blocks.
-        let bs = block_rows.clamp(1, SYM_BLOCK);
+        let bs = if block_rows == 0 { SYM_BLOCK } else { block_rows.clamp(1, SYM_BLOCK) };
         let starts: Vec<usize> = (0..n).step_by(bs).collect();
         for (a, &i0) in starts.iter().enumerate() {
             let ri = bs.min(n - i0);
@@ -302,10 +309,10 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
                 let rj = bs.min(n - j0);
                 let g = xi.matmul(&xt.narrow(0, j0, rj)?.t()?)?.contiguous()?;
                 let (pg, ci, ii, ji) = (dptr(&g)?, rj as i32, i0 as i32, j0 as i32);
-                launch!(dev, "kstar_rowmin", ri, 256, pg, ci, ii, ji, cos, psq, pl, pa, pb);
+                launch!(dev, "kstar_rowmin", (ri, 1), 256, pg, ci, ii, ji, cos, psq, pl, pa, pb);
                 if j0 != i0 {
                     let rr = ri as i32;
-                    launch!(dev, "kstar_colmin", rj.div_ceil(256), 256, pg, rr, ci, ii, ji, cos, psq, pl, pa, pb);
+                    launch!(dev, "kstar_colmin", (rj.div_ceil(256), ri.div_ceil(64)), 256, pg, rr, ci, ii, ji, cos, psq, pl, pa, pb);
                 }
             }
         }
@@ -331,7 +338,7 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
                 let b = rc.min(nc - r0);
                 let g = xc.narrow(0, r0, b)?.matmul(&xc.t()?)?.contiguous()?;
                 let (pg, ci, ri) = (dptr(&g)?, nc as i32, r0 as i32);
-                launch!(dev, "kstar_count", b, 256, pg, ci, ri, pidx, cos, psq, pe, emax, pl, pa, ps, pm);
+                launch!(dev, "kstar_count", (b, 1), 256, pg, ci, ri, pidx, cos, psq, pe, emax, pl, pa, ps, pm);
                 r0 += b;
             }
             off += nc;
@@ -365,10 +372,14 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
 /// [`search::prepare`] for euclidean distances on the GPU (the same values:
 /// centred in float64, scaled by a power of two, rounded to float32; squared
 /// norms of the float32 rows summed in float64).
-fn prepare_euclidean<T: Element>(d: &Data<T>, device: &Device) -> Result<(Tensor, Vec<f64>)> {
-    let x = T::upload(d.x, d.n, d.dim, device)?.to_dtype(DType::F64)?;
-    let xc = x.broadcast_sub(&x.mean_keepdim(0)?)?;
-    let big = xc.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?;
+fn prepare_euclidean<T: Element>(d: &Data<T>, device: &Device, trace: &Trace) -> Result<(Tensor, Vec<f64>)> {
+    // The means on the CPU (candle's CUDA reduction over the first axis is
+    // slow), everything else on the GPU; reductions along the last axis.
+    let mu = Tensor::from_vec(search::column_means(d), (1, d.dim), device)?;
+    let x = T::upload(d.x, d.n, d.dim, device)?;
+    trace.mark("prepare: means, upload");
+    let xc = x.to_dtype(DType::F64)?.broadcast_sub(&mu)?;
+    let big = xc.abs()?.max(1)?.max(0)?.to_scalar::<f64>()?;
     let scale = if big > 0.0 {
         2f64.powi((-(big.log2().floor() as i32) - 1).clamp(-1000, 1000))
     } else {

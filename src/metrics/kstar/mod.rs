@@ -126,8 +126,10 @@ pub enum Method {
 pub struct KstarOptions {
     pub metric: Metric,
     pub method: Method,
-    /// Rows per block of the brute force (further capped so that one block
-    /// holds at most 2^22 distances).
+    /// Rows per block of the brute force; 0 (the default): automatic
+    /// ([`DEFAULT_BLOCK_ROWS`] on the CPU, further capped so that one block
+    /// holds at most 2^22 distances; on a GPU whole rows while the Gram
+    /// matrix fits 2^28 values, the symmetric two-pass search beyond).
     pub block_rows: usize,
 }
 
@@ -136,7 +138,7 @@ impl Default for KstarOptions {
         KstarOptions {
             metric: Metric::Euclidean,
             method: Method::Auto,
-            block_rows: DEFAULT_BLOCK_ROWS,
+            block_rows: 0,
         }
     }
 }
@@ -199,7 +201,11 @@ pub fn kstar_with<T: Element>(
     opts: &KstarOptions,
     device: &Device,
 ) -> Result<Vec<u32>> {
+    let t0 = std::time::Instant::now();
     let n = validate(features, dim, labels)?;
+    if std::env::var_os("SEMCON_KSTAR_TRACE").is_some() {
+        eprintln!("k* trace: validate: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+    }
     let norms = if opts.metric == Metric::Cosine {
         let norms = search::row_norms(features, dim);
         if let Some(i) = norms.iter().position(|&v| v == 0.0) {
@@ -261,9 +267,13 @@ fn validate<T: Element>(features: &[T], dim: usize, labels: &[u32]) -> Result<us
             "no samples: k* needs at least one feature row"
         ));
     }
-    if let Some(p) = features
-        .par_iter()
-        .position_first(|v| !v.to_f64().is_finite())
+    // A vectorised parallel scan first; the position only when one is bad.
+    let all_finite = features
+        .par_chunks(1 << 16)
+        .all(|c| c.iter().fold(true, |ok, v| ok & v.to_f64().is_finite()));
+    if let Some(p) = (!all_finite)
+        .then(|| features.iter().position(|v| !v.to_f64().is_finite()))
+        .flatten()
     {
         let v = features[p].to_f64();
         let what = if v.is_nan() { "NaN" } else { "infinite" };

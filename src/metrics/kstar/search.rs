@@ -190,30 +190,7 @@ pub(super) fn prepare<T: Element>(d: &Data<T>) -> Prepared {
             scale: 1.0,
         };
     }
-    // Column means (float64, summed per chunk of rows in parallel).
-    let rows_per = (1 << 16) / dim.max(1) + 1;
-    let mut mu = d
-        .x
-        .par_chunks(rows_per * dim)
-        .map(|c| {
-            let mut m = vec![0.0f64; dim];
-            for r in c.chunks_exact(dim) {
-                for (m, v) in m.iter_mut().zip(r) {
-                    *m += v.to_f64();
-                }
-            }
-            m
-        })
-        .reduce(
-            || vec![0.0f64; dim],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
-    for m in mu.iter_mut() {
-        *m /= n as f64;
-    }
+    let mu = column_means(d);
     let big = d
         .x
         .par_chunks(dim)
@@ -245,6 +222,35 @@ pub(super) fn prepare<T: Element>(d: &Data<T>) -> Prepared {
         })
         .collect();
     Prepared { xs, size, scale }
+}
+
+/// Column means in float64 (summed per chunk of rows in parallel).
+pub(super) fn column_means<T: Element>(d: &Data<T>) -> Vec<f64> {
+    let dim = d.dim;
+    let rows_per = (1 << 16) / dim.max(1) + 1;
+    let mut mu = d
+        .x
+        .par_chunks(rows_per * dim)
+        .map(|c| {
+            let mut m = vec![0.0f64; dim];
+            for r in c.chunks_exact(dim) {
+                for (m, v) in m.iter_mut().zip(r) {
+                    *m += v.to_f64();
+                }
+            }
+            m
+        })
+        .reduce(
+            || vec![0.0f64; dim],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    for m in mu.iter_mut() {
+        *m /= d.n as f64;
+    }
+    mu
 }
 
 /// Bound on |float32 approximation - float64 scipy distance| (approximate
@@ -345,6 +351,11 @@ pub(super) fn blocked<T: Element>(
         // The blocks stay on the GPU; only near ties come back to the CPU.
         return super::gpu::blocked(d, block_rows, device);
     }
+    let block_rows = if block_rows == 0 {
+        super::DEFAULT_BLOCK_ROWS
+    } else {
+        block_rows
+    };
     let (n, dim, metric) = (d.n, d.dim, d.metric);
     let Prepared { xs, size, scale } = prepare(d);
     let (coef, floor) = bound_coefficients(metric, dim, device);
