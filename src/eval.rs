@@ -336,6 +336,11 @@ mod tests {
         assert!(is_oom(&crate::Error::Invalid(
             "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into()
         )));
+        // what the cuDNN network reports (src/model/gpu.rs)
+        assert!(is_oom(&crate::Error::Invalid(
+            "cuDNN cudnnConvolutionForward failed: CUDNN_STATUS_ALLOC_FAILED (GPU out of memory)"
+                .into()
+        )));
         assert!(!is_oom(&crate::Error::Invalid("shape mismatch".into())));
     }
 

@@ -248,7 +248,8 @@ fn npz_without_x_or_y() {
 #[test]
 fn npz_bad_contents() {
     let dir = tmp_dir("err_npz_contents");
-    let cases: Vec<(&str, Vec<(&str, Tensor)>, Vec<&str>)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, Tensor)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "count.npz",
             vec![("x", images_u8(2)), ("y", labels_i64(&[0, 1, 2]))],

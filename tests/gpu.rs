@@ -305,11 +305,23 @@ fn gpu_kstar_ties() {
         kstar_with(x, dim, y, &opts, &gpu()).unwrap()
     };
     let x = [0.0f64, 1.0, 2.0, 1.0, 3.0];
-    assert_eq!(blocked(&x, 1, &[0, 0, 0, 1, 1], Metric::Euclidean), vec![1; 5]);
+    assert_eq!(
+        blocked(&x, 1, &[0, 0, 0, 1, 1], Metric::Euclidean),
+        vec![1; 5]
+    );
     let x = [0.0f64, 0.5, 0.9, 1.0];
-    assert_eq!(blocked(&x, 1, &[0, 0, 0, 1], Metric::Euclidean), vec![3, 2, 1, 1]);
-    assert_eq!(blocked(&[2.0; 8], 2, &[0, 1, 0, 1], Metric::Euclidean), vec![1; 4]);
-    assert_eq!(blocked(&[0.0, 1.0, 5.0, 7.0], 1, &[3; 4], Metric::Euclidean), vec![4; 4]);
+    assert_eq!(
+        blocked(&x, 1, &[0, 0, 0, 1], Metric::Euclidean),
+        vec![3, 2, 1, 1]
+    );
+    assert_eq!(
+        blocked(&[2.0; 8], 2, &[0, 1, 0, 1], Metric::Euclidean),
+        vec![1; 4]
+    );
+    assert_eq!(
+        blocked(&[0.0, 1.0, 5.0, 7.0], 1, &[3; 4], Metric::Euclidean),
+        vec![4; 4]
+    );
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let (n, dim) = (3000, 4);
     let x: Vec<f64> = (0..n * dim)

@@ -488,3 +488,48 @@ fn fused_network_matches_graph_on_odd_sizes() {
         assert_close_scaled(&grad, &want_grad, 1e-4, &format!("{name} {h}x{w} gradient"));
     }
 }
+
+/// `Model::loss_and_input_grad` (what `semcon bench` times; on a GPU the
+/// cuDNN network, tests/gpu.rs) on the CPU's fused path against PyTorch, and
+/// `Model::one_hot` (the GPU path's labels) with its range check.
+#[test]
+fn model_loss_and_input_grad_matches_pytorch() {
+    for c in &CASES {
+        let path = model_fixture(&format!("{}.safetensors", c.name));
+        let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
+        let f = read_npz(&model_fixture(&format!("{}_grad.npz", c.name)));
+        let x = input(c.name);
+        let y = f["labels"].to_dtype(candle_core::DType::U32).unwrap();
+        let (loss, grad) = m.loss_and_input_grad(&x, &y).unwrap();
+        let (loss, want) = (
+            loss.to_scalar::<f32>().unwrap(),
+            f["loss"].to_scalar::<f32>().unwrap(),
+        );
+        assert!(
+            (loss - want).abs() <= 1e-5 * want.abs(),
+            "{}: loss {loss} vs {want}",
+            c.name
+        );
+        assert_eq!(grad.dims(), x.dims());
+        assert_close_scaled(&tensor_f32(&grad), &tensor_f32(&f["grad"]), 1e-4, c.name);
+        assert_eq!(m.path_name().unwrap(), "fused");
+    }
+    let m = model::load(
+        &model_fixture("resnet18_cifar.safetensors"),
+        &ModelOptions::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let oh = m
+        .one_hot(&Tensor::new(&[3u32, 0, 9], &Device::Cpu).unwrap())
+        .unwrap();
+    assert_eq!(oh.dims(), &[3, 10]);
+    let v = tensor_f32(&oh);
+    assert_eq!(v.iter().sum::<f32>(), 3.0);
+    assert_eq!((v[3], v[10], v[29]), (1.0, 1.0, 1.0));
+    let e = m
+        .one_hot(&Tensor::new(&[3u32, 10], &Device::Cpu).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("label 10 is out of range"), "{e}");
+}

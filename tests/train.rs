@@ -203,8 +203,7 @@ fn empty_dataset_is_an_error() {
         &mut |_, _, _, _, _| {},
         &mut |_, _| Ok(()),
     )
-    .err()
-    .expect("empty set must fail")
+    .expect_err("empty set must fail")
     .to_string();
     assert!(err.contains("empty"), "{err}");
 }

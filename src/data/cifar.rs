@@ -15,7 +15,7 @@ fn parse(path: &Path, b: &[u8], label_bytes: usize, out: &mut ImageSet) -> Resul
     } else {
         ("CIFAR-100", 100)
     };
-    if b.is_empty() || b.len() % rec != 0 {
+    if b.is_empty() || !b.len().is_multiple_of(rec) {
         return Err(Error::format(
             path,
             format!(

@@ -477,7 +477,7 @@ impl FusedNet {
                     let m = &mids[i - 1];
                     let mut gi = vec![0f32; m.len()];
                     blk.convs[i].backward(&g, &gc[i], &mut gi, false, col);
-                    mask(&mut gi, &m);
+                    mask(&mut gi, m);
                     g = gi;
                 }
             }

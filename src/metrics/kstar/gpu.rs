@@ -198,7 +198,10 @@ impl Trace {
     fn mark(&self, what: &str) {
         if let Some((t, dev)) = &self.0 {
             let _ = dev.synchronize();
-            eprintln!("k* trace: {what}: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+            eprintln!(
+                "k* trace: {what}: {:.2} ms",
+                t.elapsed().as_secs_f64() * 1e3
+            );
         }
     }
 }
@@ -240,7 +243,11 @@ macro_rules! launch {
 }
 
 /// The blocked search of [`search::blocked`] on the GPU.
-pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Device) -> Result<Vec<u32>> {
+pub(super) fn blocked<T: Element>(
+    d: &Data<T>,
+    block_rows: usize,
+    device: &Device,
+) -> Result<Vec<u32>> {
     let Device::Cuda(dev) = device else {
         return Err(crate::invalid!("the k* GPU search needs a CUDA device"));
     };
@@ -286,7 +293,11 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
     // block, the symmetric search beyond; SEMCON_KSTAR_ROWS=1 forces whole
     // rows (for comparison).
     let fit = (GPU_BLOCK_ELEMS / n).max(1);
-    let rows = if block_rows == 0 { fit } else { block_rows.min(fit) };
+    let rows = if block_rows == 0 {
+        fit
+    } else {
+        block_rows.min(fit)
+    };
     if rows >= n || std::env::var_os("SEMCON_KSTAR_ROWS").is_some() {
         // Whole rows: one pass per block of rows.
         let mut s = 0;
@@ -294,13 +305,34 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
             let b = rows.min(n - s);
             let g = search::block_values(metric, &xt, s, b)?;
             let (pg, ni, si) = (dptr(&g)?, n as i32, s as i32);
-            launch!(dev, "kstar_scan", (b, 1), 256, pg, ni, si, cos, psq, pe, emax, pl, pa, pb, ps, pm);
+            launch!(
+                dev,
+                "kstar_scan",
+                (b, 1),
+                256,
+                pg,
+                ni,
+                si,
+                cos,
+                psq,
+                pe,
+                emax,
+                pl,
+                pa,
+                pb,
+                ps,
+                pm
+            );
             s += b;
         }
         trace.mark("row blocks");
     } else {
         // Pass 1: amin from the upper triangle of blocks.
-        let bs = if block_rows == 0 { SYM_BLOCK } else { block_rows.clamp(1, SYM_BLOCK) };
+        let bs = if block_rows == 0 {
+            SYM_BLOCK
+        } else {
+            block_rows.clamp(1, SYM_BLOCK)
+        };
         let starts: Vec<usize> = (0..n).step_by(bs).collect();
         for (a, &i0) in starts.iter().enumerate() {
             let ri = bs.min(n - i0);
@@ -309,10 +341,39 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
                 let rj = bs.min(n - j0);
                 let g = xi.matmul(&xt.narrow(0, j0, rj)?.t()?)?.contiguous()?;
                 let (pg, ci, ii, ji) = (dptr(&g)?, rj as i32, i0 as i32, j0 as i32);
-                launch!(dev, "kstar_rowmin", (ri, 1), 256, pg, ci, ii, ji, cos, psq, pl, pa, pb);
+                launch!(
+                    dev,
+                    "kstar_rowmin",
+                    (ri, 1),
+                    256,
+                    pg,
+                    ci,
+                    ii,
+                    ji,
+                    cos,
+                    psq,
+                    pl,
+                    pa,
+                    pb
+                );
                 if j0 != i0 {
                     let rr = ri as i32;
-                    launch!(dev, "kstar_colmin", (rj.div_ceil(256), ri.div_ceil(64)), 256, pg, rr, ci, ii, ji, cos, psq, pl, pa, pb);
+                    launch!(
+                        dev,
+                        "kstar_colmin",
+                        (rj.div_ceil(256), ri.div_ceil(64)),
+                        256,
+                        pg,
+                        rr,
+                        ci,
+                        ii,
+                        ji,
+                        cos,
+                        psq,
+                        pl,
+                        pa,
+                        pb
+                    );
                 }
             }
         }
@@ -324,7 +385,10 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
         }
         let mut classes: Vec<_> = members.into_iter().collect();
         classes.sort_unstable_by_key(|(y, _)| *y);
-        let order: Vec<u32> = classes.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let order: Vec<u32> = classes
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
         let order = Tensor::from_vec(order, n, device)?;
         let mut off = 0;
         for (_, idx) in &classes {
@@ -338,7 +402,24 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
                 let b = rc.min(nc - r0);
                 let g = xc.narrow(0, r0, b)?.matmul(&xc.t()?)?.contiguous()?;
                 let (pg, ci, ri) = (dptr(&g)?, nc as i32, r0 as i32);
-                launch!(dev, "kstar_count", (b, 1), 256, pg, ci, ri, pidx, cos, psq, pe, emax, pl, pa, ps, pm);
+                launch!(
+                    dev,
+                    "kstar_count",
+                    (b, 1),
+                    256,
+                    pg,
+                    ci,
+                    ri,
+                    pidx,
+                    cos,
+                    psq,
+                    pe,
+                    emax,
+                    pl,
+                    pa,
+                    ps,
+                    pm
+                );
                 r0 += b;
             }
             off += nc;
@@ -372,7 +453,11 @@ pub(super) fn blocked<T: Element>(d: &Data<T>, block_rows: usize, device: &Devic
 /// [`search::prepare`] for euclidean distances on the GPU (the same values:
 /// centred in float64, scaled by a power of two, rounded to float32; squared
 /// norms of the float32 rows summed in float64).
-fn prepare_euclidean<T: Element>(d: &Data<T>, device: &Device, trace: &Trace) -> Result<(Tensor, Vec<f64>)> {
+fn prepare_euclidean<T: Element>(
+    d: &Data<T>,
+    device: &Device,
+    trace: &Trace,
+) -> Result<(Tensor, Vec<f64>)> {
     // The means on the CPU (candle's CUDA reduction over the first axis is
     // slow), everything else on the GPU; reductions along the last axis.
     let mu = Tensor::from_vec(search::column_means(d), (1, d.dim), device)?;

@@ -30,9 +30,9 @@
 //! Statistics (per class, over normalised `k*_i / n_{y_i}`) and the pattern
 //! classification live in [`report`].
 
-mod report;
 #[cfg(feature = "cuda")]
 mod gpu;
+mod report;
 mod search;
 
 pub use report::{
@@ -204,7 +204,10 @@ pub fn kstar_with<T: Element>(
     let t0 = std::time::Instant::now();
     let n = validate(features, dim, labels)?;
     if std::env::var_os("SEMCON_KSTAR_TRACE").is_some() {
-        eprintln!("k* trace: validate: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+        eprintln!(
+            "k* trace: validate: {:.2} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
     }
     let norms = if opts.metric == Metric::Cosine {
         let norms = search::row_norms(features, dim);

@@ -191,15 +191,14 @@ pub(super) fn prepare<T: Element>(d: &Data<T>) -> Prepared {
         };
     }
     let mu = column_means(d);
-    let big = d
-        .x
-        .par_chunks(dim)
-        .map(|r| {
-            r.iter()
-                .zip(&mu)
-                .fold(0.0f64, |a, (v, m)| a.max((v.to_f64() - m).abs()))
-        })
-        .reduce(|| 0.0, f64::max);
+    let big =
+        d.x.par_chunks(dim)
+            .map(|r| {
+                r.iter()
+                    .zip(&mu)
+                    .fold(0.0f64, |a, (v, m)| a.max((v.to_f64() - m).abs()))
+            })
+            .reduce(|| 0.0, f64::max);
     let scale = if big > 0.0 {
         2f64.powi((-(big.log2().floor() as i32) - 1).clamp(-1000, 1000))
     } else {
@@ -228,25 +227,24 @@ pub(super) fn prepare<T: Element>(d: &Data<T>) -> Prepared {
 pub(super) fn column_means<T: Element>(d: &Data<T>) -> Vec<f64> {
     let dim = d.dim;
     let rows_per = (1 << 16) / dim.max(1) + 1;
-    let mut mu = d
-        .x
-        .par_chunks(rows_per * dim)
-        .map(|c| {
-            let mut m = vec![0.0f64; dim];
-            for r in c.chunks_exact(dim) {
-                for (m, v) in m.iter_mut().zip(r) {
-                    *m += v.to_f64();
+    let mut mu =
+        d.x.par_chunks(rows_per * dim)
+            .map(|c| {
+                let mut m = vec![0.0f64; dim];
+                for r in c.chunks_exact(dim) {
+                    for (m, v) in m.iter_mut().zip(r) {
+                        *m += v.to_f64();
+                    }
                 }
-            }
-            m
-        })
-        .reduce(
-            || vec![0.0f64; dim],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
+                m
+            })
+            .reduce(
+                || vec![0.0f64; dim],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
     for m in mu.iter_mut() {
         *m /= d.n as f64;
     }
