@@ -43,36 +43,6 @@ fn host(t: &Tensor) -> Vec<f32> {
     tensor_f32(&t.to_device(&Device::Cpu).unwrap())
 }
 
-fn expected(name: &str, tap: Tap) -> (Vec<usize>, Vec<f32>) {
-    match tap {
-        Tap::Logits | Tap::Penultimate => {
-            read_npy_f32(&model_fixture(&format!("{name}_{tap}.npy")))
-        }
-        Tap::Layer(_) => {
-            let t = read_npz(&model_fixture(&format!("{name}_layers.npz")))
-                .remove(&tap.to_string())
-                .unwrap();
-            (t.dims().to_vec(), tensor_f32(&t))
-        }
-    }
-}
-
-/// |got - want| <= tol * max|want| elementwise (gradients are tiny numbers).
-fn assert_close_scaled(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= tol * scale,
-        "{what}: max |diff| {worst} vs scale {scale}"
-    );
-}
-
 /// The input gradient by candle's autograd (the graph path).
 fn autograd_loss_grad(m: &model::Model, x: &Tensor, y: &Tensor) -> (f32, Vec<f32>) {
     let v = candle_core::Var::from_tensor(x).unwrap();

@@ -54,20 +54,6 @@ fn input(name: &str) -> Tensor {
     Tensor::read_npy(model_fixture(&format!("{name}_input.npy"))).unwrap()
 }
 
-fn expected(name: &str, tap: Tap) -> (Vec<usize>, Vec<f32>) {
-    match tap {
-        Tap::Logits | Tap::Penultimate => {
-            read_npy_f32(&model_fixture(&format!("{name}_{tap}.npy")))
-        }
-        Tap::Layer(_) => {
-            let t = read_npz(&model_fixture(&format!("{name}_layers.npz")))
-                .remove(&tap.to_string())
-                .unwrap_or_else(|| panic!("{name}_layers.npz has no {tap}"));
-            (t.dims().to_vec(), tensor_f32(&t))
-        }
-    }
-}
-
 #[test]
 fn library_matches_pytorch_every_tap() {
     for c in &CASES {
@@ -363,22 +349,6 @@ fn autograd_loss_grad(m: &model::Model, x: &Tensor, y: &Tensor) -> (f32, Vec<f32
     let grads = loss.backward().unwrap();
     let g = grads.get(v.as_tensor()).unwrap();
     (loss.to_scalar::<f32>().unwrap(), tensor_f32(g))
-}
-
-/// |got - want| <= tol * max|want| elementwise (gradients are tiny numbers).
-fn assert_close_scaled(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= tol * scale,
-        "{what}: max |diff| {worst} vs scale {scale}"
-    );
 }
 
 /// The fused CPU network (PGD's forward and backward pass on the CPU): logits

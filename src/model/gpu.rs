@@ -174,6 +174,16 @@ struct Act {
 }
 
 impl Act {
+    /// A copy on the GPU (what the backward pass keeps of a returned map).
+    fn copy(&self, st: &Arc<CudaStream>) -> Result<Act> {
+        let (n, c, h, w) = self.dims;
+        Ok(Act {
+            buf: drv(st.clone_dtod(&self.buf))?,
+            dims: self.dims,
+            desc: TDesc::new(n, c, h, w)?,
+        })
+    }
+
     fn new(st: &Arc<CudaStream>, (n, c, h, w): (usize, usize, usize, usize)) -> Result<Act> {
         Ok(Act {
             buf: drv(st.alloc_zeros::<f32>(n * c * h * w))?,
@@ -320,7 +330,6 @@ pub struct GpuNet {
     fc_wt: Tensor,
     fc_w: Tensor,
     fc_b: Tensor,
-    classes: usize,
     tf32: bool,
     /// Conv + bias + residual + ReLU in one cuDNN call (else three).
     fuse: bool,
@@ -385,21 +394,12 @@ impl GpuNet {
             fc_wt: fc_w.t()?.contiguous()?,
             fc_w,
             fc_b: Tensor::from_slice(&net.fc_b, k, &device)?,
-            classes: k,
             tf32: tf32_allowed(),
             fuse: std::env::var_os("SEMCON_CUDNN_UNFUSED").is_none(),
             stream,
             state: Mutex::new(state),
             grad_lock: Mutex::new(()),
         })
-    }
-
-    pub fn classes(&self) -> usize {
-        self.classes
-    }
-
-    pub fn in_channels(&self) -> usize {
-        self.stem.c
     }
 
     /// "cudnn" or "cudnn-tf32", for reports.
@@ -490,6 +490,38 @@ impl GpuNet {
         }
     }
 
+    /// The fastest of cudnnFind's results (algorithm, status, math type,
+    /// workspace bytes; fastest first) that ran under our math type within
+    /// the workspace limit; failing that, the fastest that ran, under our
+    /// math type.
+    fn pick<A: Copy>(
+        &self,
+        results: impl Iterator<Item = (A, cd::cudnnStatus_t, cd::cudnnMathType_t, usize)> + Clone,
+        what: &str,
+        cv: &GConv,
+        (n, h, w): (usize, usize, usize),
+    ) -> Result<(A, cd::cudnnMathType_t, usize)> {
+        let ran = |&(_, s, _, mem): &(A, cd::cudnnStatus_t, cd::cudnnMathType_t, usize)| {
+            s == cd::cudnnStatus_t::CUDNN_STATUS_SUCCESS && mem <= WS_LIMIT
+        };
+        results
+            .clone()
+            .find(|r| ran(r) && self.math_ok(r.2))
+            .map(|(a, _, m, mem)| (a, m, mem))
+            .or_else(|| {
+                results
+                    .filter(ran)
+                    .map(|(a, _, _, mem)| (a, self.base_math(), mem))
+                    .next()
+            })
+            .ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "cuDNN has no usable {what} algorithm for a {}x{} convolution of {n}x{}x{h}x{w}",
+                    cv.kh, cv.kw, cv.c
+                ))
+            })
+    }
+
     /// The plan for `cv` on inputs `[n, cv.c, h, w]`, measured on first use.
     fn plan(
         &self,
@@ -523,27 +555,10 @@ impl GpuNet {
                 },
                 "cudnnFindConvolutionForwardAlgorithm",
             )?;
-            let pick = perf[..cnt.max(0) as usize]
+            let results = perf[..cnt.max(0) as usize]
                 .iter()
-                .find(|r| {
-                    r.status == cd::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-                        && self.math_ok(r.mathType)
-                        && r.memory <= WS_LIMIT
-                })
-                .map(|r| (r.algo, r.mathType, r.memory))
-                .or_else(|| {
-                    // none reported under our math type: the fastest, run under it
-                    perf[..cnt.max(0) as usize]
-                        .iter()
-                        .find(|r| r.status == cd::cudnnStatus_t::CUDNN_STATUS_SUCCESS && r.memory <= WS_LIMIT)
-                        .map(|r| (r.algo, self.base_math(), r.memory))
-                })
-                .ok_or_else(|| {
-                    candle_core::Error::Msg(format!(
-                        "cuDNN has no usable forward algorithm for a {}x{} convolution of {n}x{}x{h}x{w}",
-                        cv.kh, cv.kw, cv.c
-                    ))
-                })?;
+                .map(|r| (r.algo, r.status, r.mathType, r.memory));
+            let pick = self.pick(results, "forward", cv, (n, h, w))?;
             st.plans.insert(
                 key,
                 Plan {
@@ -576,27 +591,10 @@ impl GpuNet {
                 },
                 "cudnnFindConvolutionBackwardDataAlgorithm",
             )?;
-            let pick = perf[..cnt.max(0) as usize]
+            let results = perf[..cnt.max(0) as usize]
                 .iter()
-                .find(|r| {
-                    r.status == cd::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-                        && self.math_ok(r.mathType)
-                        && r.memory <= WS_LIMIT
-                })
-                .map(|r| (r.algo, r.mathType, r.memory))
-                .or_else(|| {
-                    // none reported under our math type: the fastest, run under it
-                    perf[..cnt.max(0) as usize]
-                        .iter()
-                        .find(|r| r.status == cd::cudnnStatus_t::CUDNN_STATUS_SUCCESS && r.memory <= WS_LIMIT)
-                        .map(|r| (r.algo, self.base_math(), r.memory))
-                })
-                .ok_or_else(|| {
-                    candle_core::Error::Msg(format!(
-                        "cuDNN has no usable backward-data algorithm for a {}x{} convolution of {n}x{}x{h}x{w}",
-                        cv.kh, cv.kw, cv.c
-                    ))
-                })?;
+                .map(|r| (r.algo, r.status, r.mathType, r.memory));
+            let pick = self.pick(results, "backward-data", cv, (n, h, w))?;
             st.plans.get_mut(&key).expect("inserted above").bwd = Some(pick);
         }
         Ok(())
@@ -854,11 +852,7 @@ impl GpuNet {
             let p = self.max_pool(st, &stem)?;
             if keep {
                 saved.stem = Some(stem);
-                saved.pooled = Some(Act {
-                    buf: drv(self.stream.clone_dtod(&p.buf))?,
-                    dims: p.dims,
-                    desc: TDesc::new(p.dims.0, p.dims.1, p.dims.2, p.dims.3)?,
-                });
+                saved.pooled = Some(p.copy(&self.stream)?);
             }
             p
         } else {
@@ -895,11 +889,7 @@ impl GpuNet {
             }
         }
         if keep {
-            saved.last = Some(Act {
-                buf: drv(self.stream.clone_dtod(&y.buf))?,
-                dims: y.dims,
-                desc: TDesc::new(y.dims.0, y.dims.1, y.dims.2, y.dims.3)?,
-            });
+            saved.last = Some(y.copy(&self.stream)?);
             st.saved = Some(saved);
         }
         Ok(y)

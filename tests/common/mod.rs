@@ -350,3 +350,35 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// PyTorch's features of fixture model `name` at `tap` (shape, values).
+pub fn expected(name: &str, tap: semcon::model::Tap) -> (Vec<usize>, Vec<f32>) {
+    use semcon::model::Tap;
+    match tap {
+        Tap::Logits | Tap::Penultimate => {
+            read_npy_f32(&model_fixture(&format!("{name}_{tap}.npy")))
+        }
+        Tap::Layer(_) => {
+            let t = read_npz(&model_fixture(&format!("{name}_layers.npz")))
+                .remove(&tap.to_string())
+                .unwrap_or_else(|| panic!("{name}_layers.npz has no {tap}"));
+            (t.dims().to_vec(), tensor_f32(&t))
+        }
+    }
+}
+
+/// |got - want| <= tol * max|want| elementwise (gradients are tiny numbers).
+pub fn assert_close_scaled(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    assert!(scale > 0.0, "{what}: reference is all zeros");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |diff| {worst} vs scale {scale}"
+    );
+}

@@ -82,6 +82,26 @@ __device__ void count_row(const float* row, int cols, int j0, const unsigned* id
     cm = block_sum(cm, shu);
     if (threadIdx.x == 0) { sure[i] = cs; maybe[i] = cm; }
 }
+// The smallest approximation from sample i to another class over the row
+// `row` of Gram values whose column c is sample j0 + c (block-wide; every
+// thread gets it); NaN approximations are flagged in *nan instead.
+__device__ float other_min(const float* row, int cols, int j0, int i, int cosine,
+                           const float* sq, const unsigned* labels, unsigned* nan,
+                           float* shf, unsigned* shu) {
+    const unsigned yi = labels[i];
+    const float sqi = cosine ? 0.0f : sq[i];
+    float m = INF;
+    unsigned bad = 0;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        int j = j0 + c;
+        if (labels[j] == yi) continue;
+        float a = approx(cosine, sqi, cosine ? 0.0f : sq[j], row[c]);
+        if (isnan(a)) bad = 1; else m = fminf(m, a);
+    }
+    m = block_min(m, shf);
+    *nan = block_sum(bad, shu);
+    return m;
+}
 // Whole rows s0.. (g: rows x n): amin, then the counts.
 extern "C" __global__ void kstar_scan(const float* g, int n, int s0, int cosine,
     const float* sq, const float* e, float emax, const unsigned* labels,
@@ -90,17 +110,8 @@ extern "C" __global__ void kstar_scan(const float* g, int n, int s0, int cosine,
     __shared__ unsigned shu[32];
     const int i = s0 + blockIdx.x;
     const float* row = g + (size_t)blockIdx.x * (size_t)n;
-    const unsigned yi = labels[i];
-    const float sqi = cosine ? 0.0f : sq[i];
-    float m = INF;
-    unsigned nan = 0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        if (labels[j] == yi) continue;
-        float a = approx(cosine, sqi, cosine ? 0.0f : sq[j], row[j]);
-        if (isnan(a)) nan = 1; else m = fminf(m, a);
-    }
-    m = block_min(m, shf);
-    nan = block_sum(nan, shu);
+    unsigned nan;
+    const float m = other_min(row, n, 0, i, cosine, sq, labels, &nan, shf, shu);
     if (threadIdx.x == 0) { amin[i] = fkey(m); if (nan) bad[i] = 1; }
     count_row(row, n, 0, 0, i, cosine, sq, e, emax, labels, m, sure, maybe, shu);
 }
@@ -111,18 +122,8 @@ extern "C" __global__ void kstar_rowmin(const float* g, int cols, int i0, int j0
     __shared__ unsigned shu[32];
     const int i = i0 + blockIdx.x;
     const float* row = g + (size_t)blockIdx.x * (size_t)cols;
-    const unsigned yi = labels[i];
-    const float sqi = cosine ? 0.0f : sq[i];
-    float m = INF;
-    unsigned nan = 0;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        int j = j0 + c;
-        if (labels[j] == yi) continue;
-        float a = approx(cosine, sqi, cosine ? 0.0f : sq[j], row[c]);
-        if (isnan(a)) nan = 1; else m = fminf(m, a);
-    }
-    m = block_min(m, shf);
-    nan = block_sum(nan, shu);
+    unsigned nan;
+    const float m = other_min(row, cols, j0, i, cosine, sq, labels, &nan, shf, shu);
     if (threadIdx.x == 0) { atomicMin(&amin[i], fkey(m)); if (nan) bad[i] = 1; }
 }
 // Pass 1 along the columns: thread c is sample j0 + c, over the rows
