@@ -4,7 +4,8 @@
 # and PGD against PyTorch, and against candle's graph on odd sizes and gray
 # input), `semcon features` on the PyTorch fixture models, and `eval` of the
 # embedded default on the GPU against the CPU (default paths on both: the
-# cuDNN network there, the fused network here), with the GPU's name in "device".
+# cuDNN network there, the fused network here), with the GPU's name in "device";
+# out-of-memory halving and `--device auto` with no visible GPU.
 #   scripts/gpu_check.sh          (SEMCON=... to use another binary)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +40,22 @@ t2=$(date +%s.%N); "$SEMCON" "${ARGS[@]}" --device cpu > "$T/cpu.json" || fail=1
 if [ -n "${OUT_DIR:-}" ]; then cp "$T"/*.json "$OUT_DIR/"; fi
 "$PY" scripts/compare_eval.py "$T/cpu.json" "$T/gpu.json" "gpu (cudnn, fp32)" || fail=1
 "$PY" scripts/compare_eval.py "$T/cpu.json" "$T/gpu_tf32.json" "gpu (cudnn, tf32; not a gate)" || true
+# Device out of memory: a batch far too big for the GPU (1000 images of 1024x1024 through
+# the slim ResNet-50 fixture, PGD keeps every activation) is halved and retried, not fatal.
+"$PY" -c "import numpy as np; r = np.random.default_rng(0)
+np.savez('$T/big.npz', x=r.integers(0, 256, (1000, 1024, 1024, 3), dtype=np.uint8), y=r.integers(0, 5, 1000))"
+"$SEMCON" eval -c tests/fixtures/models/resnet50.safetensors --dataset "$T/big.npz" --perturb none \
+  --pgd 8/255 --batch 1000 --device cuda --format json > "$T/oom.json" 2> "$T/oom.err"
+rc=$?; rm -f "$T/big.npz"; grep -m3 -i 'memory' "$T/oom.err"
+if [ $rc = 0 ] && grep -q 'device out of memory; retrying with batch' "$T/oom.err" \
+   && grep -q '"pgd"' "$T/oom.json"; then echo "ok   out-of-memory halving (eval + PGD, cuDNN)"
+else echo "FAIL out-of-memory halving (rc $rc)"; tail -5 "$T/oom.err"; fail=1; fi
+# A driver but no visible GPU: `auto` says so in one line and runs on the CPU.
+CUDA_VISIBLE_DEVICES= "$SEMCON" eval --samples 100 --perturb none --device auto --format json \
+  > "$T/novis.json" 2> "$T/novis.err"
+rc=$?; cat "$T/novis.err"
+if [ $rc = 0 ] && grep -q '^notice: no usable GPU.*running on the CPU' "$T/novis.err" \
+   && grep -q '"device": "cpu' "$T/novis.json"; then echo "ok   auto without a visible GPU -> CPU"
+else echo "FAIL auto without a visible GPU (rc $rc)"; fail=1; fi
 [ $fail = 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"
 exit $fail

@@ -146,7 +146,15 @@ pub fn load(a: &ExploreArgs) -> Result<Session> {
         }
         a.model.checkpoints.clone()
     };
-    let device = a.model.device()?;
+    let (device, device_notice) = crate::device::choose(&a.model.device)?;
+    if let Some(n) = device_notice {
+        // Shown in the message line; also on stderr for the scrollback.
+        eprintln!("notice: {n}");
+        note = Some(match note {
+            Some(prev) => format!("{n}; {prev}"),
+            None => n,
+        });
+    }
     let opts = a.model.options()?;
     let names = model_names(&paths);
     let mut models = Vec::new();
