@@ -65,9 +65,10 @@ pub struct ModelArgs {
     /// Class names, comma separated.
     #[arg(long, value_delimiter = ',')]
     pub class_names: Option<Vec<String>>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// auto, cpu, cuda or cuda:N [default: auto: the GPU when this build has
+    /// CUDA and one answers, else the CPU].
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 impl ModelArgs {
@@ -84,7 +85,7 @@ impl ModelArgs {
         })
     }
     pub fn device(&self) -> Result<Device> {
-        Ok(crate::device::select(&self.device)?)
+        Ok(crate::device::select_arg(self.device.as_deref())?)
     }
 }
 
@@ -225,9 +226,10 @@ pub struct KstarArgs {
     /// Pattern C (clustered) when the skew is below this.
     #[arg(long, default_value_t = -0.5, allow_negative_numbers = true)]
     pub clustered_below: f64,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// auto, cpu, cuda or cuda:N [default: auto: the GPU when this build has
+    /// CUDA and one answers, else the CPU].
+    #[arg(long)]
+    pub device: Option<String>,
     /// Benchmarks: search N more times after the first and report the best
     /// time on stderr (the first run warms up the device).
     #[arg(long, default_value_t = 0, hide_short_help = true)]
@@ -456,7 +458,7 @@ fn cmd_kstar(a: &KstarArgs) -> Result<()> {
         "table" => false,
         f => bail!("invalid --format '{f}' (expected json or table)"),
     };
-    let device = crate::device::select(&a.device)?;
+    let device = crate::device::select_arg(a.device.as_deref())?;
     let f = kstar::read_features(&a.features, a.labels.as_deref())?;
     let t = std::time::Instant::now();
     let k = f.kstar(metric, &device)?;

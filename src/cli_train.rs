@@ -50,8 +50,10 @@ pub struct TrainArgs {
     /// test split of the training data).
     #[arg(long)]
     pub eval_dataset: Option<String>,
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// auto, cpu, cuda or cuda:N [default: auto: the GPU when this build has
+    /// CUDA and one answers, else the CPU].
+    #[arg(long)]
+    pub device: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -63,7 +65,7 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     if a.batch < 2 {
         bail!("--batch must be at least 2 (BatchNorm)");
     }
-    let device = crate::device::select(&a.device)?;
+    let device = crate::device::select_arg(a.device.as_deref())?;
     let mut data = a.data.clone();
     if data.dataset.is_none() {
         bail!("--dataset is required for training (e.g. /usr/share/datasets/fashion-mnist:colour --split train)");

@@ -11,7 +11,7 @@ use crate::error::Result;
 use candle_core::Device;
 
 /// Parses a device spec. `auto` takes the GPU when this build has CUDA and a
-/// GPU answers, else the CPU with a one-line notice on stderr.
+/// GPU answers, else the CPU with a one-line notice on stderr saying why.
 pub fn select(spec: &str) -> Result<Device> {
     let (device, notice) = choose(spec)?;
     if let Some(n) = notice {
@@ -20,14 +20,40 @@ pub fn select(spec: &str) -> Result<Device> {
     Ok(device)
 }
 
-/// As [`select`], returning the fallback notice instead of printing it (the
+/// `--device`, where leaving it out means `auto` — except that a build without
+/// CUDA then takes the CPU silently (it cannot have a GPU; an explicit
+/// `--device auto` says so).
+pub fn select_arg(spec: Option<&str>) -> Result<Device> {
+    let (device, notice) = choose_arg(spec)?;
+    if let Some(n) = notice {
+        eprintln!("notice: {n}");
+    }
+    Ok(device)
+}
+
+/// As [`select_arg`], returning the notice instead of printing it (the
 /// explorer shows it in its message line).
+pub fn choose_arg(spec: Option<&str>) -> Result<(Device, Option<String>)> {
+    match spec {
+        None if !candle_core::utils::cuda_is_available() => Ok((Device::Cpu, None)),
+        None => choose("auto"),
+        Some(s) => choose(s),
+    }
+}
+
+/// As [`select`], returning the fallback notice instead of printing it.
 pub fn choose(spec: &str) -> Result<(Device, Option<String>)> {
     match spec {
         "cpu" => Ok((Device::Cpu, None)),
         "auto" => {
             if !candle_core::utils::cuda_is_available() {
-                return Ok((Device::Cpu, None));
+                return Ok((
+                    Device::Cpu,
+                    Some(
+                        "this semcon build has no CUDA (see README, GPU: scripts/build_cuda.sh); running on the CPU"
+                            .into(),
+                    ),
+                ));
             }
             if let Some((why, hint)) = cuda_libraries_missing() {
                 return Ok((
@@ -192,9 +218,13 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cpu_build() {
-        // auto: the CPU, silently (this build cannot have a GPU).
-        let (d, notice) = choose("auto").unwrap();
+        // No --device: the CPU, silently (this build cannot have a GPU) ...
+        let (d, notice) = choose_arg(None).unwrap();
         assert!(d.is_cpu() && notice.is_none());
+        // ... an explicit auto says why it is the CPU.
+        let (d, notice) = choose_arg(Some("auto")).unwrap();
+        assert!(d.is_cpu());
+        assert!(notice.unwrap().contains("no CUDA"));
         let e = select("cuda:1").unwrap_err().to_string();
         assert!(e.contains("built without CUDA"), "{e}");
     }

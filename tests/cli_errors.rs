@@ -745,3 +745,40 @@ fn nan_loss_stops_training_naming_the_step() {
         ]);
     }
 }
+
+/// The device flag in a build without CUDA (CI's): `cuda` is a clear error,
+/// an explicit `auto` takes the CPU with one notice line, no flag is silent.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn device_choice_without_cuda() {
+    let dir = tmp_dir("err_device");
+    let ck = model_fixture("resnet18_cifar.safetensors");
+    let run = |device: Option<&str>| {
+        let mut args = vec![
+            "features".to_string(),
+            "-c".into(),
+            s(&ck),
+            "--input".into(),
+            s(&model_fixture("resnet18_cifar_input.npy")),
+            "--out".into(),
+            s(&dir.join("o.npz")),
+        ];
+        if let Some(d) = device {
+            args.extend(["--device".to_string(), d.to_string()]);
+        }
+        semcon(&args)
+    };
+    expect_error_with(&run(Some("cuda")), &["device 'cuda'", "built without CUDA"]);
+    let auto = run(Some("auto"));
+    assert!(auto.ok, "{}", auto.stderr);
+    let notices: Vec<&str> = auto
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("notice:"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{}", auto.stderr);
+    assert!(notices[0].contains("no CUDA") && notices[0].contains("running on the CPU"));
+    let quiet = run(None);
+    assert!(quiet.ok, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("notice:"), "{}", quiet.stderr);
+}

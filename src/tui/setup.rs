@@ -146,7 +146,7 @@ pub fn load(a: &ExploreArgs) -> Result<Session> {
         }
         a.model.checkpoints.clone()
     };
-    let (device, device_notice) = crate::device::choose(&a.model.device)?;
+    let (device, device_notice) = crate::device::choose_arg(a.model.device.as_deref())?;
     if let Some(n) = device_notice {
         // Shown in the message line; also on stderr for the scrollback.
         eprintln!("notice: {n}");
