@@ -264,7 +264,6 @@ fn gpu_kstar_identical_to_float64_reference() {
 /// ties to the float64 check and agrees with the kd-tree exactly.
 #[test]
 fn gpu_kstar_ties() {
-    use rand::{Rng, SeedableRng};
     use semcon::metrics::kstar::{kstar_with, KstarOptions, Method, Metric};
     let blocked = |x: &[f64], dim: usize, y: &[u32], metric| {
         let opts = KstarOptions {
@@ -292,12 +291,8 @@ fn gpu_kstar_ties() {
         blocked(&[0.0, 1.0, 5.0, 7.0], 1, &[3; 4], Metric::Euclidean),
         vec![4; 4]
     );
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let (n, dim) = (3000, 4);
-    let x: Vec<f64> = (0..n * dim)
-        .map(|_| (rng.gen_range(-8.0..8.0f64) * 2.0).round() / 2.0)
-        .collect();
-    let y: Vec<u32> = (0..n).map(|_| rng.gen_range(0..12)).collect();
+    let dim = 4;
+    let (x, y) = tie_grid(7, 3000, dim, 12);
     let opts = KstarOptions {
         metric: Metric::Euclidean,
         method: Method::KdTree,

@@ -1,20 +1,19 @@
 //! k* against the float64 numpy/scipy reference of
 //! tests/fixtures/make_kstar.py, plus errors and the `semcon kstar` command.
 
+mod common;
+
 use candle_core::npy::NpzTensors;
 use candle_core::{DType, Device, Tensor};
 use semcon::metrics::kstar::{
     self, class_moments, kstar_with, summarize, KstarOptions, Method, Metric, Pattern, Thresholds,
 };
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 const DATASETS: [&str; 4] = ["low", "high", "high32", "offset"];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/kstar")
-        .join(format!("{name}.npz"))
+    common::fixture("kstar").join(format!("{name}.npz"))
 }
 
 enum Feats {
@@ -348,14 +347,9 @@ fn degenerate_inputs() {
 
 #[test]
 fn kdtree_and_blocked_agree_on_a_larger_random_set() {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let (n, dim) = (3000, 4);
     // Coordinates on a coarse grid: many exact ties.
-    let x: Vec<f64> = (0..n * dim)
-        .map(|_| (rng.gen_range(-8.0..8.0f64) * 2.0).round() / 2.0)
-        .collect();
-    let y: Vec<u32> = (0..n).map(|_| rng.gen_range(0..12)).collect();
+    let dim = 4;
+    let (x, y) = common::tie_grid(7, 3000, dim, 12);
     for metric in [Metric::Euclidean, Metric::Cityblock, Metric::Chebyshev] {
         let run = |method| {
             let opts = KstarOptions {
@@ -428,22 +422,8 @@ fn metric_names() {
 
 // ---- CLI ----
 
-fn semcon(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_semcon"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("semcon-kstar-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp_dir(&format!("kstar-{tag}"))
 }
 
 #[test]
@@ -451,7 +431,7 @@ fn cli_json_and_out() {
     let dir = tmpdir("json");
     let out = dir.join("k.npy");
     let npz = fixture("high");
-    let (code, stdout, stderr) = semcon(&[
+    let stdout = common::semcon_ok([
         "kstar",
         "--features",
         npz.to_str().unwrap(),
@@ -463,8 +443,8 @@ fn cli_json_and_out() {
         "cpu",
         "--out",
         out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    ])
+    .stdout;
     let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(j["metric"], "cityblock");
     assert_eq!(j["layer"], "logits");
@@ -496,7 +476,7 @@ fn cli_table_from_npy_files() {
     let (xp, yp) = (dir.join("f.npy"), dir.join("y.npy"));
     x.write_npy(&xp).unwrap();
     y.write_npy(&yp).unwrap();
-    let (code, stdout, stderr) = semcon(&[
+    let stdout = common::semcon_ok([
         "kstar",
         "--features",
         xp.to_str().unwrap(),
@@ -510,8 +490,8 @@ fn cli_table_from_npy_files() {
         "ant,bee,cat,dog,eel",
         "--layer",
         "penultimate",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    ])
+    .stdout;
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[0].contains("penultimate") && lines[0].contains("chebyshev"),
@@ -535,12 +515,7 @@ fn cli_table_from_npy_files() {
 }
 
 fn assert_one_line_error(args: &[&str], needle: &str) {
-    let (code, stdout, stderr) = semcon(args);
-    assert_ne!(code, 0, "{args:?} succeeded: {stdout}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error:"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains(needle), "{needle}: {stderr}");
+    common::expect_error_with(&common::semcon(args), &[needle]);
 }
 
 #[test]

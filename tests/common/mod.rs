@@ -382,3 +382,15 @@ pub fn assert_close_scaled(got: &[f32], want: &[f32], tol: f32, what: &str) {
         "{what}: max |diff| {worst} vs scale {scale}"
     );
 }
+
+/// `n` points of dimension `dim` on a coarse grid (steps of 0.5 in -8..8, so
+/// many exact distance ties) with labels in `0..classes`, seeded.
+pub fn tie_grid(seed: u64, n: usize, dim: usize, classes: u32) -> (Vec<f64>, Vec<u32>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let x: Vec<f64> = (0..n * dim)
+        .map(|_| (rng.gen_range(-8.0..8.0f64) * 2.0).round() / 2.0)
+        .collect();
+    let y: Vec<u32> = (0..n).map(|_| rng.gen_range(0..classes)).collect();
+    (x, y)
+}
