@@ -13,11 +13,7 @@ use candle_core::Device;
 /// Parses a device spec. `auto` takes the GPU when this build has CUDA and a
 /// GPU answers, else the CPU with a one-line notice on stderr saying why.
 pub fn select(spec: &str) -> Result<Device> {
-    let (device, notice) = choose(spec)?;
-    if let Some(n) = notice {
-        eprintln!("notice: {n}");
-    }
-    Ok(device)
+    select_arg(Some(spec))
 }
 
 /// `--device`, where leaving it out means `auto` — except that a build without
@@ -41,8 +37,8 @@ pub fn choose_arg(spec: Option<&str>) -> Result<(Device, Option<String>)> {
     }
 }
 
-/// As [`select`], returning the fallback notice instead of printing it.
-pub fn choose(spec: &str) -> Result<(Device, Option<String>)> {
+/// An explicit spec: the device, and the notice when `auto` fell back.
+fn choose(spec: &str) -> Result<(Device, Option<String>)> {
     match spec {
         "cpu" => Ok((Device::Cpu, None)),
         "auto" => {
@@ -86,23 +82,25 @@ pub fn choose(spec: &str) -> Result<(Device, Option<String>)> {
                 ));
             }
             if let Some((why, hint)) = cuda_libraries_missing() {
-                return Err(crate::invalid!(
-                    "device '{s}': {why} ({hint}); --device auto or cpu runs on the CPU"
-                ));
+                return Err(crate::invalid!("device '{s}': {why} ({hint}); {TO_CPU}"));
             }
-            Device::new_cuda(n).map_err(|e| {
-                crate::invalid!(
-                    "device '{s}': cannot open the GPU: {} (use --device auto or cpu to run on the CPU)",
-                    one_line(&e.to_string())
-                )
-            })
-            .map(|d| (d, None))
+            Device::new_cuda(n)
+                .map_err(|e| {
+                    crate::invalid!(
+                        "device '{s}': cannot open the GPU: {}; {TO_CPU}",
+                        one_line(&e.to_string())
+                    )
+                })
+                .map(|d| (d, None))
         }
         s => Err(crate::invalid!(
             "invalid device '{s}' (expected auto, cpu, cuda or cuda:N)"
         )),
     }
 }
+
+/// How to get the CPU instead, for errors about an explicit GPU.
+const TO_CPU: &str = "--device auto or cpu runs on the CPU";
 
 /// The first line of an error (candle appends backtraces on some errors).
 fn one_line(s: &str) -> &str {

@@ -30,8 +30,18 @@ fn features(checkpoint: &Path, dataset: &str, out_dir: &Path, extra: &[&str]) ->
     semcon(&args)
 }
 
-/// `semcon features` on the model fixture's own input images.
+/// `semcon features` on the model fixture's own input images (on the CPU).
 fn features_on_input(checkpoint: &Path, out_dir: &Path, extra: &[&str]) -> Run {
+    let device = ["--device", "cpu"];
+    semcon(features_on_input_args(
+        checkpoint,
+        out_dir,
+        &[&device, extra].concat(),
+    ))
+}
+
+/// The arguments of [`features_on_input`] without a device.
+fn features_on_input_args(checkpoint: &Path, out_dir: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "features".to_string(),
         "--checkpoint".into(),
@@ -40,11 +50,9 @@ fn features_on_input(checkpoint: &Path, out_dir: &Path, extra: &[&str]) -> Run {
         s(&model_fixture("resnet18_cifar_input.npy")),
         "--out".into(),
         s(&out_dir.join("out.npz")),
-        "--device".into(),
-        "cpu".into(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
-    semcon(&args)
+    args
 }
 
 /// resnet50 fixture: 5 classes, no sidecar (images are not resized).
@@ -754,19 +762,8 @@ fn device_choice_without_cuda() {
     let dir = tmp_dir("err_device");
     let ck = model_fixture("resnet18_cifar.safetensors");
     let run = |device: Option<&str>| {
-        let mut args = vec![
-            "features".to_string(),
-            "-c".into(),
-            s(&ck),
-            "--input".into(),
-            s(&model_fixture("resnet18_cifar_input.npy")),
-            "--out".into(),
-            s(&dir.join("o.npz")),
-        ];
-        if let Some(d) = device {
-            args.extend(["--device".to_string(), d.to_string()]);
-        }
-        semcon(&args)
+        let flag: Vec<&str> = device.map(|d| vec!["--device", d]).unwrap_or_default();
+        semcon(features_on_input_args(&ck, &dir, &flag))
     };
     expect_error_with(&run(Some("cuda")), &["device 'cuda'", "built without CUDA"]);
     let auto = run(Some("auto"));
