@@ -4,6 +4,7 @@
 pub use crate::cli_eval::{AttackArgs, EvalArgs};
 pub use crate::cli_train::TrainArgs;
 use crate::data::{self, DatasetSpec, ImageSet, LoadOptions, Split};
+use crate::eval;
 use crate::model::{self, Model, ModelOptions, Tap};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -373,22 +374,24 @@ pub fn check_out(out: &Path, exts: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `f` over `x` in batches and concatenates the outputs (on the CPU).
+/// Runs `f` over `x` in batches on `device` and concatenates the outputs (on
+/// the CPU); a device out of memory halves the batch ([`eval::in_batches`]).
 pub fn batched(
     x: &Tensor,
     batch: usize,
     device: &Device,
     f: impl Fn(&Tensor) -> crate::Result<Tensor>,
 ) -> Result<Tensor> {
-    let n = x.dim(0)?;
-    let mut outs = Vec::new();
-    let mut s = 0;
-    while s < n {
-        let e = (s + batch.max(1)).min(n);
-        let xb = x.narrow(0, s, e - s)?.to_device(device)?;
-        outs.push(f(&xb)?.to_device(&Device::Cpu)?);
-        s = e;
-    }
+    let outs = eval::in_batches(
+        x.dim(0)?,
+        batch,
+        |s, e| {
+            let xb = x.narrow(0, s, e - s)?.to_device(device)?;
+            Ok(vec![f(&xb)?.to_device(&Device::Cpu)?])
+        },
+        |_, _, _| true,
+    )?
+    .unwrap_or_default();
     Ok(Tensor::cat(&outs, 0)?)
 }
 

@@ -423,25 +423,32 @@ pub fn cmd_attack(a: &AttackArgs) -> Result<()> {
         n as u64,
         format!("PGD-{} eps {:.1}/255", a.iters, a.eps * 255.0),
     );
-    let (mut advs, mut clean_ok, mut adv_ok) = (Vec::new(), 0usize, 0usize);
-    let mut s = 0;
-    while s < n {
-        let e = (s + a.batch.max(1)).min(n);
-        let xb = x.narrow(0, s, e - s)?.to_device(&device)?;
-        let yb = Tensor::from_slice(&y[s..e], e - s, &device)?;
-        let c = PgdConfig {
-            seed: cfg.seed.wrapping_add(s as u64),
-            ..cfg
-        };
-        let out = pgd::pgd(&m, &xb, &yb, &c)?;
-        let pc = crate::metrics::accuracy::predictions(&m.logits(&xb)?)?;
-        let pa = crate::metrics::accuracy::predictions(&m.logits(&out.x_adv)?)?;
-        clean_ok += pc.iter().zip(&y[s..e]).filter(|(p, l)| p == l).count();
-        adv_ok += pa.iter().zip(&y[s..e]).filter(|(p, l)| p == l).count();
-        advs.push(out.x_adv.to_device(&Device::Cpu)?);
-        s = e;
-        pb.set_position(s as u64);
-    }
+    // per sample: (clean prediction, adversarial prediction); x_adv per batch
+    let mut advs = Vec::new();
+    let preds = eval::in_batches(
+        n,
+        a.batch,
+        |s, e| {
+            let xb = x.narrow(0, s, e - s)?.to_device(&device)?;
+            let yb = Tensor::from_slice(&y[s..e], e - s, &device)?;
+            let c = PgdConfig {
+                seed: cfg.seed.wrapping_add(s as u64),
+                ..cfg
+            };
+            let out = pgd::pgd(&m, &xb, &yb, &c)?;
+            let pc = crate::metrics::accuracy::predictions(&m.logits(&xb)?)?;
+            let pa = crate::metrics::accuracy::predictions(&m.logits(&out.x_adv)?)?;
+            advs.push(out.x_adv.to_device(&Device::Cpu)?);
+            Ok(pc.into_iter().zip(pa).collect())
+        },
+        |_, done, _| {
+            pb.set_position(done as u64);
+            true
+        },
+    )?
+    .unwrap_or_default();
+    let clean_ok = preds.iter().zip(&y).filter(|((p, _), l)| p == *l).count();
+    let adv_ok = preds.iter().zip(&y).filter(|((_, p), l)| p == *l).count();
     pb.finish_and_clear();
     println!(
         "clean accuracy {} adversarial accuracy {} ({} samples, eps {:.5}, step {:.5}, {} iterations{})",

@@ -5,7 +5,7 @@
 //! class; and `semcon attack`'s adversarial images pixel by pixel.
 
 mod common;
-use common::{fixture, read_npz, root, semcon_ok, tensor_f64, tmp_dir};
+use common::{fixture, read_npz, root, tensor_f64, tmp_dir};
 
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -52,6 +52,11 @@ fn rel(got: f64, want: f64, tol: f64, what: &str) {
 
 /// `semcon CMD -c standard -d fmnist_colour120.npz --device cpu ARGS...`.
 fn run_on_fixture(cmd: &str, args: &[&str]) -> common::Run {
+    run_on_fixture_env(cmd, args, &[])
+}
+
+/// [`run_on_fixture`] with extra environment variables.
+fn run_on_fixture_env(cmd: &str, args: &[&str], env: &[(&str, &str)]) -> common::Run {
     let ck = root().join("checkpoints/standard.safetensors");
     let ds = fixture("eval/fmnist_colour120.npz");
     let mut all = vec![
@@ -64,7 +69,10 @@ fn run_on_fixture(cmd: &str, args: &[&str]) -> common::Run {
         "cpu".into(),
     ];
     all.extend(args.iter().map(|s| s.to_string()));
-    semcon_ok(&all)
+    let r = common::semcon_env(&all, env);
+    assert!(r.ok, "semcon failed ({:?}): {}", r.code, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    r
 }
 
 fn model_report(args: &[&str]) -> serde_json::Value {
@@ -289,4 +297,164 @@ fn trained_model_logits_match_pytorch() {
         tensor_f64(&r["labels"]),
         "labels read from the .npz"
     );
+}
+
+/// A device out of memory halves the batch and retries (`eval::in_batches`).
+/// Without a GPU in CI, `SEMCON_SIMULATE_OOM_ABOVE` makes every batch of more
+/// than 7 images fail as a GPU out of memory would: eval, attack and features
+/// must then say so, finish, and give exactly the numbers and bytes of the run
+/// that never ran out (PGD's random start is seeded per image, so batch
+/// boundaries do not matter).
+#[test]
+fn out_of_memory_halves_the_batch_with_the_same_results() {
+    let oom = [("SEMCON_SIMULATE_OOM_ABOVE", "7")];
+    let dir = tmp_dir("eval_oom");
+    let eval = [
+        "--format",
+        "json",
+        "--batch",
+        "32",
+        "--perturb",
+        "contrast:2",
+        "--pgd",
+        "4/255",
+        "--pgd-iters",
+        "3",
+        "--random-start",
+        "--kstar",
+    ];
+    let plain = run_on_fixture("eval", &eval);
+    assert!(!plain.stderr.contains("out of memory"), "{}", plain.stderr);
+    let halved = run_on_fixture_env("eval", &eval, &oom);
+    for want in [
+        "retrying with batch 16",
+        "retrying with batch 8",
+        "retrying with batch 4",
+    ] {
+        assert!(
+            halved.stderr.contains(want),
+            "no '{want}' in {}",
+            halved.stderr
+        );
+    }
+    let report = |r: &common::Run| {
+        let mut j: serde_json::Value = serde_json::from_str(&r.stdout).expect("eval json");
+        strip_timings(&mut j);
+        j
+    };
+    // CPU GEMM blocking depends on the batch size, so DS may move in the last
+    // float32 bits; every count, accuracy and k* must be the same.
+    assert_json_close(&report(&halved), &report(&plain), "eval report");
+
+    let attack = |out: &str| {
+        vec![
+            "--eps".to_string(),
+            "4/255".into(),
+            "--iters".into(),
+            "3".into(),
+            "--random-start".into(),
+            "--batch".into(),
+            "50".into(),
+            "--out".into(),
+            dir.join(out).display().to_string(),
+        ]
+    };
+    let args = attack("plain.npy");
+    let a = run_on_fixture(
+        "attack",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let args = attack("halved.npy");
+    let b = run_on_fixture_env(
+        "attack",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &oom,
+    );
+    assert!(b.stderr.contains("retrying with batch 6"), "{}", b.stderr);
+    assert_eq!(a.stdout, b.stdout);
+    let (pa, pb) = (
+        common::read_npy(&dir.join("plain.npy")),
+        common::read_npy(&dir.join("halved.npy")),
+    );
+    assert_eq!(pa.shape, vec![120, 3, 28, 28]);
+    assert_eq!((pa.shape, pa.data), (pb.shape, pb.data), "x_adv");
+
+    let features = |out: &str| {
+        vec![
+            "--layer".to_string(),
+            "layer3".into(),
+            "--batch".into(),
+            "100".into(),
+            "--out".into(),
+            dir.join(out).display().to_string(),
+        ]
+    };
+    let args = features("plain.npz");
+    run_on_fixture(
+        "features",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let args = features("halved.npz");
+    let r = run_on_fixture_env(
+        "features",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &oom,
+    );
+    assert!(r.stderr.contains("retrying with batch 6"), "{}", r.stderr);
+    let (fa, fb) = (
+        read_npz(&dir.join("plain.npz")),
+        read_npz(&dir.join("halved.npz")),
+    );
+    assert_eq!(fa["features"].dims()[0], 120);
+    assert_eq!(fa["features"].dims(), fb["features"].dims());
+    common::assert_close_scaled(
+        &common::tensor_f32(&fb["features"]),
+        &common::tensor_f32(&fa["features"]),
+        1e-5,
+        "features with halved batches",
+    );
+}
+
+/// Same JSON structure and values; numbers within 1e-5 relative.
+#[track_caller]
+fn assert_json_close(got: &serde_json::Value, want: &serde_json::Value, at: &str) {
+    use serde_json::Value::*;
+    match (got, want) {
+        (Object(g), Object(w)) => {
+            assert_eq!(
+                g.keys().collect::<Vec<_>>(),
+                w.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, v) in w {
+                assert_json_close(&g[k], v, &format!("{at}.{k}"));
+            }
+        }
+        (Array(g), Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{at}");
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                assert_json_close(g, w, &format!("{at}[{i}]"));
+            }
+        }
+        (Number(g), Number(w)) if g.is_f64() || w.is_f64() => {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1e-6),
+                "{at}: {g} vs {w}"
+            );
+        }
+        _ => assert_eq!(got, want, "{at}"),
+    }
+}
+
+/// Drops wall-clock fields (seconds, images/s) from an eval report.
+fn strip_timings(j: &mut serde_json::Value) {
+    match j {
+        serde_json::Value::Object(m) => {
+            m.retain(|k, _| !k.contains("seconds") && !k.contains("per_s") && !k.contains("time"));
+            m.values_mut().for_each(strip_timings);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_timings),
+        _ => {}
+    }
 }

@@ -267,9 +267,19 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    semcon_env(args, &[])
+}
+
+/// [`semcon`] with extra environment variables.
+pub fn semcon_env<I, S>(args: I, env: &[(&str, &str)]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let out: Output = Command::new(bin())
         .args(args)
         .env("RUST_BACKTRACE", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("cannot run semcon");
     Run {
