@@ -943,7 +943,15 @@ fn export_writes_json_and_pngs() {
     );
     assert_eq!(v["models"]["adv"]["pgd"][2]["eps_label"], "8/255");
     assert_eq!(v["models"]["standard"]["kstar"]["patterns"][0]["count"], 4);
+    let pgd = &v["models"]["adv"]["pgd"][2];
+    assert_eq!(pgd["final"], true);
+    assert_eq!(pgd["samples"].as_u64(), Some(app.meta.samples as u64));
     assert!(e.summary().contains("exported to"));
+    assert!(
+        e.summary().ends_with("(view.json + 5 charts)"),
+        "{}",
+        e.summary()
+    );
     // a second export goes to a new directory
     let e2 = export::export(&app, &base).unwrap();
     assert_ne!(e.dir, e2.dir);
@@ -951,6 +959,20 @@ fn export_writes_json_and_pngs() {
     let empty = App::new(meta(&["a"]));
     let e3 = export::export(&empty, &base).unwrap();
     assert_eq!(e3.files, vec!["view.json".to_string()]);
+    let v3: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e3.dir.join("view.json")).unwrap()).unwrap();
+    let pgd = v3["models"]["a"]["pgd"].as_array().unwrap();
+    assert!(!pgd.is_empty());
+    for p in pgd {
+        assert_eq!(
+            (&p["final"], &p["accuracy"], &p["samples"]),
+            (
+                &serde_json::json!(false),
+                &serde_json::Value::Null,
+                &serde_json::Value::Null
+            )
+        );
+    }
     if std::env::var_os("SEMCON_TEST_KEEP").is_some() {
         eprintln!("kept {}", e.dir.display());
     } else {

@@ -48,10 +48,12 @@ pub struct Exported {
 impl Exported {
     /// One line for the status bar.
     pub fn summary(&self) -> String {
+        // The directory first: on a narrow terminal the end is what gets cut.
+        let charts = self.files.iter().filter(|f| f.ends_with(".png")).count();
         format!(
-            "exported to {}/ ({})",
+            "exported to {}/ (view.json + {charts} chart{})",
             self.dir.display(),
-            self.files.join(", ")
+            if charts == 1 { "" } else { "s" }
         )
     }
 }
@@ -130,6 +132,9 @@ pub fn view_json(app: &App) -> Value {
                     "step": s.step,
                     "iters": s.iters,
                     "accuracy": app.pgd(i, e).map(|r| r.accuracy),
+                    // PGD streams no partial accuracy: null until final.
+                    "samples": app.pgd(i, e).map(|r| r.preds.len()),
+                    "final": app.pgd(i, e).is_some(),
                 })
             })
             .collect();
