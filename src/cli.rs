@@ -116,9 +116,12 @@ pub struct DataArgs {
     /// add :colour for the colour-shift split.
     #[arg(long, short = 'd')]
     pub dataset: Option<String>,
-    #[arg(long, value_enum, default_value_t = Split::Test)]
-    pub split: Split,
-    /// Evaluate a seeded random subset of N samples.
+    /// Which split of a dataset that has both (idx/CIFAR directories, image
+    /// folders with train/ and test/, .npz with x_train/x_test) [default: test;
+    /// train for `semcon train`].
+    #[arg(long, value_enum)]
+    pub split: Option<Split>,
+    /// Use a seeded random subset of N samples.
     #[arg(long)]
     pub samples: Option<usize>,
     /// Seed for --samples and every random choice.
@@ -137,7 +140,7 @@ impl DataArgs {
             .unwrap_or("builtin:fashion-mnist")
             .parse()?;
         let opts = LoadOptions {
-            split: self.split,
+            split: self.split.unwrap_or(Split::Test),
             resize,
             skip_bad_images: self.skip_bad_images,
         };
@@ -225,10 +228,12 @@ pub struct KstarArgs {
     /// json or table.
     #[arg(long, default_value = "table")]
     pub format: String,
-    /// Layer name recorded in the report.
-    #[arg(long, default_value = "logits")]
-    pub layer: String,
-    /// Class names, comma separated.
+    /// Layer name recorded in the report [default: the `layer` array of an
+    /// .npz from `semcon features`, else none].
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Class names, comma separated [default: the `class_names` array of an
+    /// .npz from `semcon features`, else the label numbers].
     #[arg(long, value_delimiter = ',')]
     pub class_names: Option<Vec<String>>,
     /// Pattern A (fractured) when the skew is above this.
@@ -400,10 +405,10 @@ fn cmd_features(a: &FeaturesArgs) -> Result<()> {
     let device = a.model.device()?;
     let m = load_one_model(&a.model, &device)?;
     let tap: Tap = a.layer.parse()?;
-    let (x, labels) = match &a.input {
+    let (x, labels, class_names) = match &a.input {
         Some(p) => {
             let set = a.data.subset(read_input_set(p)?)?;
-            (set.batch(0, set.len(), &Device::Cpu)?, None)
+            (set.batch(0, set.len(), &Device::Cpu)?, None, None)
         }
         None => {
             let set = a.data.load(m.input_size)?;
@@ -414,13 +419,21 @@ fn cmd_features(a: &FeaturesArgs) -> Result<()> {
                 set.len(),
                 &Device::Cpu,
             )?;
-            (x, Some(y))
+            (x, Some(y), Some(set.class_names.clone()))
         }
     };
     let f = batched(&x, a.batch, &device, |xb| m.features(xb, tap))?;
-    let mut arrays: Vec<(&str, Tensor)> = vec![("features", f.clone())];
-    if let Some(y) = labels {
-        arrays.push(("labels", y));
+    // The layer and the class names travel with the features, for `semcon
+    // kstar` and for numpy (`f["layer"]`, `f["class_names"]`).
+    use crate::data::npyz::NpyArray;
+    let layer = [tap.to_string()];
+    let mut arrays = vec![("features", NpyArray::Tensor(&f))];
+    if let Some(y) = &labels {
+        arrays.push(("labels", NpyArray::Tensor(y)));
+    }
+    arrays.push(("layer", NpyArray::Strings(&layer)));
+    if let Some(names) = &class_names {
+        arrays.push(("class_names", NpyArray::Strings(names)));
     }
     write_npz(&a.out, &arrays)?;
     eprintln!(
@@ -512,7 +525,8 @@ fn cmd_kstar(a: &KstarArgs) -> Result<()> {
     }
     let device = crate::device::select_arg(a.device.as_deref())?;
     let f = kstar::read_features(&a.features, a.labels.as_deref())?;
-    if let Some(names) = &a.class_names {
+    let class_names = a.class_names.clone().or_else(|| f.class_names.clone());
+    if let Some(names) = &class_names {
         // Every label needs a name (the highest label may be absent from a subset).
         let k = f.labels.iter().max().map_or(0, |&m| m as usize + 1);
         if names.len() < k {
@@ -548,9 +562,13 @@ fn cmd_kstar(a: &KstarArgs) -> Result<()> {
         fractured: a.fractured_above,
         clustered: a.clustered_below,
     };
-    let names = a.class_names.clone().unwrap_or_default();
+    let names = class_names.unwrap_or_default();
     let mut report = kstar::summarize(&k, &f.labels, &names, metric, th)?;
-    report.layer = a.layer.clone();
+    report.layer = a
+        .layer
+        .clone()
+        .or_else(|| f.layer.clone())
+        .unwrap_or_default();
     if let Some(out) = &a.out {
         let v: Vec<i64> = k.iter().map(|&v| v as i64).collect();
         let tmp = out.with_extension("npy.tmp");
@@ -712,10 +730,9 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
 
 /// Writes arrays to an .npz (via a temporary file, then rename; the temporary
 /// file is removed when either fails).
-pub fn write_npz(out: &Path, arrays: &[(&str, Tensor)]) -> Result<()> {
+pub fn write_npz(out: &Path, arrays: &[(&str, crate::data::npyz::NpyArray)]) -> Result<()> {
     let tmp = out.with_extension("npz.tmp");
-    let refs: Vec<(&str, &Tensor)> = arrays.iter().map(|(n, t)| (*n, t)).collect();
-    Tensor::write_npz(&refs, &tmp)
+    crate::data::npyz::write_npz(&tmp, arrays)
         .map_err(anyhow::Error::from)
         .and_then(|_| Ok(std::fs::rename(&tmp, out)?))
         .inspect_err(|_| {

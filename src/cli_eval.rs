@@ -144,7 +144,7 @@ fn progress(total: u64, msg: String) -> indicatif::ProgressBar {
 
 pub fn cmd_eval(a: &EvalArgs) -> Result<()> {
     if let Some(out) = &a.out {
-        check_out(out, &[])?;
+        check_out(out, &["json"])?;
     }
     let device = a.model.device()?;
     let models = load_models(&a.model, &device)?;

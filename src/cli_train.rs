@@ -71,7 +71,9 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     if data.dataset.is_none() {
         bail!("--dataset is required for training (e.g. /usr/share/datasets/fashion-mnist:colour --split train)");
     }
-    data.split = a.data.split;
+    // Like torchvision's datasets (train=True), training reads the train split.
+    let split = a.data.split.unwrap_or(Split::Train);
+    data.split = Some(split);
     let set = data.load(None)?;
     let (mean, std) = train::channel_stats(&set);
     let config = ResNetConfig::named(&a.arch, a.stem, a.width, set.channels, set.num_classes())?;
@@ -143,7 +145,8 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
             sidecar.metrics = Some(serde_json::json!({ "train": stats }));
             tr.save(&a.out, &sidecar)?;
             saved = true;
-            pb.println(format!(
+            // Not only on a terminal: logged and nohup runs see every epoch too.
+            let line = format!(
                 "epoch {}: loss {:.4} (CE {:.4}, DS {:.4}) train accuracy {:.2}% -> saved {}",
                 stats.epoch,
                 stats.loss,
@@ -151,7 +154,12 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
                 stats.ds,
                 100.0 * stats.accuracy,
                 a.out.display()
-            ));
+            );
+            if pb.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                pb.println(line);
+            }
             Ok(())
         },
     );
@@ -170,19 +178,39 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     // Final metrics on held-out data for the sidecar.
     let eval_spec = match &a.eval_dataset {
         Some(d) => Some(d.clone()),
-        None if data.split == Split::Train => Some(data.dataset.clone().unwrap_or_default()),
-        None => None,
+        None if split == Split::Train => Some(data.dataset.clone().unwrap_or_default()),
+        None => {
+            eprintln!(
+                "notice: trained on the test split; no held-out accuracy in the sidecar (--eval-dataset adds one)"
+            );
+            None
+        }
     };
     let mut metrics = serde_json::json!({ "train": history.last() });
-    if let Some(spec) = eval_spec {
-        let test = DataArgs {
-            dataset: Some(spec.clone()),
-            split: Split::Test,
-            samples: None,
-            ..a.data.clone()
+    let explicit_eval = a.eval_dataset.is_some();
+    let test = match eval_spec {
+        Some(spec) => {
+            let test = DataArgs {
+                dataset: Some(spec.clone()),
+                split: Some(Split::Test),
+                samples: None,
+                ..a.data.clone()
+            }
+            .load(None)
+            .with_context(|| format!("loading evaluation data {spec}"))?;
+            if !explicit_eval && contains_training_images(&test, &set) {
+                eprintln!(
+                    "notice: {spec} has no separate test split (its test images are the training \
+                     images); no held-out accuracy in the sidecar (--eval-dataset adds one)"
+                );
+                None
+            } else {
+                Some(test)
+            }
         }
-        .load(None)
-        .with_context(|| format!("loading evaluation data {spec}"))?;
+        None => None,
+    };
+    if let Some(test) = test {
         let m = tr.model(a.out.clone())?;
         let test = crate::eval::images_for(&m, &test)?;
         let c = crate::eval::clean(&m, &test, 500, &mut |_, _| true)?.expect("never cancelled");
@@ -200,4 +228,28 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&sidecar)?);
     }
     Ok(())
+}
+
+/// Whether `test` holds the training images, i.e. the dataset has no
+/// separate test split and "the test split of the training data" would be
+/// the training data again: up to 64 training images spread over the set
+/// are all found, bit for bit, among the test images.
+fn contains_training_images(test: &crate::data::ImageSet, train: &crate::data::ImageSet) -> bool {
+    use std::collections::HashSet;
+    use std::hash::{Hash, Hasher};
+    let l = train.image_len();
+    if l == 0 || test.image_len() != l || train.is_empty() {
+        return false;
+    }
+    let key = |img: &[f32]| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        img.iter().for_each(|v| v.to_bits().hash(&mut h));
+        h.finish()
+    };
+    let seen: HashSet<u64> = test.data.chunks_exact(l).map(key).collect();
+    let n = train.len();
+    let probes = n.min(64);
+    (0..probes)
+        .map(|i| i * n / probes)
+        .all(|i| seen.contains(&key(&train.data[i * l..(i + 1) * l])))
 }

@@ -190,7 +190,9 @@ fn idx_images_of_zero_pixels() {
     for args in [
         vec!["eval", "-c", &ck, "-d", &ds, "--perturb", "none"],
         vec!["attack", "-c", &ck, "-d", &ds],
-        vec!["train", "-d", &ds, "--width", "2", "--out", &t_out],
+        vec![
+            "train", "-d", &ds, "--split", "test", "--width", "2", "--out", &t_out,
+        ],
     ] {
         expect_error_with(&semcon([&args[..], &["--device", "cpu"]].concat()), &want);
     }
@@ -1087,15 +1089,18 @@ fn output_paths_are_checked_first() {
     let features = ["features", "-c", &ck];
     let perturb = ["perturb", "--perturb", "hue", "--level", "1"];
     let not_there = format!("directory {} does not exist", s(&none));
-    let cases: [(&[&str], PathBuf, &str); 8] = [
+    let json_dir = dir.join("report.json");
+    std::fs::create_dir_all(&json_dir).unwrap();
+    let cases: [(&[&str], PathBuf, &str); 9] = [
         (&eval, none.join("r.json"), &not_there),
+        (&eval, dir.join("r.txt"), "expected a .json file"),
         (&attack, none.join("a.npy"), &not_there),
         (&attack, dir.join("a.png"), "expected a .npy file"),
         (&features, dir.join("o.npy"), "expected a .npz file"),
         (&features, file.join("o.npz"), "file is not a directory"),
         (&["train"], none.join("m.safetensors"), &not_there),
         (&perturb, none.join("p.png"), &not_there),
-        (&eval, dir.clone(), "is a directory"),
+        (&eval, json_dir, "is a directory"),
     ];
     for (cmd, out, needle) in cases {
         let out = s(&out);
@@ -1125,7 +1130,8 @@ fn failed_writes_leave_no_temporary_files() {
     let out = dir.join("f.npz");
     std::fs::create_dir_all(out.join("x")).unwrap();
     let t = Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap();
-    let e = semcon::cli::write_npz(&out, &[("features", t)]).unwrap_err();
+    let arrays = [("features", semcon::data::npyz::NpyArray::Tensor(&t))];
+    let e = semcon::cli::write_npz(&out, &arrays).unwrap_err();
     assert!(format!("{e:#}").contains("cannot write"), "{e:#}");
     assert!(!dir.join("f.npz.tmp").exists());
     let out = dir.join("m.safetensors");
@@ -1208,6 +1214,8 @@ fn nan_loss_stops_training_naming_the_step() {
         "train",
         "--dataset",
         "builtin:fashion-mnist",
+        "--split",
+        "test",
         "--samples",
         "64",
         "--width",
@@ -1259,4 +1267,61 @@ fn device_choice_without_cuda() {
     let quiet = run(None);
     assert!(quiet.ok, "{}", quiet.stderr);
     assert!(!quiet.stderr.contains("notice:"), "{}", quiet.stderr);
+}
+
+/// `semcon train` reads the train split unless told otherwise (like
+/// torchvision's `train=True`); builtin:fashion-mnist has none and says where
+/// to get it. Off a terminal (here: piped) every epoch is still reported.
+/// Evaluation after training never reports the training images as held out.
+#[test]
+fn train_split_default_and_held_out_evaluation() {
+    let dir = tmp_dir("err_train_split");
+    let out = s(&dir.join("m.safetensors"));
+    let tiny = [
+        "--width", "2", "--epochs", "2", "--batch", "16", "--device", "cpu",
+    ];
+    let run = |args: &[&str]| semcon([&["train", "--out", &out][..], &tiny, args].concat());
+    expect_error_with(
+        &run(&["-d", "builtin", "--samples", "32"]),
+        &["ships only the test split", "--split train"],
+    );
+
+    // A dataset without splits (x/y): trained on, but not "evaluated" on itself.
+    let npz = s(&fixture("eval/fmnist_colour120.npz"));
+    let r = run(&["-d", &npz, "--samples", "48"]);
+    assert!(r.ok, "{}", r.stderr);
+    for epoch in ["epoch 1: loss", "epoch 2: loss"] {
+        assert!(
+            r.stderr.contains(epoch),
+            "no '{epoch}' off a terminal: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr.contains("has no separate test split"),
+        "{}",
+        r.stderr
+    );
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    assert!(sidecar["metrics"]["train"].is_object());
+    assert!(sidecar["metrics"]["test"].is_null(), "{sidecar}");
+    assert_eq!(sidecar["training"]["samples"], 48);
+
+    // Asked for explicitly, the same data is evaluated (the user's choice).
+    let r = run(&["-d", &npz, "--samples", "48", "--eval-dataset", &npz]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stderr.contains("test accuracy"), "{}", r.stderr);
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["metrics"]["test"]["samples"], 120);
+
+    // Training on a test split says that nothing held out was evaluated.
+    let r = run(&["-d", "builtin", "--split", "test", "--samples", "32"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("trained on the test split"),
+        "{}",
+        r.stderr
+    );
 }

@@ -447,7 +447,8 @@ fn cli_json_and_out() {
     .stdout;
     let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(j["metric"], "cityblock");
-    assert_eq!(j["layer"], "logits");
+    // an .npz without a `layer` array and no --layer: no layer is claimed
+    assert_eq!(j["layer"], "");
     assert_eq!(j["classes"].as_array().unwrap().len(), 7);
     assert!(j["classes"][6]["skew"].is_null());
     let f = Fixture::load("high");
@@ -602,5 +603,122 @@ fn cli_errors_are_one_line() {
     let (b, y) = (bad.to_str().unwrap(), yp.to_str().unwrap());
     assert_one_line_error(&["kstar", "--features", b, "--labels", y], "NaN");
     assert_one_line_error(&["kstar", "--features", x, "--labels", y], "labels");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `semcon features` stores the layer and the class names as numpy string
+/// arrays (`np.array("penultimate")`, `np.array([...])`). semcon reads
+/// numpy's own (make_kstar.py formats: high32_named.npz, with a non-ASCII
+/// name) and encodes every member byte for byte as numpy does; `semcon
+/// kstar` takes both from the file unless --layer/--class-names say otherwise.
+#[test]
+fn string_arrays_read_and_written_as_numpy_does() {
+    use semcon::data::npyz::{encode_npy, NpyArray, Npz};
+    let p = fixture("high32_named");
+    let npz = Npz::open(&p).unwrap();
+    let names = ["T-shirt/top", "Trouser", "Pullöver", "Dress", "Ankle boot"].map(String::from);
+    let layer = ["penultimate".to_string()];
+    assert_eq!(npz.get_strings("layer").unwrap(), Some(layer.to_vec()));
+    assert_eq!(
+        npz.get_strings("class_names").unwrap(),
+        Some(names.to_vec())
+    );
+    assert!(npz.get_strings("none").unwrap().is_none());
+    let err = npz.get_strings("labels").unwrap_err().to_string();
+    assert!(err.contains("expected a string array"), "{err}");
+    let features = npz.get("features").unwrap().unwrap();
+    let labels = npz.get("labels").unwrap().unwrap();
+    for (name, a) in [
+        ("features", NpyArray::Tensor(&features)),
+        ("labels", NpyArray::Tensor(&labels)),
+        ("layer", NpyArray::Strings(&layer)),
+        ("class_names", NpyArray::Strings(&names)),
+    ] {
+        let numpy = npz.npy_bytes(name).unwrap().unwrap();
+        assert_eq!(encode_npy(&a).unwrap(), numpy, "{name}");
+    }
+
+    let p = p.to_str().unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let args = [
+            &[
+                "kstar",
+                "--features",
+                p,
+                "--format",
+                "json",
+                "--device",
+                "cpu",
+            ],
+            extra,
+        ]
+        .concat();
+        serde_json::from_str(&common::semcon_ok(args).stdout).unwrap()
+    };
+    let class_names = |j: &serde_json::Value| -> Vec<String> {
+        j["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let j = run(&[]);
+    assert_eq!(j["layer"], "penultimate");
+    assert_eq!(class_names(&j), names);
+    let j = run(&["--layer", "layer4", "--class-names", "a,b,c,d,e"]);
+    assert_eq!(j["layer"], "layer4");
+    assert_eq!(class_names(&j), ["a", "b", "c", "d", "e"]);
+}
+
+/// `semcon features` then `semcon kstar`: the report names the layer the
+/// features came from and the dataset's classes.
+#[test]
+fn features_then_kstar_keeps_layer_and_class_names() {
+    let dir = tmpdir("features_layer");
+    let out = dir.join("f.npz");
+    let ck = common::root().join("checkpoints/standard.safetensors");
+    common::semcon_ok([
+        "features",
+        "-c",
+        ck.to_str().unwrap(),
+        "-d",
+        "builtin:fashion-mnist:colour",
+        "--samples",
+        "60",
+        "--layer",
+        "penultimate",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let npz = semcon::data::npyz::Npz::open(&out).unwrap();
+    assert_eq!(npz.names(), ["features", "labels", "layer", "class_names"]);
+    assert_eq!(npz.get("features").unwrap().unwrap().dims()[0], 60);
+    let j: serde_json::Value = serde_json::from_str(
+        &common::semcon_ok([
+            "kstar",
+            "--features",
+            out.to_str().unwrap(),
+            "--format",
+            "json",
+            "--device",
+            "cpu",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(j["layer"], "penultimate");
+    let names: Vec<&str> = j["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Ankle boot") && names.contains(&"T-shirt/top"),
+        "{names:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

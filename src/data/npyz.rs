@@ -58,31 +58,156 @@ impl Npz {
 
     /// The array `name`, `None` when there is no such member.
     pub fn get(&self, name: &str) -> Result<Option<Tensor>> {
+        let Some(npy) = self.npy_bytes(name)? else {
+            return Ok(None);
+        };
+        parse_npy(&npy).map(Some).map_err(|msg| self.err(name, msg))
+    }
+
+    /// The string array `name` (numpy `<U…`, flattened), `None` when there
+    /// is no such member.
+    pub fn get_strings(&self, name: &str) -> Result<Option<Vec<String>>> {
+        let Some(npy) = self.npy_bytes(name)? else {
+            return Ok(None);
+        };
+        parse_npy_strings(&npy)
+            .map(Some)
+            .map_err(|msg| self.err(name, msg))
+    }
+
+    fn err(&self, name: &str, msg: String) -> Error {
+        Error::format(&self.path, format!("array '{name}': {msg}"))
+    }
+
+    /// The decompressed .npy bytes of member `name`.
+    pub fn npy_bytes(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let Some(m) = self.members.iter().find(|m| m.name == name) else {
             return Ok(None);
         };
-        let err = |msg: String| Error::format(&self.path, format!("array '{name}': {msg}"));
         let raw = self
             .bytes
             .get(m.data_start..m.data_start + m.compressed)
-            .ok_or_else(|| err("the file is truncated".into()))?;
-        let npy = match m.method {
+            .ok_or_else(|| self.err(name, "the file is truncated".into()))?;
+        Ok(Some(match m.method {
             0 => raw.to_vec(),
             8 => {
                 let mut out = Vec::with_capacity(m.size);
                 flate2::read::DeflateDecoder::new(raw)
                     .read_to_end(&mut out)
-                    .map_err(|e| err(format!("compressed data is corrupt: {e}")))?;
+                    .map_err(|e| self.err(name, format!("compressed data is corrupt: {e}")))?;
                 out
             }
             k => {
-                return Err(err(format!(
-                    "zip compression method {k} is not supported (np.savez and np.savez_compressed are)"
-                )))
+                return Err(self.err(
+                    name,
+                    format!(
+                        "zip compression method {k} is not supported (np.savez and np.savez_compressed are)"
+                    ),
+                ))
             }
-        };
-        parse_npy(&npy).map(Some).map_err(err)
+        }))
     }
+}
+
+/// One array of an .npz being written.
+pub enum NpyArray<'a> {
+    /// A tensor (float32/64, int64, uint8, uint32), written as numpy would.
+    Tensor(&'a Tensor),
+    /// Strings as a numpy unicode array (`<U…`): one string as a 0-d array
+    /// (`np.array("layer3")`), else a 1-d array.
+    Strings(&'a [String]),
+}
+
+/// The .npy header numpy (1.23 and later) writes: format 1.0, room for the
+/// first axis to grow to 21 digits, padded so the data starts at a multiple
+/// of 64 bytes.
+fn npy_header(descr: &str, shape_dims: &[usize]) -> Vec<u8> {
+    let shape = match shape_dims {
+        [] => "()".to_string(),
+        [n] => format!("({n},)"),
+        s => format!(
+            "({})",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    if let Some(first) = shape_dims.first() {
+        h.push_str(&" ".repeat(21usize.saturating_sub(first.to_string().len())));
+    }
+    let pad = 64 - (10 + h.len() + 1) % 64;
+    h.push_str(&" ".repeat(pad));
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out
+}
+
+/// The .npy encoding of `a`, as `np.save` writes it.
+pub fn encode_npy(a: &NpyArray) -> Result<Vec<u8>> {
+    Ok(match a {
+        NpyArray::Strings(v) => {
+            let chars = v
+                .iter()
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(1);
+            let shape: &[usize] = if v.len() == 1 { &[] } else { &[v.len()] };
+            let mut out = npy_header(&format!("<U{chars}"), shape);
+            for s in v.iter() {
+                let mut n = 0;
+                for c in s.chars() {
+                    out.extend_from_slice(&(c as u32).to_le_bytes());
+                    n += 1;
+                }
+                out.resize(out.len() + 4 * (chars - n), 0);
+            }
+            out
+        }
+        NpyArray::Tensor(t) => {
+            let flat = t.flatten_all()?;
+            macro_rules! bytes {
+                ($descr:expr, $t:ty) => {{
+                    let mut out = npy_header($descr, t.dims());
+                    for v in flat.to_vec1::<$t>()? {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                    out
+                }};
+            }
+            match t.dtype() {
+                DType::F32 => bytes!("<f4", f32),
+                DType::F64 => bytes!("<f8", f64),
+                DType::I64 => bytes!("<i8", i64),
+                DType::U32 => bytes!("<u4", u32),
+                DType::U8 => bytes!("|u1", u8),
+                d => return Err(crate::invalid!("cannot write a {d:?} tensor to .npy")),
+            }
+        }
+    })
+}
+
+/// Writes `arrays` to the .npz `path` (stored members, as `np.savez`).
+pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let zerr = |e: zip::result::ZipError| Error::format(path, format!("cannot write: {e}"));
+    for (name, a) in arrays {
+        let bytes = encode_npy(a)?;
+        let options: zip::write::FileOptions<()> = zip::write::FileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(bytes.len() >= u32::MAX as usize);
+        zip.start_file(format!("{name}.npy"), options)
+            .map_err(zerr)?;
+        zip.write_all(&bytes).map_err(|e| Error::io(path, e))?;
+    }
+    let mut w = zip.finish().map_err(zerr)?;
+    w.flush().map_err(|e| Error::io(path, e))
 }
 
 /// The members of a zip archive (None when it is not one).
@@ -187,8 +312,15 @@ pub fn read_npy_file(path: &Path) -> Result<Tensor> {
     parse_npy(&bytes).map_err(|e| Error::format(path, format!("not a readable .npy file: {e}")))
 }
 
-/// Decodes one .npy array; errors are short messages (the caller adds the file).
-pub fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
+/// A parsed .npy header: dtype string, Fortran order, shape, and the data.
+struct NpyHeader<'a> {
+    descr: String,
+    fortran: bool,
+    shape: Vec<usize>,
+    body: &'a [u8],
+}
+
+fn parse_header(b: &[u8]) -> std::result::Result<NpyHeader<'_>, String> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         return Err("not a .npy array".into());
     }
@@ -208,7 +340,8 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
     let descr = descr
         .strip_prefix('\'')
         .and_then(|d| d.split('\'').next())
-        .ok_or_else(bad)?;
+        .ok_or_else(bad)?
+        .to_string();
     let fortran = header_field(&header, "fortran_order")
         .ok_or_else(bad)?
         .starts_with("True");
@@ -224,6 +357,71 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         .map(|s| s.parse::<usize>())
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| bad())?;
+    Ok(NpyHeader {
+        descr,
+        fortran,
+        shape,
+        body: &b[off + hlen..],
+    })
+}
+
+/// Decodes a numpy unicode string array (`<U…`/`>U…`, any shape, flattened
+/// in C order); errors are short messages (the caller adds the file).
+pub fn parse_npy_strings(b: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let h = parse_header(b)?;
+    let (big, chars) = match h.descr.split_at(h.descr.len().min(2)) {
+        ("<U" | "=U" | "|U", n) => (false, n),
+        (">U", n) => (true, n),
+        _ => {
+            return Err(format!(
+                "expected a string array ('<U…'), found '{}'",
+                h.descr
+            ))
+        }
+    };
+    let chars: usize = chars
+        .parse()
+        .map_err(|_| format!("bad dtype '{}'", h.descr))?;
+    let n = super::checked_product(&h.shape);
+    let need = n.and_then(|n| n.checked_mul(chars)?.checked_mul(4));
+    let (Some(n), Some(need)) = (n, need) else {
+        return Err("string array too large".into());
+    };
+    if h.body.len() < need || (h.fortran && h.shape.len() > 1) {
+        return Err(if h.fortran && h.shape.len() > 1 {
+            "Fortran-order string arrays are not supported".into()
+        } else {
+            format!("truncated: {n} strings of {chars} characters need {need} bytes")
+        });
+    }
+    (0..n)
+        .map(|i| {
+            h.body[i * chars * 4..(i + 1) * chars * 4]
+                .chunks_exact(4)
+                .map(|c| {
+                    let c: [u8; 4] = c.try_into().expect("chunks of 4");
+                    if big {
+                        u32::from_be_bytes(c)
+                    } else {
+                        u32::from_le_bytes(c)
+                    }
+                })
+                .take_while(|&u| u != 0)
+                .map(|u| char::from_u32(u).ok_or_else(|| format!("invalid character {u:#x}")))
+                .collect()
+        })
+        .collect()
+}
+
+/// Decodes one .npy array; errors are short messages (the caller adds the file).
+pub fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
+    let NpyHeader {
+        descr,
+        fortran,
+        shape,
+        body,
+    } = parse_header(b)?;
+    let descr = descr.as_str();
     let (order, kind) = match descr.chars().next() {
         Some(c @ ('<' | '>' | '|' | '=')) => (c, &descr[1..]),
         _ => ('<', descr),
@@ -234,7 +432,6 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
     // Checked: a crafted header can announce more bytes than a usize holds.
     let n = super::checked_product(&shape);
     let need = n.and_then(|n| n.checked_mul(size));
-    let body = &b[off + hlen..];
     let Some(n) = n.filter(|_| need.is_some_and(|need| need <= body.len())) else {
         let need = need.map_or_else(|| "more than 2^64".to_string(), |v| v.to_string());
         return Err(format!(

@@ -176,11 +176,21 @@ pub fn expected_dataset(name: &str) -> (Vec<usize>, Vec<f32>, Vec<u32>) {
     (shape, x, y)
 }
 
-/// Arrays of an .npz file (as semcon writes them), via candle.
+/// The numeric arrays of an .npz file (as semcon writes them), via candle's
+/// reader; the string arrays `semcon features` adds (`layer`, `class_names`,
+/// tests/kstar.rs checks them) are left out.
 pub fn read_npz(path: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
-    candle_core::Tensor::read_npz(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let npz = candle_core::npy::NpzTensors::new(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npz.names()
         .into_iter()
+        .filter(|n| !matches!(n.as_str(), "layer" | "class_names"))
+        .map(|n| {
+            let t = npz
+                .get(n)
+                .unwrap_or_else(|e| panic!("{}: {n}: {e}", path.display()));
+            (n.clone(), t.unwrap())
+        })
         .collect()
 }
 

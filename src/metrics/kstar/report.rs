@@ -350,6 +350,11 @@ pub struct FeatureFile {
     pub values: FeatureValues,
     pub dim: usize,
     pub labels: Vec<u32>,
+    /// The layer the features come from (`layer` in an .npz `semcon
+    /// features` wrote).
+    pub layer: Option<String>,
+    /// Class names (`class_names` in such an .npz).
+    pub class_names: Option<Vec<String>>,
 }
 
 impl FeatureFile {
@@ -383,6 +388,7 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
     let is_npz = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    let (mut layer, mut class_names) = (None, None);
     let (x, y) = if is_npz {
         if !path.is_file() {
             return Err(Error::format(path, "no such file"));
@@ -391,6 +397,8 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
         let npz = crate::data::npyz::Npz::open(path)?;
         let get = |key: &str| npz.get(key);
         let names = || npz.names().join(", ");
+        layer = npz.get_strings("layer")?.and_then(|v| v.into_iter().next());
+        class_names = npz.get_strings("class_names")?;
         let x = get("features")?.ok_or_else(|| {
             Error::format(
                 path,
@@ -411,6 +419,15 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
         };
         (x, y)
     } else {
+        let is_npy = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+        if !is_npy {
+            return Err(Error::format(
+                path,
+                "features must be an .npz (as `semcon features` writes) or an .npy with --labels",
+            ));
+        }
         let Some(l) = labels else {
             return Err(crate::invalid!(
                 "--labels is required with a .npy features file ({})",
@@ -454,5 +471,7 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
         values,
         dim,
         labels,
+        layer,
+        class_names,
     })
 }
