@@ -173,10 +173,12 @@ pub struct FeaturesArgs {
     /// logits, penultimate, layer1..layer4.
     #[arg(long, default_value = "logits")]
     pub layer: String,
-    /// Output .npz (arrays: features, and labels when known).
+    /// Output .npz: features, labels and class_names (with a dataset) and
+    /// layer; the names are numpy string arrays.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 256)]
+    /// Images per forward pass (a device out of memory halves it and retries).
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::parse_batch)]
     pub batch: usize,
 }
 
@@ -189,8 +191,9 @@ pub struct ExploreArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Images per batch (default: 64 on the CPU, 512 on a GPU).
-    #[arg(long)]
+    /// Images per batch (default: 64 on the CPU, 512 on a GPU; small CPU batches
+    /// keep the panels updating often).
+    #[arg(long, value_parser = parse_batch)]
     pub batch: Option<usize>,
     /// PGD eps values (step 2/255, 10 iterations).
     #[arg(long, value_delimiter = ',', value_parser = crate::cli_eval::parse_frac,
@@ -257,18 +260,22 @@ pub struct BenchArgs {
     /// resnet18, resnet34 or resnet50 (random init, cifar stem).
     #[arg(long, default_value = "resnet18")]
     pub arch: String,
+    /// Stem width (64 = torchvision's full width).
     #[arg(long, default_value_t = 64)]
     pub width: usize,
+    /// Output classes.
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
     /// Input height and width.
     #[arg(long, default_value_t = 32)]
     pub size: usize,
+    /// Images per timed batch.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Untimed iterations first.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Timed iterations (their mean is reported).
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
     /// CPU threads (sets RAYON_NUM_THREADS and CANDLE_NUM_THREADS); default: candle's choice.
@@ -292,7 +299,11 @@ pub fn load_one_model(args: &ModelArgs, device: &Device) -> Result<Model> {
         [] => bail!("--checkpoint is required"),
         _ => bail!("this command takes one --checkpoint"),
     };
-    Ok(model::load(path, &args.options()?, device)?)
+    let m = model::load(path, &args.options()?, device)?;
+    if let Some(n) = m.norm_notice() {
+        eprintln!("notice: {n}");
+    }
+    Ok(m)
 }
 
 /// Reads float32 NCHW images in [0,1] from a .npy file.
@@ -377,6 +388,15 @@ pub fn check_out(out: &Path, exts: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--batch`: a whole number of at least 1.
+pub fn parse_batch(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
 }
 
 /// Runs `f` over `x` in batches on `device` and concatenates the outputs (on

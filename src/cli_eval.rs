@@ -24,7 +24,7 @@ pub fn parse_frac(s: &str) -> std::result::Result<f32, String> {
     let v = pgd::parse_fraction(s)?;
     if !(0.0..=1.0).contains(&v) {
         return Err(format!(
-            "{s} = {v} is outside [0,1] (pixel values are in [0,1]; use e.g. 8/255)"
+            "{s} is outside [0,1] (pixel values are in [0,1]; use e.g. 8/255)"
         ));
     }
     Ok(v)
@@ -36,16 +36,22 @@ pub struct EvalArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Perturbations: all, NAME, or NAME:LEVELS (e.g. hue:1,2); repeatable. Default: all.
+    /// Perturbations: NAME or NAME:LEVELS (e.g. hue:1,2 or hue:1-3), or a group:
+    /// colour (Table 1), probes (channel-shift, center-shuffle, puzzle), all
+    /// (colour + probes), kstar (noise, rotate, crop-resize); repeatable,
+    /// or joined with +. Default: all; none for no perturbation.
     #[arg(long)]
     pub perturb: Vec<String>,
     /// PGD eps values (comma separated, e.g. 2/255,8/255); none by default.
     #[arg(long, value_delimiter = ',', value_parser = parse_frac)]
     pub pgd: Vec<f32>,
+    /// PGD step size.
     #[arg(long, default_value = "2/255", value_parser = parse_frac)]
     pub pgd_step: f32,
+    /// PGD iterations.
     #[arg(long, default_value_t = 10)]
     pub pgd_iters: usize,
+    /// Start PGD from uniform noise in the eps ball (seeded by --seed + sample index).
     #[arg(long)]
     pub random_start: bool,
     /// Also compute the k* distribution.
@@ -60,11 +66,13 @@ pub struct EvalArgs {
     /// A second dataset for the distribution-shift accuracy (e.g. builtin:fashion-mnist:colour).
     #[arg(long)]
     pub shift_dataset: Option<String>,
+    /// table (readable) or json (README: eval JSON).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    #[arg(long, default_value_t = 250)]
+    /// Images per forward pass (a device out of memory halves it and retries).
+    #[arg(long, default_value_t = 250, value_parser = crate::cli::parse_batch)]
     pub batch: usize,
-    /// Write the JSON report here as well.
+    /// Write the JSON report here as well (.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -103,10 +111,14 @@ pub fn load_models(args: &ModelArgs, device: &Device) -> Result<Vec<Model>> {
         args.checkpoints.clone()
     };
     let opts = args.options()?;
-    paths
+    let models = paths
         .iter()
         .map(|p| model::load(p, &opts, device).with_context(|| format!("loading {}", p.display())))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    for n in models.iter().filter_map(Model::norm_notice) {
+        eprintln!("notice: {n}");
+    }
+    Ok(models)
 }
 
 /// Loads the dataset for `models` (default chosen from them) and checks labels.
@@ -355,18 +367,23 @@ pub struct AttackArgs {
     /// Integer labels (.npy) for --input.
     #[arg(long, requires = "input")]
     pub labels: Option<PathBuf>,
+    /// L-infinity radius (pixel values in [0,1]).
     #[arg(long, default_value = "8/255", value_parser = parse_frac)]
     pub eps: f32,
+    /// Step size.
     #[arg(long, default_value = "2/255", value_parser = parse_frac)]
     pub step: f32,
+    /// Iterations.
     #[arg(long, default_value_t = 10)]
     pub iters: usize,
+    /// Start from uniform noise in the eps ball (seeded by --seed + sample index).
     #[arg(long)]
     pub random_start: bool,
     /// Output .npy with the adversarial images (float32 NCHW).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value_t = 250)]
+    /// Images per forward pass (a device out of memory halves it and retries).
+    #[arg(long, default_value_t = 250, value_parser = crate::cli::parse_batch)]
     pub batch: usize,
 }
 

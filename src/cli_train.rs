@@ -15,29 +15,39 @@ use std::path::PathBuf;
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// resnet18, resnet34 or resnet50 (torchvision's, parameter names included).
     #[arg(long, default_value = "resnet18")]
     pub arch: String,
+    /// The network's first layers.
     #[arg(long, value_enum, default_value_t = Stem::Cifar)]
     pub stem: Stem,
     /// Stem width (64 = torchvision's full width).
     #[arg(long, default_value_t = 64)]
     pub width: usize,
+    /// The paper's four models: standard (cross-entropy), continuity (+ alpha x
+    /// DS to a colour-perturbed copy), adv (PGD adversarial training), or
+    /// adv-continuity (both).
     #[arg(long, value_enum, default_value_t = Variant::Standard)]
     pub variant: Variant,
     /// Weight of the DS term (continuity variants).
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Passes over the training data (the checkpoint is written after each).
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
+    /// Images per step (at least 2, for BatchNorm).
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// AdamW learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// PGD for adversarial training.
     #[arg(long, default_value = "8/255", value_parser = parse_frac)]
     pub pgd_eps: f32,
+    /// PGD step size for adversarial training.
     #[arg(long, default_value = "2/255", value_parser = parse_frac)]
     pub pgd_step: f32,
+    /// PGD iterations for adversarial training.
     #[arg(long, default_value_t = 5)]
     pub pgd_iters: usize,
     /// Start from this checkpoint (same architecture).
@@ -54,6 +64,7 @@ pub struct TrainArgs {
     /// CUDA and one answers, else the CPU].
     #[arg(long)]
     pub device: Option<String>,
+    /// table, or json (then the sidecar is also printed at the end).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

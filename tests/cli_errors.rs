@@ -1325,3 +1325,30 @@ fn train_split_default_and_held_out_evaluation() {
         r.stderr
     );
 }
+
+/// A checkpoint without a sidecar and without --mean/--std sees raw pixels:
+/// said in one notice line (a torchvision model trained on normalised inputs
+/// would otherwise just look bad), not when either states the normalisation.
+#[test]
+fn unstated_normalisation_is_noticed() {
+    let dir = tmp_dir("err_norm_notice");
+    let shipped = root().join("checkpoints/standard.safetensors");
+    let bare = dir.join("bare.safetensors");
+    std::fs::copy(&shipped, &bare).unwrap();
+    let eval = |ck: &Path, extra: &[&str]| {
+        let args = ["eval", "-c", &s(ck), "--samples", "8", "--perturb", "none"];
+        let r = semcon([&args[..], &["--device", "cpu"], extra].concat());
+        assert!(r.ok, "{}", r.stderr);
+        r.stderr
+    };
+    let err = eval(&bare, &[]);
+    let notices: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("not normalised"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{err}");
+    assert!(notices[0].starts_with("notice: bare: no --mean/--std and no sidecar"));
+    assert!(notices[0].contains("bare.json"), "{err}");
+    assert!(!eval(&bare, &["--mean", "0.5", "--std", "0.25"]).contains("not normalised"));
+    assert!(!eval(&shipped, &[]).contains("not normalised"));
+}

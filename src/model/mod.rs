@@ -39,6 +39,9 @@ pub struct Model {
     pub input_size: Option<(usize, usize)>,
     pub class_names: Option<Vec<String>>,
     pub sidecar: checkpoint::Sidecar,
+    /// Neither --mean/--std nor a sidecar gave the normalisation (then mean 0,
+    /// std 1: the checkpoint sees raw [0,1] pixels); see [`Model::norm_notice`].
+    pub norm_defaulted: bool,
     mean_t: Tensor,
     std_t: Tensor,
     pub device: Device,
@@ -85,6 +88,7 @@ impl Model {
             input_size: None,
             class_names: None,
             sidecar: Default::default(),
+            norm_defaulted: false,
             mean_t,
             std_t,
             device: device.clone(),
@@ -374,18 +378,27 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
             ));
         }
     }
+    m.norm_defaulted = opts.mean.is_none()
+        && opts.std.is_none()
+        && sidecar.mean.is_none()
+        && sidecar.std.is_none();
     m.sidecar = sidecar;
     Ok(m)
 }
 
-/// Whether normalisation was stated (flag or sidecar) rather than defaulted.
-pub fn has_stated_norm(path: &Path, opts: &ModelOptions) -> bool {
-    opts.mean.is_some()
-        || checkpoint::read_sidecar(path)
-            .ok()
-            .flatten()
-            .and_then(|s| s.mean)
-            .is_some()
+impl Model {
+    /// One line for the user when the normalisation was not stated: a
+    /// torchvision checkpoint trained on normalised inputs gives poor numbers
+    /// on raw pixels, which would otherwise look like a bad model.
+    pub fn norm_notice(&self) -> Option<String> {
+        self.norm_defaulted.then(|| {
+            format!(
+                "{}: no --mean/--std and no sidecar {}: inputs are not normalised (mean 0, std 1)",
+                self.name,
+                checkpoint::sidecar_path(&self.path).display()
+            )
+        })
+    }
 }
 
 /// Rejects weights that would silently give constant or NaN outputs:

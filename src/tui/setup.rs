@@ -168,6 +168,13 @@ pub fn load(a: &ExploreArgs) -> Result<Session> {
         let mut m = model::load(p, &opts, &device)
             .with_context(|| format!("cannot load checkpoint {}", p.display()))?;
         m.name = name;
+        if let Some(n) = m.norm_notice() {
+            eprintln!("notice: {n}");
+            note = Some(match note {
+                Some(prev) => format!("{prev}; {n}"),
+                None => n,
+            });
+        }
         models.push(m);
     }
     let first = &models[0];
