@@ -433,6 +433,9 @@ fn cmd_features(a: &FeaturesArgs) -> Result<()> {
         None => {
             let set = a.data.load(m.input_size)?;
             set.check_labels(m.num_classes())?;
+            if let Some(n) = eval::gray_notice(&set, std::slice::from_ref(&m)) {
+                eprintln!("notice: {n}");
+            }
             let x = set.batch(0, set.len(), &Device::Cpu)?;
             let y = Tensor::from_vec(
                 set.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(),

@@ -129,6 +129,9 @@ pub fn load_data(data: &DataArgs, models: &[Model]) -> Result<ImageSet> {
     }
     let set = d.load(models.first().and_then(|m| m.input_size))?;
     check_labels(&set, models)?;
+    if let Some(n) = eval::gray_notice(&set, models) {
+        eprintln!("notice: {n}");
+    }
     Ok(set)
 }
 

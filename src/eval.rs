@@ -33,6 +33,24 @@ pub fn images_for(model: &Model, set: &ImageSet) -> Result<ImageSet> {
     ))
 }
 
+/// A notice when gray images are replicated to the colour channels some of
+/// `models` take (a model trained on colour images may do poorly on them).
+pub fn gray_notice(set: &ImageSet, models: &[Model]) -> Option<String> {
+    let colour: Vec<&str> = models
+        .iter()
+        .filter(|m| set.channels == 1 && m.config().in_channels > 1)
+        .map(|m| m.name.as_str())
+        .collect();
+    (!colour.is_empty()).then(|| {
+        format!(
+            "{} is gray (1 channel): replicated to the colour channels {} take{}",
+            set.name,
+            colour.join(", "),
+            if colour.len() == 1 { "s" } else { "" }
+        )
+    })
+}
+
 /// Logits of `images` (`n * c * h * w` values with the set's geometry), row-major [n, k].
 /// `None` when cancelled.
 pub fn logits(

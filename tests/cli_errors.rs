@@ -1352,3 +1352,33 @@ fn unstated_normalisation_is_noticed() {
     assert!(!eval(&bare, &["--mean", "0.5", "--std", "0.25"]).contains("not normalised"));
     assert!(!eval(&shipped, &[]).contains("not normalised"));
 }
+
+/// Gray images given to a colour model are replicated to its channels, and
+/// said (a model trained on colour images may do poorly on them).
+#[test]
+fn gray_data_for_a_colour_model_is_noticed() {
+    let ck = s(&root().join("checkpoints/standard.safetensors"));
+    let eval = |d: &str| {
+        let args = [
+            "eval",
+            "-c",
+            &ck,
+            "-d",
+            d,
+            "--samples",
+            "8",
+            "--perturb",
+            "none",
+        ];
+        let r = semcon([&args[..], &["--device", "cpu"]].concat());
+        assert!(r.ok, "{}", r.stderr);
+        r.stderr
+    };
+    let err = eval("builtin:fashion-mnist");
+    assert!(
+        err.lines().any(|l| l
+            == "notice: builtin:fashion-mnist is gray (1 channel): replicated to the colour channels standard takes"),
+        "{err}"
+    );
+    assert!(!eval("builtin:fashion-mnist:colour").contains("gray"));
+}

@@ -222,6 +222,13 @@ pub fn load(a: &ExploreArgs) -> Result<Session> {
             None => n,
         });
     }
+    if let Some(n) = crate::eval::gray_notice(&set, &models) {
+        eprintln!("notice: {n}");
+        note = Some(match note {
+            Some(prev) => format!("{prev}; {n}"),
+            None => n,
+        });
+    }
     let set = crate::eval::images_for(first, &set)?;
     let class_names = crate::engine::class_names(first, &set);
     let batch = a
