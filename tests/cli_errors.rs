@@ -510,19 +510,33 @@ fn folder_copy(dir: &Path) -> PathBuf {
 fn image_folder_with_a_non_image_file() {
     let dir = tmp_dir("err_folder_text");
     let d = folder_copy(&dir);
-    let bad = d.join("dog/notes.txt");
+    // As torchvision's ImageFolder: files without an image extension are
+    // ignored (said in a notice), the rest is read.
+    std::fs::write(d.join("dog/notes.txt"), "not an image").unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with("notice:")
+            && l.contains("ignored 1 file(s) without an image extension")
+            && l.contains("notes.txt")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(read_npz(&dir.join("out.npz"))["features"].dims(), &[9, 5]);
+    // a file with an image extension that does not decode stops the load,
+    // or is skipped with one warning on request
+    let bad = d.join("dog/notes.bmp");
     std::fs::write(&bad, "not an image").unwrap();
     let r = features(&r50(), &s(&d), &dir, &[]);
     expect_error_with(
         &r,
         &[
             &s(&bad),
-            "not a PNG/JPEG file",
+            "cannot decode",
             "not skipped",
             "--skip-bad-images",
         ],
     );
-    // skipped on request, with one warning, and the rest is read
     let r = features(&r50(), &s(&d), &dir, &["--skip-bad-images"]);
     assert!(r.ok, "{}", r.stderr);
     let warnings: Vec<&str> = r
@@ -532,12 +546,30 @@ fn image_folder_with_a_non_image_file() {
         .collect();
     assert_eq!(warnings.len(), 1, "{}", r.stderr);
     assert!(
-        warnings[0].contains("skipped 1 file") && warnings[0].contains("notes.txt"),
+        warnings[0].contains("skipped 1 image file") && warnings[0].contains("notes.bmp"),
         "{}",
         warnings[0]
     );
-    let out = read_npz(&dir.join("out.npz"));
-    assert_eq!(out["features"].dims(), &[9, 5]);
+    assert_eq!(read_npz(&dir.join("out.npz"))["features"].dims(), &[9, 5]);
+}
+
+/// A class folder without images (an empty one, or `.ipynb_checkpoints`)
+/// would shift every later class index: refused, as torchvision does.
+#[test]
+fn image_folder_with_an_empty_class_folder() {
+    let dir = tmp_dir("err_folder_empty_class");
+    let d = folder_copy(&dir);
+    std::fs::create_dir_all(d.join(".ipynb_checkpoints")).unwrap();
+    std::fs::create_dir_all(d.join("cow")).unwrap();
+    let r = features(&r50(), &s(&d), &dir, &[]);
+    expect_error_with(
+        &r,
+        &[
+            ".ipynb_checkpoints, cow",
+            "hold no images",
+            "shift every later class index",
+        ],
+    );
 }
 
 #[test]
@@ -575,10 +607,7 @@ fn empty_or_unrecognised_datasets() {
     let d = dir.join("classes");
     std::fs::create_dir_all(d.join("a")).unwrap();
     std::fs::create_dir_all(d.join("b")).unwrap();
-    expect_error_with(
-        &features(&r50(), &s(&d), &dir, &[]),
-        &["holds no PNG/JPEG images"],
-    );
+    expect_error_with(&features(&r50(), &s(&d), &dir, &[]), &["holds no images"]);
     let d = dir.join("plain");
     std::fs::create_dir_all(&d).unwrap();
     expect_error_with(

@@ -165,6 +165,49 @@ fn image_folder_like_torchvision() {
     }
 }
 
+/// torchvision's ImageFolder itself as the reference (make_folder_tv.py):
+/// images at several depths of each class folder, in sorted(os.walk())
+/// order, in every lossless format of IMG_EXTENSIONS (PNG, BMP, PPM, PGM,
+/// TIFF, WebP; RGB, gray, RGBA, palette), a notes.txt ignored: same samples
+/// in the same order, same labels, same pixels bit for bit.
+#[test]
+fn image_folder_walks_and_decodes_like_torchvision_image_folder() {
+    let set = load_path(&dataset_fixture("folder_tv"), Split::Test);
+    let (shape, x, y) = expected_dataset("folder_tv");
+    let files = std::fs::read_to_string(dataset_fixture("expected/folder_tv_files.txt")).unwrap();
+    let files: Vec<&str> = files.lines().collect();
+    assert_eq!(set.class_names, ["a_class", "b-class"]);
+    assert_eq!(set.len(), files.len(), "samples: torchvision has {files:?}");
+    assert_eq!(
+        [set.len(), set.channels, set.height, set.width],
+        [shape[0], shape[1], shape[2], shape[3]]
+    );
+    assert_eq!(set.labels, y);
+    let l = set.image_len();
+    for (i, f) in files.iter().enumerate() {
+        assert_exact(
+            set.image(i),
+            &x[i * l..(i + 1) * l],
+            &format!("sample {i} ({f})"),
+        );
+    }
+}
+
+/// ImageNet's layout: train/ and val/ (no test/): the test split reads val/.
+#[test]
+fn image_folder_with_train_and_val_subfolders() {
+    let dir = tmp_dir("data_folder_val");
+    copy_dir(&dataset_fixture("folder"), &dir.join("train"));
+    std::fs::create_dir_all(dir.join("val/cat")).unwrap();
+    std::fs::copy(
+        dataset_fixture("folder/cat/a_rgb.png"),
+        dir.join("val/cat/x.png"),
+    )
+    .unwrap();
+    assert_eq!(load_path(&dir, Split::Test).len(), 1);
+    assert_eq!(load_path(&dir, Split::Train).len(), 9);
+}
+
 #[test]
 fn image_folder_resize_option_gives_the_shape() {
     let spec: DatasetSpec = dataset_fixture("folder").to_str().unwrap().parse().unwrap();
@@ -187,14 +230,12 @@ fn image_folder_with_train_and_test_subfolders() {
     copy_dir(&dataset_fixture("folder"), &dir.join("train"));
     std::fs::create_dir_all(dir.join("test/cat")).unwrap();
     std::fs::create_dir_all(dir.join("test/dog")).unwrap();
-    std::fs::copy(
-        dataset_fixture("folder/cat/a_rgb.png"),
-        dir.join("test/dog/x.png"),
-    )
-    .unwrap();
+    for to in ["test/dog/x.png", "test/cat/y.png"] {
+        std::fs::copy(dataset_fixture("folder/cat/a_rgb.png"), dir.join(to)).unwrap();
+    }
     let test = load_path(&dir, Split::Test);
-    assert_eq!(test.len(), 1);
-    assert_eq!(test.labels, [1]);
+    assert_eq!(test.len(), 2);
+    assert_eq!(test.labels, [0, 1]);
     let train = load_path(&dir, Split::Train);
     assert_eq!(train.len(), 9);
 }

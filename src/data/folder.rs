@@ -1,14 +1,24 @@
 //! Image folders in torchvision `ImageFolder` layout: one sub-folder per class
-//! (sorted names = class indices), PNG/JPEG files inside. A folder holding
-//! `train/` and `test/` sub-folders is read by split. Images are converted to
-//! RGB and resized (bilinear) to the requested size, else to the first image's.
-//! Files are decoded by content (as PIL does); hidden files are ignored; any
-//! other file that is not a readable PNG/JPEG stops the load, unless
-//! `skip_bad_images` is set (then it is skipped with one warning).
+//! (sorted names = class indices), images anywhere below it (walked
+//! recursively, in torchvision's order: by folder path, then file name). A
+//! folder holding `train/` and `test/` (or `val/`) sub-folders is read by
+//! split. As in torchvision, only files with an image extension count (.png
+//! .jpg .jpeg .bmp .ppm .pgm .tif .tiff .webp; other files are ignored, with
+//! a notice), and a class folder without images is an error (it would shift
+//! every later label). Images are decoded by content (as PIL does), converted
+//! to RGB and resized (bilinear) to the requested size, else to the first
+//! image's (with a notice when sizes differ). Hidden files (`.DS_Store`,
+//! macOS `._x.png`) are ignored; an image file that does not decode stops the
+//! load, unless `skip_bad_images` is set (then it is skipped with one warning).
 
 use super::{Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
+
+/// torchvision's `IMG_EXTENSIONS`.
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
+];
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -20,25 +30,51 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn is_image_name(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("png" | "jpg" | "jpeg")
-    )
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// The files below `dir` (following links), ordered as torchvision's
+/// `sorted(os.walk(dir))` then `sorted(files)`: by folder path, then name.
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, PathBuf)>, depth: usize) -> Result<()> {
+    if depth > 64 {
+        return Err(Error::format(dir, "folders nested too deep (a link loop?)"));
+    }
+    for p in sorted_entries(dir)? {
+        if p.is_dir() {
+            walk(&p, out, depth + 1)?;
+        } else if p.is_file() {
+            out.push((dir.to_path_buf(), p));
+        }
+    }
+    Ok(())
+}
+
+/// The folder to read for `split`: `train/`, or `test/` (`val/` when there
+/// is no `test/`, as in ImageNet's layout), when `dir` holds `train/` and one
+/// of those; else `dir` itself.
+fn split_root(dir: &Path, split: Split) -> PathBuf {
+    let test = ["test", "val"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_dir());
+    match (dir.join("train").is_dir(), test) {
+        (true, Some(test)) => match split {
+            Split::Train => dir.join("train"),
+            Split::Test => test,
+        },
+        _ => dir.to_path_buf(),
+    }
 }
 
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
-    let split_dir = dir.join(match opts.split {
-        Split::Train => "train",
-        Split::Test => "test",
-    });
-    let root = if split_dir.is_dir() && (dir.join("train").is_dir() && dir.join("test").is_dir()) {
-        split_dir
-    } else {
-        dir.to_path_buf()
-    };
+    let root = split_root(dir, opts.split);
     let classes: Vec<PathBuf> = sorted_entries(&root)?
         .into_iter()
         .filter(|p| p.is_dir())
@@ -50,27 +86,31 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         ));
     }
     let mut size = opts.resize;
+    let mut resized = 0usize;
     let mut data = Vec::new();
     let mut labels = Vec::new();
     let mut skipped = Vec::new();
+    let mut ignored = Vec::new();
+    let mut empty = Vec::new();
     for (ci, cdir) in classes.iter().enumerate() {
-        for f in sorted_entries(cdir)? {
-            // Hidden files (.DS_Store, ._x.png from macOS) are never images.
-            let hidden = f
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if !f.is_file() || hidden {
+        let mut files = Vec::new();
+        walk(cdir, &mut files, 0)?;
+        // Python sorts the folder paths as strings ("a/x-y" before "a/x/z").
+        files.sort_by_cached_key(|(d, f)| (d.to_string_lossy().into_owned(), f.clone()));
+        let before = labels.len();
+        for (_, f) in files {
+            if is_hidden(&f) {
                 continue;
             }
-            let decoded = if is_image_name(&f) {
-                // By content, as PIL does: a PNG named .jpg still opens.
-                image::ImageReader::open(&f)
-                    .and_then(|r| r.with_guessed_format())
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.decode().map_err(|e| e.to_string()))
-            } else {
-                Err("not a PNG/JPEG file".to_string())
-            };
+            if !is_image_name(&f) {
+                ignored.push(f);
+                continue;
+            }
+            // By content, as PIL does: a PNG named .jpg still opens.
+            let decoded = image::ImageReader::open(&f)
+                .and_then(|r| r.with_guessed_format())
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.decode().map_err(|e| e.to_string()));
             let img = match decoded {
                 Ok(img) => img.to_rgb8(),
                 Err(why) => {
@@ -81,7 +121,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
                     return Err(Error::format(
                         &f,
                         format!(
-                            "image folder {}: {why}; it was not skipped (remove it, or pass --skip-bad-images to skip such files)",
+                            "image folder {}: cannot decode this image: {why}; it was not skipped (remove it, or pass --skip-bad-images to skip such files)",
                             root.display()
                         ),
                     ));
@@ -89,6 +129,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             };
             let (h, w) = *size.get_or_insert((img.height() as usize, img.width() as usize));
             let img = if (img.height() as usize, img.width() as usize) != (h, w) {
+                resized += 1;
                 image::imageops::resize(
                     &img,
                     w as u32,
@@ -105,22 +146,48 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             }
             labels.push(ci as u32);
         }
+        if labels.len() == before {
+            empty.push(
+                cdir.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            );
+        }
     }
     if !skipped.is_empty() {
         eprintln!(
-            "warning: image folder {}: skipped {} file(s) that are not readable PNG/JPEG images, first: {}",
+            "warning: image folder {}: skipped {} image file(s) that do not decode, first: {}",
             root.display(),
             skipped.len(),
             skipped[0]
         );
     }
     if labels.is_empty() {
+        return Err(Error::format(&root, "image folder holds no images"));
+    }
+    if !empty.is_empty() {
         return Err(Error::format(
             &root,
-            "image folder holds no PNG/JPEG images",
+            format!(
+                "class folder(s) {} hold no images, which would shift every later class index (torchvision's ImageFolder refuses them too): remove them",
+                empty.join(", ")
+            ),
         ));
     }
+    if !ignored.is_empty() {
+        eprintln!(
+            "notice: image folder {}: ignored {} file(s) without an image extension (as torchvision does), first: {}",
+            root.display(),
+            ignored.len(),
+            ignored[0].display()
+        );
+    }
     let (h, w) = size.unwrap_or((0, 0));
+    if resized > 0 && opts.resize.is_none() {
+        eprintln!(
+            "notice: image folder {}: {resized} image(s) of another size resized to {h}x{w} (the first image's; --input-size or a sidecar's input_size sets it)",
+            root.display()
+        );
+    }
     ImageSet {
         name: root.display().to_string(),
         channels: 3,
