@@ -615,3 +615,55 @@ fn npz_other_layouts() {
     assert_eq!((set.channels, set.height, set.width), (3, 6, 7));
     assert_close(&set.data, &x, 1e-3, "f16_nchw");
 }
+
+/// The roots torchvision's `download=True` leaves are found
+/// (ROOT/FashionMNIST/raw, ROOT/cifar-10-batches-bin); its python (pickle)
+/// CIFAR is not read, and the error says what to use instead.
+#[test]
+fn torchvision_download_roots() {
+    let dir = tmp_dir("data_tv_roots");
+    copy_dir(&dataset_fixture("idx"), &dir.join("FashionMNIST/raw"));
+    copy_dir(
+        &dataset_fixture("cifar10"),
+        &dir.join("cifar-10-batches-bin"),
+    );
+    let idx = load_path(&dataset_fixture("idx"), Split::Test);
+    let found = load_path(&dir, Split::Test);
+    assert_eq!(
+        (found.data.clone(), found.labels.clone()),
+        (idx.data, idx.labels)
+    );
+    let found = load_path(&dir, Split::Train);
+    assert_eq!(
+        found.labels,
+        load_path(&dataset_fixture("idx"), Split::Train).labels
+    );
+    std::fs::remove_dir_all(dir.join("FashionMNIST")).unwrap();
+    let c10 = load_path(&dataset_fixture("cifar10"), Split::Test);
+    let found = load_path(&dir, Split::Test);
+    assert_eq!((found.data, found.labels), (c10.data, c10.labels));
+
+    let py = tmp_dir("data_tv_cifar_py");
+    std::fs::create_dir_all(py.join("cifar-10-batches-py")).unwrap();
+    // a pickle (protocol 2), as in the real files
+    std::fs::write(
+        py.join("cifar-10-batches-py/test_batch"),
+        b"\x80\x02}q\x00.",
+    )
+    .unwrap();
+    for p in [
+        py.clone(),
+        py.join("cifar-10-batches-py"),
+        py.join("cifar-10-batches-py/test_batch"),
+    ] {
+        let spec: DatasetSpec = p.to_str().unwrap().parse().unwrap();
+        let e = data::load(&spec, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("python (pickle) version of CIFAR") && e.contains("cifar-10-binary.tar.gz"),
+            "{}: {e}",
+            p.display()
+        );
+    }
+}

@@ -541,3 +541,41 @@ fn model_loss_and_input_grad_matches_pytorch() {
         .to_string();
     assert!(e.contains("label 10 is out of range"), "{e}");
 }
+
+/// The other shapes .pth files come in (make_models.py formats): a PyTorch
+/// Lightning checkpoint (`.ckpt`, state dict under 'state_dict' with the
+/// module's `model.` prefix) loads to the same weights as the plain state
+/// dict; the legacy non-zip format and a pickled model object are clear
+/// errors that say how to re-save them.
+#[test]
+fn lightning_legacy_and_pickled_module_checkpoints() {
+    let opts = ModelOptions::default();
+    let plain = model::load(&model_fixture("tiny.pth"), &opts, &Device::Cpu).unwrap();
+    let lightning =
+        model::load(&model_fixture("tiny_lightning.ckpt"), &opts, &Device::Cpu).unwrap();
+    let x = input("resnet18_cifar");
+    let (a, b) = (
+        tensor_f32(&plain.logits(&x).unwrap()),
+        tensor_f32(&lightning.logits(&x).unwrap()),
+    );
+    assert_eq!(a.len(), 4 * 3);
+    assert_eq!(a, b, "Lightning checkpoint logits");
+    for (file, needles) in [
+        (
+            "tiny_legacy.pth",
+            ["legacy torch.save format", "torch.save(torch.load("],
+        ),
+        (
+            "tiny_module.pth",
+            ["pickled model object", "model.state_dict()"],
+        ),
+    ] {
+        let e = model::load(&model_fixture(file), &opts, &Device::Cpu)
+            .err()
+            .unwrap_or_else(|| panic!("{file} loaded"))
+            .to_string();
+        for n in needles {
+            assert!(e.contains(n) && e.contains(file), "{file}: {e}");
+        }
+    }
+}

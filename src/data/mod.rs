@@ -404,6 +404,9 @@ fn load_path(p: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         if name.ends_with(".bin") {
             return cifar::load_file(p);
         }
+        if is_cifar_python(p) {
+            return Err(Error::format(p, CIFAR_PYTHON));
+        }
         if name.contains("idx3") || name.contains("-images") {
             return idx::load_files(p);
         }
@@ -418,14 +421,50 @@ fn load_path(p: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             "unknown dataset format (expected .npz, a CIFAR .bin, an idx images file, or a directory)",
         ));
     }
-    // A directory: MNIST-like idx, CIFAR binary, or an image folder.
-    if let Some(found) = idx::find_in_dir(p, opts.split) {
-        return idx::load_files(&found);
+    // A directory: MNIST-like idx, CIFAR binary, or an image folder; also
+    // the roots torchvision's download=True leaves (ROOT/FashionMNIST/raw,
+    // ROOT/cifar-10-batches-bin).
+    for sub in ["", "raw", "FashionMNIST/raw", "MNIST/raw", "KMNIST/raw"] {
+        if let Some(found) = idx::find_in_dir(&p.join(sub), opts.split) {
+            return idx::load_files(&found);
+        }
     }
-    if let Some(set) = cifar::load_dir(p, opts.split)? {
-        return Ok(set);
+    for sub in ["", "cifar-10-batches-bin", "cifar-100-binary"] {
+        if let Some(set) = cifar::load_dir(&p.join(sub), opts.split)? {
+            return Ok(set);
+        }
+    }
+    if let Some(pickled) = ["cifar-10-batches-py", "cifar-100-python"]
+        .iter()
+        .map(|d| p.join(d))
+        .find(|d| d.is_dir())
+        .or_else(|| is_cifar_python(&p.join("test_batch")).then(|| p.to_path_buf()))
+        .or_else(|| is_cifar_python(&p.join("test")).then(|| p.to_path_buf()))
+    {
+        return Err(Error::format(&pickled, CIFAR_PYTHON));
     }
     folder::load(p, opts)
+}
+
+/// What to do with torchvision's CIFAR download (the python version).
+const CIFAR_PYTHON: &str = "this is the python (pickle) version of CIFAR that torchvision downloads; \
+semcon reads the binary version (cifar-10-binary.tar.gz: data_batch_N.bin, test_batch.bin; \
+cifar-100-binary.tar.gz: train.bin, test.bin) or an .npz: \
+np.savez('c.npz', x=ds.data, y=np.array(ds.targets)) with ds = torchvision.datasets.CIFAR10(root, train=False)";
+
+/// A file of CIFAR's python version (a pickle: protocol 2 starts with 0x80 0x02).
+fn is_cifar_python(p: &Path) -> bool {
+    let name = p.file_name().and_then(|s| s.to_str()).unwrap_or("");
+    let known = name.starts_with("data_batch_") && !name.ends_with(".bin")
+        || matches!(name, "test_batch" | "test" | "train");
+    known
+        && p.is_file()
+        && std::fs::File::open(p)
+            .and_then(|mut f| {
+                let mut b = [0u8; 2];
+                std::io::Read::read_exact(&mut f, &mut b).map(|_| b)
+            })
+            .is_ok_and(|b| b[0] == 0x80)
 }
 
 pub(crate) fn read_file(p: &Path) -> Result<Vec<u8>> {

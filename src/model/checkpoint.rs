@@ -1,6 +1,7 @@
-//! Checkpoint files: `.safetensors` and PyTorch `.pth`/`.pt` state dicts (also
-//! nested under `state_dict`/`model`, with or without DataParallel's `module.`
-//! prefix), and the `NAME.json` sidecar with what a state dict cannot say.
+//! Checkpoint files: `.safetensors` and PyTorch `.pth`/`.pt`/`.ckpt` state
+//! dicts (also nested under `state_dict`/`model`, with or without
+//! DataParallel's `module.` or a wrapper's prefix such as PyTorch Lightning's
+//! `model.`), and the `NAME.json` sidecar with what a state dict cannot say.
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -46,11 +47,30 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
         }
     };
     if raw.is_empty() {
+        if ext != "safetensors" && holds_pickled_module(path) {
+            return Err(ckerr(PICKLED_MODULE.into()));
+        }
         return Err(ckerr(
             "no tensors found (expected a state dict, possibly under 'state_dict' or 'model')"
                 .into(),
         ));
     }
+    // A wrapper's prefix (PyTorch Lightning's `model.`, or any `NAME.`):
+    // stripped when the network's own first and last layers sit under it.
+    let prefix = raw
+        .iter()
+        .filter_map(|(k, _)| k.strip_suffix("conv1.weight"))
+        .filter(|p| p.ends_with('.') && !p.contains("layer"))
+        .find(|p| raw.iter().any(|(k, _)| *k == format!("{p}fc.weight")))
+        .map(str::to_string)
+        .filter(|_| !raw.iter().any(|(k, _)| k == "conv1.weight"));
+    let raw: Vec<(String, Tensor)> = match &prefix {
+        Some(p) => raw
+            .into_iter()
+            .filter_map(|(k, t)| k.strip_prefix(p.as_str()).map(|k| (k.to_string(), t)))
+            .collect(),
+        None => raw,
+    };
     let mut out = HashMap::new();
     for (name, t) in raw {
         let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
@@ -68,7 +88,32 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
+/// What to do with `torch.save(model)`.
+const PICKLED_MODULE: &str = "holds a pickled model object (torch.save(model)), not a state dict: \
+save its weights with torch.save(model.state_dict(), 'model.pth')";
+
+/// Whether a torch.save file pickles nn.Module objects (torch.save(model)).
+fn holds_pickled_module(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.windows(16).any(|w| w == b"torch.nn.modules"))
+}
+
 fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    // torch.save before PyTorch 1.6 (or with _use_new_zipfile_serialization=
+    // False) writes a bare pickle stream, not a zip archive.
+    let mut head = [0u8; 2];
+    let legacy = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head[0] == 0x80;
+    if legacy {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: "legacy torch.save format (PyTorch < 1.6, or _use_new_zipfile_serialization=False), \
+                  which semcon does not read: re-save it with a current PyTorch, \
+                  torch.save(torch.load('old.pth'), 'new.pth')"
+                .into(),
+        });
+    }
     match read_pth_keys(path, path) {
         Ok(v) => Ok(v),
         Err(first) => {
