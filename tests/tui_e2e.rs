@@ -180,6 +180,13 @@ impl Tmux {
             !s.contains("Perturbations"),
             "the explorer's screen is gone:\n{s}"
         );
+        // ... and none of it was left in the scrollback either (tmux moves a
+        // widened alternate screen there unless it is cleared first)
+        let history = self.tmux(&["capture-pane", "-p", "-t", "e2e", "-S", "-", "-E", "-1"]);
+        assert!(
+            !history.contains(['│', '┃', '▀', '█']),
+            "the explorer's screen was left in the scrollback:\n{history}"
+        );
         (rc, s)
     }
 }
@@ -398,8 +405,13 @@ fn keys_after_a_resize_are_not_lost() {
         );
         row = cursor_row(&s).unwrap();
     }
-    t.tmux(&["resize-window", "-t", "e2e", "-x", "140", "-y", "45"]);
+    // wider than at the start, then quit: nothing of the explorer may stay
+    // behind in the scrollback (checked by `finished`)
+    t.tmux(&["resize-window", "-t", "e2e", "-x", "200", "-y", "50"]);
     std::thread::sleep(Duration::from_millis(300));
+    t.wait_for("a redraw at 200 columns", |s| {
+        s.lines().nth(1).is_some_and(|l| l.chars().count() > 160)
+    });
     t.send("q");
     let (rc, _) = t.finished();
     assert_eq!(rc, 0);

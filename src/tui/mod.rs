@@ -370,7 +370,7 @@ impl Trace {
 }
 
 /// Whether a screen shows an accuracy such as "91.2%" (the pattern
-/// `scripts/tui_bench.sh` waits for; progress reads "…40%").
+/// `scripts/tui_bench.sh` waits for; progress reads "██░░░").
 pub fn shows_accuracy(screen: &Buffer) -> bool {
     let w = screen.area.width as usize;
     screen.content.chunks(w.max(1)).any(|row| {

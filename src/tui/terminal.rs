@@ -58,7 +58,14 @@ pub fn setup() -> io::Result<Term> {
 pub fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
         let mut out = io::stdout();
-        let _ = execute!(out, terminal::LeaveAlternateScreen, cursor::Show);
+        // Cleared first: tmux (3.3) moves what the alternate screen shows into
+        // the main screen's scrollback when the window got wider meanwhile.
+        let _ = execute!(
+            out,
+            terminal::Clear(terminal::ClearType::All),
+            terminal::LeaveAlternateScreen,
+            cursor::Show
+        );
         let _ = terminal::disable_raw_mode();
     }
 }

@@ -203,15 +203,21 @@ fn render_header(f: &mut Frame, app: &App, area: Rect) {
 fn state_cell<'a>(st: JobState<'_>, value: impl FnOnce() -> String) -> Cell<'a> {
     match st {
         JobState::Done(_) => Cell::from(value()),
-        JobState::Running { done, total } => Cell::from(format!(
-            "…{:>2}%",
-            (done * 100).checked_div(total).unwrap_or(0)
-        ))
-        .style(Style::new().fg(Color::Yellow)),
+        // A bar, not a number: it must not read as an accuracy.
+        JobState::Running { done, total } => {
+            Cell::from(progress_bar(done, total)).style(Style::new().fg(Color::Yellow))
+        }
         JobState::Queued => Cell::from("·").style(DIM),
         JobState::Failed(_) => Cell::from("error").style(Style::new().fg(Color::Red)),
         JobState::Idle => Cell::from(""),
     }
+}
+
+/// A job's progress in 5 cells ("██░░░" at 40%); the status line has the
+/// exact count.
+pub fn progress_bar(done: usize, total: usize) -> String {
+    let full = (done * 5).checked_div(total).unwrap_or(0).min(5);
+    format!("{}{}", "█".repeat(full), "░".repeat(5 - full))
 }
 
 pub fn pct(v: f64) -> String {
