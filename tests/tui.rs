@@ -1235,3 +1235,48 @@ fn models_with_different_class_counts_are_noted() {
     let s = setup::load(&args(&fixture)).unwrap();
     assert!(!s.note.unwrap_or_default().contains("classes"));
 }
+
+/// Home/End/g/G and PgUp/PgDn move to the ends of, or 10 items through, the
+/// focused panel's list, without wrapping.
+#[test]
+fn home_end_and_page_keys() {
+    let mut app = App::new(meta(&["standard", "adv", "continuity"]));
+    let press = |app: &mut App, c: KeyCode| {
+        let a = keys::action(key(c)).expect("a mapped key");
+        app.update(a);
+    };
+    let n_items = Kind::ALL.iter().map(|k| k.levels()).sum::<usize>();
+    assert_eq!((app.kind(), app.level()), (Kind::ALL[0], 1));
+    press(&mut app, KeyCode::End);
+    assert_eq!((app.kind(), app.level()), (*Kind::ALL.last().unwrap(), 4));
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(
+        app.kind(),
+        *Kind::ALL.last().unwrap(),
+        "no wrap past the end"
+    );
+    press(&mut app, KeyCode::Char('g'));
+    assert_eq!((app.kind(), app.level()), (Kind::ALL[0], 1));
+    press(&mut app, KeyCode::PageDown);
+    // 10 items on: levels are listed kind by kind
+    let mut seen = 0;
+    let mut want = (Kind::ALL[0], 1);
+    'find: for k in Kind::ALL {
+        for l in 1..=k.levels() {
+            if seen == 10.min(n_items - 1) {
+                want = (k, l);
+                break 'find;
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!((app.kind(), app.level()), want);
+    press(&mut app, KeyCode::PageUp);
+    assert_eq!((app.kind(), app.level()), (Kind::ALL[0], 1));
+    // in the accuracy panel the same keys pick the first / last model
+    app.focus = Panel::Accuracy;
+    press(&mut app, KeyCode::Char('G'));
+    assert_eq!(app.model, 2);
+    press(&mut app, KeyCode::Home);
+    assert_eq!(app.model, 0);
+}

@@ -571,6 +571,7 @@ impl App {
             },
             Action::Up => self.vertical(-1),
             Action::Down => self.vertical(1),
+            Action::Jump(to) => self.jump(to),
             Action::Left => self.horizontal(-1),
             Action::Right => self.horizontal(1),
         }
@@ -588,6 +589,28 @@ impl App {
             }
             Panel::Sample => self.step_sample(d),
         }
+    }
+
+    /// Home/End/PgUp/PgDn in the focused panel's list (no wrapping).
+    fn jump(&mut self, to: crate::tui::keys::Jump) {
+        use crate::tui::keys::Jump;
+        let (cur, n) = match self.focus {
+            Panel::Perturbations => (self.item, self.items.len()),
+            Panel::Accuracy | Panel::Ds | Panel::Pgd => (self.model, self.n_models()),
+            Panel::Kstar => (
+                self.kstar_scroll,
+                self.kstar(self.model).map_or(0, |r| r.classes.len()),
+            ),
+            Panel::Sample => (self.sample, self.meta.samples),
+        };
+        let last = n.saturating_sub(1);
+        let target = match to {
+            Jump::First => 0,
+            Jump::Last => last,
+            Jump::PageUp => cur.saturating_sub(10),
+            Jump::PageDown => (cur + 10).min(last),
+        };
+        self.vertical(target as isize - cur as isize);
     }
 
     fn horizontal(&mut self, d: isize) {

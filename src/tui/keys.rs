@@ -11,6 +11,9 @@ pub enum Action {
     Help,
     Up,
     Down,
+    /// Home/End, PgUp/PgDn: the first/last item, or 10 items up/down, of the
+    /// focused panel's list.
+    Jump(Jump),
     Left,
     Right,
     NextPanel,
@@ -29,12 +32,23 @@ pub enum Action {
     ToggleDemo,
 }
 
+/// Where [`Action::Jump`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jump {
+    First,
+    Last,
+    PageUp,
+    PageDown,
+}
+
 /// (keys, what they do) for the help overlay.
 pub const KEYS: &[(&str, &str)] = &[
     (
         "↑ ↓  k j",
         "move in the focused panel (item, model, class, sample)",
     ),
+    ("Home End  g G", "first / last item of the focused panel"),
+    ("PgUp PgDn", "10 items up / down"),
     ("← →  h l", "level down/up (k* panel: layer)"),
     ("1-4", "jump to a level of the current perturbation"),
     ("Tab  S-Tab", "next / previous panel"),
@@ -49,7 +63,7 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 /// The one-line footer.
-pub const FOOTER: &str = "↑↓←→/hjkl move · Tab panel · m model · n/p sample · t layer · d distance · e export · ? help · q quit";
+pub const FOOTER: &str = "↑↓←→/hjkl move · Tab panel · m model · n/p sample · t layer · d distance · e export · space demo · ? help · q quit";
 /// The footer for narrow terminals (fits 80 columns).
 pub const FOOTER_SHORT: &str =
     "hjkl move  Tab panel  m model  n/p sample  t/d k*  e export  ? help  q quit";
@@ -68,6 +82,10 @@ pub fn action(k: KeyEvent) -> Option<Action> {
         KeyCode::Char('?') | KeyCode::F(1) => Action::Help,
         KeyCode::Up | KeyCode::Char('k') => Action::Up,
         KeyCode::Down | KeyCode::Char('j') => Action::Down,
+        KeyCode::Home | KeyCode::Char('g') => Action::Jump(Jump::First),
+        KeyCode::End | KeyCode::Char('G') => Action::Jump(Jump::Last),
+        KeyCode::PageUp => Action::Jump(Jump::PageUp),
+        KeyCode::PageDown => Action::Jump(Jump::PageDown),
         KeyCode::Left | KeyCode::Char('h') => Action::Left,
         KeyCode::Right | KeyCode::Char('l') => Action::Right,
         KeyCode::Tab => Action::NextPanel,
