@@ -220,8 +220,10 @@ pub fn progress_bar(done: usize, total: usize) -> String {
     format!("{}{}", "█".repeat(full), "░".repeat(5 - full))
 }
 
+/// A fraction as a percentage with one decimal, rounded half away from zero
+/// (as the Δ column computes, so that the columns add up).
 pub fn pct(v: f64) -> String {
-    format!("{:.1}%", v * 100.0)
+    format!("{:.1}%", (v * 1000.0).round() / 10.0)
 }
 
 /// An accuracy over the samples done so far: "91.2%…" (at most 6 columns,
@@ -392,7 +394,19 @@ fn header_row<'a>(cells: Vec<(String, bool)>) -> Row<'a> {
 }
 
 fn render_perturbations(f: &mut Frame, app: &App, area: Rect) {
-    let block = panel_block(app, Panel::Perturbations, String::new());
+    // The accuracies listed are the selected model's: say whose.
+    let whose = match app.meta.models.get(app.model) {
+        Some(name) if app.n_models() > 1 => {
+            let room = (area.width as usize).saturating_sub(Panel::Perturbations.title().len() + 7);
+            format!("acc {}", short_model_name(name, room.saturating_sub(4)))
+        }
+        _ => String::new(),
+    };
+    let block = panel_block(
+        app,
+        Panel::Perturbations,
+        fit_extra(Panel::Perturbations, whose, area.width),
+    );
     let inner_h = area.height.saturating_sub(2) as usize;
     let items: Vec<ListItem> = app
         .items
@@ -498,8 +512,9 @@ fn render_accuracy(f: &mut Frame, app: &App, area: Rect) {
             let finished = app.is_final(&clean_key) && app.is_final(&key);
             let delta = match (clean, app.perturb(m, kind, level)) {
                 (Some(c), Some(p)) if finished => {
-                    // One decimal, without a "-0.0" for a change that rounds to nothing.
-                    let d = ((p.accuracy - c) * 1000.0).round() / 10.0;
+                    // The difference of the two shown (rounded) numbers, so the
+                    // columns add up; no "-0.0".
+                    let d = ((p.accuracy * 1000.0).round() - (c * 1000.0).round()) / 10.0;
                     if d == 0.0 {
                         "0.0".to_string()
                     } else {
