@@ -45,7 +45,7 @@ pub enum Command {
     /// continuity, adv, adv-continuity first, up to 4 side by side); without
     /// --dataset the builtin Fashion-MNIST test set (its colour split when the
     /// models were trained on colour data); without --samples a seeded subset
-    /// of 2000 samples. Press ? inside for the keys.
+    /// of 2000 samples (--samples 0: all). Press ? inside for the keys.
     Explore(ExploreArgs),
     /// k* distribution of features (.npz from `semcon features`, or .npy with --labels).
     Kstar(KstarArgs),
@@ -184,7 +184,7 @@ pub struct FeaturesArgs {
 
 /// Flags of the explorer. Without --checkpoint it opens every
 /// checkpoints/*.safetensors (standard, continuity, adv, adv-continuity first);
-/// without --samples it evaluates a seeded subset of 2000 samples.
+/// without --samples it evaluates a seeded subset of 2000 samples (0: all).
 #[derive(Args, Debug)]
 pub struct ExploreArgs {
     #[command(flatten)]

@@ -113,7 +113,7 @@ pub fn load_models(args: &ModelArgs, device: &Device) -> Result<Vec<Model>> {
     let opts = args.options()?;
     let models = paths
         .iter()
-        .map(|p| model::load(p, &opts, device).with_context(|| format!("loading {}", p.display())))
+        .map(|p| model::load_named(p, &opts, device))
         .collect::<Result<Vec<_>>>()?;
     for n in models.iter().filter_map(Model::norm_notice) {
         eprintln!("notice: {n}");

@@ -280,7 +280,7 @@ impl std::str::FromStr for DatasetSpec {
             "builtin:fashion-mnist" | "builtin" => Source::BuiltinFashionMnist,
             b if b.starts_with("builtin:") => {
                 return Err(crate::invalid!(
-                    "unknown builtin dataset '{b}' (available: builtin:fashion-mnist)"
+                    "unknown builtin dataset '{b}' (available: builtin:fashion-mnist, also with :colour, :colour-red or :colour-blue)"
                 ))
             }
             b => Source::Path(PathBuf::from(b)),

@@ -42,7 +42,7 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
         "pth" | "pt" | "bin" | "ckpt" => read_pth(path)?,
         _ => {
             return Err(ckerr(format!(
-                "unknown checkpoint extension '.{ext}' (expected .safetensors, .pth or .pt)"
+                "unknown checkpoint extension '.{ext}' (expected .safetensors, .pth, .pt, .ckpt or .bin)"
             )))
         }
     };

@@ -320,6 +320,19 @@ fn norm_values(v: &[f32], c: usize, what: &str, positive: bool) -> Result<Vec<f3
     Ok(v)
 }
 
+/// [`load`], with the checkpoint named in the error when the error does not
+/// already name it.
+pub fn load_named(path: &Path, opts: &ModelOptions, device: &Device) -> anyhow::Result<Model> {
+    load(path, opts, device).map_err(|e| {
+        let shown = path.display().to_string();
+        if e.to_string().contains(&shown) {
+            anyhow::Error::from(e)
+        } else {
+            anyhow::Error::from(e).context(format!("cannot load checkpoint {shown}"))
+        }
+    })
+}
+
 /// Loads a checkpoint, infers the architecture, checks every tensor's shape.
 pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> {
     let tensors = checkpoint::read_state_dict(path)?;

@@ -165,8 +165,7 @@ pub fn load(a: &ExploreArgs) -> Result<Session> {
     let names = model_names(&paths);
     let mut models = Vec::new();
     for (p, name) in paths.iter().zip(names) {
-        let mut m = model::load(p, &opts, &device)
-            .with_context(|| format!("cannot load checkpoint {}", p.display()))?;
+        let mut m = model::load_named(p, &opts, &device)?;
         m.name = name;
         if let Some(n) = m.norm_notice() {
             eprintln!("notice: {n}");

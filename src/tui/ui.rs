@@ -161,31 +161,11 @@ fn panel_block<'a>(app: &App, panel: Panel, extra: String) -> Block<'a> {
 
 fn render_header(f: &mut Frame, app: &App, area: Rect) {
     let m = &app.meta;
-    let mut spans = vec![
-        Span::styled(" semcon ", Style::new().fg(Color::Black).bg(ACCENT).bold()),
-        Span::raw(format!(
-            " {} · {} samples · {} ",
-            m.dataset,
-            m.samples,
-            if app.compare() {
-                let full = m.models.join(" | ");
-                // The paper's short names when the full ones do not fit.
-                let head = format!(
-                    " semcon   {} · {} samples · comparing ",
-                    m.dataset, m.samples
-                );
-                if head.chars().count() + full.chars().count() <= area.width as usize {
-                    format!("comparing {full}")
-                } else {
-                    let short: Vec<String> =
-                        m.models.iter().map(|n| short_model_name(n, 12)).collect();
-                    short.join(" | ")
-                }
-            } else {
-                format!("model {}", m.models.join(""))
-            }
-        )),
-    ];
+    let mut spans = vec![Span::styled(
+        " semcon ",
+        Style::new().fg(Color::Black).bg(ACCENT).bold(),
+    )];
+    // The demo badge right after the name, where a long title cannot cut it.
     if let Some(d) = &app.demo {
         spans.push(Span::styled(
             if d.paused {
@@ -196,6 +176,25 @@ fn render_header(f: &mut Frame, app: &App, area: Rect) {
             Style::new().fg(Color::Black).bg(Color::Yellow),
         ));
     }
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    spans.push(Span::raw(format!(
+        " {} · {} samples · {} ",
+        m.dataset,
+        m.samples,
+        if app.compare() {
+            let full = m.models.join(" | ");
+            // The paper's short names when the full ones do not fit.
+            let head = format!(" {} · {} samples · comparing ", m.dataset, m.samples);
+            if used + head.chars().count() + full.chars().count() < area.width as usize {
+                format!("comparing {full}")
+            } else {
+                let short: Vec<String> = m.models.iter().map(|n| short_model_name(n, 12)).collect();
+                short.join(" | ")
+            }
+        } else {
+            format!("model {}", m.models.join(""))
+        }
+    )));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
