@@ -44,6 +44,11 @@ fn meta(models: &[&str]) -> Meta {
         device: "cpu (2 threads)".into(),
         color: ColorMode::TrueColor,
         demo: None,
+        checkpoints: models
+            .iter()
+            .map(|m| format!("checkpoints/{m}.safetensors"))
+            .collect(),
+        seed: 0,
     }
 }
 
@@ -945,10 +950,20 @@ fn export_writes_json_and_pngs() {
     );
     assert_eq!(v["models"]["adv"]["pgd"][2]["eps_label"], "8/255");
     assert_eq!(v["models"]["standard"]["kstar"]["patterns"][0]["count"], 4);
+    assert_eq!(v["checkpoints"][1], "checkpoints/adv.safetensors");
+    assert_eq!(v["seed"], 0);
+    assert!(v["kstar_patterns"]["A"]
+        .as_str()
+        .unwrap()
+        .starts_with("fractured"));
     let pgd = &v["models"]["adv"]["pgd"][2];
     assert_eq!(pgd["final"], true);
     assert_eq!(pgd["samples"].as_u64(), Some(app.meta.samples as u64));
-    assert!(e.summary().contains("exported to"));
+    assert!(
+        e.summary().contains("exported to /"),
+        "absolute: {}",
+        e.summary()
+    );
     assert!(
         e.summary().ends_with("(view.json + 5 charts)"),
         "{}",

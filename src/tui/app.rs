@@ -91,6 +91,10 @@ pub struct Meta {
     pub color: ColorMode,
     /// `--demo`: advance the perturbation on this period.
     pub demo: Option<Duration>,
+    /// Checkpoint paths, in model order (for exports).
+    pub checkpoints: Vec<String>,
+    /// `--seed` (sample subset, random perturbations, PGD starts).
+    pub seed: u64,
 }
 
 /// The running job's progress as last reported.

@@ -48,11 +48,13 @@ pub struct Exported {
 impl Exported {
     /// One line for the status bar.
     pub fn summary(&self) -> String {
-        // The directory first: on a narrow terminal the end is what gets cut.
+        // The directory first (absolute, so it can be found from any shell):
+        // on a narrow terminal the end is what gets cut.
         let charts = self.files.iter().filter(|f| f.ends_with(".png")).count();
+        let dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         format!(
             "exported to {}/ (view.json + {charts} chart{})",
-            self.dir.display(),
+            dir.display(),
             if charts == 1 { "" } else { "s" }
         )
     }
@@ -179,6 +181,14 @@ pub fn view_json(app: &App) -> Value {
             "label": app.label(kind, level),
         },
         "selected_model": m.models.get(app.model),
+        "checkpoints": m.checkpoints,
+        "seed": m.seed,
+        "semcon_version": env!("CARGO_PKG_VERSION"),
+        "kstar_patterns": {
+            "A": "fractured (skew of k*/n above 0.5)",
+            "B": "overlapped (skew between)",
+            "C": "clustered (skew below -0.5)",
+        },
         "kstar_layer": app.tap.to_string(),
         "kstar_distance": metric_name(app.metric),
         "sample": {
@@ -439,6 +449,7 @@ fn ds_chart(app: &App, path: &Path) -> Result<bool> {
             .configure_mesh()
             .x_desc("DS = ||F(x) - F(x')||²")
             .y_desc("samples")
+            .y_label_formatter(&count_label)
             .label_style((FAMILY, 14))
             .draw()
             .map_err(plot_err)?;
@@ -572,6 +583,7 @@ fn kstar_chart(app: &App, path: &Path) -> Result<bool> {
                 .configure_mesh()
                 .x_labels(3)
                 .y_labels(3)
+                .y_label_formatter(&count_label)
                 .label_style((FAMILY, 11))
                 .draw()
                 .map_err(plot_err)?;
@@ -626,4 +638,13 @@ fn sample_png(app: &App, path: &Path) -> Result<bool> {
     }
     img.save(path)?;
     Ok(true)
+}
+
+/// A count axis label: whole numbers only (no "200.0", no "0.5 samples").
+fn count_label(v: &f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
 }

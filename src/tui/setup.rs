@@ -261,6 +261,11 @@ pub fn load(a: &ExploreArgs) -> Result<Session> {
         demo: a
             .demo
             .then(|| Duration::from_secs_f64(a.demo_secs.clamp(0.2, 3600.0))),
+        checkpoints: models
+            .iter()
+            .map(|m| m.path.display().to_string())
+            .collect(),
+        seed: data.seed,
     };
     Ok(Session {
         models,
