@@ -1,7 +1,9 @@
 //! Images as half blocks: each cell shows two pixels, '▀' with the top pixel
 //! as foreground and the bottom pixel as background. Truecolor when the
 //! terminal announces it (COLORTERM=truecolor or 24bit), else the nearest
-//! colour of the xterm 256-colour palette (6x6x6 cube and gray ramp).
+//! colour of the xterm 256-colour palette (6x6x6 cube and gray ramp). With
+//! NO_COLOR set (which crossterm honours: no colours reach the terminal) each
+//! cell is a character of a brightness ramp instead.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -12,11 +14,16 @@ use ratatui::widgets::Widget;
 pub enum ColorMode {
     TrueColor,
     Ansi256,
+    /// NO_COLOR: brightness as characters (" .:-=+*#%@").
+    Monochrome,
 }
 
 impl ColorMode {
-    /// From the environment (COLORTERM).
+    /// From the environment (NO_COLOR, then COLORTERM).
     pub fn detect() -> ColorMode {
+        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+            return ColorMode::Monochrome;
+        }
         Self::from_colorterm(std::env::var("COLORTERM").ok().as_deref())
     }
     pub fn from_colorterm(v: Option<&str>) -> ColorMode {
@@ -29,6 +36,7 @@ impl ColorMode {
         match self {
             ColorMode::TrueColor => Color::Rgb(r, g, b),
             ColorMode::Ansi256 => Color::Indexed(ansi256(r, g, b)),
+            ColorMode::Monochrome => Color::Reset,
         }
     }
 }
@@ -137,6 +145,22 @@ impl Widget for HalfBlock<'_> {
             for c in 0..cols as usize {
                 let top = 2 * r;
                 let bot = 2 * r + 1;
+                if self.mode == ColorMode::Monochrome {
+                    // The cell's two pixels' mean brightness as a character.
+                    let lum = |y: usize| {
+                        let [r, g, b] = self.pixel(c, y, cols as usize, img_prows);
+                        0.2989 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32
+                    };
+                    let ys: Vec<usize> =
+                        [top, bot].into_iter().filter(|&y| y < img_prows).collect();
+                    if !ys.is_empty() {
+                        let l = ys.iter().map(|&y| lum(y)).sum::<f32>() / ys.len() as f32 / 255.0;
+                        const RAMP: &[char] = &[' ', '.', ':', '-', '=', '+', '*', '#', '%', '@'];
+                        let i = ((l * RAMP.len() as f32) as usize).min(RAMP.len() - 1);
+                        buf[(x0 + c as u16, y0 + r as u16)].set_char(RAMP[i]);
+                    }
+                    continue;
+                }
                 let px = |y: usize| {
                     if y < img_prows {
                         Some(self.mode.color(self.pixel(c, y, cols as usize, img_prows)))
@@ -209,6 +233,26 @@ mod tests {
         assert_eq!(c.symbol(), "▀");
         assert_eq!(c.fg, Color::Rgb(255, 0, 0));
         assert_eq!(c.bg, Color::Rgb(0, 0, 255));
+    }
+
+    /// NO_COLOR: brightness as characters, so the image stays visible.
+    #[test]
+    fn monochrome_draws_a_brightness_ramp() {
+        // 4x2 gray image (1 channel): black, dark, light, white columns.
+        let px = [0.0f32, 0.3, 0.7, 1.0, 0.0, 0.3, 0.7, 1.0];
+        let img = HalfBlock {
+            pixels: &px,
+            channels: 1,
+            height: 2,
+            width: 4,
+            mode: ColorMode::Monochrome,
+        };
+        let area = Rect::new(0, 0, 4, 1);
+        let mut buf = Buffer::empty(area);
+        img.render(area, &mut buf);
+        let row: String = (0..4).map(|x| buf[(x, 0)].symbol().to_string()).collect();
+        assert_eq!(row, " -#@");
+        assert!((0..4).all(|x| buf[(x, 0)].fg == Color::Reset));
     }
 
     #[test]
