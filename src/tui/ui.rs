@@ -792,6 +792,25 @@ fn render_kstar(f: &mut Frame, app: &App, area: Rect) {
         return;
     };
     let cls = kview::classes(r);
+    // A caption naming the model the classes belong to, and what part of the
+    // list shows when it does not fit.
+    let [caption, table] =
+        Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(table);
+    let visible = (table.height as usize).saturating_sub(1);
+    let first = app.kstar_scroll.min(cls.len().saturating_sub(1));
+    let last = (first + visible).min(cls.len());
+    let range = if first > 0 || last < cls.len() {
+        format!(" · {}-{} of {} (↑↓)", first + 1, last, cls.len())
+    } else {
+        String::new()
+    };
+    f.render_widget(
+        Paragraph::new(Line::styled(
+            format!("per class · {}{range}", app.meta.models[app.model]),
+            DIM,
+        )),
+        caption,
+    );
     let name_w = cls
         .iter()
         .map(|c| c.name.chars().count())
@@ -825,18 +844,15 @@ fn render_kstar(f: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let head = [
-        "class",
-        "n",
-        "mean",
-        "std",
-        "skew",
-        "pat",
-        "k*/n histogram (0..1)",
-    ]
-    .iter()
-    .map(|s| (s.to_string(), false))
-    .collect();
+    let hist_head = match spark_w {
+        w if w >= 21 => "k*/n histogram (0..1)",
+        w if w >= 9 => "k*/n hist",
+        _ => "hist",
+    };
+    let head = ["class", "n", "mean", "std", "skew", "pat", hist_head]
+        .iter()
+        .map(|s| (s.to_string(), false))
+        .collect();
     let widths = [
         Constraint::Length(name_w),
         Constraint::Length(5),
