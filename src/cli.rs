@@ -594,14 +594,8 @@ fn cmd_kstar(a: &KstarArgs) -> Result<()> {
         .unwrap_or_default();
     if let Some(out) = &a.out {
         let v: Vec<i64> = k.iter().map(|&v| v as i64).collect();
-        let tmp = out.with_extension("npy.tmp");
-        Tensor::from_vec(v, k.len(), &Device::Cpu)?
-            .write_npy(&tmp)
-            .and_then(|_| Ok(std::fs::rename(&tmp, out)?))
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        let t = Tensor::from_vec(v, k.len(), &Device::Cpu)?;
+        write_atomically(out, |tmp| Ok(t.write_npy(tmp)?))?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -751,12 +745,18 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes arrays to an .npz (via a temporary file, then rename; the temporary
-/// file is removed when either fails).
+/// Writes arrays to an .npz ([`write_atomically`]).
 pub fn write_npz(out: &Path, arrays: &[(&str, crate::data::npyz::NpyArray)]) -> Result<()> {
-    let tmp = out.with_extension("npz.tmp");
-    crate::data::npyz::write_npz(&tmp, arrays)
-        .map_err(anyhow::Error::from)
+    write_atomically(out, |tmp| Ok(crate::data::npyz::write_npz(tmp, arrays)?))
+}
+
+/// Writes `out` through `write` into a temporary file next to it
+/// (`NAME.EXT.tmp`), then renames it into place; the temporary file is
+/// removed when either step fails.
+fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let tmp = out.with_extension(format!("{ext}.tmp"));
+    write(&tmp)
         .and_then(|_| Ok(std::fs::rename(&tmp, out)?))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);

@@ -346,65 +346,35 @@ fn out_of_memory_halves_the_batch_with_the_same_results() {
     // float32 bits; every count, accuracy and k* must be the same.
     assert_json_close(&report(&halved), &report(&plain), "eval report");
 
-    let attack = |out: &str| {
-        vec![
-            "--eps".to_string(),
-            "4/255".into(),
-            "--iters".into(),
-            "3".into(),
-            "--random-start".into(),
-            "--batch".into(),
-            "50".into(),
-            "--out".into(),
-            dir.join(out).display().to_string(),
-        ]
+    // `CMD ARGS --out DIR/plain.EXT`, then with the simulated out of memory
+    // `--out DIR/halved.EXT`: both runs, and the two output paths.
+    let both = |cmd: &str, args: &[&str], ext: &str| {
+        let out = |name: &str| dir.join(format!("{name}.{ext}"));
+        let (p, h) = (out("plain"), out("halved"));
+        let plain = run_on_fixture(cmd, &[args, &["--out", p.to_str().unwrap()]].concat());
+        let halved =
+            run_on_fixture_env(cmd, &[args, &["--out", h.to_str().unwrap()]].concat(), &oom);
+        (plain, halved, p, h)
     };
-    let args = attack("plain.npy");
-    let a = run_on_fixture(
-        "attack",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let args = attack("halved.npy");
-    let b = run_on_fixture_env(
-        "attack",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &oom,
-    );
+    let attack = [
+        "--eps",
+        "4/255",
+        "--iters",
+        "3",
+        "--random-start",
+        "--batch",
+        "50",
+    ];
+    let (a, b, pa, pb) = both("attack", &attack, "npy");
     assert!(b.stderr.contains("retrying with batch 6"), "{}", b.stderr);
     assert_eq!(a.stdout, b.stdout);
-    let (pa, pb) = (
-        common::read_npy(&dir.join("plain.npy")),
-        common::read_npy(&dir.join("halved.npy")),
-    );
+    let (pa, pb) = (common::read_npy(&pa), common::read_npy(&pb));
     assert_eq!(pa.shape, vec![120, 3, 28, 28]);
     assert_eq!((pa.shape, pa.data), (pb.shape, pb.data), "x_adv");
 
-    let features = |out: &str| {
-        vec![
-            "--layer".to_string(),
-            "layer3".into(),
-            "--batch".into(),
-            "100".into(),
-            "--out".into(),
-            dir.join(out).display().to_string(),
-        ]
-    };
-    let args = features("plain.npz");
-    run_on_fixture(
-        "features",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let args = features("halved.npz");
-    let r = run_on_fixture_env(
-        "features",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &oom,
-    );
+    let (_, r, fa, fb) = both("features", &["--layer", "layer3", "--batch", "100"], "npz");
     assert!(r.stderr.contains("retrying with batch 6"), "{}", r.stderr);
-    let (fa, fb) = (
-        read_npz(&dir.join("plain.npz")),
-        read_npz(&dir.join("halved.npz")),
-    );
+    let (fa, fb) = (read_npz(&fa), read_npz(&fb));
     assert_eq!(fa["features"].dims()[0], 120);
     assert_eq!(fa["features"].dims(), fb["features"].dims());
     common::assert_close_scaled(

@@ -579,3 +579,30 @@ fn lightning_legacy_and_pickled_module_checkpoints() {
         }
     }
 }
+
+/// Wrapper prefixes, alone and combined (DataParallel `module.`,
+/// torch.compile `_orig_mod.`, any `NAME.`), load to the plain weights.
+#[test]
+fn wrapper_prefixes_are_stripped() {
+    let dir = tmp_dir("model_prefixes");
+    let opts = ModelOptions::default();
+    let plain_path = model_fixture("tiny.pth");
+    let plain = semcon::model::checkpoint::read_state_dict(&plain_path).unwrap();
+    let x = input("resnet18_cifar");
+    let want = tensor_f32(
+        &model::load(&plain_path, &opts, &Device::Cpu)
+            .unwrap()
+            .logits(&x)
+            .unwrap(),
+    );
+    for prefix in ["module.", "_orig_mod.", "module._orig_mod.", "net."] {
+        let renamed: std::collections::HashMap<String, Tensor> = plain
+            .iter()
+            .map(|(k, t)| (format!("{prefix}{k}"), t.clone()))
+            .collect();
+        let p = dir.join(format!("{}safetensors", prefix.replace('_', "")));
+        candle_core::safetensors::save(&renamed, &p).unwrap();
+        let m = model::load(&p, &opts, &Device::Cpu).unwrap();
+        assert_eq!(tensor_f32(&m.logits(&x).unwrap()), want, "prefix {prefix}");
+    }
+}

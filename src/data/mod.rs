@@ -452,19 +452,24 @@ semcon reads the binary version (cifar-10-binary.tar.gz: data_batch_N.bin, test_
 cifar-100-binary.tar.gz: train.bin, test.bin) or an .npz: \
 np.savez('c.npz', x=ds.data, y=np.array(ds.targets)) with ds = torchvision.datasets.CIFAR10(root, train=False)";
 
-/// A file of CIFAR's python version (a pickle: protocol 2 starts with 0x80 0x02).
+/// A file of CIFAR's python version (a pickle).
 fn is_cifar_python(p: &Path) -> bool {
     let name = p.file_name().and_then(|s| s.to_str()).unwrap_or("");
     let known = name.starts_with("data_batch_") && !name.ends_with(".bin")
         || matches!(name, "test_batch" | "test" | "train");
-    known
-        && p.is_file()
+    known && is_pickle(p)
+}
+
+/// Whether `p` is a file holding a bare pickle stream (protocol 2 and later
+/// start with the PROTO opcode 0x80): CIFAR's python version, or torch.save's
+/// legacy format.
+pub(crate) fn is_pickle(p: &Path) -> bool {
+    let mut b = [0u8; 1];
+    p.is_file()
         && std::fs::File::open(p)
-            .and_then(|mut f| {
-                let mut b = [0u8; 2];
-                std::io::Read::read_exact(&mut f, &mut b).map(|_| b)
-            })
-            .is_ok_and(|b| b[0] == 0x80)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+            .is_ok()
+        && b[0] == 0x80
 }
 
 pub(crate) fn read_file(p: &Path) -> Result<Vec<u8>> {

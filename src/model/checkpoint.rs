@@ -1,7 +1,8 @@
 //! Checkpoint files: `.safetensors` and PyTorch `.pth`/`.pt`/`.ckpt` state
-//! dicts (also nested under `state_dict`/`model`, with or without
-//! DataParallel's `module.` or a wrapper's prefix such as PyTorch Lightning's
-//! `model.`), and the `NAME.json` sidecar with what a state dict cannot say.
+//! dicts (also nested under `state_dict`/`model`, with or without a wrapper's
+//! prefix: DataParallel's `module.`, torch.compile's `_orig_mod.`, PyTorch
+//! Lightning's `model.`), and the `NAME.json` sidecar with what a state dict
+//! cannot say.
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -55,26 +56,24 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
                 .into(),
         ));
     }
-    // A wrapper's prefix (PyTorch Lightning's `model.`, or any `NAME.`):
-    // stripped when the network's own first and last layers sit under it.
-    let prefix = raw
+    // One prefix of wrappers is stripped: DataParallel's `module.`,
+    // torch.compile's `_orig_mod.`, PyTorch Lightning's `model.`, or any
+    // `NAME.` (and their combinations), recognised as the shortest prefix
+    // under which the network's own first and last layers sit.
+    let names: std::collections::HashSet<&str> = raw.iter().map(|(k, _)| k.as_str()).collect();
+    let prefix = names
         .iter()
-        .filter_map(|(k, _)| k.strip_suffix("conv1.weight"))
-        .filter(|p| p.ends_with('.') && !p.contains("layer"))
-        .find(|p| raw.iter().any(|(k, _)| *k == format!("{p}fc.weight")))
-        .map(str::to_string)
-        .filter(|_| !raw.iter().any(|(k, _)| k == "conv1.weight"));
-    let raw: Vec<(String, Tensor)> = match &prefix {
-        Some(p) => raw
-            .into_iter()
-            .filter_map(|(k, t)| k.strip_prefix(p.as_str()).map(|k| (k.to_string(), t)))
-            .collect(),
-        None => raw,
-    };
+        .filter_map(|k| k.strip_suffix("conv1.weight"))
+        .filter(|p| p.is_empty() || p.ends_with('.'))
+        .filter(|p| names.contains(format!("{p}fc.weight").as_str()))
+        .min_by_key(|p| p.len())
+        .unwrap_or("")
+        .to_string();
     let mut out = HashMap::new();
     for (name, t) in raw {
-        let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
-        let name = name.strip_prefix("_orig_mod.").unwrap_or(&name).to_string();
+        let Some(name) = name.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
         if !t.dtype().is_float() {
             continue;
         }
@@ -83,7 +82,7 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
         } else {
             t.to_dtype(DType::F32)?
         };
-        out.insert(name, t);
+        out.insert(name.to_string(), t);
     }
     Ok(out)
 }
@@ -100,12 +99,7 @@ fn holds_pickled_module(path: &Path) -> bool {
 fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
     // torch.save before PyTorch 1.6 (or with _use_new_zipfile_serialization=
     // False) writes a bare pickle stream, not a zip archive.
-    let mut head = [0u8; 2];
-    let legacy = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && head[0] == 0x80;
-    if legacy {
+    if crate::data::is_pickle(path) {
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
             msg: "legacy torch.save format (PyTorch < 1.6, or _use_new_zipfile_serialization=False), \

@@ -4,7 +4,7 @@
 use super::{Element, Metric};
 use crate::error::{Error, Result};
 use crate::metrics::Histogram;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use statrs::statistics::Statistics;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -375,10 +375,6 @@ impl FeatureFile {
     }
 }
 
-fn read_npy(p: &Path) -> Result<Tensor> {
-    crate::data::npyz::read_npy_file(p)
-}
-
 /// Reads features from `.npz` (arrays `features` and `labels`, as `semcon
 /// features` writes them) or `.npy` (then `labels` is required; with an
 /// `.npz` it replaces the file's labels). Features must be float32 or
@@ -395,19 +391,18 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
         }
         // semcon's reader: also np.savez_compressed files.
         let npz = crate::data::npyz::Npz::open(path)?;
-        let get = |key: &str| npz.get(key);
         let names = || npz.names().join(", ");
         layer = npz.get_strings("layer")?.and_then(|v| v.into_iter().next());
         class_names = npz.get_strings("class_names")?;
-        let x = get("features")?.ok_or_else(|| {
+        let x = npz.get("features")?.ok_or_else(|| {
             Error::format(
                 path,
                 format!("npz has no array 'features' (it has: {})", names()),
             )
         })?;
         let y = match labels {
-            Some(l) => read_npy(l)?,
-            None => get("labels")?.ok_or_else(|| {
+            Some(l) => crate::data::npyz::read_npy_file(l)?,
+            None => npz.get("labels")?.ok_or_else(|| {
                 Error::format(
                     path,
                     format!(
@@ -434,7 +429,10 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
                 path.display()
             ));
         };
-        (read_npy(path)?, read_npy(l)?)
+        (
+            crate::data::npyz::read_npy_file(path)?,
+            crate::data::npyz::read_npy_file(l)?,
+        )
     };
     let label_path = labels.unwrap_or(path);
     let labels = crate::data::npz::labels_from(&y, label_path)?;
