@@ -10,7 +10,7 @@
 //! RAYON_NUM_THREADS sets the thread count.
 
 use candle_core::{Device, Tensor, Var};
-use semcon::model::conv::conv2d;
+use semcon::model::cpu::conv::conv2d;
 use std::time::Instant;
 
 /// CPU seconds (user + system) of this process so far.

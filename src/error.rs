@@ -20,6 +20,13 @@ pub enum Error {
     /// A value given by the user (flag, label, level) is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// Writing an output file failed (nothing was left behind).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
     #[error(transparent)]
     Candle(candle_core::Error),
 }
@@ -58,4 +65,24 @@ impl Error {
 #[macro_export]
 macro_rules! invalid {
     ($($arg:tt)*) => { $crate::error::Error::Invalid(format!($($arg)*)) };
+}
+
+/// One line for the user: the chain of an error's contexts joined with ": "
+/// (a context already contained in an earlier one is left out).
+pub fn format_error(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        // First line only: candle appends captured backtraces after a newline.
+        let s = c
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
 }

@@ -159,6 +159,27 @@ fn simulated_oom_limit() -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Runs `f` over `x` in batches on `device` and concatenates the outputs (on
+/// the CPU); a device out of memory halves the batch ([`in_batches`]).
+pub fn batched(
+    x: &Tensor,
+    batch: usize,
+    device: &Device,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let outs = in_batches(
+        x.dim(0)?,
+        batch,
+        |s, e| {
+            let xb = x.narrow(0, s, e - s)?.to_device(device)?;
+            Ok(vec![f(&xb)?.to_device(&Device::Cpu)?])
+        },
+        |_, _, _| true,
+    )?
+    .unwrap_or_default();
+    Ok(Tensor::cat(&outs, 0)?)
+}
+
 /// Whether an error is the device running out of memory (then the batch is
 /// halved and the batch retried instead of failing).
 pub fn is_oom(e: &crate::Error) -> bool {

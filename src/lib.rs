@@ -1,10 +1,11 @@
 //! semcon: semantic continuity and latent-space structure (k*) of image
-//! classifiers. A library (datasets, models, perturbations, metrics, engine,
-//! training, TUI) plus a thin binary (`cli`).
+//! classifiers. A library plus a thin binary (`src/main.rs` calls
+//! [`cli::main`]). Data flows one way: [`data`] -> [`perturb`] -> [`model`]
+//! -> [`metrics`] -> [`eval`] -> [`engine`] -> [`tui`] / [`report`];
+//! [`session`] resolves what a run works on for every front end, [`cli`]
+//! holds one file per command. docs/ARCHITECTURE.md is the map.
 
 pub mod cli;
-pub mod cli_eval;
-pub mod cli_train;
 pub mod data;
 pub mod device;
 pub mod engine;
@@ -13,6 +14,8 @@ pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod perturb;
+pub mod report;
+pub mod session;
 pub mod train;
 pub mod tui;
 

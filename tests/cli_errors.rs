@@ -1160,7 +1160,7 @@ fn failed_writes_leave_no_temporary_files() {
     std::fs::create_dir_all(out.join("x")).unwrap();
     let t = Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap();
     let arrays = [("features", semcon::data::npyz::NpyArray::Tensor(&t))];
-    let e = semcon::cli::write_npz(&out, &arrays).unwrap_err();
+    let e = semcon::data::npyz::save_npz(&out, &arrays).unwrap_err();
     assert!(format!("{e:#}").contains("cannot write"), "{e:#}");
     assert!(!dir.join("f.npz.tmp").exists());
     let out = dir.join("m.safetensors");

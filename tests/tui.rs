@@ -13,6 +13,7 @@ use semcon::metrics::kstar::{ClassStats, KstarReport, Metric, Summary, Threshold
 use semcon::metrics::Histogram;
 use semcon::model::Tap;
 use semcon::perturb::Kind;
+use semcon::session;
 use semcon::tui::app::{App, Command, JobState, Meta, Panel, PgdSetting, MESSAGE_TTL};
 use semcon::tui::image::ColorMode;
 use semcon::tui::keys::{self, Action};
@@ -1070,7 +1071,7 @@ fn checkpoint_discovery_order_and_error() {
         std::fs::write(d.join(format!("{n}.safetensors")), b"").unwrap();
     }
     std::fs::write(d.join("notes.json"), b"{}").unwrap();
-    let found: Vec<String> = setup::checkpoints_in(&d)
+    let found: Vec<String> = session::checkpoints_in(&d)
         .iter()
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
@@ -1086,18 +1087,18 @@ fn checkpoint_discovery_order_and_error() {
         ]
     );
     let none = d.join("nothing-here");
-    let err = setup::default_checkpoints(&[none.clone(), d.join("also-missing")]).unwrap_err();
+    let err = session::default_checkpoints(&[none.clone(), d.join("also-missing")]).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("--checkpoint"), "{msg}");
     assert!(msg.contains("nothing-here"), "{msg}");
     assert_eq!(
-        setup::default_checkpoints(&[none, d.clone()])
+        session::default_checkpoints(&[none, d.clone()])
             .unwrap()
             .len(),
         6
     );
     assert_eq!(
-        setup::model_names(&[
+        session::model_names(&[
             PathBuf::from("a/m.safetensors"),
             PathBuf::from("b/m.safetensors"),
             PathBuf::from("c/x.safetensors"),
@@ -1106,7 +1107,7 @@ fn checkpoint_discovery_order_and_error() {
     );
     std::fs::remove_dir_all(&d).unwrap();
     // the source checkout is always among the places looked at
-    assert!(setup::checkpoint_dirs()
+    assert!(session::checkpoint_dirs()
         .iter()
         .any(|p| p.ends_with("checkpoints") && p.starts_with(env!("CARGO_MANIFEST_DIR"))));
 }
@@ -1120,12 +1121,12 @@ fn default_dataset_follows_the_sidecar() {
     let dev = candle_core::Device::Cpu;
     let mut m = semcon::model::load(&fixture(), &Default::default(), &dev).unwrap();
     assert_eq!(
-        setup::default_dataset(std::slice::from_ref(&m)),
+        session::default_dataset(std::slice::from_ref(&m)),
         "builtin:fashion-mnist"
     );
     m.sidecar.dataset = Some("builtin:fashion-mnist:colour".into());
     assert_eq!(
-        setup::default_dataset(std::slice::from_ref(&m)),
+        session::default_dataset(std::slice::from_ref(&m)),
         "builtin:fashion-mnist:colour"
     );
 }
@@ -1238,7 +1239,7 @@ fn models_with_different_class_counts_are_noted() {
             "cpu",
         ]);
         match cli.command {
-            Some(semcon::cli::Command::Explore(a)) => a,
+            Some(semcon::cli::Command::Explore(a)) => a.options().unwrap(),
             other => panic!("{other:?}"),
         }
     };

@@ -35,7 +35,7 @@ fn repo() -> &'static Path {
 
 /// The explorer's arguments: the shipped default when there is one.
 fn explore_args() -> (Vec<String>, bool) {
-    let shipped = semcon::tui::setup::checkpoints_in(&repo().join("checkpoints"));
+    let shipped = semcon::session::checkpoints_in(&repo().join("checkpoints"));
     let mut args: Vec<String> = vec!["explore".into(), "--samples".into(), SAMPLES.into()];
     if shipped.is_empty() {
         let fixture = repo().join("tests/fixtures/models/resnet18_cifar.safetensors");
@@ -278,7 +278,7 @@ fn compare_mode_two_checkpoints() {
         vec!["--checkpoint", &f]
     };
     let n = if shipped {
-        semcon::tui::setup::checkpoints_in(&repo().join("checkpoints"))
+        semcon::session::checkpoints_in(&repo().join("checkpoints"))
             .len()
             .min(semcon::tui::app::MAX_MODELS)
     } else {

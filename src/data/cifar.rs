@@ -2,7 +2,7 @@
 //! `cifar-100-binary`). Records: CIFAR-10 = 1 label byte + 3072 pixels,
 //! CIFAR-100 = coarse + fine label bytes + 3072 pixels (the fine label is used).
 
-use super::{Family, ImageSet, Split};
+use super::set::{Family, ImageSet, Split};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -79,7 +79,7 @@ fn numbered(k: usize) -> Vec<String> {
 
 /// A single `.bin` file; the variant is told by the record size.
 pub fn load_file(p: &Path) -> Result<ImageSet> {
-    let b = super::read_file(p)?;
+    let b = super::files::read_file(p)?;
     let dir = p.parent().unwrap_or(Path::new("."));
     if b.is_empty() || (b.len() % (PIX + 1) != 0 && b.len() % (PIX + 2) != 0) {
         return Err(Error::format(
@@ -107,7 +107,7 @@ pub fn load_file(p: &Path) -> Result<ImageSet> {
             names_from(
                 dir,
                 "batches.meta.txt",
-                super::CIFAR10_CLASSES
+                super::set::CIFAR10_CLASSES
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
@@ -133,7 +133,7 @@ pub fn load_dir(dir: &Path, split: Split) -> Result<Option<ImageSet>> {
             names_from(
                 dir,
                 "batches.meta.txt",
-                super::CIFAR10_CLASSES
+                super::set::CIFAR10_CLASSES
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
@@ -159,7 +159,7 @@ pub fn load_dir(dir: &Path, split: Split) -> Result<Option<ImageSet>> {
                     ),
                 ));
             }
-            let b = super::read_file(f)?;
+            let b = super::files::read_file(f)?;
             parse(f, &b, 1, &mut set)?;
         }
         return Ok(Some(set.validated()?));
@@ -189,7 +189,7 @@ pub fn load_dir(dir: &Path, split: Split) -> Result<Option<ImageSet>> {
                 ),
             ));
         }
-        let b = super::read_file(&f)?;
+        let b = super::files::read_file(&f)?;
         parse(&f, &b, 2, &mut set)?;
         return Ok(Some(set.validated()?));
     }

@@ -3,7 +3,7 @@
 //! 95% red / 5% blue; test split: 95% blue / 5% red; the assignment is seeded
 //! per split, so it is the same on every run. The foreground keeps its gray.
 
-use super::{ImageSet, Split};
+use super::set::{ImageSet, Split};
 use crate::error::Result;
 use rand::{Rng, SeedableRng};
 

@@ -11,7 +11,7 @@
 //! macOS `._x.png`) are ignored; an image file that does not decode stops the
 //! load, unless `skip_bad_images` is set (then it is skipped with one warning).
 
-use super::{Family, ImageSet, LoadOptions, Split};
+use super::set::{Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 

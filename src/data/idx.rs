@@ -1,6 +1,6 @@
 //! MNIST / Fashion-MNIST idx files (plain or gzip).
 
-use super::{Family, ImageSet, Split};
+use super::set::{Family, ImageSet, Split};
 use crate::error::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ fn header(path: &Path, b: &[u8], want_magic: u32, what: &str) -> Result<Vec<usiz
         })
         .collect();
     // Checked: a crafted header can announce more bytes than a usize holds.
-    let need = super::checked_product(&dims).and_then(|body| body.checked_add(4 + 4 * ndim));
+    let need = super::files::checked_product(&dims).and_then(|body| body.checked_add(4 + 4 * ndim));
     if need.is_none_or(|need| b.len() < need) {
         let need = need.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
         return Err(Error::format(
@@ -89,7 +89,7 @@ pub fn assemble(name: String, img: IdxImages, labels: Vec<u32>, fam: Family) -> 
         ));
     }
     let class_names: Vec<String> = match fam {
-        Family::FashionMnist => super::FASHION_MNIST_CLASSES
+        Family::FashionMnist => super::set::FASHION_MNIST_CLASSES
             .iter()
             .map(|s| s.to_string())
             .collect(),
@@ -144,8 +144,14 @@ pub fn load_files(images: &Path) -> Result<ImageSet> {
             format!("no labels file {} next to it", dir.join(&lname).display()),
         )
     })?;
-    let img = parse_images(images, &maybe_gunzip(images, &super::read_file(images)?)?)?;
-    let labels = parse_labels(lpath, &maybe_gunzip(lpath, &super::read_file(lpath)?)?)?;
+    let img = parse_images(
+        images,
+        &maybe_gunzip(images, &super::files::read_file(images)?)?,
+    )?;
+    let labels = parse_labels(
+        lpath,
+        &maybe_gunzip(lpath, &super::files::read_file(lpath)?)?,
+    )?;
     let lower = images.to_string_lossy().to_lowercase();
     let fam = if lower.contains("fashion") {
         Family::FashionMnist

@@ -5,6 +5,7 @@
 //! byte order, C or Fortran order. Integers come back as I64 (uint8/bool as
 //! U8), floats as F32 (float64 as F64).
 
+use super::files::write_atomically;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use std::io::Read;
@@ -37,7 +38,7 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
 
 impl Npz {
     pub fn open(path: &Path) -> Result<Npz> {
-        let bytes = super::read_file(path)?;
+        let bytes = super::files::read_file(path)?;
         let members = parse_zip(&bytes).ok_or_else(|| {
             Error::format(
                 path,
@@ -191,6 +192,16 @@ pub fn encode_npy(a: &NpyArray) -> Result<Vec<u8>> {
     })
 }
 
+/// Writes `arrays` to the .npz `out` atomically ([`write_atomically`]).
+pub fn save_npz(out: &Path, arrays: &[(&str, NpyArray)]) -> Result<()> {
+    write_atomically(out, |tmp| write_npz(tmp, arrays))
+}
+
+/// Writes `t` to the .npy `out` atomically ([`write_atomically`]).
+pub fn save_npy(out: &Path, t: &Tensor) -> Result<()> {
+    write_atomically(out, |tmp| Ok(t.write_npy(tmp)?))
+}
+
 /// Writes `arrays` to the .npz `path` (stored members, as `np.savez`).
 pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<()> {
     use std::io::Write;
@@ -308,7 +319,7 @@ pub fn read_npy_file(path: &Path) -> Result<Tensor> {
             },
         ));
     }
-    let bytes = super::read_file(path)?;
+    let bytes = super::files::read_file(path)?;
     parse_npy(&bytes).map_err(|e| Error::format(path, format!("not a readable .npy file: {e}")))
 }
 
@@ -382,7 +393,7 @@ pub fn parse_npy_strings(b: &[u8]) -> std::result::Result<Vec<String>, String> {
     let chars: usize = chars
         .parse()
         .map_err(|_| format!("bad dtype '{}'", h.descr))?;
-    let n = super::checked_product(&h.shape);
+    let n = super::files::checked_product(&h.shape);
     let need = n.and_then(|n| n.checked_mul(chars)?.checked_mul(4));
     let (Some(n), Some(need)) = (n, need) else {
         return Err("string array too large".into());
@@ -430,7 +441,7 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         format!("unsupported dtype '{descr}' (expected bool, integers or floats)")
     })?;
     // Checked: a crafted header can announce more bytes than a usize holds.
-    let n = super::checked_product(&shape);
+    let n = super::files::checked_product(&shape);
     let need = n.and_then(|n| n.checked_mul(size));
     let Some(n) = n.filter(|_| need.is_some_and(|need| need <= body.len())) else {
         let need = need.map_or_else(|| "more than 2^64".to_string(), |v| v.to_string());

@@ -5,7 +5,7 @@
 //! Stored (`np.savez`) and compressed (`np.savez_compressed`) files.
 
 use super::npyz::{is_integer, Npz};
-use super::{Family, ImageSet, Split};
+use super::set::{Family, ImageSet, Split};
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
 use std::path::Path;

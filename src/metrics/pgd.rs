@@ -1,7 +1,7 @@
 //! Untargeted L-infinity PGD (Madry et al.), SPEC.md "Adversarial accuracy":
 //! x_{t+1} = clip_[0,1](Proj_eps(x_t + step * sign(grad_x CE(F(x_t), y)))).
 
-use crate::model::{fused::FusedNet, Model};
+use crate::model::{cpu::fused::FusedNet, Model};
 use candle_core::{Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
@@ -172,7 +172,7 @@ pub fn pgd_fused(net: &FusedNet, x: &Tensor, y: &Tensor, cfg: &PgdConfig) -> Res
 #[cfg(feature = "cudnn")]
 fn pgd_gpu(
     model: &Model,
-    net: &crate::model::gpu::GpuNet,
+    net: &crate::model::cuda::GpuNet,
     x: &Tensor,
     y: &Tensor,
     cfg: &PgdConfig,

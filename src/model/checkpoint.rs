@@ -4,6 +4,7 @@
 //! Lightning's `model.`), and the `NAME.json` sidecar with what a state dict
 //! cannot say.
 
+use super::keys::wrapper_prefix;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -56,19 +57,8 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
                 .into(),
         ));
     }
-    // One prefix of wrappers is stripped: DataParallel's `module.`,
-    // torch.compile's `_orig_mod.`, PyTorch Lightning's `model.`, or any
-    // `NAME.` (and their combinations), recognised as the shortest prefix
-    // under which the network's own first and last layers sit.
-    let names: std::collections::HashSet<&str> = raw.iter().map(|(k, _)| k.as_str()).collect();
-    let prefix = names
-        .iter()
-        .filter_map(|k| k.strip_suffix("conv1.weight"))
-        .filter(|p| p.is_empty() || p.ends_with('.'))
-        .filter(|p| names.contains(format!("{p}fc.weight").as_str()))
-        .min_by_key(|p| p.len())
-        .unwrap_or("")
-        .to_string();
+    // One prefix of wrappers is stripped ([`wrapper_prefix`]).
+    let prefix = wrapper_prefix(raw.iter().map(|(k, _)| k.as_str()));
     let mut out = HashMap::new();
     for (name, t) in raw {
         let Some(name) = name.strip_prefix(prefix.as_str()) else {

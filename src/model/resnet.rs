@@ -3,7 +3,10 @@
 //! stem (3x3/1 conv, no maxpool), any width, class count and input channels.
 //! The configuration is inferred from a state dict's keys and shapes.
 
-use super::conv::conv2d;
+use super::cpu::conv::conv2d;
+use super::cpu::folded::FConv;
+use super::cpu::fused::{FBlock, FusedNet};
+use super::tap::Tap;
 use crate::error::{Error, Result};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
@@ -289,9 +292,9 @@ impl ConvBn {
         Ok((w, shift))
     }
 
-    fn fused(&self) -> candle_core::Result<super::fused::FConv> {
+    fn fused(&self) -> candle_core::Result<FConv> {
         let (w, b) = self.folded()?;
-        super::fused::FConv::new(&w, &b, self.stride, self.pad)
+        FConv::new(&w, &b, self.stride, self.pad)
     }
 }
 
@@ -317,54 +320,6 @@ impl ResBlock {
         };
         (y + id)?.relu()
     }
-}
-
-/// Where to read features from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Tap {
-    Logits,
-    /// After global average pooling (the input of `fc`).
-    Penultimate,
-    /// Output of stage 1..4, globally average-pooled.
-    Layer(u8),
-}
-
-impl std::str::FromStr for Tap {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "logits" => Ok(Tap::Logits),
-            "penultimate" | "avgpool" => Ok(Tap::Penultimate),
-            "layer1" => Ok(Tap::Layer(1)),
-            "layer2" => Ok(Tap::Layer(2)),
-            "layer3" => Ok(Tap::Layer(3)),
-            "layer4" => Ok(Tap::Layer(4)),
-            _ => Err(crate::invalid!(
-                "unknown layer '{s}' (available: logits, penultimate, layer1, layer2, layer3, layer4)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Tap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Tap::Logits => write!(f, "logits"),
-            Tap::Penultimate => write!(f, "penultimate"),
-            Tap::Layer(i) => write!(f, "layer{i}"),
-        }
-    }
-}
-
-impl Tap {
-    pub const ALL: [Tap; 6] = [
-        Tap::Logits,
-        Tap::Penultimate,
-        Tap::Layer(1),
-        Tap::Layer(2),
-        Tap::Layer(3),
-        Tap::Layer(4),
-    ];
 }
 
 #[derive(Clone, Debug)]
@@ -458,11 +413,7 @@ impl ResNet {
     }
 
     /// The eval-mode network folded for the fused CPU path (f32 weights only).
-    pub(crate) fn fused(
-        &self,
-        mean: &[f32],
-        std: &[f32],
-    ) -> candle_core::Result<Option<super::fused::FusedNet>> {
+    pub(crate) fn fused(&self, mean: &[f32], std: &[f32]) -> candle_core::Result<Option<FusedNet>> {
         if self.fc.weight().dtype() != candle_core::DType::F32 {
             return Ok(None);
         }
@@ -472,7 +423,7 @@ impl ResNet {
             .enumerate()
             .flat_map(|(i, st)| st.iter().map(move |b| (i as u8 + 1, b)))
             .map(|(stage, b)| {
-                Ok(super::fused::FBlock {
+                Ok(FBlock {
                     stage,
                     convs: b
                         .convs
@@ -488,7 +439,7 @@ impl ResNet {
             Some(b) => b.to_vec1::<f32>()?,
             None => vec![0.0; self.config.num_classes],
         };
-        Ok(Some(super::fused::FusedNet {
+        Ok(Some(FusedNet {
             stem: self.stem.fused()?,
             maxpool: self.config.stem == Stem::Imagenet,
             blocks,

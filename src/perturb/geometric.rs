@@ -194,7 +194,7 @@ pub fn resize_bilinear_aa(
     shape: (usize, usize, usize, usize),
     out_size: (usize, usize),
 ) -> Result<Vec<f32>> {
-    super::check_shape(x, shape)?;
+    super::common::check_shape(x, shape)?;
     let (n, c, h, w) = shape;
     let (oh, ow) = out_size;
     if oh == 0 || ow == 0 {

@@ -59,8 +59,11 @@
 //!   one) and is resized back to (h, w).
 
 mod colour;
+mod common;
 mod geometric;
 mod probes;
+
+use common::{check_shape, round_half_even};
 
 pub use geometric::resize_bilinear_aa;
 
@@ -508,24 +511,6 @@ pub fn apply_value_at(
     Ok(out)
 }
 
-/// Checks that `x` holds `n*c*h*w` values.
-fn check_shape(x: &[f32], shape: (usize, usize, usize, usize)) -> Result<()> {
-    let (n, c, h, w) = shape;
-    if x.len() != n * c * h * w {
-        return Err(crate::invalid!(
-            "image batch of shape ({n}, {c}, {h}, {w}) needs {} values, got {}",
-            n * c * h * w,
-            x.len()
-        ));
-    }
-    if n > 0 && (c == 0 || h == 0 || w == 0) {
-        return Err(crate::invalid!(
-            "image batch of shape ({n}, {c}, {h}, {w}) has empty images"
-        ));
-    }
-    Ok(())
-}
-
 /// Runs `f(index, image, out_image)` over the images in parallel.
 fn per_image(x: &[f32], img_len: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) -> Vec<f32> {
     let mut out = vec![0f32; x.len()];
@@ -559,9 +544,4 @@ fn stream(seed: u64, kind: Kind, index: usize) -> rand::rngs::StdRng {
     bytes[16..24].copy_from_slice(&(index as u64).to_le_bytes());
     bytes[24..].copy_from_slice(&seed.to_le_bytes());
     rand::rngs::StdRng::from_seed(bytes)
-}
-
-/// Python's `round` (half to even).
-pub(crate) fn round_half_even(v: f64) -> f64 {
-    v.round_ties_even()
 }

@@ -50,8 +50,8 @@ pub(super) fn center_shuffle(
     if m < 2 {
         return;
     }
-    let top = super::round_half_even((h - m) as f64 / 2.0) as usize;
-    let left = super::round_half_even((w - m) as f64 / 2.0) as usize;
+    let top = super::common::round_half_even((h - m) as f64 / 2.0) as usize;
+    let left = super::common::round_half_even((w - m) as f64 / 2.0) as usize;
     let mut perm: Vec<usize> = (0..m * m).collect();
     perm.shuffle(&mut rng);
     let hw = h * w;

@@ -149,7 +149,7 @@ impl Trainer {
                 ),
             });
         }
-        crate::model::check_values(&self.config, &tensors, path)?;
+        crate::model::load::check_values(&self.config, &tensors, path)?;
         let data = self.varmap.data().lock().expect("varmap lock");
         for (name, var) in data.iter() {
             let t = tensors.get(name).ok_or_else(|| Error::Checkpoint {

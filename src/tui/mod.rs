@@ -28,12 +28,12 @@ pub mod setup;
 pub mod terminal;
 pub mod ui;
 
-use crate::cli::ExploreArgs;
 use crate::engine::Engine;
 use anyhow::{anyhow, Result};
 use app::{App, Command};
 use crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::buffer::Buffer;
+use setup::ExploreOptions;
 use std::io::{IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ const STOP_WAIT_SIGNAL: Duration = Duration::from_millis(500);
 const HANGUP_GRACE: Duration = Duration::from_secs(2);
 
 /// `semcon explore` (and `semcon` without arguments).
-pub fn explore(a: &ExploreArgs) -> Result<()> {
+pub fn explore(a: &ExploreOptions) -> Result<()> {
     let t0 = Instant::now();
     let session = setup::load(a)?;
     run(session, t0)
@@ -68,7 +68,7 @@ enum Exit {
 }
 
 /// Runs the explorer on a loaded session until quit, error or signal.
-pub fn run(session: setup::Session, t0: Instant) -> Result<()> {
+pub fn run(opened: setup::Opened, t0: Instant) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         return Err(anyhow!(
             "the explorer needs a terminal (stdout is not a tty); see `semcon --help` for the headless commands"
@@ -79,14 +79,14 @@ pub fn run(session: setup::Session, t0: Instant) -> Result<()> {
     let tty = terminal::Tty::open().map_err(|e| anyhow!("cannot open the terminal: {e}"))?;
     terminal::install_panic_hook();
     let mut trace = Trace::from_env(t0);
-    let setup::Session {
+    let setup::Opened {
         models,
         set,
         settings,
         meta,
         export_dir,
         note,
-    } = session;
+    } = opened;
     let mut app = App::new(meta);
     // Start computing before the terminal is even set up.
     let mut engine = Engine::start(models, set, settings);
@@ -282,7 +282,7 @@ fn event_loop(
                                 let msg = match export::export(app, export_dir) {
                                     Ok(e) => e.summary(),
                                     Err(e) => {
-                                        format!("export failed: {}", crate::cli::format_error(&e))
+                                        format!("export failed: {}", crate::error::format_error(&e))
                                     }
                                 };
                                 app.set_message(msg, Instant::now());

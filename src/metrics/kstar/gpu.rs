@@ -18,7 +18,7 @@
 //! own Gram matrix (same-class pairs only): about half the multiply-adds.
 
 use super::search::{self, Data};
-use super::{Element, Metric};
+use super::types::{Element, Metric};
 use crate::error::Result;
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::{DType, Device, Storage, Tensor};

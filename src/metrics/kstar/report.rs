@@ -1,14 +1,12 @@
 //! Per-class statistics of the normalised k* values, pattern classification,
 //! the serialisable report, and reading features for the CLI.
 
-use super::{Element, Metric};
-use crate::error::{Error, Result};
+use super::types::Metric;
+use crate::error::Result;
 use crate::metrics::Histogram;
-use candle_core::{DType, Device};
 use statrs::statistics::Statistics;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
 /// Bins of the per-class histogram of normalised k* over [0, 1].
 pub const HISTOGRAM_BINS: usize = 20;
@@ -335,141 +333,4 @@ impl KstarReport {
         }
         s
     }
-}
-
-/// Feature values as read from a file.
-#[derive(Clone, Debug)]
-pub enum FeatureValues {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-}
-
-/// Features (`n x dim`, row-major) and labels read for `semcon kstar`.
-#[derive(Clone, Debug)]
-pub struct FeatureFile {
-    pub values: FeatureValues,
-    pub dim: usize,
-    pub labels: Vec<u32>,
-    /// The layer the features come from (`layer` in an .npz `semcon
-    /// features` wrote).
-    pub layer: Option<String>,
-    /// Class names (`class_names` in such an .npz).
-    pub class_names: Option<Vec<String>>,
-}
-
-impl FeatureFile {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-    pub fn kstar(&self, metric: Metric, device: &Device) -> Result<Vec<u32>> {
-        fn go<T: Element>(x: &[T], f: &FeatureFile, m: Metric, d: &Device) -> Result<Vec<u32>> {
-            super::kstar(x, f.dim, &f.labels, m, d)
-        }
-        match &self.values {
-            FeatureValues::F32(v) => go(v, self, metric, device),
-            FeatureValues::F64(v) => go(v, self, metric, device),
-        }
-    }
-}
-
-/// Reads features from `.npz` (arrays `features` and `labels`, as `semcon
-/// features` writes them) or `.npy` (then `labels` is required; with an
-/// `.npz` it replaces the file's labels). Features must be float32 or
-/// float64 with at least two dimensions; dimensions after the first are
-/// flattened.
-pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> {
-    let is_npz = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npz"));
-    let (mut layer, mut class_names) = (None, None);
-    let (x, y) = if is_npz {
-        if !path.is_file() {
-            return Err(Error::format(path, "no such file"));
-        }
-        // semcon's reader: also np.savez_compressed files.
-        let npz = crate::data::npyz::Npz::open(path)?;
-        let names = || npz.names().join(", ");
-        layer = npz.get_strings("layer")?.and_then(|v| v.into_iter().next());
-        class_names = npz.get_strings("class_names")?;
-        let x = npz.get("features")?.ok_or_else(|| {
-            Error::format(
-                path,
-                format!("npz has no array 'features' (it has: {})", names()),
-            )
-        })?;
-        let y = match labels {
-            Some(l) => crate::data::npyz::read_npy_file(l)?,
-            None => npz.get("labels")?.ok_or_else(|| {
-                Error::format(
-                    path,
-                    format!(
-                        "npz has no array 'labels' (it has: {}); pass --labels",
-                        names()
-                    ),
-                )
-            })?,
-        };
-        (x, y)
-    } else {
-        let is_npy = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-        if !is_npy {
-            return Err(Error::format(
-                path,
-                "features must be an .npz (as `semcon features` writes) or an .npy with --labels",
-            ));
-        }
-        let Some(l) = labels else {
-            return Err(crate::invalid!(
-                "--labels is required with a .npy features file ({})",
-                path.display()
-            ));
-        };
-        (
-            crate::data::npyz::read_npy_file(path)?,
-            crate::data::npyz::read_npy_file(l)?,
-        )
-    };
-    let label_path = labels.unwrap_or(path);
-    let labels = crate::data::npz::labels_from(&y, label_path)?;
-    if x.rank() < 2 {
-        return Err(Error::format(
-            path,
-            format!(
-                "features must be a samples x dimensions array, found shape {:?}",
-                x.dims()
-            ),
-        ));
-    }
-    let n = x.dim(0)?;
-    let dim: usize = x.dims()[1..].iter().product();
-    let x = x.flatten_all()?;
-    let values = match x.dtype() {
-        DType::F32 => FeatureValues::F32(x.to_vec1()?),
-        DType::F64 => FeatureValues::F64(x.to_vec1()?),
-        d => {
-            return Err(Error::format(
-                path,
-                format!("features must be float32 or float64, found {d:?}"),
-            ))
-        }
-    };
-    if n != labels.len() {
-        return Err(crate::invalid!(
-            "{} has {n} feature rows but there are {} labels",
-            path.display(),
-            labels.len()
-        ));
-    }
-    Ok(FeatureFile {
-        values,
-        dim,
-        labels,
-        layer,
-        class_names,
-    })
 }

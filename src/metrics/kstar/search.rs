@@ -1,7 +1,7 @@
 //! The two exact k* back ends: a float64 kd-tree and a blocked float32 brute
 //! force on a candle device with an exact float64 re-check.
 
-use super::{Element, Metric};
+use super::types::{Element, Metric, DEFAULT_BLOCK_ROWS};
 use crate::error::Result;
 use candle_core::{Device, Tensor};
 use kdtree::KdTree;
@@ -344,13 +344,8 @@ pub(super) fn blocked<T: Element>(
     block_rows: usize,
     device: &Device,
 ) -> Result<Vec<u32>> {
-    #[cfg(feature = "cuda")]
-    if super::gpu::applies(d.metric, device) {
-        // The blocks stay on the GPU; only near ties come back to the CPU.
-        return super::gpu::blocked(d, block_rows, device);
-    }
     let block_rows = if block_rows == 0 {
-        super::DEFAULT_BLOCK_ROWS
+        DEFAULT_BLOCK_ROWS
     } else {
         block_rows
     };

@@ -1,11 +1,12 @@
 //! `semcon train`: the paper's four variants, with a progress bar, checkpoints
 //! written atomically after every epoch, and a sidecar recording how.
 
-use crate::cli::DataArgs;
-use crate::cli_eval::{parse_frac, Format};
+use super::args::{parse_frac, DataArgs, Format};
+use super::common::check_out;
 use crate::data::Split;
 use crate::metrics::pgd::PgdConfig;
 use crate::model::{checkpoint::Sidecar, ResNetConfig, Stem};
+use crate::session::DataChoice;
 use crate::train::{self, TrainConfig, Trainer, Variant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -69,8 +70,8 @@ pub struct TrainArgs {
     pub format: Format,
 }
 
-pub fn cmd_train(a: &TrainArgs) -> Result<()> {
-    crate::cli::check_out(&a.out, &["safetensors"])?;
+pub fn run(a: &TrainArgs) -> Result<()> {
+    check_out(&a.out, &["safetensors"])?;
     if a.width == 0 {
         bail!("--width must be at least 1");
     }
@@ -78,7 +79,7 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
         bail!("--batch must be at least 2 (BatchNorm)");
     }
     let device = crate::device::select_arg(a.device.as_deref())?;
-    let mut data = a.data.clone();
+    let mut data = a.data.choice();
     if data.dataset.is_none() {
         bail!("--dataset is required for training (e.g. /usr/share/datasets/fashion-mnist:colour --split train)");
     }
@@ -201,11 +202,11 @@ pub fn cmd_train(a: &TrainArgs) -> Result<()> {
     let explicit_eval = a.eval_dataset.is_some();
     let test = match eval_spec {
         Some(spec) => {
-            let test = DataArgs {
+            let test = DataChoice {
                 dataset: Some(spec.clone()),
                 split: Some(Split::Test),
                 samples: None,
-                ..a.data.clone()
+                ..a.data.choice()
             }
             .load(None)
             .with_context(|| format!("loading evaluation data {spec}"))?;

@@ -1,0 +1,133 @@
+//! The argument groups several commands share (`ModelArgs`, `DataArgs`), the
+//! value parsers of flags (`--batch`, pixel fractions, `--input-size`) and
+//! `--format`. Commands flatten these; what the flags mean lives in
+//! [`crate::session`].
+
+use crate::data::Split;
+use crate::metrics::pgd;
+use crate::model::ModelOptions;
+use crate::session::{DataChoice, ModelChoice};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+/// Flags that describe the model(s).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelArgs {
+    /// Checkpoint (.safetensors, .pth, .pt); may be repeated where several models make sense.
+    #[arg(long = "checkpoint", short = 'c')]
+    pub checkpoints: Vec<PathBuf>,
+    /// Per-channel mean of the model's normalisation, e.g. 0.485,0.456,0.406.
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel std of the model's normalisation.
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+    /// Input size HxW (or one number) images are resized to (image folders).
+    #[arg(long)]
+    pub input_size: Option<String>,
+    /// Class names, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub class_names: Option<Vec<String>>,
+    /// auto, cpu, cuda or cuda:N [default: auto: the GPU when this build has
+    /// CUDA and one answers, else the CPU].
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl ModelArgs {
+    /// What the flags choose ([`crate::session::ModelChoice`]).
+    pub fn choice(&self) -> Result<ModelChoice> {
+        let input_size = match &self.input_size {
+            None => None,
+            Some(s) => Some(parse_size(s)?),
+        };
+        Ok(ModelChoice {
+            checkpoints: self.checkpoints.clone(),
+            options: ModelOptions {
+                mean: self.mean.clone(),
+                std: self.std.clone(),
+                input_size,
+                class_names: self.class_names.clone(),
+            },
+            device: self.device.clone(),
+        })
+    }
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parts: Vec<&str> = s.split(['x', 'X', ',']).collect();
+    let p = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .with_context(|| format!("invalid --input-size '{s}' (expected H or HxW)"))
+    };
+    match parts.as_slice() {
+        [a] => Ok((p(a)?, p(a)?)),
+        [a, b] => Ok((p(a)?, p(b)?)),
+        _ => bail!("invalid --input-size '{s}' (expected H or HxW)"),
+    }
+}
+
+/// Flags that select the data.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Dataset: builtin:fashion-mnist, an idx/CIFAR directory or file, an image folder, or .npz;
+    /// add :colour for the colour-shift split.
+    #[arg(long, short = 'd')]
+    pub dataset: Option<String>,
+    /// Which split of a dataset that has both (idx/CIFAR directories, image
+    /// folders with train/ and test/, .npz with x_train/x_test) [default: test;
+    /// train for `semcon train`].
+    #[arg(long, value_enum)]
+    pub split: Option<Split>,
+    /// Use a seeded random subset of N samples.
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Seed for --samples and every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip non-image files in image folders (with a warning) instead of failing.
+    #[arg(long)]
+    pub skip_bad_images: bool,
+}
+
+impl DataArgs {
+    /// What the flags choose ([`crate::session::DataChoice`]).
+    pub fn choice(&self) -> DataChoice {
+        DataChoice {
+            dataset: self.dataset.clone(),
+            split: self.split,
+            samples: self.samples,
+            seed: self.seed,
+            skip_bad_images: self.skip_bad_images,
+        }
+    }
+}
+
+/// `--batch`: a whole number of at least 1.
+pub fn parse_batch(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
+}
+
+/// Parses a pixel-space value (`8/255` or `0.03`) that must lie in [0,1].
+pub fn parse_frac(s: &str) -> std::result::Result<f32, String> {
+    let v = pgd::parse_fraction(s)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!(
+            "{s} is outside [0,1] (pixel values are in [0,1]; use e.g. 8/255)"
+        ));
+    }
+    Ok(v)
+}

@@ -1,0 +1,184 @@
+//! `semcon bench`: images/s of a random-init ResNet through the same path
+//! `eval`, `attack` and the explorer use (forward, and forward + input
+//! gradient), for the Speed tables (docs/speed.md).
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Tensor};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// resnet18, resnet34 or resnet50 (random init, cifar stem).
+    #[arg(long, default_value = "resnet18")]
+    pub arch: String,
+    /// Stem width (64 = torchvision's full width).
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    /// Output classes.
+    #[arg(long, default_value_t = 100)]
+    pub classes: usize,
+    /// Input height and width.
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// Images per timed batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed iterations (their mean is reported).
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// CPU threads (sets RAYON_NUM_THREADS and CANDLE_NUM_THREADS); default: candle's choice.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also time forward+backward w.r.t. the input (a PGD step).
+    #[arg(long)]
+    pub backward: bool,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    use crate::model::resnet::{ResNet, ResNetConfig, Stem};
+    use std::time::Instant;
+    if a.width == 0 {
+        bail!("--width must be at least 1");
+    }
+    if a.classes == 0 {
+        bail!("--classes must be at least 1");
+    }
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if let Some(t) = a.threads {
+        // Both must be set before the first candle op: candle's matmul (gemm) reads
+        // RAYON_NUM_THREADS on each call, its barrier pool CANDLE_NUM_THREADS once.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", t.to_string());
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let device = crate::device::select(&a.device)?;
+    let cfg = ResNetConfig::named(&a.arch, Stem::Cifar, a.width, 3, a.classes)?;
+    let vm = candle_nn::VarMap::new();
+    ResNet::new(
+        &cfg,
+        candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &device),
+    )?;
+    // Frozen weights (no weight gradients), as for a loaded checkpoint under attack.
+    let frozen = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let net = ResNet::new(
+        &cfg,
+        candle_nn::VarBuilder::from_tensors(frozen, DType::F32, &device),
+    )?;
+    let x = Tensor::rand(0f32, 1f32, (a.batch, 3, a.size, a.size), &device)?;
+    let y = Tensor::from_vec(
+        (0..a.batch as u32).map(|i| i % a.classes as u32).collect(),
+        a.batch,
+        &device,
+    )?;
+    // CPU seconds of this process (Linux; 0 elsewhere): shows the share of the cores it got.
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<f64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        f.get(11)
+            .zip(f.get(12))
+            .map_or(0.0, |(u, s)| (u + s) / 100.0)
+    };
+    // (wall seconds, CPU seconds) per batch.
+    let time = |f: &dyn Fn() -> Result<()>| -> Result<(f64, f64)> {
+        for _ in 0..a.warmup {
+            f()?;
+        }
+        let (t0, c0, n) = (Instant::now(), cpu(), a.iters.max(1) as f64);
+        for _ in 0..a.iters.max(1) {
+            f()?;
+        }
+        Ok((t0.elapsed().as_secs_f64() / n, (cpu() - c0) / n))
+    };
+    // What `eval`, `attack` and the TUI run: on the CPU the fused network,
+    // on a GPU (cudnn builds) the cuDNN network, both built once as for a
+    // loaded checkpoint; with SEMCON_NO_FUSED set, candle's graph and autograd.
+    let c = cfg.in_channels;
+    let model = crate::model::Model::from_net(
+        net.clone(),
+        "bench".into(),
+        vec![0.0; c],
+        vec![1.0; c],
+        &device,
+    )?
+    .with_frozen_weights();
+    let path = model.path_name()?;
+    let fwd = time(&|| {
+        model.logits(&x)?.sum_all()?.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let bwd = if a.backward {
+        Some(time(&|| {
+            model
+                .loss_and_input_grad(&x, &y)?
+                .1
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            Ok(())
+        })?)
+    } else {
+        None
+    };
+    let ips = |s: f64| a.batch as f64 / s;
+    if a.json {
+        let mut j = serde_json::json!({"arch": a.arch, "width": a.width, "classes": a.classes, "size": a.size,
+            "batch": a.batch, "iters": a.iters, "threads": threads, "device": a.device,
+            "path": path,
+            "forward_s": fwd.0, "forward_cpu_s": fwd.1, "forward_images_per_s": ips(fwd.0)});
+        if let Some(b) = bwd {
+            j["fwd_bwd_s"] = b.0.into();
+            j["fwd_bwd_cpu_s"] = b.1.into();
+            j["fwd_bwd_images_per_s"] = ips(b.0).into();
+        }
+        println!("{j}");
+    } else {
+        println!(
+            "{} cifar stem, width {}, {} classes, {}x{} inputs, batch {}, {} threads ({:?}, {} path)",
+            a.arch,
+            a.width,
+            a.classes,
+            a.size,
+            a.size,
+            a.batch,
+            threads,
+            device,
+            path
+        );
+        let line = |what: &str, (w, c): (f64, f64)| {
+            println!(
+                "{what} {:8.1} images/s ({w:.3} s/batch, {c:.3} CPU s/batch)",
+                ips(w)
+            );
+        };
+        line("forward:         ", fwd);
+        if let Some(b) = bwd {
+            line("forward+backward:", b);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! `semcon eval`: one report per model (clean and shifted accuracy, every
+//! perturbation's accuracy/DS/discontinuity, PGD, k*) over [`crate::eval`],
+//! printed as a table or JSON ([`crate::report`]).
+
+use super::args::{parse_batch, parse_frac, DataArgs, Format, ModelArgs};
+use super::common::{check_out, progress};
+use crate::eval;
+use crate::metrics::kstar::Metric;
+use crate::metrics::pgd::PgdConfig;
+use crate::model::Tap;
+use crate::perturb;
+use crate::report::{self, ModelReport, Report};
+use crate::session;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Perturbations: NAME or NAME:LEVELS (e.g. hue:1,2 or hue:1-3), or a group:
+    /// colour (Table 1), probes (channel-shift, center-shuffle, puzzle), all
+    /// (colour + probes), kstar (noise, rotate, crop-resize); repeatable,
+    /// or joined with +. Default: all; none for no perturbation.
+    #[arg(long)]
+    pub perturb: Vec<String>,
+    /// PGD eps values (comma separated, e.g. 2/255,8/255); none by default.
+    #[arg(long, value_delimiter = ',', value_parser = parse_frac)]
+    pub pgd: Vec<f32>,
+    /// PGD step size.
+    #[arg(long, default_value = "2/255", value_parser = parse_frac)]
+    pub pgd_step: f32,
+    /// PGD iterations.
+    #[arg(long, default_value_t = 10)]
+    pub pgd_iters: usize,
+    /// Start PGD from uniform noise in the eps ball (seeded by --seed + sample index).
+    #[arg(long)]
+    pub random_start: bool,
+    /// Also compute the k* distribution.
+    #[arg(long)]
+    pub kstar: bool,
+    /// Layer for k*: logits, penultimate, layer1..layer4.
+    #[arg(long, default_value = "logits")]
+    pub layer: String,
+    /// Distance for k*: euclidean, cityblock, chebyshev, cosine.
+    #[arg(long, default_value = "euclidean")]
+    pub metric: String,
+    /// A second dataset for the distribution-shift accuracy (e.g. builtin:fashion-mnist:colour).
+    #[arg(long)]
+    pub shift_dataset: Option<String>,
+    /// table (readable) or json (README: eval JSON).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Images per forward pass (a device out of memory halves it and retries).
+    #[arg(long, default_value_t = 250, value_parser = parse_batch)]
+    pub batch: usize,
+    /// Write the JSON report here as well (.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(a: &EvalArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        check_out(out, &["json"])?;
+    }
+    let choice = a.model.choice()?;
+    let device = choice.device()?;
+    let models = choice.load_all(&device)?;
+    let data = a.data.choice();
+    let set = session::load_data(&data, &models)?;
+    let mut selection = Vec::new();
+    let specs = if a.perturb.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        a.perturb.clone()
+    };
+    for s in &specs {
+        if s != "none" {
+            selection.extend(perturb::parse_selection(s)?);
+        }
+    }
+    let tap: Tap = a.layer.parse()?;
+    let metric: Metric = a.metric.parse()?;
+    let shift = match &a.shift_dataset {
+        Some(d) => Some(data.with_dataset(d).load(models[0].input_size)?),
+        None => None,
+    };
+    if let Some(s) = &shift {
+        session::check_labels(s, &models)?;
+    }
+    let mut reports = Vec::new();
+    for m in &models {
+        let mset = eval::images_for(m, &set)?;
+        let n = mset.len() as u64;
+        let jobs =
+            1 + selection.len() + a.pgd.len() + usize::from(a.kstar) + usize::from(shift.is_some());
+        let pb = progress(n * jobs as u64, m.name.clone());
+        let mut base = 0u64;
+        let mut tick = |done: usize, _total: usize| {
+            pb.set_position(base + done as u64);
+            true
+        };
+        let clean = eval::clean(m, &mset, a.batch, &mut tick)?.expect("never cancelled");
+        base += n;
+        let shift_accuracy = match &shift {
+            Some(s) => {
+                let s = eval::images_for(m, s)?;
+                let c = eval::clean(m, &s, a.batch, &mut |d, _| {
+                    pb.set_position(base + d as u64);
+                    true
+                })?
+                .expect("never cancelled");
+                base += n;
+                Some(c.accuracy)
+            }
+            None => None,
+        };
+        let mut rows = Vec::new();
+        for &(kind, level) in &selection {
+            let row = eval::perturbation(
+                m,
+                &mset,
+                &clean,
+                kind,
+                level,
+                a.data.seed,
+                a.batch,
+                &mut |d, _| {
+                    pb.set_position(base + d as u64);
+                    true
+                },
+            )?
+            .expect("never cancelled");
+            base += n;
+            rows.push(row);
+        }
+        let mut pgd_rows = Vec::new();
+        for &eps in &a.pgd {
+            let cfg = PgdConfig {
+                eps,
+                step: a.pgd_step,
+                iters: a.pgd_iters,
+                random_start: a.random_start,
+                seed: a.data.seed,
+            };
+            let r = eval::pgd_accuracy(m, &mset, &cfg, a.batch, &mut |d, _| {
+                pb.set_position(base + d as u64);
+                true
+            })?
+            .expect("never cancelled");
+            base += n;
+            pgd_rows.push(r);
+        }
+        let kstar = if a.kstar {
+            let f = eval::features(m, &mset, &mset.data, tap, a.batch, &mut |d, _| {
+                pb.set_position(base + d as u64);
+                true
+            })?
+            .expect("never cancelled");
+            Some(eval::kstar(
+                &f,
+                &mset.labels,
+                &crate::engine::class_names(m, &mset),
+                tap,
+                metric,
+                &device,
+            )?)
+        } else {
+            None
+        };
+        pb.finish_and_clear();
+        reports.push(ModelReport {
+            checkpoint: m.path.display().to_string(),
+            name: m.name.clone(),
+            arch: m.config().arch_name(),
+            clean_accuracy: clean.accuracy,
+            shift_dataset: shift.as_ref().map(|s| s.name.clone()),
+            shift_accuracy,
+            perturbations: rows,
+            pgd: pgd_rows,
+            kstar,
+        });
+    }
+    let report = Report {
+        samples: set.len(),
+        dataset: set.name.clone(),
+        device: crate::device::describe(&device),
+        models: reports,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, &json).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    match a.format {
+        Format::Json => println!("{json}"),
+        Format::Table => print!("{}", report::table(&report)),
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! `semcon kstar`: the k* distribution of any features (.npz from `semcon
+//! features`, or .npy with labels), as a table or JSON.
+
+use super::common::check_out;
+use crate::data::npyz::save_npy;
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct KstarArgs {
+    /// Features: .npz with arrays `features` and `labels`, or a float32/float64 .npy.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Integer labels (.npy); required with a .npy features file.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// euclidean, cityblock, chebyshev or cosine.
+    #[arg(long, default_value = "euclidean")]
+    pub metric: String,
+    /// Write the per-sample k* integers (int64 .npy).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// json or table.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Layer name recorded in the report [default: the `layer` array of an
+    /// .npz from `semcon features`, else none].
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// Class names, comma separated [default: the `class_names` array of an
+    /// .npz from `semcon features`, else the label numbers].
+    #[arg(long, value_delimiter = ',')]
+    pub class_names: Option<Vec<String>>,
+    /// Pattern A (fractured) when the skew is above this.
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+    pub fractured_above: f64,
+    /// Pattern C (clustered) when the skew is below this.
+    #[arg(long, default_value_t = -0.5, allow_negative_numbers = true)]
+    pub clustered_below: f64,
+    /// auto, cpu, cuda or cuda:N [default: auto: the GPU when this build has
+    /// CUDA and one answers, else the CPU].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Benchmarks: search N more times after the first and report the best
+    /// time on stderr (the first run warms up the device).
+    #[arg(long, default_value_t = 0, hide_short_help = true)]
+    pub repeat: usize,
+}
+
+pub fn run(a: &KstarArgs) -> Result<()> {
+    use crate::metrics::kstar;
+    let metric: kstar::Metric = a.metric.parse()?;
+    let json = match a.format.as_str() {
+        "json" => true,
+        "table" => false,
+        f => bail!("invalid --format '{f}' (expected json or table)"),
+    };
+    if let Some(out) = &a.out {
+        check_out(out, &["npy"])?;
+    }
+    let device = crate::device::select_arg(a.device.as_deref())?;
+    let f = kstar::read_features(&a.features, a.labels.as_deref())?;
+    let class_names = a.class_names.clone().or_else(|| f.class_names.clone());
+    if let Some(names) = &class_names {
+        // Every label needs a name (the highest label may be absent from a subset).
+        let k = f.labels.iter().max().map_or(0, |&m| m as usize + 1);
+        if names.len() < k {
+            bail!(
+                "{} class names given but the labels go up to {} ({k} classes)",
+                names.len(),
+                k - 1
+            );
+        }
+    }
+    let t = std::time::Instant::now();
+    let k = f.kstar(metric, &device)?;
+    let mut secs = t.elapsed().as_secs_f64();
+    let mut how = String::new();
+    if a.repeat > 0 {
+        secs = f64::INFINITY;
+        for _ in 0..a.repeat {
+            let t = std::time::Instant::now();
+            f.kstar(metric, &device)?;
+            secs = secs.min(t.elapsed().as_secs_f64());
+        }
+        how = format!(" (best of {} after a warm-up run)", a.repeat);
+    }
+    // The search alone (no file reading or device start-up), for benchmarks.
+    eprintln!(
+        "k* search: {} samples x {} features, {}, {}: {secs:.3} s{how}",
+        f.len(),
+        f.dim,
+        metric.name(),
+        crate::device::describe(&device),
+    );
+    let th = kstar::Thresholds {
+        fractured: a.fractured_above,
+        clustered: a.clustered_below,
+    };
+    let names = class_names.unwrap_or_default();
+    let mut report = kstar::summarize(&k, &f.labels, &names, metric, th)?;
+    report.layer = a
+        .layer
+        .clone()
+        .or_else(|| f.layer.clone())
+        .unwrap_or_default();
+    if let Some(out) = &a.out {
+        let v: Vec<i64> = k.iter().map(|&v| v as i64).collect();
+        let t = Tensor::from_vec(v, k.len(), &Device::Cpu)?;
+        save_npy(out, &t)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}

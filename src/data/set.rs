@@ -1,0 +1,259 @@
+//! The in-memory dataset every reader fills ([`ImageSet`]: float32 NCHW in
+//! [0,1] plus labels), the names of the splits and of the dataset families
+//! semcon knows (class names, normalisation), and the options every reader
+//! takes.
+
+use super::files::checked_product;
+use crate::error::{Error, Result};
+use candle_core::{Device, Tensor};
+
+/// The Fashion-MNIST class names (Zalando, MIT licence).
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+pub const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// Which part of a dataset to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    #[default]
+    Test,
+}
+
+/// Known normalisation of a dataset family (mean, std per channel).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Norm {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// A labelled set of images, float32 NCHW in [0,1], kept on the CPU.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    /// Human-readable name (the spec it came from).
+    pub name: String,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `n * channels * height * width` values in [0,1].
+    pub data: Vec<f32>,
+    pub labels: Vec<u32>,
+    pub class_names: Vec<String>,
+    /// Normalisation usually used with this data, when the family is known.
+    pub norm: Option<Norm>,
+}
+
+impl ImageSet {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+    /// Pixels of image `i` (CHW).
+    pub fn image(&self, i: usize) -> &[f32] {
+        let l = self.image_len();
+        &self.data[i * l..(i + 1) * l]
+    }
+
+    /// Images `start..end` as a `[b, c, h, w]` tensor on `device`.
+    pub fn batch(&self, start: usize, end: usize, device: &Device) -> Result<Tensor> {
+        let l = self.image_len();
+        let t = Tensor::from_slice(
+            &self.data[start * l..end * l],
+            (end - start, self.channels, self.height, self.width),
+            device,
+        )?;
+        Ok(t)
+    }
+    /// Labels `start..end` as a u32 tensor.
+    pub fn batch_labels(&self, start: usize, end: usize, device: &Device) -> Result<Tensor> {
+        Ok(Tensor::from_slice(
+            &self.labels[start..end],
+            end - start,
+            device,
+        )?)
+    }
+
+    /// The same images with their single channel copied `c` times (gray -> RGB).
+    pub fn replicate_channels(&self, c: usize) -> ImageSet {
+        let hw = self.height * self.width;
+        let mut data = Vec::with_capacity(self.data.len() * c);
+        for img in self.data.chunks_exact(hw * self.channels) {
+            for _ in 0..c {
+                data.extend_from_slice(&img[..hw]);
+            }
+        }
+        ImageSet {
+            data,
+            labels: self.labels.clone(),
+            channels: c,
+            ..self.clone_meta()
+        }
+    }
+
+    /// Keep the images at `idx` (in that order).
+    pub fn select(&self, idx: &[usize]) -> ImageSet {
+        let l = self.image_len();
+        let mut data = Vec::with_capacity(idx.len() * l);
+        let mut labels = Vec::with_capacity(idx.len());
+        for &i in idx {
+            data.extend_from_slice(self.image(i));
+            labels.push(self.labels[i]);
+        }
+        ImageSet {
+            data,
+            labels,
+            ..self.clone_meta()
+        }
+    }
+
+    fn clone_meta(&self) -> ImageSet {
+        ImageSet {
+            name: self.name.clone(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            data: Vec::new(),
+            labels: Vec::new(),
+            class_names: self.class_names.clone(),
+            norm: self.norm.clone(),
+        }
+    }
+
+    /// A seeded random subset of `n` samples (kept in dataset order); the
+    /// whole set when `n >= len`.
+    pub fn subset(&self, n: usize, seed: u64) -> ImageSet {
+        if n >= self.len() {
+            return self.clone();
+        }
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut idx = rand::seq::index::sample(&mut rng, self.len(), n).into_vec();
+        idx.sort_unstable();
+        self.select(&idx)
+    }
+
+    /// Checks that every label fits `num_classes` (a model's output size).
+    pub fn check_labels(&self, num_classes: usize) -> Result<()> {
+        if let Some((i, &y)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, &y)| y as usize >= num_classes)
+        {
+            return Err(crate::invalid!(
+                "dataset {}: label {y} of sample {i} does not fit a model with {num_classes} classes (labels must be 0..{})",
+                self.name,
+                num_classes - 1
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates the internal sizes (used by the readers): images of at least
+    /// 1x1 pixels and one channel, and as many pixel values as the labels say.
+    pub(crate) fn validated(self) -> Result<ImageSet> {
+        if self.height == 0 || self.width == 0 {
+            return Err(Error::format(
+                &self.name,
+                format!("images are {}x{} pixels", self.height, self.width),
+            ));
+        }
+        if self.channels == 0 {
+            return Err(Error::format(&self.name, "images have 0 channels"));
+        }
+        let want = checked_product(&[self.channels, self.height, self.width, self.labels.len()]);
+        if want != Some(self.data.len()) {
+            return Err(crate::invalid!(
+                "dataset {}: {} labels but {} pixel values for {}x{}x{} images",
+                self.name,
+                self.labels.len(),
+                self.data.len(),
+                self.channels,
+                self.height,
+                self.width
+            ));
+        }
+        if let Some((i, &y)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, &y)| y as usize >= self.class_names.len())
+        {
+            return Err(crate::invalid!(
+                "dataset {}: label {y} of sample {i} is not one of its {} classes",
+                self.name,
+                self.class_names.len()
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// Options that apply to every reader.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub split: Split,
+    /// Image-folder images are resized to this (height, width).
+    pub resize: Option<(usize, usize)>,
+    /// Skip (with a warning) files in an image folder that are not images.
+    pub skip_bad_images: bool,
+}
+
+/// Dataset families with known class names and normalisation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Family {
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    Cifar100,
+    Unknown,
+}
+
+impl Family {
+    pub fn norm(self) -> Option<Norm> {
+        let n = |m: &[f32], s: &[f32]| {
+            Some(Norm {
+                mean: m.to_vec(),
+                std: s.to_vec(),
+            })
+        };
+        match self {
+            Family::Mnist => n(&[0.1307], &[0.3081]),
+            Family::FashionMnist => n(&[0.2860], &[0.3530]),
+            Family::Cifar10 => n(&[0.4914, 0.4822, 0.4465], &[0.2470, 0.2435, 0.2616]),
+            Family::Cifar100 => n(&[0.5071, 0.4865, 0.4409], &[0.2673, 0.2564, 0.2762]),
+            Family::Unknown => None,
+        }
+    }
+}

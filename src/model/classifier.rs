@@ -1,0 +1,301 @@
+//! The [`Model`] type: a network with its normalisation, name and settings,
+//! ready to run on images in [0,1]. It picks the path that runs a batch: the
+//! fused CPU network, the cuDNN network on a GPU, or candle's graph (for
+//! gradients w.r.t. weights, other dtypes, or `SEMCON_NO_FUSED`).
+
+use super::checkpoint::{sidecar_path, Sidecar};
+use super::cpu::fused::FusedNet;
+#[cfg(feature = "cudnn")]
+use super::cuda::GpuNet;
+use super::norm::norm_values;
+use super::resnet::{ResNet, ResNetConfig};
+use super::tap::Tap;
+use crate::error::Result;
+use candle_core::{DType, Device, Tensor};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// A classifier ready to run: images in [0,1] in, logits or features out.
+/// Normalisation (and gray-to-RGB replication) happens inside.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub net: ResNet,
+    pub path: PathBuf,
+    /// Short name for panels (file stem).
+    pub name: String,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub input_size: Option<(usize, usize)>,
+    pub class_names: Option<Vec<String>>,
+    pub sidecar: Sidecar,
+    /// Neither --mean/--std nor a sidecar gave the normalisation (then mean 0,
+    /// std 1: the checkpoint sees raw [0,1] pixels); see [`Model::norm_notice`].
+    pub norm_defaulted: bool,
+    mean_t: Tensor,
+    std_t: Tensor,
+    pub device: Device,
+    /// The fused network, built on first use, for models whose weights cannot
+    /// change (loaded from a file); `None`: rebuilt per call (training shares
+    /// its variables with the model).
+    fused_cache: Option<Arc<OnceLock<Option<Arc<FusedNet>>>>>,
+    /// The same for the cuDNN network on a GPU (`cudnn` builds).
+    #[cfg(feature = "cudnn")]
+    gpu_cache: Option<Arc<OnceLock<Option<Arc<GpuNet>>>>>,
+}
+
+impl Model {
+    pub fn config(&self) -> &ResNetConfig {
+        &self.net.config
+    }
+    pub fn num_classes(&self) -> usize {
+        self.net.config.num_classes
+    }
+
+    /// Wraps a network with its normalisation.
+    pub fn from_net(
+        net: ResNet,
+        path: PathBuf,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        device: &Device,
+    ) -> Result<Model> {
+        let c = net.config.in_channels;
+        let mean = norm_values(&mean, c, "--mean", false)?;
+        let std = norm_values(&std, c, "--std", true)?;
+        let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
+        let std_t = Tensor::from_slice(&std, (1, c, 1, 1), device)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Model {
+            net,
+            path,
+            name,
+            mean,
+            std,
+            input_size: None,
+            class_names: None,
+            sidecar: Default::default(),
+            norm_defaulted: false,
+            mean_t,
+            std_t,
+            device: device.clone(),
+            fused_cache: None,
+            #[cfg(feature = "cudnn")]
+            gpu_cache: None,
+        })
+    }
+
+    /// Checks that images of `c` channels and `h`x`w` pixels can go through.
+    pub fn check_input(&self, c: usize, h: usize, w: usize) -> Result<()> {
+        if h == 0 || w == 0 {
+            // candle's convolution would underflow (a panic) on empty images
+            return Err(crate::invalid!(
+                "images of {h}x{w} pixels cannot go through model {}",
+                self.name
+            ));
+        }
+        let want = self.net.config.in_channels;
+        if c != want && c != 1 {
+            return Err(crate::invalid!(
+                "images have {c} channels but model {} takes {want}",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Replicates gray to RGB if needed, then normalises.
+    pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        self.check_input(c, h, w)?;
+        let want = self.net.config.in_channels;
+        let x = if c == want {
+            x.clone()
+        } else {
+            x.repeat((1, want, 1, 1))?
+        };
+        Ok(x.broadcast_sub(&self.mean_t)?.broadcast_div(&self.std_t)?)
+    }
+
+    /// The network folded for the fused CPU path ([`super::cpu::fused`]), or `None` where
+    /// candle's graph runs instead (GPU, f64 weights, or `SEMCON_NO_FUSED` set,
+    /// which benchmarks use to compare the two).
+    pub fn fused(&self) -> Result<Option<Arc<FusedNet>>> {
+        if !self.device.is_cpu() || std::env::var_os("SEMCON_NO_FUSED").is_some() {
+            return Ok(None);
+        }
+        if let Some(v) = self.fused_cache.as_ref().and_then(|c| c.get()) {
+            return Ok(v.clone());
+        }
+        let v = self.net.fused(&self.mean, &self.std)?.map(Arc::new);
+        if let Some(c) = &self.fused_cache {
+            let _ = c.set(v.clone());
+        }
+        Ok(v)
+    }
+
+    /// Declares that the weights will not change (a loaded checkpoint, a
+    /// benchmark), so the fused CPU network and the GPU network are built once
+    /// and kept. Models sharing their variables with training must not be frozen.
+    pub fn with_frozen_weights(mut self) -> Model {
+        self.fused_cache = Some(Default::default());
+        #[cfg(feature = "cudnn")]
+        {
+            self.gpu_cache = Some(Default::default());
+        }
+        self
+    }
+
+    /// The cuDNN network for a GPU model with frozen f32 weights (`cudnn`
+    /// builds; `SEMCON_NO_FUSED` selects candle's graph instead).
+    #[cfg(feature = "cudnn")]
+    pub fn gpu(&self) -> Result<Option<Arc<GpuNet>>> {
+        let (Device::Cuda(dev), Some(cache)) = (&self.device, &self.gpu_cache) else {
+            return Ok(None);
+        };
+        if std::env::var_os("SEMCON_NO_FUSED").is_some() {
+            return Ok(None);
+        }
+        if let Some(v) = cache.get() {
+            return Ok(v.clone());
+        }
+        let v = match self.net.fused(&self.mean, &self.std)? {
+            Some(f) => Some(Arc::new(GpuNet::new(&f, dev)?)),
+            None => None,
+        };
+        let _ = cache.set(v.clone());
+        Ok(v)
+    }
+
+    /// Which implementation runs this model's inference and PGD: "fused"
+    /// (CPU), "cudnn" / "cudnn-tf32" (GPU) or "graph" (candle's graph).
+    pub fn path_name(&self) -> Result<&'static str> {
+        #[cfg(feature = "cudnn")]
+        if let Some(g) = self.gpu()? {
+            return Ok(g.math());
+        }
+        Ok(if self.fused()?.is_some() {
+            "fused"
+        } else {
+            "graph"
+        })
+    }
+
+    /// Mean cross-entropy and its gradient w.r.t. images `x` in [0,1]
+    /// (eval mode), by whichever path runs this model: the fused CPU network,
+    /// the cuDNN network, or candle's autograd.
+    pub fn loss_and_input_grad(&self, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, c, h, w) = x.dims4()?;
+        self.check_input(c, h, w)?;
+        let x = x.detach();
+        if let Some(net) = self.fused()? {
+            let labels = y.flatten_all()?.to_vec1::<u32>()?;
+            let (loss, g) =
+                net.loss_and_grad(&x.flatten_all()?.to_vec1::<f32>()?, (b, c, h, w), &labels)?;
+            return Ok((
+                Tensor::new(loss, &self.device)?,
+                Tensor::from_vec(g, (b, c, h, w), &self.device)?,
+            ));
+        }
+        #[cfg(feature = "cudnn")]
+        if let Some(g) = self.gpu()? {
+            let onehot = self.one_hot(y)?;
+            return self.gpu_loss_and_grad(&g, &x, &onehot);
+        }
+        let v = candle_core::Var::from_tensor(&x)?;
+        let loss = candle_nn::loss::cross_entropy(&self.logits(v.as_tensor())?, y)?;
+        let grads = loss.backward()?;
+        let g = grads
+            .get(v.as_tensor())
+            .ok_or_else(|| crate::invalid!("no input gradient"))?
+            .clone();
+        Ok((loss, g))
+    }
+
+    /// One-hot f32 labels `[N, K]` on the model's device; a label out of
+    /// range is an error.
+    pub fn one_hot(&self, y: &Tensor) -> Result<Tensor> {
+        let labels = y.flatten_all()?.to_vec1::<u32>()?;
+        let k = self.num_classes();
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+            return Err(crate::invalid!(
+                "label {bad} is out of range for model {} with {k} classes",
+                self.name
+            ));
+        }
+        let mut v = vec![0f32; labels.len() * k];
+        for (i, &l) in labels.iter().enumerate() {
+            v[i * k + l as usize] = 1.0;
+        }
+        Ok(Tensor::from_vec(v, (labels.len(), k), &self.device)?)
+    }
+
+    /// [`Model::loss_and_input_grad`] on the cuDNN network, labels one-hot:
+    /// the gradient is taken w.r.t. the normalised input and carried back
+    /// through the normalisation (and the gray-to-RGB replication).
+    #[cfg(feature = "cudnn")]
+    pub fn gpu_loss_and_grad(
+        &self,
+        net: &GpuNet,
+        x: &Tensor,
+        onehot: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let xp = self.prepare(x)?;
+        let (loss, gp) = net.loss_and_grad(&xp, onehot)?;
+        let g = gp.broadcast_div(&self.std_t)?;
+        let g = if x.dim(1)? == g.dim(1)? {
+            g
+        } else {
+            g.sum_keepdim(1)?
+        };
+        Ok((loss, g))
+    }
+
+    /// Logits for images in [0,1] (eval mode).
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.features(x, Tap::Logits)
+    }
+
+    /// Features at a tap for images in [0,1] (eval mode).
+    pub fn features(&self, x: &Tensor, tap: Tap) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        if b > 0 && x.dtype() == DType::F32 && !x.track_op() {
+            if let Some(net) = self.fused()? {
+                self.check_input(c, h, w)?;
+                let v = net.features(&x.flatten_all()?.to_vec1::<f32>()?, (b, c, h, w), tap)?;
+                let d = v.len() / b;
+                return Ok(Tensor::from_vec(v, (b, d), &self.device)?);
+            }
+        }
+        #[cfg(feature = "cudnn")]
+        if b > 0 && x.dtype() == DType::F32 && !x.track_op() {
+            if let Some(net) = self.gpu()? {
+                let xp = self.prepare(x)?;
+                return Ok(net.features(&xp, tap)?);
+            }
+        }
+        self.features_graph(x, tap)
+    }
+
+    /// [`Model::features`] through candle's graph whatever the device (what a
+    /// GPU runs, and what gradients flow through).
+    pub fn features_graph(&self, x: &Tensor, tap: Tap) -> Result<Tensor> {
+        let x = self.prepare(x)?;
+        Ok(self.net.features(&x, tap, false)?)
+    }
+
+    /// One line for the user when the normalisation was not stated: a
+    /// torchvision checkpoint trained on normalised inputs gives poor numbers
+    /// on raw pixels, which would otherwise look like a bad model.
+    pub fn norm_notice(&self) -> Option<String> {
+        self.norm_defaulted.then(|| {
+            format!(
+                "{}: no --mean/--std and no sidecar {}: inputs are not normalised (mean 0, std 1)",
+                self.name,
+                sidecar_path(&self.path).display()
+            )
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! Loading a checkpoint into a [`Model`]: read the state dict, infer the
+//! architecture from its keys and shapes, check every tensor, and settle the
+//! settings a state dict cannot hold (normalisation, input size, class
+//! names) from flags, then the sidecar, then defaults.
+
+use super::checkpoint::{read_sidecar, read_state_dict, sidecar_path};
+use super::classifier::Model;
+use super::norm::norm_values;
+use super::resnet::{ResNet, ResNetConfig};
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What the user may state about a model beyond its state dict (flags).
+#[derive(Clone, Debug, Default)]
+pub struct ModelOptions {
+    pub mean: Option<Vec<f32>>,
+    pub std: Option<Vec<f32>>,
+    pub input_size: Option<(usize, usize)>,
+    pub class_names: Option<Vec<String>>,
+}
+
+/// [`load`], with the checkpoint named in the error when the error does not
+/// already name it.
+pub fn load_named(path: &Path, opts: &ModelOptions, device: &Device) -> anyhow::Result<Model> {
+    load(path, opts, device).map_err(|e| {
+        let shown = path.display().to_string();
+        if e.to_string().contains(&shown) {
+            anyhow::Error::from(e)
+        } else {
+            anyhow::Error::from(e).context(format!("cannot load checkpoint {shown}"))
+        }
+    })
+}
+
+/// Loads a checkpoint, infers the architecture, checks every tensor's shape.
+pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> {
+    let tensors = read_state_dict(path)?;
+    let sidecar = read_sidecar(path)?.unwrap_or_default();
+    let shapes: HashMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    let config = ResNetConfig::infer(&shapes, path)?;
+    check_shapes(&config, &shapes, path)?;
+    check_values(&config, &tensors, path)?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+    let net = ResNet::new(&config, vb)?;
+    let c = config.in_channels;
+    // Flags win over the sidecar; errors name whichever gave the value.
+    let sc = sidecar_path(path);
+    let source = |flag: bool, field: &str| {
+        if flag {
+            format!("--{}", field.replace('_', "-"))
+        } else {
+            format!("sidecar {}: {field}", sc.display())
+        }
+    };
+    let mean = match opts.mean.as_ref().or(sidecar.mean.as_ref()) {
+        Some(v) => norm_values(v, c, &source(opts.mean.is_some(), "mean"), false)?,
+        None => vec![0.0; c],
+    };
+    let std = match opts.std.as_ref().or(sidecar.std.as_ref()) {
+        Some(v) => norm_values(v, c, &source(opts.std.is_some(), "std"), true)?,
+        None => vec![1.0; c],
+    };
+    let mut m = Model::from_net(net, path.to_path_buf(), mean, std, device)?;
+    m.input_size = opts.input_size.or(sidecar.input_size.map(|[h, w]| (h, w)));
+    if let (None, Some([h, w])) = (opts.input_size, sidecar.input_size) {
+        if h == 0 || w == 0 {
+            return Err(crate::invalid!(
+                "{} is {h}x{w}: both sides must be at least 1",
+                source(false, "input_size")
+            ));
+        }
+    }
+    // Loaded weights never change: the fused forms can be kept.
+    m = m.with_frozen_weights();
+    m.class_names = opts.class_names.clone().or(sidecar.class_names.clone());
+    if let Some(names) = &m.class_names {
+        if names.len() != config.num_classes {
+            let given = if opts.class_names.is_some() {
+                format!("{} class names given", names.len())
+            } else {
+                format!("{} has {} names", source(false, "class_names"), names.len())
+            };
+            return Err(crate::invalid!(
+                "{given} but checkpoint {} has {} outputs",
+                path.display(),
+                config.num_classes
+            ));
+        }
+    }
+    m.norm_defaulted = opts.mean.is_none()
+        && opts.std.is_none()
+        && sidecar.mean.is_none()
+        && sidecar.std.is_none();
+    m.sidecar = sidecar;
+    Ok(m)
+}
+
+/// Rejects weights that would silently give constant or NaN outputs:
+/// NaN/Inf values anywhere, negative BatchNorm running variances.
+pub(crate) fn check_values(
+    config: &ResNetConfig,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
+    let err = |msg: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
+    for (name, _) in config.expected_shapes() {
+        let Some(t) = tensors.get(&name) else {
+            continue;
+        };
+        let v: Vec<f32> = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(err(format!("tensor '{name}' holds NaN/Inf values")));
+        }
+        if name.ends_with(".running_var") && v.iter().any(|x| *x < 0.0) {
+            return Err(err(format!(
+                "tensor '{name}' holds negative values (a BatchNorm running variance is >= 0)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_shapes(
+    config: &ResNetConfig,
+    shapes: &HashMap<String, Vec<usize>>,
+    path: &Path,
+) -> Result<()> {
+    for (name, want) in config.expected_shapes() {
+        match shapes.get(&name) {
+            None => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "missing tensor '{name}' (expected shape {want:?} for a {} with {} stem)",
+                        config.arch_name(),
+                        format!("{:?}", config.stem).to_lowercase()
+                    ),
+                })
+            }
+            Some(got) if got != &want => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "tensor '{name}' has shape {got:?} but the {} inferred from this checkpoint needs {want:?}",
+                        config.arch_name()
+                    ),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

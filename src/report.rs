@@ -1,0 +1,92 @@
+//! The headless report of `semcon eval`: its JSON shape (docs/json.md) and
+//! the readable table. Built from the numbers [`crate::eval`] computes; the
+//! explorer's export has its own view ([`crate::tui::export`]).
+
+use crate::eval::{PerturbRow, PgdRow};
+use crate::metrics::kstar::KstarReport;
+use serde::Serialize;
+
+/// The JSON report (keys documented in docs/json.md).
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub samples: usize,
+    pub dataset: String,
+    pub device: String,
+    pub models: Vec<ModelReport>,
+}
+
+/// One model's numbers.
+#[derive(Serialize, Debug)]
+pub struct ModelReport {
+    pub checkpoint: String,
+    pub name: String,
+    pub arch: String,
+    pub clean_accuracy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift_dataset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift_accuracy: Option<f64>,
+    pub perturbations: Vec<PerturbRow>,
+    pub pgd: Vec<PgdRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kstar: Option<KstarReport>,
+}
+
+/// An accuracy in [0,1] as a percentage with two decimals.
+pub fn pct(v: f64) -> String {
+    format!("{:.2}%", 100.0 * v)
+}
+
+/// Human-readable report.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "dataset {} ({} samples), {}",
+        r.dataset, r.samples, r.device
+    );
+    for m in &r.models {
+        let _ = writeln!(s, "\n== {} ({}, {})", m.name, m.arch, m.checkpoint);
+        let _ = write!(s, "clean accuracy {}", pct(m.clean_accuracy));
+        if let (Some(d), Some(acc)) = (&m.shift_dataset, m.shift_accuracy) {
+            let _ = write!(s, "   shift accuracy {} on {d}", pct(acc));
+        }
+        let _ = writeln!(s);
+        if !m.perturbations.is_empty() {
+            let _ = writeln!(
+                s,
+                "{:<16} {:>5} {:>22} {:>9} {:>11} {:>11} {:>8}",
+                "perturbation", "level", "param", "accuracy", "DS mean", "DS median", "discont"
+            );
+            for p in &m.perturbations {
+                let _ = writeln!(
+                    s,
+                    "{:<16} {:>5} {:>22} {:>9} {:>11.4} {:>11.4} {:>8}",
+                    p.name,
+                    p.level,
+                    p.label,
+                    pct(p.accuracy),
+                    p.ds_mean,
+                    p.ds_median,
+                    pct(p.discontinuity_rate)
+                );
+            }
+        }
+        for p in &m.pgd {
+            let _ = writeln!(
+                s,
+                "PGD eps {:.4} ({:.1}/255) step {:.4} x{}: adversarial accuracy {}",
+                p.eps,
+                p.eps * 255.0,
+                p.step,
+                p.iters,
+                pct(p.accuracy)
+            );
+        }
+        if let Some(k) = &m.kstar {
+            s.push_str(&k.table());
+        }
+    }
+    s
+}

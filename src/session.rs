@@ -1,0 +1,253 @@
+//! What a run works on, resolved once for every front end: the checkpoints
+//! (given, or the shipped ones), the dataset (given, or the default that fits
+//! the models), the models' names, and the notices a user should see about
+//! them (normalisation not stated, gray data fed to colour models, class
+//! counts that differ). The CLI commands and the explorer both start here;
+//! this module knows neither of them.
+
+use crate::data::{self, DatasetSpec, ImageSet, LoadOptions, Split};
+use crate::model::{self, Model, ModelOptions};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+
+/// Samples the explorer evaluates when no sample count is given.
+pub const DEFAULT_SAMPLES: usize = 2000;
+
+/// The shipped variants, in the order the paper compares them.
+pub const VARIANTS: [&str; 4] = ["standard", "continuity", "adv", "adv-continuity"];
+
+/// The default dataset: the shipped Fashion-MNIST test set.
+pub const DEFAULT_DATASET: &str = "builtin:fashion-mnist";
+
+/// Which models: checkpoint files (none: the shipped ones), what the user
+/// states beyond the state dicts, and the device (`auto`, `cpu`, `cuda[:N]`).
+#[derive(Clone, Debug, Default)]
+pub struct ModelChoice {
+    pub checkpoints: Vec<PathBuf>,
+    pub options: ModelOptions,
+    pub device: Option<String>,
+}
+
+/// Which data: a dataset spec (none: the default for the models), its split
+/// (none: test), a seeded subset and how strictly image folders are read.
+#[derive(Clone, Debug, Default)]
+pub struct DataChoice {
+    pub dataset: Option<String>,
+    pub split: Option<Split>,
+    pub samples: Option<usize>,
+    pub seed: u64,
+    pub skip_bad_images: bool,
+}
+
+impl DataChoice {
+    /// Loads the dataset (resized to `resize` where it has to be), then
+    /// [`DataChoice::subset`].
+    pub fn load(&self, resize: Option<(usize, usize)>) -> Result<ImageSet> {
+        let spec: DatasetSpec = self.dataset.as_deref().unwrap_or(DEFAULT_DATASET).parse()?;
+        let opts = LoadOptions {
+            split: self.split.unwrap_or(Split::Test),
+            resize,
+            skip_bad_images: self.skip_bad_images,
+        };
+        let set = data::load(&spec, &opts)?;
+        if set.is_empty() {
+            bail!("dataset {spec} is empty");
+        }
+        self.subset(set)
+    }
+
+    /// A seeded subset of `self.samples` images of `set` (all without it).
+    pub fn subset(&self, set: ImageSet) -> Result<ImageSet> {
+        Ok(match self.samples {
+            Some(0) => bail!("--samples must be at least 1"),
+            Some(n) => set.subset(n, self.seed),
+            None => set,
+        })
+    }
+
+    /// The same choice for another dataset spec.
+    pub fn with_dataset(&self, dataset: &str) -> DataChoice {
+        DataChoice {
+            dataset: Some(dataset.to_string()),
+            ..self.clone()
+        }
+    }
+}
+
+impl ModelChoice {
+    /// The device asked for ([`crate::device::select_arg`]).
+    pub fn device(&self) -> Result<Device> {
+        Ok(crate::device::select_arg(self.device.as_deref())?)
+    }
+
+    /// The checkpoints to open: the given ones, else the shipped ones.
+    pub fn paths(&self) -> Result<Vec<PathBuf>> {
+        if self.checkpoints.is_empty() {
+            default_checkpoints(&checkpoint_dirs())
+        } else {
+            Ok(self.checkpoints.clone())
+        }
+    }
+
+    /// The one model a command needs; its normalisation notice on stderr.
+    pub fn load_one(&self, device: &Device) -> Result<Model> {
+        let path = match self.checkpoints.as_slice() {
+            [p] => p,
+            [] => bail!("--checkpoint is required"),
+            _ => bail!("this command takes one --checkpoint"),
+        };
+        let m = model::load(path, &self.options, device)?;
+        if let Some(n) = m.norm_notice() {
+            eprintln!("notice: {n}");
+        }
+        Ok(m)
+    }
+
+    /// Every model named (or the shipped ones); normalisation notices on stderr.
+    pub fn load_all(&self, device: &Device) -> Result<Vec<Model>> {
+        let models = self
+            .paths()?
+            .iter()
+            .map(|p| model::load_named(p, &self.options, device))
+            .collect::<Result<Vec<_>>>()?;
+        for n in models.iter().filter_map(Model::norm_notice) {
+            eprintln!("notice: {n}");
+        }
+        Ok(models)
+    }
+}
+
+/// Loads the dataset for `models` (the default chosen from them when none is
+/// given), checks that its labels fit every model, and prints the gray notice.
+pub fn load_data(data: &DataChoice, models: &[Model]) -> Result<ImageSet> {
+    let mut d = data.clone();
+    if d.dataset.is_none() {
+        d.dataset = Some(default_dataset(models).to_string());
+    }
+    let set = d.load(models.first().and_then(|m| m.input_size))?;
+    check_labels(&set, models)?;
+    if let Some(n) = crate::eval::gray_notice(&set, models) {
+        eprintln!("notice: {n}");
+    }
+    Ok(set)
+}
+
+/// Checks that the labels of `set` fit every model, naming the checkpoint.
+pub fn check_labels(set: &ImageSet, models: &[Model]) -> Result<()> {
+    for m in models {
+        set.check_labels(m.num_classes())
+            .with_context(|| format!("checkpoint {}", m.path.display()))?;
+    }
+    Ok(())
+}
+
+/// A notice when models side by side have different class counts (allowed,
+/// since the labels fit all, but more likely a mix-up than intended).
+pub fn class_count_notice(models: &[Model]) -> Option<String> {
+    let counts: Vec<usize> = models.iter().map(|m| m.num_classes()).collect();
+    if counts.iter().all(|&k| k == counts[0]) {
+        return None;
+    }
+    let each: Vec<String> = models
+        .iter()
+        .map(|m| format!("{} {}", m.name, m.num_classes()))
+        .collect();
+    Some(format!(
+        "the models have different numbers of classes ({}); each DS is over its own logits",
+        each.join(", ")
+    ))
+}
+
+/// `DIR/*.safetensors`: the four variants first (in paper order), then the
+/// others sorted by name.
+pub fn checkpoints_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    let rank = |p: &PathBuf| {
+        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let r = VARIANTS
+            .iter()
+            .position(|v| *v == stem)
+            .unwrap_or(VARIANTS.len());
+        (r, stem.to_string())
+    };
+    found.sort_by_key(rank);
+    found
+}
+
+/// Where the shipped checkpoints are looked for: ./checkpoints, then the
+/// repository the executable was built in (found from the executable's path,
+/// else the source directory baked in at compile time).
+pub fn checkpoint_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("checkpoints")];
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(repo) = exe
+            .ancestors()
+            .skip(1)
+            .find(|d| d.join("Cargo.toml").is_file() && d.join("checkpoints").is_dir())
+        {
+            dirs.push(repo.join("checkpoints"));
+        }
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints"));
+    dirs
+}
+
+/// The first directory of `dirs` that holds checkpoints, and its checkpoints.
+pub fn default_checkpoints(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    for d in dirs {
+        let found = checkpoints_in(d);
+        if !found.is_empty() {
+            return Ok(found);
+        }
+    }
+    let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    bail!(
+        "no checkpoints found (looked for *.safetensors in {}); pass models explicitly: \
+         semcon explore --checkpoint MODEL.safetensors [--checkpoint MODEL2.safetensors ...] \
+         --dataset builtin:fashion-mnist",
+        looked.join(", ")
+    )
+}
+
+/// The dataset for `models` when none is given: the colour-shift split when
+/// every model takes 3 channels and a sidecar says it was trained on colour data.
+pub fn default_dataset(models: &[Model]) -> &'static str {
+    let rgb = models.iter().all(|m| m.config().in_channels == 3);
+    let colour = models.iter().any(|m| {
+        m.sidecar
+            .dataset
+            .as_deref()
+            .is_some_and(|d| d.contains("colour") || d.contains("color"))
+    });
+    if rgb && colour {
+        "builtin:fashion-mnist:colour"
+    } else {
+        DEFAULT_DATASET
+    }
+}
+
+/// Names for the panels: file stems, made unique.
+pub fn model_names(paths: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for p in paths {
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        let mut name = stem.clone();
+        let mut i = 2;
+        while names.contains(&name) {
+            name = format!("{stem}#{i}");
+            i += 1;
+        }
+        names.push(name);
+    }
+    names
+}
