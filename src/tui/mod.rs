@@ -3,7 +3,8 @@
 //! draws and handles keys; every number comes from the engine's background
 //! worker ([`crate::engine`]) and is drawn when it arrives.
 //!
-//! * [`app`]: the state and its update logic (pure),
+//! * [`app`]: the state and its update logic (pure), [`jobs`]: the results
+//!   as shown, the engine's events applied, the jobs the view needs,
 //! * [`keys`]: key -> action,
 //! * [`ui`]: rendering (pure functions of the state),
 //! * [`image`]: half-block images, [`kview`]: the k* report as shown,
@@ -22,6 +23,7 @@
 pub mod app;
 pub mod export;
 pub mod image;
+pub mod jobs;
 pub mod keys;
 pub mod kview;
 pub mod setup;
