@@ -20,7 +20,7 @@
 //! logits and gradients are checked against PyTorch by `scripts/gpu_check.sh`
 //! on a GPU machine (CI has none).
 //!
-//! One file for the network (about 700 lines): the plans, the fused calls,
+//! One file for the network (about 800 lines): the plans, the fused calls,
 //! the trunk's forward and backward passes and the candle custom ops share
 //! the same locked state and saved activations; the cuDNN plumbing is in
 //! [`super::cudnn`].

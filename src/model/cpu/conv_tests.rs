@@ -1,0 +1,229 @@
+//! Unit tests of the CPU convolution ([`super`]) against candle's own
+//! convolution and a naive reference, values and gradients.
+
+use super::*;
+use candle_core::{Device, Var};
+
+/// Deterministic values in [-1, 1).
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_vec(data(n, seed), shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap();
+    d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
+fn max_abs(a: &Tensor) -> f64 {
+    let d = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// Direct-loop convolution and its gradients for dy = r, in f64: (y, dx, dw).
+fn naive(x: &Tensor, w: &Tensor, r: &Tensor, s: usize, p: usize) -> (Tensor, Tensor, Tensor) {
+    let g = Geom::new(x.dims(), w.dims(), s, p).unwrap();
+    let (xv, wv, rv) = (values(x), values(w), values(r));
+    let (mut y, mut dx, mut dw) = (
+        vec![0f64; rv.len()],
+        vec![0f64; xv.len()],
+        vec![0f64; wv.len()],
+    );
+    for b in 0..g.b {
+        for o in 0..g.o {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let yi = ((b * g.o + o) * g.oh + oy) * g.ow + ox;
+                    for c in 0..g.c {
+                        for ki in 0..g.kh {
+                            for kj in 0..g.kw {
+                                let (iy, ix) = (
+                                    (oy * s + ki) as isize - p as isize,
+                                    (ox * s + kj) as isize - p as isize,
+                                );
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xi = ((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize;
+                                let wi = ((o * g.c + c) * g.kh + ki) * g.kw + kj;
+                                y[yi] += xv[xi] * wv[wi];
+                                dx[xi] += rv[yi] * wv[wi];
+                                dw[wi] += rv[yi] * xv[xi];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let t = |v: Vec<f64>, shape: Shape| Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+    (t(y, g.y_shape()), t(dx, g.x_shape()), t(dw, g.w_shape()))
+}
+
+/// Forward and both gradients of `cpu_conv2d` against a direct-loop f64
+/// reference and against candle's conv2d (its backward, where candle gets it right).
+#[allow(clippy::too_many_arguments)]
+fn check(
+    b: usize,
+    c: usize,
+    o: usize,
+    (h, w): (usize, usize),
+    k: usize,
+    s: usize,
+    p: usize,
+    dtype: DType,
+) {
+    let what = format!("b{b} c{c} o{o} {h}x{w} k{k} s{s} p{p} {dtype:?}");
+    let x = tensor(&[b, c, h, w], 1 + (b * 31 + c * 7 + h) as u64, dtype);
+    let wt = tensor(&[o, c, k, k], 2 + (o * 13 + k) as u64, dtype);
+    let tol = if dtype == DType::F64 { 1e-12 } else { 2e-6 };
+    let close = |a: &Tensor, b: &Tensor, name: &str| {
+        let (a, b) = (
+            a.to_dtype(DType::F64).unwrap(),
+            b.to_dtype(DType::F64).unwrap(),
+        );
+        let d = max_diff(&a, &b);
+        assert!(
+            d <= tol * (1.0 + max_abs(&b)),
+            "{name} {what}: max abs diff {d}"
+        );
+    };
+    let y = cpu_conv2d(&x, &wt, s, p).unwrap();
+    close(&y, &x.conv2d(&wt, p, s, 1, 1).unwrap(), "forward vs candle");
+
+    // Gradients of sum(conv * r) for a fixed random r.
+    let r = tensor(y.dims(), 3, dtype);
+    let (y0, dx0, dw0) = naive(&x, &wt, &r, s, p);
+    close(&y, &y0, "forward vs direct");
+    let grads = |f: &dyn Fn(&Tensor, &Tensor) -> Result<Tensor>| -> Result<(Tensor, Tensor)> {
+        let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&wt)?);
+        let g = (f(xv.as_tensor(), wv.as_tensor())? * &r)?
+            .sum_all()?
+            .backward()?;
+        Ok((
+            g.get(xv.as_tensor()).unwrap().clone(),
+            g.get(wv.as_tensor()).unwrap().clone(),
+        ))
+    };
+    let (dx, dw) = grads(&|x, w| cpu_conv2d(x, w, s, p)).unwrap();
+    close(&dx, &dx0, "dx vs direct");
+    close(&dw, &dw0, "dw vs direct");
+    // candle's backward fails on some shapes (non-square inputs whose height and
+    // width need different output paddings); compare where it works.
+    if let Ok((dx1, dw1)) = grads(&|x, w| x.conv2d(w, p, s, 1, 1)) {
+        close(&dx, &dx1, "dx vs candle");
+        close(&dw, &dw1, "dw vs candle");
+    }
+}
+
+fn grid(dtype: DType) {
+    for k in [1, 3, 7] {
+        for s in [1, 2] {
+            for p in [0, 1, 3] {
+                for size in [(7, 7), (8, 10), (9, 8)] {
+                    for b in [1, 3] {
+                        for (c, o) in [(1, 8), (3, 1), (8, 3), (3, 8), (8, 8)] {
+                            check(b, c, o, size, k, s, p, dtype);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matches_candle_f32() {
+    grid(DType::F32);
+}
+
+#[test]
+fn matches_candle_f64() {
+    grid(DType::F64);
+}
+
+/// One thread: chunks in turn, several images per gemm.
+#[test]
+fn matches_candle_single_thread() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 2, 0), (1, 1, 0), (7, 2, 3)] {
+            check(5, 3, 8, (9, 8), k, s, p, DType::F32);
+        }
+    });
+}
+
+/// Shapes of a cifar ResNet layer: many images per gemm, in parallel.
+#[test]
+fn matches_candle_resnet_shapes() {
+    check(9, 16, 32, (4, 4), 3, 1, 1, DType::F32);
+    check(9, 16, 32, (8, 8), 1, 2, 0, DType::F32);
+    check(4, 8, 16, (16, 16), 3, 2, 1, DType::F32);
+    check(2, 32, 16, (6, 6), 1, 1, 0, DType::F32);
+}
+
+#[test]
+fn dispatch_non_contiguous_and_untracked() {
+    // A transposed (non-contiguous) input goes through the same path.
+    let x = tensor(&[2, 3, 9, 7], 5, DType::F32)
+        .transpose(2, 3)
+        .unwrap();
+    let w = tensor(&[4, 3, 3, 3], 6, DType::F32);
+    let y = conv2d(&x, &w, 2, 1).unwrap();
+    assert!(max_diff(&y, &x.conv2d(&w, 1, 2, 1, 1).unwrap()) < 1e-5);
+    // Only the weight is a variable: only its gradient exists.
+    let wv = Var::from_tensor(&w).unwrap();
+    let g = conv2d(&x, wv.as_tensor(), 1, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(g.get(&x).is_none() && g.get(wv.as_tensor()).is_some());
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let x = tensor(&[1, 3, 5, 5], 1, DType::F32);
+    assert!(cpu_conv2d(&x, &tensor(&[4, 2, 3, 3], 2, DType::F32), 1, 1).is_err());
+    assert!(cpu_conv2d(&x, &tensor(&[4, 3, 7, 7], 2, DType::F32), 1, 0).is_err());
+    assert!(cpu_conv2d(&x, &tensor(&[4, 3, 3, 3], 2, DType::F64), 1, 0).is_err());
+    assert!(cpu_conv2d(&x, &tensor(&[4, 3, 3, 3], 2, DType::F32), 0, 0).is_err());
+}
