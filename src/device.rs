@@ -46,7 +46,7 @@ fn choose(spec: &str) -> Result<(Device, Option<String>)> {
                 return Ok((
                     Device::Cpu,
                     Some(
-                        "this semcon build has no CUDA (see README, GPU: scripts/build_cuda.sh); running on the CPU"
+                        "this semcon build has no CUDA (see docs/gpu.md: scripts/build_cuda.sh); running on the CPU"
                             .into(),
                     ),
                 ));

@@ -51,7 +51,7 @@ pub struct EvalArgs {
     /// A second dataset for the distribution-shift accuracy (e.g. builtin:fashion-mnist:colour).
     #[arg(long)]
     pub shift_dataset: Option<String>,
-    /// table (readable) or json (README: eval JSON).
+    /// table (readable) or json (keys: docs/json.md).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Images per forward pass (a device out of memory halves it and retries).
