@@ -1,6 +1,6 @@
 //! The command line: one file per command, each holding its clap arguments
 //! and its `run` ([`explore`], [`eval`], [`attack`], [`features`],
-//! [`perturb`], [`kstar`], [`train`], [`bench`]); the argument groups they
+//! [`perturb`], [`kstar`], [`train`], [`info`], [`bench`]); the argument groups they
 //! share in [`args`], shared helpers in [`common`]. Each command is a thin
 //! layer over the library; errors are printed as one line, exit code 1.
 
@@ -11,6 +11,7 @@ pub mod common;
 pub mod eval;
 pub mod explore;
 pub mod features;
+pub mod info;
 pub mod kstar;
 pub mod perturb;
 pub mod train;
@@ -21,6 +22,7 @@ pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use explore::ExploreArgs;
 pub use features::FeaturesArgs;
+pub use info::InfoArgs;
 pub use kstar::KstarArgs;
 pub use perturb::PerturbArgs;
 pub use train::TrainArgs;
@@ -67,6 +69,9 @@ pub enum Command {
     Explore(ExploreArgs),
     /// k* distribution of features (.npz from `semcon features`, or .npy with --labels).
     Kstar(KstarArgs),
+    /// What semcon makes of a checkpoint: family, variant, parameters, input,
+    /// normalisation, classes and taps, each with where it came from.
+    Info(InfoArgs),
     /// Time a random-init ResNet on random inputs (forward, and forward+backward w.r.t. the input).
     Bench(BenchArgs),
 }
@@ -81,6 +86,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Explore(a)) => explore::run(&a),
         None => explore::run(&cli.explore),
         Some(Command::Kstar(a)) => kstar::run(&a),
+        Some(Command::Info(a)) => info::run(&a),
         Some(Command::Bench(a)) => bench::run(&a),
     }
 }

@@ -1,9 +1,11 @@
-//! ResNet-18/34 (BasicBlock) and ResNet-50 (Bottleneck) with torchvision
-//! parameter names, "imagenet" stem (7x7/2 conv + 3x3/2 maxpool) or "cifar"
-//! stem (3x3/1 conv, no maxpool), any width, class count and input channels.
-//! The configuration is inferred from a state dict's keys and shapes.
+//! The ResNet family with torchvision parameter names: BasicBlock
+//! (ResNet-18/34) and Bottleneck (ResNet-50/101/152) networks of any depth,
+//! Wide ResNets (`width_per_group`) and ResNeXts (`groups`); "imagenet" stem
+//! (7x7/2 conv + 3x3/2 maxpool) or "cifar" stem (3x3/1 conv, no maxpool), any
+//! width, class count and input channels. The configuration is inferred from
+//! a state dict's keys and shapes.
 
-use super::cpu::conv::conv2d;
+use super::cpu::conv::conv2d_grouped;
 use super::cpu::folded::FConv;
 use super::cpu::fused::{FBlock, FusedNet};
 use super::tap::Tap;
@@ -49,6 +51,18 @@ pub struct ResNetConfig {
     pub width: usize,
     pub in_channels: usize,
     pub num_classes: usize,
+    /// Groups of the 3x3 convolution of a Bottleneck (ResNeXt; 1 otherwise).
+    #[serde(default = "one")]
+    pub groups: usize,
+    /// Channels inside the first stage's Bottleneck (torchvision's
+    /// `int(planes * width_per_group / 64) * groups`; `width` for a plain
+    /// ResNet, twice that for a Wide ResNet-50-2); doubles per stage.
+    #[serde(default)]
+    pub bottleneck_width: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 pub const BN_EPS: f64 = 1e-5;
@@ -79,18 +93,64 @@ impl ResNetConfig {
             width,
             in_channels,
             num_classes,
+            groups: 1,
+            bottleneck_width: width,
         })
     }
 
-    /// "resnet18", "resnet34", "resnet50", or a description of a custom depth.
+    /// Channels inside the Bottlenecks of stage `i` (0-based).
+    pub fn inner_channels(&self, i: usize) -> usize {
+        let base = if self.bottleneck_width == 0 {
+            self.width
+        } else {
+            self.bottleneck_width
+        };
+        base << i
+    }
+
+    /// torchvision's `width_per_group` of this network (64 for plain ResNets).
+    pub fn width_per_group(&self) -> usize {
+        self.inner_channels(0) * 64 / (self.width.max(1) * self.groups.max(1))
+    }
+
+    /// The closest torchvision variant ("resnet50", "wide_resnet50_2",
+    /// "resnext50_32x4d", ...; the stem width is not part of the name), or a
+    /// description of a custom depth and grouping.
     pub fn arch_name(&self) -> String {
-        match (self.block, self.layers.as_slice()) {
-            (Block::Basic, [2, 2, 2, 2]) => "resnet18".into(),
-            (Block::Basic, [3, 4, 6, 3]) => "resnet34".into(),
-            (Block::Bottleneck, [3, 4, 6, 3]) => "resnet50".into(),
-            (Block::Bottleneck, [3, 4, 23, 3]) => "resnet101".into(),
-            (b, l) => format!("resnet-{b:?}-{l:?}").to_lowercase(),
+        let (g, wpg) = (self.groups, self.width_per_group());
+        let known = match (self.block, self.layers.as_slice(), g, wpg) {
+            (Block::Basic, [2, 2, 2, 2], 1, 64) => "resnet18",
+            (Block::Basic, [3, 4, 6, 3], 1, 64) => "resnet34",
+            (Block::Bottleneck, [3, 4, 6, 3], 1, 64) => "resnet50",
+            (Block::Bottleneck, [3, 4, 23, 3], 1, 64) => "resnet101",
+            (Block::Bottleneck, [3, 8, 36, 3], 1, 64) => "resnet152",
+            (Block::Bottleneck, [3, 4, 6, 3], 1, 128) => "wide_resnet50_2",
+            (Block::Bottleneck, [3, 4, 23, 3], 1, 128) => "wide_resnet101_2",
+            (Block::Bottleneck, [3, 4, 6, 3], 32, 4) => "resnext50_32x4d",
+            (Block::Bottleneck, [3, 4, 23, 3], 32, 8) => "resnext101_32x8d",
+            (Block::Bottleneck, [3, 4, 23, 3], 64, 4) => "resnext101_64x4d",
+            _ => "",
+        };
+        if !known.is_empty() {
+            return known.into();
         }
+        let base = format!("resnet-{:?}-{:?}", self.block, self.layers).to_lowercase();
+        if g == 1 && wpg == 64 {
+            base
+        } else {
+            format!("{base}-{g}x{wpg}d")
+        }
+    }
+
+    /// Number of learnable parameters (torchvision's
+    /// `sum(p.numel() for p in model.parameters())`: BatchNorm statistics
+    /// are buffers, not parameters).
+    pub fn parameter_count(&self) -> usize {
+        self.expected_shapes()
+            .iter()
+            .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 
     /// Feature size after global pooling (input of `fc`).
@@ -155,6 +215,27 @@ impl ResNetConfig {
             }
             layers.push(n);
         }
+        // Bottleneck: the first stage's inner width and the 3x3 convolution's
+        // groups (its weight is [inner, inner / groups, 3, 3]).
+        let (mut groups, mut bottleneck_width) = (1, conv1[0]);
+        if block == Block::Bottleneck {
+            let shape = |k: &str| {
+                shapes
+                    .get(k)
+                    .filter(|s| s.len() == 4)
+                    .ok_or_else(|| err(format!("missing or mis-shaped tensor '{k}'")))
+            };
+            let c1 = shape("layer1.0.conv1.weight")?;
+            let c2 = shape("layer1.0.conv2.weight")?;
+            bottleneck_width = c1[0];
+            if c2[1] == 0 || c2[0] != c1[0] || c2[0] % c2[1] != 0 {
+                return Err(err(format!(
+                    "tensor 'layer1.0.conv2.weight' has shape {c2:?}, which does not fit \
+                     'layer1.0.conv1.weight' {c1:?} (a grouped 3x3 convolution is [C, C / groups, 3, 3])"
+                )));
+            }
+            groups = c2[0] / c2[1];
+        }
         let fc = shapes
             .get("fc.weight")
             .ok_or_else(|| err("missing tensor 'fc.weight'".into()))?;
@@ -175,6 +256,8 @@ impl ResNetConfig {
             width: conv1[0],
             in_channels: conv1[1],
             num_classes: fc[0],
+            groups,
+            bottleneck_width,
         })
     }
 
@@ -210,11 +293,13 @@ impl ResNetConfig {
                         bn(&mut v, &format!("{p}.bn2"), planes);
                     }
                     Block::Bottleneck => {
-                        v.push((format!("{p}.conv1.weight"), vec![planes, cin, 1, 1]));
-                        bn(&mut v, &format!("{p}.bn1"), planes);
-                        v.push((format!("{p}.conv2.weight"), vec![planes, planes, 3, 3]));
-                        bn(&mut v, &format!("{p}.bn2"), planes);
-                        v.push((format!("{p}.conv3.weight"), vec![out, planes, 1, 1]));
+                        let inner = self.inner_channels(i);
+                        let g = self.groups.max(1);
+                        v.push((format!("{p}.conv1.weight"), vec![inner, cin, 1, 1]));
+                        bn(&mut v, &format!("{p}.bn1"), inner);
+                        v.push((format!("{p}.conv2.weight"), vec![inner, inner / g, 3, 3]));
+                        bn(&mut v, &format!("{p}.bn2"), inner);
+                        v.push((format!("{p}.conv3.weight"), vec![out, inner, 1, 1]));
                         bn(&mut v, &format!("{p}.bn3"), out);
                     }
                 }
@@ -238,6 +323,7 @@ struct ConvBn {
     bn: BatchNorm,
     stride: usize,
     pad: usize,
+    groups: usize,
 }
 
 impl ConvBn {
@@ -250,8 +336,20 @@ impl ConvBn {
         k: usize,
         stride: usize,
     ) -> Result<Self> {
+        Self::grouped(vb, conv, bn, (cin, cout, 1), k, stride)
+    }
+
+    /// A convolution of `groups` groups (`cin` and `cout` divisible by it).
+    fn grouped(
+        vb: &VarBuilder,
+        conv: &str,
+        bn: &str,
+        (cin, cout, groups): (usize, usize, usize),
+        k: usize,
+        stride: usize,
+    ) -> Result<Self> {
         let w = vb.pp(conv).get_with_hints(
-            (cout, cin, k, k),
+            (cout, cin / groups, k, k),
             "weight",
             candle_nn::init::DEFAULT_KAIMING_NORMAL,
         )?;
@@ -267,18 +365,20 @@ impl ConvBn {
             bn,
             stride,
             pad: k / 2,
+            groups,
         })
     }
     fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         if train {
-            let y = conv2d(x, &self.w, self.stride, self.pad)?;
+            let y = conv2d_grouped(x, &self.w, self.stride, self.pad, self.groups)?;
             return self.bn.forward_t(&y, true);
         }
         // Eval mode: BatchNorm folded into the convolution (one pass instead of
         // five). Differentiable w.r.t. x (PGD) and cheap (weight-sized).
         let (w, shift) = self.folded()?;
         let c = shift.dim(0)?;
-        conv2d(x, &w, self.stride, self.pad)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)
+        conv2d_grouped(x, &w, self.stride, self.pad, self.groups)?
+            .broadcast_add(&shift.reshape((1, c, 1, 1))?)
     }
 
     /// The eval-mode weight and bias with BatchNorm folded in:
@@ -292,9 +392,14 @@ impl ConvBn {
         Ok((w, shift))
     }
 
-    fn fused(&self) -> candle_core::Result<FConv> {
+    /// The folded convolution of the fused paths; `None` for a grouped one
+    /// (those run through candle's graph).
+    fn fused(&self) -> candle_core::Result<Option<FConv>> {
+        if self.groups != 1 {
+            return Ok(None);
+        }
         let (w, b) = self.folded()?;
-        FConv::new(&w, &b, self.stride, self.pad)
+        FConv::new(&w, &b, self.stride, self.pad).map(Some)
     }
 }
 
@@ -354,11 +459,15 @@ impl ResNet {
                         ConvBn::new(&vbb, "conv1", "bn1", cin, planes, 3, st)?,
                         ConvBn::new(&vbb, "conv2", "bn2", planes, planes, 3, 1)?,
                     ],
-                    Block::Bottleneck => vec![
-                        ConvBn::new(&vbb, "conv1", "bn1", cin, planes, 1, 1)?,
-                        ConvBn::new(&vbb, "conv2", "bn2", planes, planes, 3, st)?,
-                        ConvBn::new(&vbb, "conv3", "bn3", planes, out, 1, 1)?,
-                    ],
+                    Block::Bottleneck => {
+                        let inner = config.inner_channels(i);
+                        let g = (inner, inner, config.groups.max(1));
+                        vec![
+                            ConvBn::new(&vbb, "conv1", "bn1", cin, inner, 1, 1)?,
+                            ConvBn::grouped(&vbb, "conv2", "bn2", g, 3, st)?,
+                            ConvBn::new(&vbb, "conv3", "bn3", inner, out, 1, 1)?,
+                        ]
+                    }
                 };
                 let downsample = if j == 0 && (st != 1 || inplanes != out) {
                     Some(ConvBn::new(
@@ -414,7 +523,7 @@ impl ResNet {
 
     /// The eval-mode network folded for the fused CPU path (f32 weights only).
     pub(crate) fn fused(&self, mean: &[f32], std: &[f32]) -> candle_core::Result<Option<FusedNet>> {
-        if self.fc.weight().dtype() != candle_core::DType::F32 {
+        if self.fc.weight().dtype() != candle_core::DType::F32 || self.config.groups != 1 {
             return Ok(None);
         }
         let blocks = self
@@ -428,9 +537,12 @@ impl ResNet {
                     convs: b
                         .convs
                         .iter()
-                        .map(|c| c.fused())
+                        .map(|c| c.fused()?.ok_or_else(grouped))
                         .collect::<candle_core::Result<_>>()?,
-                    down: b.downsample.as_ref().map(|d| d.fused()).transpose()?,
+                    down: match &b.downsample {
+                        Some(d) => Some(d.fused()?.ok_or_else(grouped)?),
+                        None => None,
+                    },
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -440,7 +552,7 @@ impl ResNet {
             None => vec![0.0; self.config.num_classes],
         };
         Ok(Some(FusedNet {
-            stem: self.stem.fused()?,
+            stem: self.stem.fused()?.ok_or_else(grouped)?,
             maxpool: self.config.stem == Stem::Imagenet,
             blocks,
             fc_w,
@@ -449,6 +561,12 @@ impl ResNet {
             std: std.to_vec(),
         }))
     }
+}
+
+/// The error of a grouped convolution reaching the fused network (which
+/// [`ResNet::fused`] rules out).
+fn grouped() -> candle_core::Error {
+    candle_core::Error::Msg("grouped convolutions have no fused form".into())
 }
 
 /// torchvision's `MaxPool2d(3, stride=2, padding=1)` (padding never wins the max).

@@ -26,6 +26,35 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
     }
 }
 
+/// [`conv2d`] with `groups` groups (torchvision's `groups`): input channels
+/// and output filters are split into `groups` equal parts, part `g` of the
+/// output seeing only part `g` of the input; each part is one [`conv2d`]
+/// (differentiable through candle's narrow and cat). The weight is
+/// `[O, C / groups, KH, KW]`.
+pub fn conv2d_grouped(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    if groups <= 1 {
+        return conv2d(x, w, stride, pad);
+    }
+    let (c, o) = (x.dim(1)?, w.dim(0)?);
+    if c % groups != 0 || o % groups != 0 || w.dim(1)? * groups != c {
+        candle_core::bail!(
+            "conv2d: {c} input channels and weight {:?} do not split into {groups} groups",
+            w.dims()
+        )
+    }
+    let (cg, og) = (c / groups, o / groups);
+    let parts = (0..groups)
+        .map(|g| conv2d(&x.narrow(1, g * cg, cg)?, &w.narrow(0, g * og, og)?, stride, pad))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 1)
+}
+
 /// The CPU implementation (im2col + gemm custom op), differentiable once.
 pub fn cpu_conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     Geom::new(x.dims(), w.dims(), stride, pad)?;

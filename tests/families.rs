@@ -1,0 +1,158 @@
+//! The rest of the ResNet family against torchvision: Wide ResNets and
+//! ResNeXts made by torchvision's own classes (tests/fixtures/
+//! make_resnet_family.py) give logits, every tap and the input gradient of
+//! the cross-entropy; and every full-size torchvision variant's keys, shapes
+//! and parameter count are exactly what semcon infers and expects.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use semcon::model::{self, ModelOptions, ResNetConfig, Stem, Tap};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// Tolerance: |semcon - pytorch| <= TOL * max(1, |pytorch|).
+const TOL: f32 = 1e-4;
+
+/// (fixture, expected arch name, groups, fused CPU network available)
+const CASES: [(&str, &str, usize, bool); 2] = [
+    ("wide_resnet_slim", "resnet-bottleneck-[1, 1, 1, 1]-1x128d", 1, true),
+    ("resnext_slim", "resnet-bottleneck-[1, 2, 1, 1]-8x8d", 8, false),
+];
+
+fn input(name: &str) -> Tensor {
+    Tensor::read_npy(model_fixture(&format!("{name}_input.npy"))).unwrap()
+}
+
+#[test]
+fn wide_and_grouped_resnets_match_pytorch() {
+    for (name, arch, groups, fused) in CASES {
+        for fmt in ["safetensors", "pth"] {
+            let path = model_fixture(&format!("{name}.{fmt}"));
+            let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
+            let what = format!("{name} {fmt}");
+            assert_eq!(m.config().arch_name(), arch, "{what}");
+            assert_eq!(m.config().groups, groups, "{what}");
+            assert_eq!(m.fused().unwrap().is_some(), fused, "{what}");
+            let x = input(name);
+            for tap in Tap::ALL {
+                let (shape, want) = expected(name, tap);
+                let got = m.features(&x, tap).unwrap();
+                assert_eq!(got.dims(), &shape[..], "{what} {tap}");
+                assert_close(&tensor_f32(&got), &want, TOL, &format!("{what} {tap}"));
+            }
+            let f = read_npz(&model_fixture(&format!("{name}_grad.npz")));
+            let y = f["labels"].to_dtype(DType::U32).unwrap();
+            let (loss, grad) = m.loss_and_input_grad(&x, &y).unwrap();
+            let (loss, want) = (
+                loss.to_scalar::<f32>().unwrap(),
+                f["loss"].to_scalar::<f32>().unwrap(),
+            );
+            assert!((loss - want).abs() <= 1e-5 * want.abs(), "{what}: loss {loss} vs {want}");
+            assert_close_scaled(&tensor_f32(&grad), &tensor_f32(&f["grad"]), 1e-4, &what);
+        }
+    }
+}
+
+/// torchvision's full-size variants: name, parameter count and every
+/// state-dict tensor's shape, as `make_resnet_family.py` recorded them.
+fn torchvision_variants() -> HashMap<String, (usize, HashMap<String, Vec<usize>>)> {
+    let f = std::fs::File::open(model_fixture("resnet_family_shapes.json.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut text)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(arch, e)| {
+            let shapes = e["shapes"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, s)| {
+                    let dims = s.as_array().unwrap();
+                    (k.clone(), dims.iter().map(|d| d.as_u64().unwrap() as usize).collect())
+                })
+                .collect();
+            (arch.clone(), (e["params"].as_u64().unwrap() as usize, shapes))
+        })
+        .collect()
+}
+
+#[test]
+fn every_full_size_torchvision_variant_is_inferred_exactly() {
+    let variants = torchvision_variants();
+    assert_eq!(variants.len(), 10);
+    for (arch, (params, shapes)) in &variants {
+        // num_batches_tracked is an integer buffer, dropped on loading.
+        let floats: HashMap<String, Vec<usize>> = shapes
+            .iter()
+            .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        let cfg = ResNetConfig::infer(&floats, std::path::Path::new(arch)).unwrap();
+        assert_eq!(&cfg.arch_name(), arch);
+        assert_eq!(cfg.stem, Stem::Imagenet, "{arch}");
+        assert_eq!((cfg.in_channels, cfg.num_classes), (3, 1000), "{arch}");
+        assert_eq!(cfg.parameter_count(), *params, "{arch}");
+        let expected: HashMap<String, Vec<usize>> = cfg.expected_shapes().into_iter().collect();
+        assert_eq!(expected, floats, "{arch}: semcon's keys and shapes");
+    }
+}
+
+/// A full-size ResNeXt-50 (32x4d) with seeded random weights loads from a
+/// state dict with torchvision's names and runs.
+#[test]
+fn full_size_resnext50_loads_and_runs() {
+    let variants = torchvision_variants();
+    let (_, shapes) = &variants["resnext50_32x4d"];
+    let dev = Device::Cpu;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (i, (k, s)) in shapes.iter().enumerate() {
+        if k.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let t = if k.ends_with("running_var") {
+            Tensor::ones(s.as_slice(), DType::F32, &dev).unwrap()
+        } else {
+            let fan_in: usize = s.iter().skip(1).product::<usize>().max(1);
+            let scale = (1.0 / fan_in as f64).sqrt();
+            Tensor::randn(0f32, 1f32, s.as_slice(), &dev)
+                .unwrap()
+                .affine(scale, 0.0)
+                .unwrap()
+        };
+        let _ = i;
+        tensors.insert(k.clone(), t);
+    }
+    let dir = tmp_dir("families_full");
+    let path = dir.join("resnext50_32x4d.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let m = model::load(&path, &ModelOptions::default(), &dev).unwrap();
+    assert_eq!(m.config().arch_name(), "resnext50_32x4d");
+    assert_eq!(m.config().groups, 32);
+    assert_eq!(m.num_classes(), 1000);
+    let x = Tensor::rand(0f32, 1f32, (1, 3, 64, 64), &dev).unwrap();
+    let logits = m.logits(&x).unwrap();
+    assert_eq!(logits.dims(), &[1, 1000]);
+    assert!(tensor_f32(&logits).iter().all(|v| v.is_finite()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A grouped 3x3 weight whose shape cannot be a grouping of the block's
+/// width is named in the error with both shapes.
+#[test]
+fn mis_shaped_grouped_convolution_is_named() {
+    let variants = torchvision_variants();
+    let (_, shapes) = &variants["resnext50_32x4d"];
+    let mut bad: HashMap<String, Vec<usize>> = shapes.clone();
+    bad.insert("layer1.0.conv2.weight".into(), vec![128, 5, 3, 3]);
+    let e = ResNetConfig::infer(&bad, std::path::Path::new("x.pth"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layer1.0.conv2.weight") && e.contains("[128, 5, 3, 3]"), "{e}");
+    assert!(e.contains("[128, 64, 1, 1]"), "{e}");
+}
