@@ -6,6 +6,7 @@
 //! * [`app`]: the state and its update logic (pure),
 //! * [`keys`]: key -> action,
 //! * [`ui`]: rendering (pure functions of the state),
+//! * [`panels`]: the panels [`ui`] lays out, one file each,
 //! * [`image`]: half-block images, [`kview`]: the k* report as shown,
 //! * [`export`]: `e` (JSON + PNG), [`terminal`]: setup/restore/signals,
 //! * [`setup`]: which checkpoints and data to open.
@@ -24,6 +25,7 @@ pub mod export;
 pub mod image;
 pub mod keys;
 pub mod kview;
+pub mod panels;
 pub mod setup;
 pub mod terminal;
 pub mod ui;
