@@ -7,6 +7,7 @@
 //!   as shown, the engine's events applied, the jobs the view needs,
 //! * [`keys`]: key -> action,
 //! * [`ui`]: rendering (pure functions of the state),
+//! * [`panels`]: the panels [`ui`] lays out, one file each,
 //! * [`image`]: half-block images, [`kview`]: the k* report as shown,
 //! * [`export`]: `e` (JSON + PNG), [`terminal`]: setup/restore/signals,
 //! * [`setup`]: which checkpoints and data to open.
@@ -26,6 +27,7 @@ pub mod image;
 pub mod jobs;
 pub mod keys;
 pub mod kview;
+pub mod panels;
 pub mod setup;
 pub mod terminal;
 pub mod ui;

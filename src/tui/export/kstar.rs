@@ -1,0 +1,105 @@
+//! The k* chart: the selected model's classes, a histogram of k*/n each in
+//! a grid (or, with more than 36 classes, the mean k*/n per class as bars),
+//! coloured by pattern.
+
+use super::{count_label, plot_err, save_png, FAMILY};
+use crate::tui::app::{metric_name, App};
+use crate::tui::kview;
+use anyhow::Result;
+use plotters::prelude::*;
+use std::path::Path;
+
+pub(super) fn kstar_chart(app: &App, path: &Path) -> Result<bool> {
+    let Some(r) = app.kstar(app.model) else {
+        return Ok(false);
+    };
+    let cls = kview::classes(r);
+    if cls.is_empty() {
+        return Ok(false);
+    }
+    let title = format!(
+        "k* per class · {} · layer {} · {}",
+        app.meta.models[app.model],
+        app.tap,
+        metric_name(app.metric)
+    );
+    if cls.len() > 36 {
+        // Too many classes for a grid: mean normalised k* per class.
+        save_png(path, (1400, 600), |root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption(&title, (FAMILY, 22))
+                .margin(14)
+                .x_label_area_size(30)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.0..cls.len() as f64, 0.0..1.0)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc("class")
+                .y_desc("mean k*/n")
+                .label_style((FAMILY, 14))
+                .draw()
+                .map_err(plot_err)?;
+            chart
+                .draw_series(cls.iter().enumerate().map(|(i, c)| {
+                    let col = pattern_color(c.pattern);
+                    Rectangle::new([(i as f64, 0.0), (i as f64 + 0.9, c.mean)], col.filled())
+                }))
+                .map_err(plot_err)?;
+            Ok(())
+        })?;
+        return Ok(true);
+    }
+    let cols = (cls.len() as f64).sqrt().ceil() as usize;
+    let rows = cls.len().div_ceil(cols);
+    save_png(path, (300 * cols as u32, 60 + 220 * rows as u32), |root| {
+        let root = root.titled(&title, (FAMILY, 24)).map_err(plot_err)?;
+        let cells = root.split_evenly((rows, cols));
+        for (c, area) in cls.iter().zip(cells.iter()) {
+            let cmax = c.counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+            let mut chart = ChartBuilder::on(area)
+                .caption(
+                    format!(
+                        "{} [{}] μ={:.2} σ={:.2} s={}",
+                        c.name,
+                        c.pattern.unwrap_or('-'),
+                        c.mean,
+                        c.std,
+                        c.skew.map(|s| format!("{s:+.2}")).unwrap_or("-".into())
+                    ),
+                    (FAMILY, 13),
+                )
+                .margin(6)
+                .x_label_area_size(22)
+                .y_label_area_size(36)
+                .build_cartesian_2d(c.lo..c.hi.max(c.lo + 1e-9), 0.0..cmax * 1.1)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_labels(3)
+                .y_labels(3)
+                .y_label_formatter(&count_label)
+                .label_style((FAMILY, 11))
+                .draw()
+                .map_err(plot_err)?;
+            let w = (c.hi - c.lo) / c.counts.len().max(1) as f64;
+            let col = pattern_color(c.pattern);
+            chart
+                .draw_series(c.counts.iter().enumerate().map(|(i, &n)| {
+                    let x0 = c.lo + w * i as f64;
+                    Rectangle::new([(x0, 0.0), (x0 + w, n as f64)], col.filled())
+                }))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    })?;
+    Ok(true)
+}
+
+fn pattern_color(p: Option<char>) -> RGBColor {
+    match p {
+        Some('A') => RGBColor(214, 39, 40),
+        Some('C') => RGBColor(44, 160, 44),
+        _ => RGBColor(255, 127, 14),
+    }
+}

@@ -1,0 +1,139 @@
+//! The k* panel: per model the count of classes in each pattern (A
+//! fractured, B overlapped, C clustered) and the mean k*; below, the
+//! selected model's classes (n, mean, std, skew, pattern, a histogram of
+//! k*/n), scrolled with ↑↓.
+
+use super::common::{header_table, model_col_width, panel_block, ACCENT, DIM};
+use crate::tui::app::{metric_name, App, JobState, Panel};
+use crate::tui::kview;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row};
+use ratatui::Frame;
+
+pub fn render(f: &mut Frame, app: &App, area: Rect) {
+    let extra = format!("layer {} · {} (t/d)", app.tap, metric_name(app.metric));
+    let block = panel_block(app, Panel::Kstar, extra);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let n = app.n_models() as u16;
+    let [summary, table] =
+        Layout::vertical([Constraint::Length(n + 1), Constraint::Fill(1)]).areas(inner);
+    // Pattern counts per model.
+    let mw = model_col_width(app) as usize;
+    let mut lines = vec![Line::from(vec![Span::styled(
+        format!("{:<mw$}A frac. B overl. C clust.  mean k*", "model"),
+        Style::new().bold(),
+    )])];
+    for m in 0..app.n_models() {
+        let name = if m == app.model {
+            format!("▶ {}", app.meta.models[m])
+        } else {
+            format!("  {}", app.meta.models[m])
+        };
+        let body = match (app.state(&app.kstar_key(m)), app.kstar(m)) {
+            (_, Some(r)) => {
+                let g = kview::groups(r);
+                format!(
+                    "{:>7} {:>8} {:>8}  {}",
+                    g[0].count,
+                    g[1].count,
+                    g[2].count,
+                    kview::overall_mean(r)
+                        .map(|v| format!("{v:.3}"))
+                        .unwrap_or_else(|| "-".into())
+                )
+            }
+            (JobState::Running { done, total }, _) => {
+                format!("computing features {done}/{total}")
+            }
+            (JobState::Failed(e), _) => format!("error: {e}"),
+            (JobState::Queued, _) => "queued".into(),
+            _ => String::new(),
+        };
+        let style = if m == app.model {
+            Style::new().bold()
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(format!("{name:<mw$}{body}"), style));
+    }
+    f.render_widget(Paragraph::new(lines), summary);
+    // Classes of the selected model.
+    let Some(r) = app.kstar(app.model) else {
+        return;
+    };
+    let cls = kview::classes(r);
+    // A caption naming the model the classes belong to, and what part of the
+    // list shows when it does not fit.
+    let [caption, table] =
+        Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(table);
+    let visible = (table.height as usize).saturating_sub(1);
+    let first = app.kstar_scroll.min(cls.len().saturating_sub(1));
+    let last = (first + visible).min(cls.len());
+    let range = if first > 0 || last < cls.len() {
+        format!(" · {}-{} of {} (↑↓)", first + 1, last, cls.len())
+    } else {
+        String::new()
+    };
+    f.render_widget(
+        Paragraph::new(Line::styled(
+            format!("per class · {}{range}", app.meta.models[app.model]),
+            DIM,
+        )),
+        caption,
+    );
+    let name_w = cls
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 16) as u16;
+    let fixed = name_w + 6 + 7 + 7 + 7 + 4 + 6;
+    let spark_w = table.width.saturating_sub(fixed).clamp(0, 30) as usize;
+    let rows: Vec<Row> = cls
+        .iter()
+        .skip(app.kstar_scroll)
+        .map(|c| {
+            let pat_style = match c.pattern {
+                Some('A') => Style::new().fg(Color::Red),
+                Some('C') => Style::new().fg(Color::Green),
+                _ => Style::new().fg(Color::Yellow),
+            };
+            Row::new(vec![
+                Cell::from(c.name.clone()),
+                Cell::from(c.n.to_string()),
+                Cell::from(format!("{:.3}", c.mean)),
+                Cell::from(format!("{:.3}", c.std)),
+                Cell::from(
+                    c.skew
+                        .map(|s| format!("{s:+.2}"))
+                        .unwrap_or_else(|| "-".into()),
+                ),
+                Cell::from(c.pattern.map(String::from).unwrap_or_else(|| "-".into()))
+                    .style(pat_style.bold()),
+                Cell::from(kview::sparkline(&c.counts, spark_w)).style(Style::new().fg(ACCENT)),
+            ])
+        })
+        .collect();
+    let hist_head = match spark_w {
+        w if w >= 21 => "k*/n histogram (0..1)",
+        w if w >= 9 => "k*/n hist",
+        _ => "hist",
+    };
+    let head = ["class", "n", "mean", "std", "skew", "pat", hist_head]
+        .iter()
+        .map(|s| (s.to_string(), false))
+        .collect();
+    let widths = [
+        Constraint::Length(name_w),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(3),
+        Constraint::Fill(1),
+    ];
+    f.render_widget(header_table(head, rows, widths), table);
+}

@@ -1,0 +1,136 @@
+//! The sample viewer: one sample of the evaluated set as half-block images,
+//! original and at the current perturbation level, and per model its
+//! prediction before and after (✓/✗ against the true label) and its DS.
+
+use super::common::{model_col_width, num, panel_block, short_model_name, DIM};
+use super::table;
+use crate::tui::app::{App, JobState, Panel};
+use crate::tui::image::HalfBlock;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+pub fn render(f: &mut Frame, app: &App, area: Rect) {
+    let (kind, level) = app.current();
+    let extra = format!(
+        "{}/{} · {} (n/p)",
+        app.sample + 1,
+        app.meta.samples,
+        app.label(kind, level)
+    );
+    let block = panel_block(app, Panel::Sample, extra);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let n = app.n_models() as u16;
+    let text_h = (n + 2).min(inner.height);
+    let [imgs, caption, text] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(text_h),
+    ])
+    .areas(inner);
+    let Some(s) = app.sample_images() else {
+        let msg = match app.state(&app.sample_key()) {
+            JobState::Failed(e) => format!("error: {e}"),
+            _ => "loading sample…".into(),
+        };
+        f.render_widget(Paragraph::new(msg).style(DIM), inner);
+        return;
+    };
+    let [a, _, b] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(2),
+        Constraint::Fill(1),
+    ])
+    .areas(imgs);
+    for (pixels, r) in [(&s.original, a), (&s.perturbed, b)] {
+        f.render_widget(
+            HalfBlock {
+                pixels,
+                channels: s.channels,
+                height: s.height,
+                width: s.width,
+                mode: app.meta.color,
+            },
+            r,
+        );
+    }
+    let [ca, _, cb] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(2),
+        Constraint::Fill(1),
+    ])
+    .areas(caption);
+    f.render_widget(
+        Paragraph::new("original")
+            .alignment(Alignment::Center)
+            .style(DIM),
+        ca,
+    );
+    f.render_widget(
+        Paragraph::new(app.label(kind, level))
+            .alignment(Alignment::Center)
+            .style(DIM),
+        cb,
+    );
+    let class = |c: u32| {
+        app.meta
+            .class_names
+            .get(c as usize)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::raw("true label: "),
+        Span::styled(class(s.label), Style::new().bold()),
+    ])];
+    // Full model names when "NAME  Ankle boot ✓ → Ankle boot ✓   DS 12.34"
+    // fits, else the paper's short ones (the DS must not be cut off).
+    let longest_class = (0..app.meta.class_names.len().max(1))
+        .map(|c| class(c as u32).chars().count())
+        .max()
+        .unwrap_or(8);
+    let rest = 2 * (longest_class + 2) + 3 + 11;
+    let mut mw = model_col_width(app) as usize;
+    let short = mw + rest > text.width as usize;
+    if short {
+        mw = app
+            .meta
+            .models
+            .iter()
+            .map(|n| short_model_name(n, 12).chars().count() + 3)
+            .max()
+            .unwrap_or(6);
+    }
+    for r in table::rows(app) {
+        let label = if short {
+            short_model_name(r.name, 12)
+        } else {
+            r.name.to_string()
+        };
+        let name = if r.model == app.model {
+            format!("▶ {label}")
+        } else {
+            format!("  {label}")
+        };
+        let table::SamplePreds { before, after, ds } = r.sample(app.sample, level);
+        let mark = |p: Option<u32>| match p {
+            Some(p) if p == s.label => Span::styled(format!("{} ✓", class(p)), Color::Green),
+            Some(p) => Span::styled(format!("{} ✗", class(p)), Color::Red),
+            None => Span::styled("…", DIM),
+        };
+        lines.push(Line::from(vec![
+            Span::raw(format!("{name:<mw$}")),
+            mark(before),
+            Span::raw(" → "),
+            mark(after),
+            Span::raw(match ds {
+                Some(d) => format!("   DS {}", num(d as f64)),
+                None => String::new(),
+            }),
+        ]));
+    }
+    f.render_widget(Paragraph::new(lines), text);
+}
