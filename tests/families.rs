@@ -17,8 +17,18 @@ const TOL: f32 = 1e-4;
 
 /// (fixture, expected arch name, groups, fused CPU network available)
 const CASES: [(&str, &str, usize, bool); 2] = [
-    ("wide_resnet_slim", "resnet-bottleneck-[1, 1, 1, 1]-1x128d", 1, true),
-    ("resnext_slim", "resnet-bottleneck-[1, 2, 1, 1]-8x8d", 8, false),
+    (
+        "wide_resnet_slim",
+        "resnet-bottleneck-[1, 1, 1, 1]-1x128d",
+        1,
+        true,
+    ),
+    (
+        "resnext_slim",
+        "resnet-bottleneck-[1, 2, 1, 1]-8x8d",
+        8,
+        false,
+    ),
 ];
 
 fn input(name: &str) -> Tensor {
@@ -49,7 +59,10 @@ fn wide_and_grouped_resnets_match_pytorch() {
                 loss.to_scalar::<f32>().unwrap(),
                 f["loss"].to_scalar::<f32>().unwrap(),
             );
-            assert!((loss - want).abs() <= 1e-5 * want.abs(), "{what}: loss {loss} vs {want}");
+            assert!(
+                (loss - want).abs() <= 1e-5 * want.abs(),
+                "{what}: loss {loss} vs {want}"
+            );
             assert_close_scaled(&tensor_f32(&grad), &tensor_f32(&f["grad"]), 1e-4, &what);
         }
     }
@@ -74,10 +87,16 @@ fn torchvision_variants() -> HashMap<String, (usize, HashMap<String, Vec<usize>>
                 .iter()
                 .map(|(k, s)| {
                     let dims = s.as_array().unwrap();
-                    (k.clone(), dims.iter().map(|d| d.as_u64().unwrap() as usize).collect())
+                    (
+                        k.clone(),
+                        dims.iter().map(|d| d.as_u64().unwrap() as usize).collect(),
+                    )
                 })
                 .collect();
-            (arch.clone(), (e["params"].as_u64().unwrap() as usize, shapes))
+            (
+                arch.clone(),
+                (e["params"].as_u64().unwrap() as usize, shapes),
+            )
         })
         .collect()
 }
@@ -153,6 +172,62 @@ fn mis_shaped_grouped_convolution_is_named() {
     let e = ResNetConfig::infer(&bad, std::path::Path::new("x.pth"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("layer1.0.conv2.weight") && e.contains("[128, 5, 3, 3]"), "{e}");
+    assert!(
+        e.contains("layer1.0.conv2.weight") && e.contains("[128, 5, 3, 3]"),
+        "{e}"
+    );
     assert!(e.contains("[128, 64, 1, 1]"), "{e}");
+}
+
+/// `semcon info` names the family, the variant and the parameter count
+/// torchvision counts, and says where each setting came from.
+#[test]
+fn info_reports_variant_parameters_and_sources() {
+    let counts: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model_fixture("resnet_family_params.json")).unwrap(),
+    )
+    .unwrap();
+    for (name, arch, groups, _) in CASES {
+        let path = model_fixture(&format!("{name}.pth"));
+        let r = semcon_ok(["info", path.to_str().unwrap(), "--format", "json"]);
+        let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(j["family"], "ResNet", "{name}");
+        assert_eq!(j["variant"]["value"], arch, "{name}");
+        assert_eq!(j["variant"]["source"], "state dict", "{name}");
+        assert_eq!(j["parameters"], counts[name], "{name}");
+        assert_eq!(j["groups"]["value"], groups, "{name}");
+        assert_eq!(j["mean"]["source"], "default", "{name}");
+        assert_eq!(
+            j["taps"].as_array().unwrap().len(),
+            Tap::ALL.len(),
+            "{name}"
+        );
+    }
+    // A sidecar's normalisation, and a flag over it.
+    let path = model_fixture("resnet18_cifar.safetensors");
+    let j: serde_json::Value = serde_json::from_str(
+        &semcon_ok(["info", path.to_str().unwrap(), "--format", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(j["variant"]["value"], "resnet18");
+    assert_eq!(j["mean"]["source"], "sidecar");
+    assert_eq!(j["input_size"]["value"], serde_json::json!([32, 32]));
+    let r = semcon_ok([
+        "info",
+        path.to_str().unwrap(),
+        "--mean",
+        "0.5",
+        "--format",
+        "json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["mean"]["source"], "flag");
+    assert_eq!(j["mean"]["value"], serde_json::json!([0.5, 0.5, 0.5]));
+    assert_eq!(j["std"]["source"], "sidecar");
+    // The table names the same things.
+    let t = semcon_ok(["info", path.to_str().unwrap()]).stdout;
+    assert!(t.contains("resnet18") && t.contains("(sidecar)"), "{t}");
+    // Not a checkpoint: one error line.
+    let r = semcon(["info", "/nonexistent.pth"]);
+    expect_error(&r);
 }

@@ -94,10 +94,12 @@ pub fn describe(m: &Model, flags: &crate::model::ModelOptions) -> Info {
         family: "ResNet".into(),
         variant: dict(c.arch_name()),
         parameters: c.parameter_count(),
-        stem: dict(match c.stem {
-            Stem::Imagenet => "imagenet (7x7 stride 2 + 3x3 max pool)".to_string(),
-            Stem::Cifar => "cifar (3x3 stride 1, no max pool)".to_string(),
-        } + &format!(", width {}", c.width)),
+        stem: dict(
+            match c.stem {
+                Stem::Imagenet => "imagenet (7x7 stride 2 + 3x3 max pool)".to_string(),
+                Stem::Cifar => "cifar (3x3 stride 1, no max pool)".to_string(),
+            } + &format!(", width {}", c.width),
+        ),
         blocks: dict(c.layers.clone()),
         groups: dict(c.groups),
         width_per_group: dict(c.width_per_group()),
@@ -115,7 +117,12 @@ pub fn describe(m: &Model, flags: &crate::model::ModelOptions) -> Info {
             sc.mean.is_some(),
             "default",
         ),
-        std: from(m.std.clone(), flags.std.is_some(), sc.std.is_some(), "default"),
+        std: from(
+            m.std.clone(),
+            flags.std.is_some(),
+            sc.std.is_some(),
+            "default",
+        ),
         class_names: from(
             m.class_names.clone(),
             flags.class_names.is_some(),
@@ -138,15 +145,33 @@ pub fn table(i: &Info) -> String {
     row(&mut s, "variant", i.variant.value.clone(), i.variant.source);
     let _ = writeln!(s, "{:<15} {}", "parameters", thousands(i.parameters));
     row(&mut s, "stem", i.stem.value.clone(), i.stem.source);
-    row(&mut s, "blocks", format!("{:?}", i.blocks.value), i.blocks.source);
+    row(
+        &mut s,
+        "blocks",
+        format!("{:?}", i.blocks.value),
+        i.blocks.source,
+    );
     row(
         &mut s,
         "groups",
-        format!("{} x {} (width per group)", i.groups.value, i.width_per_group.value),
+        format!(
+            "{} x {} (width per group)",
+            i.groups.value, i.width_per_group.value
+        ),
         i.groups.source,
     );
-    row(&mut s, "in channels", i.in_channels.value.to_string(), i.in_channels.source);
-    row(&mut s, "classes", i.num_classes.value.to_string(), i.num_classes.source);
+    row(
+        &mut s,
+        "in channels",
+        i.in_channels.value.to_string(),
+        i.in_channels.source,
+    );
+    row(
+        &mut s,
+        "classes",
+        i.num_classes.value.to_string(),
+        i.num_classes.source,
+    );
     let size = match i.input_size.value {
         Some([h, w]) => format!("{h}x{w}"),
         None => "not stated (image folders take the first image's size)".into(),
@@ -159,15 +184,29 @@ pub fn table(i: &Info) -> String {
             src.to_string()
         }
     };
-    row(&mut s, "mean", format!("{:?}", i.mean.value), &norm_src(i.mean.source));
-    row(&mut s, "std", format!("{:?}", i.std.value), &norm_src(i.std.source));
+    row(
+        &mut s,
+        "mean",
+        format!("{:?}", i.mean.value),
+        &norm_src(i.mean.source),
+    );
+    row(
+        &mut s,
+        "std",
+        format!("{:?}", i.std.value),
+        &norm_src(i.std.source),
+    );
     let names = match &i.class_names.value {
         Some(n) if n.len() > 6 => format!("{}, ... ({} names)", n[..6].join(", "), n.len()),
         Some(n) => n.join(", "),
         None => "none (the dataset's names are used)".into(),
     };
     row(&mut s, "class names", names, i.class_names.source);
-    let taps: Vec<String> = i.taps.iter().map(|t| format!("{} [{}]", t.name, t.dim)).collect();
+    let taps: Vec<String> = i
+        .taps
+        .iter()
+        .map(|t| format!("{} [{}]", t.name, t.dim))
+        .collect();
     let _ = writeln!(s, "{:<15} {}", "taps", taps.join(", "));
     s
 }

@@ -50,7 +50,14 @@ pub fn conv2d_grouped(
     }
     let (cg, og) = (c / groups, o / groups);
     let parts = (0..groups)
-        .map(|g| conv2d(&x.narrow(1, g * cg, cg)?, &w.narrow(0, g * og, og)?, stride, pad))
+        .map(|g| {
+            conv2d(
+                &x.narrow(1, g * cg, cg)?,
+                &w.narrow(0, g * og, og)?,
+                stride,
+                pad,
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&parts, 1)
 }

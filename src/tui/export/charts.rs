@@ -2,7 +2,7 @@
 //! level beside the DS histograms at the current level, and accuracy under
 //! PGD per ε; one line per model, from the final numbers of [`table`].
 
-use super::{count_label, plot_err, save_png, FAMILY};
+use super::plot::{count_label, plot_err, save_png, FAMILY};
 use crate::eval::PerturbRow;
 use crate::metrics::Histogram;
 use crate::tui::app::App;

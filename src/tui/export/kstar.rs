@@ -2,7 +2,7 @@
 //! a grid (or, with more than 36 classes, the mean k*/n per class as bars),
 //! coloured by pattern.
 
-use super::{count_label, plot_err, save_png, FAMILY};
+use super::plot::{count_label, plot_err, save_png, FAMILY};
 use crate::tui::app::{metric_name, App};
 use crate::tui::kview;
 use anyhow::Result;

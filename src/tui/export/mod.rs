@@ -9,32 +9,14 @@
 mod charts;
 mod json;
 mod kstar;
+mod plot;
 
 pub use json::view_json;
+pub use plot::register_font;
 
 use super::app::App;
-use anyhow::{anyhow, Context, Result};
-use plotters::coord::Shift;
-use plotters::prelude::*;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
-
-/// Registers the embedded font with plotters (once).
-pub fn register_font() -> Result<()> {
-    static DONE: OnceLock<bool> = OnceLock::new();
-    let ok = *DONE.get_or_init(|| {
-        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok()
-            && plotters::style::register_font(FAMILY, FontStyle::Bold, FONT).is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(anyhow!("the embedded chart font could not be loaded"))
-    }
-}
 
 /// What an export wrote.
 #[derive(Debug)]
@@ -97,28 +79,6 @@ pub fn export(app: &App, base: &Path) -> Result<Exported> {
     Ok(Exported { dir, files })
 }
 
-/// Renders into an RGB buffer and saves it as PNG.
-fn save_png(
-    path: &Path,
-    (w, h): (u32, u32),
-    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
-) -> Result<()> {
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        draw(&root)?;
-        root.present().map_err(plot_err)?;
-    }
-    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("bad image buffer"))?;
-    img.save(path)?;
-    Ok(())
-}
-
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("chart: {e:?}")
-}
-
 /// The original and perturbed sample side by side, upscaled.
 fn sample_png(app: &App, path: &Path) -> Result<bool> {
     let Some(s) = app.sample_images() else {
@@ -148,13 +108,4 @@ fn sample_png(app: &App, path: &Path) -> Result<bool> {
     }
     img.save(path)?;
     Ok(true)
-}
-
-/// A count axis label: whole numbers only (no "200.0", no "0.5 samples").
-fn count_label(v: &f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        String::new()
-    }
 }
