@@ -52,18 +52,7 @@ fn wide_and_grouped_resnets_match_pytorch() {
                 assert_eq!(got.dims(), &shape[..], "{what} {tap}");
                 assert_close(&tensor_f32(&got), &want, TOL, &format!("{what} {tap}"));
             }
-            let f = read_npz(&model_fixture(&format!("{name}_grad.npz")));
-            let y = f["labels"].to_dtype(DType::U32).unwrap();
-            let (loss, grad) = m.loss_and_input_grad(&x, &y).unwrap();
-            let (loss, want) = (
-                loss.to_scalar::<f32>().unwrap(),
-                f["loss"].to_scalar::<f32>().unwrap(),
-            );
-            assert!(
-                (loss - want).abs() <= 1e-5 * want.abs(),
-                "{what}: loss {loss} vs {want}"
-            );
-            assert_close_scaled(&tensor_f32(&grad), &tensor_f32(&f["grad"]), 1e-4, &what);
+            assert_loss_and_grad_match(&m, name);
         }
     }
 }
@@ -122,7 +111,7 @@ fn every_full_size_torchvision_variant_is_inferred_exactly() {
     }
 }
 
-/// A full-size ResNeXt-50 (32x4d) with seeded random weights loads from a
+/// A full-size ResNeXt-50 (32x4d) with random weights loads from a
 /// state dict with torchvision's names and runs.
 #[test]
 fn full_size_resnext50_loads_and_runs() {
@@ -130,7 +119,7 @@ fn full_size_resnext50_loads_and_runs() {
     let (_, shapes) = &variants["resnext50_32x4d"];
     let dev = Device::Cpu;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (i, (k, s)) in shapes.iter().enumerate() {
+    for (k, s) in shapes {
         if k.ends_with("num_batches_tracked") {
             continue;
         }
@@ -144,7 +133,6 @@ fn full_size_resnext50_loads_and_runs() {
                 .affine(scale, 0.0)
                 .unwrap()
         };
-        let _ = i;
         tensors.insert(k.clone(), t);
     }
     let dir = tmp_dir("families_full");

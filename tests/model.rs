@@ -505,21 +505,7 @@ fn model_loss_and_input_grad_matches_pytorch() {
     for c in &CASES {
         let path = model_fixture(&format!("{}.safetensors", c.name));
         let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
-        let f = read_npz(&model_fixture(&format!("{}_grad.npz", c.name)));
-        let x = input(c.name);
-        let y = f["labels"].to_dtype(candle_core::DType::U32).unwrap();
-        let (loss, grad) = m.loss_and_input_grad(&x, &y).unwrap();
-        let (loss, want) = (
-            loss.to_scalar::<f32>().unwrap(),
-            f["loss"].to_scalar::<f32>().unwrap(),
-        );
-        assert!(
-            (loss - want).abs() <= 1e-5 * want.abs(),
-            "{}: loss {loss} vs {want}",
-            c.name
-        );
-        assert_eq!(grad.dims(), x.dims());
-        assert_close_scaled(&tensor_f32(&grad), &tensor_f32(&f["grad"]), 1e-4, c.name);
+        assert_loss_and_grad_match(&m, c.name);
         assert_eq!(m.path_name().unwrap(), "fused");
     }
     let m = model::load(

@@ -397,6 +397,26 @@ pub fn expected(name: &str, tap: semcon::model::Tap) -> (Vec<usize>, Vec<f32>) {
     }
 }
 
+/// `Model::loss_and_input_grad` of `m` on the fixture `NAME_input.npy`
+/// against PyTorch's `NAME_grad.npz`: the loss within 1e-5 relative, the
+/// gradient within 1e-4 of its largest value.
+pub fn assert_loss_and_grad_match(m: &semcon::model::Model, name: &str) {
+    let f = read_npz(&model_fixture(&format!("{name}_grad.npz")));
+    let x = candle_core::Tensor::read_npy(model_fixture(&format!("{name}_input.npy"))).unwrap();
+    let y = f["labels"].to_dtype(candle_core::DType::U32).unwrap();
+    let (loss, grad) = m.loss_and_input_grad(&x, &y).unwrap();
+    let (loss, want) = (
+        loss.to_scalar::<f32>().unwrap(),
+        f["loss"].to_scalar::<f32>().unwrap(),
+    );
+    assert!(
+        (loss - want).abs() <= 1e-5 * want.abs(),
+        "{name}: loss {loss} vs {want}"
+    );
+    assert_eq!(grad.dims(), x.dims());
+    assert_close_scaled(&tensor_f32(&grad), &tensor_f32(&f["grad"]), 1e-4, name);
+}
+
 /// |got - want| <= tol * max|want| elementwise (gradients are tiny numbers).
 pub fn assert_close_scaled(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
