@@ -32,12 +32,11 @@ use crate::model::cpu::folded::FConv;
 use crate::model::cpu::fused::FusedNet;
 use crate::model::tap::Tap;
 use candle_core::cuda_backend::cudarc::cudnn::sys as cd;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream};
 use candle_core::{
     bail, CpuStorage, CudaDevice, CudaStorage, CustomOp1, Layout, Result, Shape, Tensor,
 };
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 struct GBlock {
