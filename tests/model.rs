@@ -592,3 +592,32 @@ fn wrapper_prefixes_are_stripped() {
         assert_eq!(tensor_f32(&m.logits(&x).unwrap()), want, "prefix {prefix}");
     }
 }
+
+/// A .pth whose pickle would call os.system (make_models.py hostile) is
+/// refused naming the global, and nothing is run; every other .pth fixture
+/// (plain, nested, Lightning, optimizer state) passes the same check.
+#[test]
+fn pickle_calling_os_system_is_refused_without_running_it() {
+    let marker = std::path::Path::new("/tmp/semcon-pickle-ran");
+    let _ = std::fs::remove_file(marker);
+    let path = model_fixture("tiny_os_system.pth");
+    let e = model::load(&path, &ModelOptions::default(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("system") && e.contains("refused"), "{e}");
+    assert!(e.contains("tiny_os_system.pth"), "{e}");
+    let r = semcon(["info", path.to_str().unwrap()]);
+    let line = expect_error(&r);
+    assert!(line.contains("system"), "{line}");
+    assert!(!marker.exists(), "the pickle's command ran");
+    for ok in [
+        "tiny.pth",
+        "tiny_lightning.ckpt",
+        "resnet18_cifar_nested.pth",
+        "resnet18_cifar_model_key.pth",
+        "resnext_slim.pth",
+    ] {
+        model::load(&model_fixture(ok), &ModelOptions::default(), &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}

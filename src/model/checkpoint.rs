@@ -5,6 +5,7 @@
 //! cannot say.
 
 use super::keys::wrapper_prefix;
+use super::pickle_scan;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,7 @@ fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// keys first (so candle does not print a line for every non-tensor entry of a
 /// training checkpoint), then the top level. Errors name `shown`.
 fn read_pth_keys(file: &Path, shown: &Path) -> Result<Vec<(String, Tensor)>> {
+    check_pickle(file, shown)?;
     for key in ["state_dict", "model", "model_state_dict", "net"] {
         // An error here is usually "key not found"; the top-level read below
         // reports anything else.
@@ -132,6 +134,32 @@ fn read_pth_keys(file: &Path, shown: &Path) -> Result<Vec<(String, Tensor)>> {
         path: shown.to_path_buf(),
         msg: format!("not a readable PyTorch checkpoint (torch.save zip format): {e}"),
     })
+}
+
+/// Refuses a torch.save archive whose pickle names anything a state dict
+/// does not need ([`pickle_scan::allowed`]), before it is unpickled.
+fn check_pickle(file: &Path, shown: &Path) -> Result<()> {
+    let Some(pickle) = pickle_scan::data_pkl(file) else {
+        return Ok(()); // not readable as a zip here: the reader reports it
+    };
+    let refuse = |msg: String| {
+        Err(Error::Checkpoint {
+            path: shown.to_path_buf(),
+            msg,
+        })
+    };
+    match pickle_scan::first_disallowed(&pickle) {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) if holds_pickled_module(shown) => refuse(PICKLED_MODULE.into()),
+        Ok(Some(global)) => refuse(format!(
+            "its pickle calls {global}, which a state dict never needs; refused without \
+             running it (only torch's tensor-rebuilding functions, storages, dtypes and \
+             OrderedDict are allowed, as torch.load(weights_only=True))"
+        )),
+        Err(why) => refuse(format!(
+            "its pickle cannot be checked ({why}); refused without running it"
+        )),
+    }
 }
 
 /// torch.save always writes zip64 end records between the central directory

@@ -3,7 +3,8 @@
 //! family (today [`resnet`]); the kernels that run them by device.
 //!
 //! * family-independent: [`checkpoint`] (reading `.safetensors`/`.pth` and
-//!   sidecars), [`keys`] (wrapper prefixes), [`load`] (state dict -> model),
+//!   sidecars; [`pickle_scan`] refuses pickles that call anything but what a
+//!   state dict needs), [`keys`] (wrapper prefixes), [`load`] (state dict -> model),
 //!   [`norm`], [`tap`], [`classifier`] (the `Model` type);
 //! * families: [`resnet`] (configuration inferred from the keys, candle graph
 //!   for training and gradients, and the folded form for the fused paths);
@@ -18,6 +19,7 @@ pub mod cuda;
 pub mod keys;
 pub mod load;
 pub mod norm;
+pub mod pickle_scan;
 pub mod resnet;
 pub mod tap;
 
