@@ -219,3 +219,54 @@ fn info_reports_variant_parameters_and_sources() {
     let r = semcon(["info", "/nonexistent.pth"]);
     expect_error(&r);
 }
+
+/// A state dict of another torchvision family is named as such, with the
+/// families semcon loads and the first keys.
+#[test]
+fn other_families_are_named_not_misread() {
+    let dims = |v: &[usize]| v.to_vec();
+    let cases: [(&str, Vec<(&str, Vec<usize>)>); 3] = [
+        (
+            "Vision Transformer",
+            vec![
+                ("class_token", dims(&[1, 1, 768])),
+                ("conv_proj.weight", dims(&[768, 3, 16, 16])),
+                ("heads.head.weight", dims(&[1000, 768])),
+            ],
+        ),
+        (
+            "EfficientNet",
+            vec![
+                ("features.0.0.weight", dims(&[32, 3, 3, 3])),
+                ("classifier.1.weight", dims(&[1000, 1280])),
+            ],
+        ),
+        (
+            "ConvNeXt",
+            vec![
+                ("features.0.0.weight", dims(&[96, 3, 4, 4])),
+                ("classifier.2.weight", dims(&[1000, 768])),
+            ],
+        ),
+    ];
+    for (family, keys) in cases {
+        let shapes: HashMap<String, Vec<usize>> =
+            keys.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let e = ResNetConfig::infer(&shapes, std::path::Path::new("m.pth"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(family), "{e}");
+        assert!(
+            e.contains("ResNet family") && e.contains("first keys"),
+            "{e}"
+        );
+    }
+    let shapes: HashMap<String, Vec<usize>> = [("foo.weight".to_string(), vec![3, 3])].into();
+    let e = ResNetConfig::infer(&shapes, std::path::Path::new("m.pth"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no other known family") && e.contains("foo.weight"),
+        "{e}"
+    );
+}
