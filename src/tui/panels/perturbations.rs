@@ -45,7 +45,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
                 JobState::Failed(_) => "err".into(),
                 _ => String::new(),
             };
-            let label = app.label(kind, level);
+            let label = list_label(app, kind, level);
             let w = area.width.saturating_sub(4) as usize;
             let pad = w.saturating_sub(label.chars().count() + right.chars().count());
             // Alternate shades per perturbation so the groups stand apart.
@@ -75,4 +75,16 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         .highlight_symbol("▶ ")
         .highlight_style(Style::new().fg(Color::Black).bg(ACCENT).bold());
     f.render_stateful_widget(list, area, &mut state);
+}
+
+/// The list's label of a level: its parameter, and when an earlier level of
+/// the same perturbation has the same parameter on these images (channel
+/// shifts of 28-pixel images: levels 1 and 2 both shift by 1 px, as SPEC.md's
+/// rounding says), which level it equals, so that it does not read as a bug.
+fn list_label(app: &App, kind: crate::perturb::Kind, level: usize) -> String {
+    let label = app.label(kind, level);
+    match (1..level).find(|&l| app.label(kind, l) == label) {
+        Some(l) => format!("{label} (= L{l})"),
+        None => label,
+    }
 }
