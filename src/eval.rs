@@ -5,7 +5,7 @@
 //! no metric is computed anywhere else.
 
 use crate::data::ImageSet;
-use crate::metrics::{accuracy, ds, pgd, Histogram};
+use crate::metrics::{accuracy, ds, pgd, Histogram, LogHistogram};
 use crate::model::{Model, Tap};
 use crate::perturb::{self, Kind};
 use crate::Result;
@@ -241,6 +241,8 @@ pub struct PerturbRow {
     pub ds_median: f64,
     pub discontinuity_rate: f64,
     pub ds_histogram: Histogram,
+    /// The same DS over log-spaced bins (heavy tails).
+    pub ds_histogram_log: LogHistogram,
     /// Per-sample values for the sample viewer (not in the JSON report).
     #[serde(skip)]
     pub ds: Vec<f32>,
@@ -307,6 +309,7 @@ pub fn perturb_row(
         ds_median: summary.median,
         discontinuity_rate: ds::discontinuity_rate(&ranks),
         ds_histogram: summary.histogram,
+        ds_histogram_log: summary.histogram_log,
         ds: dsv,
         preds,
     }

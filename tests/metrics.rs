@@ -268,3 +268,27 @@ fn differing(a: &[f32], b: &[f32]) -> usize {
         .filter(|(p, q)| (*p - *q).abs() > 1e-6)
         .count()
 }
+
+/// The log-spaced DS histogram against numpy (make_loghist.py): edges as
+/// np.geomspace, counts as np.histogram over them, zeros counted apart.
+#[test]
+fn log_histogram_matches_numpy() {
+    let f = fixture("loghist.npz");
+    let values = tensor_f64(&f["values"]);
+    let want_edges = tensor_f64(&f["edges"]);
+    let want_counts: Vec<i64> = f["counts"].to_vec1().unwrap();
+    let h = semcon::metrics::LogHistogram::auto(&values, want_counts.len());
+    assert_eq!(h.edges.len(), want_edges.len());
+    for (g, w) in h.edges.iter().zip(&want_edges) {
+        assert!((g - w).abs() <= 1e-12 * w.abs(), "edge {g} vs {w}");
+    }
+    let got: Vec<i64> = h.counts.iter().map(|&c| c as i64).collect();
+    assert_eq!(got, want_counts);
+    assert_eq!(
+        h.nonpositive as i64,
+        f["nonpositive"].to_scalar::<i64>().unwrap()
+    );
+    // No positive value: no bins, only the zeros.
+    let z = semcon::metrics::LogHistogram::auto(&[0.0, 0.0], 20);
+    assert!(z.edges.is_empty() && z.counts.is_empty() && z.nonpositive == 2);
+}

@@ -84,6 +84,10 @@ fn row(kind: Kind, level: usize, acc: f64, ds: f64) -> JobResult {
             hi: ds * 3.0,
             counts: vec![9, 14, 10, 6, 4, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         },
+        ds_histogram_log: semcon::metrics::LogHistogram::auto(
+            &(0..N).map(|i| i as f64 * 0.1 * ds).collect::<Vec<_>>(),
+            20,
+        ),
         ds: (0..N).map(|i| i as f32 * 0.1).collect(),
         preds: (0..N as u32).map(|i| (i + 1) % 10).collect(),
     })
@@ -1295,4 +1299,30 @@ fn home_end_and_page_keys() {
     assert_eq!(app.model, 2);
     press(&mut app, KeyCode::Home);
     assert_eq!(app.model, 0);
+}
+
+/// `b` switches the DS histogram between numpy's equal-width bins and
+/// log-spaced ones (heavy-tailed DS), and says which it shows.
+#[test]
+fn b_switches_the_ds_histogram_to_log_bins() {
+    let mut app = filled(&["standard", "continuity"]);
+    // The title of the DS histogram (its long form says "log bins", the
+    // short one "· log").
+    let title = |s: &str| -> String {
+        let line = s.lines().find(|l| l.contains("DS histogram")).unwrap();
+        let t = &line[line.find("DS histogram").unwrap()..];
+        t.split('│').next().unwrap().trim().to_string()
+    };
+    let before = title(&draw(&app, 160, 45));
+    assert!(!before.contains("log"), "{before}");
+    let a = keys::action(key(KeyCode::Char('b'))).expect("b is mapped");
+    app.update(a);
+    assert!(app.ds_log_bins);
+    let after = title(&draw(&app, 160, 45));
+    assert!(
+        after.ends_with("· log") || after.contains("log bins"),
+        "{after}"
+    );
+    app.update(a);
+    assert!(!title(&draw(&app, 160, 45)).contains("log"));
 }

@@ -1,7 +1,7 @@
 //! Distance score (DS) and continuity rank (SPEC.md, "Distance score").
 //! DS(x, x') = ||F(x) - F(x')||_2^2, summed over classes.
 
-use super::Histogram;
+use super::{Histogram, LogHistogram};
 
 /// Per-sample DS between two row-major `[n, k]` logit arrays (the first
 /// `min(clean, perturbed) / k` rows: a streaming job passes a prefix).
@@ -19,6 +19,8 @@ pub struct DsSummary {
     pub mean: f64,
     pub median: f64,
     pub histogram: Histogram,
+    /// The same values over log-spaced bins.
+    pub histogram_log: LogHistogram,
 }
 
 pub fn summarize(ds: &[f32], bins: usize) -> DsSummary {
@@ -27,6 +29,7 @@ pub fn summarize(ds: &[f32], bins: usize) -> DsSummary {
         mean: super::mean(&v),
         median: super::median(&v),
         histogram: Histogram::auto(&v, bins),
+        histogram_log: LogHistogram::auto(&v, bins),
     }
 }
 

@@ -49,6 +49,56 @@ impl Histogram {
     }
 }
 
+/// A histogram over `counts.len()` log-spaced bins: `edges` run
+/// geometrically from the smallest positive value to the largest (as
+/// `np.geomspace`), counts as `np.histogram` over those edges; values <= 0
+/// have no place on a log axis and are counted in `nonpositive`. For
+/// heavy-tailed DS, where equal-width bins put nearly everything in the first.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LogHistogram {
+    pub edges: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub nonpositive: u64,
+}
+
+impl LogHistogram {
+    pub fn auto(values: &[f64], bins: usize) -> Self {
+        let bins = bins.max(1);
+        let nonpositive = values.iter().filter(|v| **v <= 0.0).count() as u64;
+        let pos = || values.iter().copied().filter(|v| *v > 0.0 && v.is_finite());
+        let lo = pos().fold(f64::INFINITY, f64::min);
+        let hi = pos().fold(f64::NEG_INFINITY, f64::max);
+        if !lo.is_finite() {
+            return LogHistogram {
+                edges: Vec::new(),
+                counts: Vec::new(),
+                nonpositive,
+            };
+        }
+        let hi = if hi > lo { hi } else { lo * 2.0 };
+        let (a, b) = (lo.ln(), hi.ln());
+        let mut edges: Vec<f64> = (0..=bins)
+            .map(|i| (a + (b - a) * i as f64 / bins as f64).exp())
+            .collect();
+        // np.geomspace puts the end points exactly.
+        edges[0] = lo;
+        edges[bins] = hi;
+        let mut counts = vec![0u64; bins];
+        for v in pos() {
+            if v < lo || v > hi {
+                continue;
+            }
+            let i = edges.partition_point(|e| *e <= v).saturating_sub(1);
+            counts[i.min(bins - 1)] += 1;
+        }
+        LogHistogram {
+            edges,
+            counts,
+            nonpositive,
+        }
+    }
+}
+
 /// Median as numpy computes it (mean of the two middle values for even n).
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {

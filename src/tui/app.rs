@@ -148,6 +148,8 @@ pub struct App {
     pub metric: Metric,
     /// First k* class row shown.
     pub kstar_scroll: usize,
+    /// The DS histogram over log-spaced bins (`b`) instead of equal-width ones.
+    pub ds_log_bins: bool,
     /// Finished results, filled only from engine events.
     pub results: HashMap<JobKey, Arc<JobResult>>,
     /// Results over the samples done so far, for jobs still running.
@@ -186,6 +188,7 @@ impl App {
             tap: Tap::Logits,
             metric: Metric::Euclidean,
             kstar_scroll: 0,
+            ds_log_bins: false,
             results: HashMap::new(),
             partials: HashMap::new(),
             progress: None,
@@ -256,6 +259,7 @@ impl App {
             Action::NextMetric => self.metric = cycle(&METRICS, self.metric, 1),
             Action::PrevMetric => self.metric = cycle(&METRICS, self.metric, -1),
             Action::Level(l) => self.set_level(l),
+            Action::ToggleLogBins => self.ds_log_bins = !self.ds_log_bins,
             Action::ToggleDemo => match &mut self.demo {
                 Some(d) => {
                     d.paused = !d.paused;

@@ -30,6 +30,8 @@ pub enum Action {
     Level(usize),
     Export,
     ToggleDemo,
+    /// The DS histogram's bins: equal-width (numpy's) or log-spaced.
+    ToggleLogBins,
 }
 
 /// Where [`Action::Jump`] goes.
@@ -56,6 +58,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("n  p", "next / previous sample"),
     ("t  T", "k*: next / previous layer"),
     ("d  D", "k*: next / previous distance"),
+    ("b", "DS histogram: equal-width / log-spaced bins"),
     ("e", "export the current view (JSON + PNG charts)"),
     ("space", "demo: pause / resume (starts it when off)"),
     ("?", "this help"),
@@ -100,6 +103,7 @@ pub fn action(k: KeyEvent) -> Option<Action> {
         KeyCode::Char('D') => Action::PrevMetric,
         KeyCode::Char(c @ '1'..='9') => Action::Level(c as usize - '0' as usize),
         KeyCode::Char('e') => Action::Export,
+        KeyCode::Char('b') => Action::ToggleLogBins,
         KeyCode::Char(' ') => Action::ToggleDemo,
         _ => return None,
     })

@@ -97,18 +97,31 @@ fn histogram(f: &mut Frame, app: &App, row: &ModelRow, area: Rect) {
         f.render_widget(Paragraph::new(msg).style(DIM), area);
         return;
     };
-    let h = &r.ds_histogram;
+    // Equal-width bins (numpy's) or, with `b`, log-spaced ones for heavy tails.
+    let (counts, lo, hi, bins_note) = if app.ds_log_bins {
+        let h = &r.ds_histogram_log;
+        let lo = h.edges.first().copied().unwrap_or(0.0);
+        let hi = h.edges.last().copied().unwrap_or(0.0);
+        let note = match h.nonpositive {
+            0 => " · log bins".to_string(),
+            z => format!(" · log bins ({z} at 0)"),
+        };
+        (&h.counts, lo, hi, note)
+    } else {
+        let h = &r.ds_histogram;
+        (&h.counts, h.lo, h.hi, String::new())
+    };
     let [title, chart, axis] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
         Constraint::Length(1),
     ])
     .areas(area);
-    let n = h.counts.iter().sum::<u64>();
+    let n = counts.iter().sum::<u64>();
     // A running job's histogram says so first (a long line is cut at the end).
     let text = if at.is_final() {
         let full = format!(
-            "DS histogram · {} · {name} · mean {} · n {n}",
+            "DS histogram · {} · {name} · mean {} · n {n}{bins_note}",
             app.label(kind, level),
             num(r.ds_mean),
         );
@@ -116,10 +129,11 @@ fn histogram(f: &mut Frame, app: &App, row: &ModelRow, area: Rect) {
             full
         } else {
             format!(
-                "DS histogram · {} · {} · mean {} · n {n}",
+                "DS histogram · {} · {} · mean {} · n {n}{}",
                 app.short_label(kind, level),
                 short_model_name(name, 8),
                 num(r.ds_mean),
+                if app.ds_log_bins { " · log" } else { "" },
             )
         }
     } else {
@@ -131,10 +145,9 @@ fn histogram(f: &mut Frame, app: &App, row: &ModelRow, area: Rect) {
         )
     };
     f.render_widget(Paragraph::new(text), title);
-    let bins = h.counts.len().max(1) as u16;
+    let bins = counts.len().max(1) as u16;
     let bw = (chart.width / bins).max(1);
-    let bars: Vec<Bar> = h
-        .counts
+    let bars: Vec<Bar> = counts
         .iter()
         .map(|&c| Bar::default().value(c).text_value(String::new()))
         .collect();
@@ -146,8 +159,8 @@ fn histogram(f: &mut Frame, app: &App, row: &ModelRow, area: Rect) {
             .bar_style(Style::new().fg(ACCENT)),
         chart,
     );
-    let lo = num(h.lo);
-    let hi = num(h.hi);
+    let lo = num(lo);
+    let hi = num(hi);
     let span = (bw * bins) as usize;
     let gap = span.saturating_sub(lo.len() + hi.len()).max(1);
     f.render_widget(
