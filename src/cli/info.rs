@@ -228,8 +228,8 @@ pub fn run(a: &InfoArgs) -> Result<()> {
     if !a.model.checkpoints.is_empty() {
         bail!("info takes the checkpoint as its argument, not --checkpoint");
     }
-    let mut choice = a.model.choice()?;
-    choice.checkpoints = vec![a.checkpoint.clone()];
+    let choice = a.model.choice()?;
+    // Nothing runs: the CPU holds the weights whatever --device says.
     let device = candle_core::Device::Cpu;
     let m = crate::model::load_named(&a.checkpoint, &choice.options, &device)?;
     let info = describe(&m, &choice.options);
