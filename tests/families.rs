@@ -225,7 +225,8 @@ fn info_reports_variant_parameters_and_sources() {
 #[test]
 fn other_families_are_named_not_misread() {
     let dims = |v: &[usize]| v.to_vec();
-    let cases: [(&str, Vec<(&str, Vec<usize>)>); 3] = [
+    type Keys = Vec<(&'static str, Vec<usize>)>;
+    let cases: [(&str, Keys); 3] = [
         (
             "Vision Transformer",
             vec![
