@@ -23,7 +23,8 @@ if [ -x .gpu/bin/gpu_tests ]; then
 else
   echo "no .gpu/bin/gpu_tests (scripts/build_cuda.sh builds it)"; fail=1
 fi
-for n in resnet18_cifar resnet18_imagenet resnet50; do
+# wide_resnet_slim goes through the cuDNN network, resnext_slim (grouped) through candle's graph.
+for n in resnet18_cifar resnet18_imagenet resnet50 wide_resnet_slim resnext_slim; do
   for layer in logits penultimate; do
     "$SEMCON" features -c tests/fixtures/models/$n.safetensors --input tests/fixtures/models/${n}_input.npy \
       --layer $layer --out "$T/$n-$layer.npz" --device cuda || fail=1
