@@ -21,7 +21,7 @@ pub enum Format {
 /// Flags that describe the model(s).
 #[derive(Args, Debug, Clone, Default)]
 pub struct ModelArgs {
-    /// Checkpoint (.safetensors, .pth, .pt); may be repeated where several models make sense.
+    /// Checkpoint (.safetensors, .pth, .pt, .ckpt, .bin); may be repeated where several models make sense.
     #[arg(long = "checkpoint", short = 'c')]
     pub checkpoints: Vec<PathBuf>,
     /// Per-channel mean of the model's normalisation, e.g. 0.485,0.456,0.406.
@@ -94,7 +94,8 @@ pub struct DataArgs {
     /// Seed for --samples and every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Skip non-image files in image folders (with a warning) instead of failing.
+    /// Skip image files that do not decode (with a warning) instead of failing
+    /// (files without an image extension are always ignored, with a notice).
     #[arg(long)]
     pub skip_bad_images: bool,
 }
