@@ -106,11 +106,7 @@ impl ModelChoice {
 
     /// Every model named (or the shipped ones); normalisation notices on stderr.
     pub fn load_all(&self, device: &Device) -> Result<Vec<Model>> {
-        let models = self
-            .paths()?
-            .iter()
-            .map(|p| model::load_named(p, &self.options, device))
-            .collect::<Result<Vec<_>>>()?;
+        let models = load_models(&self.paths()?, &self.options, device)?;
         for n in models.iter().filter_map(Model::norm_notice) {
             eprintln!("notice: {n}");
         }
@@ -118,16 +114,32 @@ impl ModelChoice {
     }
 }
 
+/// Loads every checkpoint of `paths` (each named by its file stem).
+pub fn load_models(paths: &[PathBuf], opts: &ModelOptions, device: &Device) -> Result<Vec<Model>> {
+    paths
+        .iter()
+        .map(|p| model::load_named(p, opts, device))
+        .collect()
+}
+
 /// Loads the dataset for `models` (the default chosen from them when none is
-/// given), checks that its labels fit every model, and prints the gray notice.
-pub fn load_data(data: &DataChoice, models: &[Model]) -> Result<ImageSet> {
+/// given) and checks that its labels fit every model; the notice when gray
+/// images will be replicated to colour models comes back beside it.
+pub fn open_data(data: &DataChoice, models: &[Model]) -> Result<(ImageSet, Option<String>)> {
     let mut d = data.clone();
     if d.dataset.is_none() {
         d.dataset = Some(default_dataset(models).to_string());
     }
     let set = d.load(models.first().and_then(|m| m.input_size))?;
     check_labels(&set, models)?;
-    if let Some(n) = crate::eval::gray_notice(&set, models) {
+    let notice = crate::eval::gray_notice(&set, models);
+    Ok((set, notice))
+}
+
+/// [`open_data`], with the gray notice on stderr.
+pub fn load_data(data: &DataChoice, models: &[Model]) -> Result<ImageSet> {
+    let (set, notice) = open_data(data, models)?;
+    if let Some(n) = notice {
         eprintln!("notice: {n}");
     }
     Ok(set)

@@ -7,7 +7,7 @@ use super::image::ColorMode;
 use crate::data::ImageSet;
 use crate::engine::Settings;
 use crate::metrics::pgd::PgdConfig;
-use crate::model::{self, Model};
+use crate::model::Model;
 use crate::session::{self, DataChoice, ModelChoice, DEFAULT_SAMPLES};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -52,11 +52,12 @@ pub fn load(a: &ExploreOptions) -> Result<Opened> {
             a.demo_secs
         );
     }
-    let mut note = None;
+    // Notes for the message line, also on stderr for the scrollback.
+    let mut notes: Vec<String> = Vec::new();
     let paths = if a.model.checkpoints.is_empty() {
         let mut found = session::default_checkpoints(&session::checkpoint_dirs())?;
         if found.len() > MAX_MODELS {
-            note = Some(format!(
+            notes.push(format!(
                 "showing the first {MAX_MODELS} of {} checkpoints",
                 found.len()
             ));
@@ -74,27 +75,16 @@ pub fn load(a: &ExploreOptions) -> Result<Opened> {
     };
     let (device, device_notice) = crate::device::choose_arg(a.model.device.as_deref())?;
     if let Some(n) = device_notice {
-        // Shown in the message line; also on stderr for the scrollback.
         eprintln!("notice: {n}");
-        note = Some(match note {
-            Some(prev) => format!("{n}; {prev}"),
-            None => n,
-        });
+        notes.insert(0, n);
     }
-    let opts = &a.model.options;
-    let names = session::model_names(&paths);
-    let mut models = Vec::new();
-    for (p, name) in paths.iter().zip(names) {
-        let mut m = model::load_named(p, opts, &device)?;
+    let mut models = session::load_models(&paths, &a.model.options, &device)?;
+    for (m, name) in models.iter_mut().zip(session::model_names(&paths)) {
         m.name = name;
         if let Some(n) = m.norm_notice() {
             eprintln!("notice: {n}");
-            note = Some(match note {
-                Some(prev) => format!("{prev}; {n}"),
-                None => n,
-            });
+            notes.push(n);
         }
-        models.push(m);
     }
     let first = &models[0];
     if let Some(m) = models
@@ -110,32 +100,19 @@ pub fn load(a: &ExploreOptions) -> Result<Opened> {
         );
     }
     let mut data = a.data.clone();
-    if data.dataset.is_none() {
-        data.dataset = Some(session::default_dataset(&models).to_string());
-    }
     data.samples = match data.samples {
         None => Some(DEFAULT_SAMPLES),
         Some(0) => None,
         n => n,
     };
-    let set = data.load(first.input_size)?;
-    session::check_labels(&set, &models)?;
+    let (set, gray) = session::open_data(&data, &models)?;
     // Side by side, models with different class counts are more likely a
     // mix-up than intended: allowed (the labels fit all), but said.
-    if let Some(n) = session::class_count_notice(&models) {
+    for n in session::class_count_notice(&models).into_iter().chain(gray) {
         eprintln!("notice: {n}");
-        note = Some(match note {
-            Some(prev) => format!("{prev}; {n}"),
-            None => n,
-        });
+        notes.push(n);
     }
-    if let Some(n) = crate::eval::gray_notice(&set, &models) {
-        eprintln!("notice: {n}");
-        note = Some(match note {
-            Some(prev) => format!("{prev}; {n}"),
-            None => n,
-        });
-    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     let set = crate::eval::images_for(first, &set)?;
     let class_names = crate::engine::class_names(first, &set);
     let batch = a
