@@ -12,17 +12,62 @@ pub struct IdxImages {
     pub pixels: Vec<u8>,
 }
 
-/// Decompresses gzip data (detected by its magic bytes); returns plain data as is.
+/// Decompresses gzip data (detected by its magic bytes); returns plain data as
+/// is. The data inflated never exceeds what the idx header inside announces
+/// (read first), so a small file that inflates without end is refused
+/// instead of filling memory.
 pub fn maybe_gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
-    if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, format!("gzip data is corrupt or truncated: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(bytes.to_vec())
+    if !(bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) {
+        return Ok(bytes.to_vec());
     }
+    let corrupt =
+        |e: std::io::Error| Error::format(path, format!("gzip data is corrupt or truncated: {e}"));
+    let mut z = flate2::read::GzDecoder::new(bytes);
+    // The magic number says how many 4-byte dimensions follow it.
+    let mut head = vec![0u8; 4];
+    let got = read_up_to(&mut z, &mut head).map_err(corrupt)?;
+    if got < 4 {
+        head.truncate(got);
+        return Ok(head);
+    }
+    let ndim = head[3] as usize;
+    head.resize(4 + 4 * ndim, 0);
+    let got = read_up_to(&mut z, &mut head[4..]).map_err(corrupt)?;
+    if got < 4 * ndim {
+        head.truncate(4 + got);
+        return Ok(head);
+    }
+    let dims: Vec<usize> = head[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    // One byte per element (the only idx type semcon reads); one byte more
+    // than announced is read so that trailing data is seen by the parser.
+    let body = super::files::checked_product(&dims).ok_or_else(|| {
+        Error::format(
+            path,
+            format!("idx header announces {dims:?}, more than 2^64 bytes"),
+        )
+    })?;
+    let mut out = head;
+    z.take(body.saturating_add(1) as u64)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    Ok(out)
+}
+
+/// Reads until `buf` is full or the data ends; returns how much was read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn header(path: &Path, b: &[u8], want_magic: u32, what: &str) -> Result<Vec<usize>> {

@@ -121,18 +121,11 @@ fn read_pth(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// training checkpoint), then the top level. Errors name `shown`.
 fn read_pth_keys(file: &Path, shown: &Path) -> Result<Vec<(String, Tensor)>> {
     check_pickle(file, shown)?;
-    for key in ["state_dict", "model", "model_state_dict", "net"] {
-        // An error here is usually "key not found"; the top-level read below
-        // reports anything else.
-        if let Ok(v) = candle_core::pickle::read_all_with_key(file, Some(key)) {
-            if !v.is_empty() {
-                return Ok(v);
-            }
+    super::pth::read(file, &["state_dict", "model", "model_state_dict", "net"]).map_err(|e| {
+        Error::Checkpoint {
+            path: shown.to_path_buf(),
+            msg: format!("not a readable PyTorch checkpoint (torch.save zip format): {e}"),
         }
-    }
-    candle_core::pickle::read_all_with_key(file, None).map_err(|e| Error::Checkpoint {
-        path: shown.to_path_buf(),
-        msg: format!("not a readable PyTorch checkpoint (torch.save zip format): {e}"),
     })
 }
 

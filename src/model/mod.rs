@@ -4,7 +4,8 @@
 //!
 //! * family-independent: [`checkpoint`] (reading `.safetensors`/`.pth` and
 //!   sidecars; [`pickle_scan`] refuses pickles that call anything but what a
-//!   state dict needs), [`keys`] (wrapper prefixes), [`load`] (state dict -> model),
+//!   state dict needs; [`pth`] reads the tensors of a torch.save archive with
+//!   every index and size checked), [`keys`] (wrapper prefixes), [`load`] (state dict -> model),
 //!   [`norm`], [`tap`], [`classifier`] (the `Model` type);
 //! * families: [`resnet`] (configuration inferred from the keys, candle graph
 //!   for training and gradients, and the folded form for the fused paths);
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod load;
 pub mod norm;
 pub mod pickle_scan;
+pub mod pth;
 pub mod resnet;
 pub mod tap;
 

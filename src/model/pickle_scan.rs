@@ -69,7 +69,8 @@ fn torch_dtype(name: &str) -> bool {
 
 /// The first global of `pickle` that is not [`allowed`], as `module.name`;
 /// `Err` with a short reason when the stream cannot be walked (truncated,
-/// an unknown opcode, a global whose name is computed).
+/// an unknown opcode, a global whose name is computed, objects nested more
+/// than [`MAX_DEPTH`] levels).
 pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
     let mut i = 0usize;
     // The last two values pushed (strings as Some), for STACK_GLOBAL, and the
@@ -97,9 +98,22 @@ pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
         last[0] = last[1].take();
         last[1] = v;
     };
+    let mut depth = Depth::default();
     while i < pickle.len() {
         let op = pickle[i];
+        let arg_at = i + 1;
         i += 1;
+        // The memo key of a GET/PUT, for the nesting depth below.
+        let key = match op {
+            b'h' | b'q' => pickle.get(arg_at).map(|&b| b as u64),
+            b'j' | b'r' => pickle.get(arg_at..arg_at + 4).map(le),
+            b'g' | b'p' => line(arg_at)
+                .ok()
+                .and_then(|(a, _)| String::from_utf8_lossy(a).trim().parse::<u64>().ok()),
+            0x94 => Some(memo_next),
+            _ => None,
+        };
+        depth.apply(op, key)?;
         match op {
             b'.' => return Ok(None),
             // no argument
@@ -231,6 +245,120 @@ pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
     Err("pickle without STOP".into())
 }
 
+/// Objects nested deeper than this are refused: a state dict nests a few
+/// levels (a checkpoint dict, the state dict, a tensor's rebuild call, its
+/// arguments), and a deeper tree would overflow the stack of any recursive
+/// walk, candle's unpickler and Rust's drop of the tree included.
+pub const MAX_DEPTH: u32 = 100;
+
+/// The nesting depth of every value on the pickle machine's stack (`None` for
+/// a mark) and in its memo, so that a deep tree is refused before it is built.
+#[derive(Default)]
+struct Depth {
+    stack: Vec<Option<u32>>,
+    memo: HashMap<u64, u32>,
+}
+
+impl Depth {
+    fn pop(&mut self) -> u32 {
+        self.stack.pop().flatten().unwrap_or(0)
+    }
+
+    /// Pops to (and including) the last mark; the deepest value popped.
+    fn pop_mark(&mut self) -> u32 {
+        let mut d = 0;
+        while let Some(v) = self.stack.pop() {
+            match v {
+                Some(v) => d = d.max(v),
+                None => break,
+            }
+        }
+        d
+    }
+
+    fn push(&mut self, d: u32) -> Result<(), String> {
+        if d > MAX_DEPTH {
+            return Err(format!("objects nested more than {MAX_DEPTH} levels deep"));
+        }
+        self.stack.push(Some(d));
+        Ok(())
+    }
+
+    /// Adds `d` (one level down) to the container on top of the stack.
+    fn add_to_top(&mut self, d: u32) -> Result<(), String> {
+        let top = self.pop();
+        self.push(top.max(d + 1))
+    }
+
+    fn apply(&mut self, op: u8, key: Option<u64>) -> Result<(), String> {
+        match op {
+            b'(' => self.stack.push(None),
+            b'0' => {
+                self.pop();
+            }
+            b'1' => {
+                self.pop_mark();
+            }
+            b'2' => {
+                let top = self.stack.last().copied().flatten().unwrap_or(1);
+                self.push(top)?;
+            }
+            // pop to the mark, push a container of what was popped
+            b't' | b'l' | b'd' | 0x91 | b'i' | b'o' => {
+                let d = self.pop_mark();
+                self.push(d + 1)?;
+            }
+            // pop 1, 2 or 3, push a container of them
+            0x85 | b'Q' => {
+                let d = self.pop();
+                self.push(d + 1)?;
+            }
+            0x86 | b'R' | 0x81 => {
+                let d = self.pop().max(self.pop());
+                self.push(d + 1)?;
+            }
+            0x87 | 0x92 => {
+                let d = self.pop().max(self.pop()).max(self.pop());
+                self.push(d + 1)?;
+            }
+            // add to the container below
+            b'a' | b'b' => {
+                let d = self.pop();
+                self.add_to_top(d)?;
+            }
+            b's' => {
+                let d = self.pop().max(self.pop());
+                self.add_to_top(d)?;
+            }
+            b'e' | b'u' | 0x90 => {
+                let d = self.pop_mark();
+                self.add_to_top(d)?;
+            }
+            0x93 => {
+                self.pop();
+                self.pop();
+                self.push(1)?;
+            }
+            // memo
+            b'h' | b'j' | b'g' => {
+                let d = key.and_then(|k| self.memo.get(&k).copied()).unwrap_or(1);
+                self.push(d)?;
+            }
+            b'q' | b'r' | b'p' | 0x94 => {
+                if let Some(k) = key {
+                    let top = self.stack.last().copied().flatten().unwrap_or(1);
+                    self.memo.insert(k, top);
+                }
+            }
+            // no stack effect
+            0x80 | 0x95 | b'.' | 0x98 => {}
+            // everything else pushes one plain value
+            _ => self.push(1)?,
+        }
+        Ok(())
+    }
+}
+
 /// The `*/data.pkl` member of a torch.save zip archive (`None` when the file
 /// is not such an archive or has no such member).
 pub fn data_pkl(path: &Path) -> Option<Vec<u8>> {
@@ -247,7 +375,7 @@ pub fn data_pkl(path: &Path) -> Option<Vec<u8>> {
     if e.size() > 256 << 20 {
         return None;
     }
-    let mut b = Vec::with_capacity(e.size() as usize);
+    let mut b = Vec::new();
     e.read_to_end(&mut b).ok()?;
     Some(b)
 }

@@ -80,17 +80,31 @@ impl Npz {
         let Some(m) = self.members.iter().find(|m| m.name == name) else {
             return Ok(None);
         };
-        let raw = self
-            .bytes
-            .get(m.data_start..m.data_start + m.compressed)
+        let raw = m
+            .data_start
+            .checked_add(m.compressed)
+            .and_then(|end| self.bytes.get(m.data_start..end))
             .ok_or_else(|| self.err(name, "the file is truncated".into()))?;
         Ok(Some(match m.method {
             0 => raw.to_vec(),
             8 => {
-                let mut out = Vec::with_capacity(m.size);
+                // Inflated no further than the size the archive declares
+                // (plus one byte, to tell a member that inflates beyond it),
+                // reserved no further than deflate's best ratio allows.
+                let mut out = Vec::with_capacity(m.size.min(raw.len().saturating_mul(1032)));
                 flate2::read::DeflateDecoder::new(raw)
+                    .take((m.size as u64).saturating_add(1))
                     .read_to_end(&mut out)
                     .map_err(|e| self.err(name, format!("compressed data is corrupt: {e}")))?;
+                if out.len() > m.size {
+                    return Err(self.err(
+                        name,
+                        format!(
+                            "compressed data inflates beyond the {} bytes the archive declares",
+                            m.size
+                        ),
+                    ));
+                }
                 out
             }
             k => {
@@ -119,7 +133,9 @@ fn parse_zip(b: &[u8]) -> Option<Vec<Member>> {
         if b.get(loc..loc + 4)? != b"PK\x06\x07" {
             return None;
         }
-        let e64 = u64_at(b, loc + 8)? as usize;
+        let e64 = usize::try_from(u64_at(b, loc + 8)?)
+            .ok()
+            .filter(|&o| o <= b.len())?;
         if b.get(e64..e64 + 4)? != b"PK\x06\x06" {
             return None;
         }
@@ -127,7 +143,8 @@ fn parse_zip(b: &[u8]) -> Option<Vec<Member>> {
         cd_offset = u64_at(b, e64 + 48)?;
     }
     let mut members = Vec::new();
-    let mut o = usize::try_from(cd_offset).ok()?;
+    // Offsets past the end are refused before any arithmetic on them.
+    let mut o = usize::try_from(cd_offset).ok().filter(|&o| o <= b.len())?;
     for _ in 0..count {
         if b.get(o..o + 4)? != b"PK\x01\x02" {
             return None;
@@ -156,7 +173,7 @@ fn parse_zip(b: &[u8]) -> Option<Vec<Member>> {
             }
             e += 4 + len;
         }
-        let local = usize::try_from(local).ok()?;
+        let local = usize::try_from(local).ok().filter(|&l| l <= b.len())?;
         if b.get(local..local + 4)? != b"PK\x03\x04" {
             return None;
         }

@@ -1,0 +1,5 @@
+#![no_main]
+//! Fuzz target: semcon's npy reader (src/fuzz.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = semcon::fuzz::run("npy", data);
+});
