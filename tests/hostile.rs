@@ -44,15 +44,9 @@ code = os.waitstatus_to_exitcode(status)
 json.dump({"code": code, "max_rss_kb": usage.ru_maxrss}, open(out, "w"))
 "#;
     let start = Instant::now();
-    let report = tmp_dir("hostile_rss").join(format!(
-        "{}.json",
-        args.join("_")
-            .replace(['/', ' '], "_")
-            .chars()
-            .rev()
-            .take(80)
-            .collect::<String>()
-    ));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let report = std::env::temp_dir().join(format!("semcon-rss-{}-{n}.json", std::process::id()));
     let _ = std::fs::remove_file(&report);
     let bin = bin();
     let out = Command::new("python3")
@@ -70,6 +64,7 @@ json.dump({"code": code, "max_rss_kb": usage.ru_maxrss}, open(out, "w"))
         &std::fs::read_to_string(&report).expect("the measuring shim wrote no report"),
     )
     .unwrap();
+    let _ = std::fs::remove_file(&report);
     let code = r["code"].as_i64().map(|c| c as i32).filter(|&c| c >= 0);
     assert!(
         seconds < 60.0,
@@ -492,6 +487,39 @@ fn image_announcing_20000_by_20000_pixels() {
         ],
         &p,
         "big.png",
+    );
+}
+
+/// A 497-byte JPEG announcing 21825x17481 pixels (found by fuzzing: it
+/// took 39 s and 1.5 GB to decode): refused from its header, as PIL
+/// refuses it (DecompressionBombError).
+#[test]
+fn jpeg_announcing_381_million_pixels() {
+    let dir = tmp_dir("hostile_jpeg");
+    let class = dir.join("folder").join("a");
+    std::fs::create_dir_all(&class).unwrap();
+    let p = class.join("bomb.jpg");
+    std::fs::copy(
+        fixture("fuzz/image/timeout-eaac6efe35e1d06084321961b3b96dbba778411e"),
+        &p,
+    )
+    .unwrap();
+    let out = dir.join("o.npy");
+    let folder = dir.join("folder");
+    refused(
+        &[
+            "perturb",
+            "-d",
+            s(&folder),
+            "--perturb",
+            "noise",
+            "--level",
+            "1",
+            "--out",
+            s(&out),
+        ],
+        &p,
+        "17481x21825 pixels is more than the 178956970",
     );
 }
 

@@ -73,6 +73,33 @@ fn split_root(dir: &Path, split: Split) -> PathBuf {
     }
 }
 
+/// The most pixels an image may have: PIL's `DecompressionBombError`
+/// threshold (twice `Image.MAX_IMAGE_PIXELS`), so that semcon refuses what
+/// torchvision's loader refuses and a small file announcing a huge image
+/// costs nothing.
+pub const MAX_PIXELS: u64 = 178_956_970;
+
+/// Decodes one image file as RGB, by content as PIL does (a PNG named .jpg
+/// still opens); the dimensions are read and checked against `max_pixels`
+/// before any pixel is decoded.
+pub fn decode(path: &Path, max_pixels: u64) -> std::result::Result<image::RgbImage, String> {
+    use image::ImageDecoder;
+    let decoder = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| e.to_string())?
+        .into_decoder()
+        .map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions();
+    if w as u64 * h as u64 > max_pixels {
+        return Err(format!(
+            "{w}x{h} pixels is more than the {max_pixels} an image may have (PIL's decompression-bomb limit)"
+        ));
+    }
+    image::DynamicImage::from_decoder(decoder)
+        .map(|img| img.to_rgb8())
+        .map_err(|e| e.to_string())
+}
+
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let root = split_root(dir, opts.split);
     let classes: Vec<PathBuf> = sorted_entries(&root)?
@@ -106,13 +133,8 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
                 ignored.push(f);
                 continue;
             }
-            // By content, as PIL does: a PNG named .jpg still opens.
-            let decoded = image::ImageReader::open(&f)
-                .and_then(|r| r.with_guessed_format())
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.decode().map_err(|e| e.to_string()));
-            let img = match decoded {
-                Ok(img) => img.to_rgb8(),
+            let img = match decode(&f, MAX_PIXELS) {
+                Ok(img) => img,
                 Err(why) => {
                     if opts.skip_bad_images {
                         skipped.push(f.display().to_string());

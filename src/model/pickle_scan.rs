@@ -211,6 +211,10 @@ pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
                 };
                 need(i, w)?;
                 let n = usize::try_from(le(&pickle[i..i + w])).map_err(|_| "huge length")?;
+                if matches!(op, 0x8a | 0x8b) && n > 8 {
+                    // No shape, offset or stride of a state dict needs more.
+                    return Err("an integer wider than 64 bits".into());
+                }
                 i += w;
                 need(i, n)?;
                 let text = matches!(op, 0x8c | b'X' | 0x8d | b'U' | b'T')

@@ -281,7 +281,13 @@ fn parse_header(b: &[u8]) -> std::result::Result<NpyHeader<'_>, String> {
 /// in C order); errors are short messages (the caller adds the file).
 pub fn parse_npy_strings(b: &[u8]) -> std::result::Result<Vec<String>, String> {
     let h = parse_header(b)?;
-    let (big, chars) = match h.descr.split_at(h.descr.len().min(2)) {
+    // Split on a character boundary: the descr is text from the file.
+    let cut = h
+        .descr
+        .char_indices()
+        .nth(2)
+        .map_or(h.descr.len(), |(i, _)| i);
+    let (big, chars) = match h.descr.split_at(cut) {
         ("<U" | "=U" | "|U", n) => (false, n),
         (">U", n) => (true, n),
         _ => {
