@@ -556,6 +556,102 @@ fn fuzz_regression_corpus_replays() {
     assert!(replayed >= semcon::fuzz::TARGETS.len());
 }
 
+/// The command line that reads a fuzzer's input for `target` the way a user
+/// would hand it to semcon (written into `dir`), and the file it reads.
+fn cli_case(target: &str, bytes: &[u8], dir: &Path) -> (Vec<String>, PathBuf) {
+    let perturb = |d: &str, p: &Path| -> Vec<String> {
+        let out = dir.join("out.npy");
+        ["perturb", d, s(p), "--perturb", "noise", "--level", "1", "--out", s(&out)]
+            .map(String::from)
+            .into()
+    };
+    let write = |name: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    match target {
+        "idx" => {
+            let p = write("t10k-images-idx3-ubyte");
+            std::fs::write(dir.join("t10k-labels-idx1-ubyte"), bytes).unwrap();
+            (perturb("-d", &p), p)
+        }
+        "cifar" => {
+            let p = write("data_batch_1.bin");
+            (perturb("-d", &p), p)
+        }
+        "npy" => {
+            let p = write("x.npy");
+            (perturb("--input", &p), p)
+        }
+        "npz" => {
+            let p = write("x.npz");
+            (perturb("-d", &p), p)
+        }
+        "image" => {
+            let class = dir.join("folder").join("a");
+            std::fs::create_dir_all(&class).unwrap();
+            let p = class.join("x.png");
+            std::fs::write(&p, bytes).unwrap();
+            (perturb("-d", &dir.join("folder")), p)
+        }
+        "safetensors" | "pth" => {
+            let p = write(&format!("m.{target}"));
+            (vec!["info".into(), s(&p).into()], p)
+        }
+        "pickle" => {
+            let p = dir.join("m.pth");
+            write_zip(&p, &[stored("archive/data.pkl", bytes.to_vec())]);
+            (vec!["info".into(), s(&p).into()], p)
+        }
+        "sidecar" => {
+            let p = dir.join("m.safetensors");
+            std::fs::copy(fixture("fuzz/safetensors/seed-resnet18_w2.safetensors"), &p).unwrap();
+            std::fs::write(dir.join("m.json"), bytes).unwrap();
+            (vec!["info".into(), s(&p).into()], p)
+        }
+        other => panic!("no command line for target {other}"),
+    }
+}
+
+/// What fuzzing found (every input of the corpus that is not a seed) also
+/// goes through the command line: exit 0, or one error line; never a panic;
+/// within the memory bound.
+#[test]
+fn fuzz_findings_through_the_command_line() {
+    let mut checked = 0;
+    for target in semcon::fuzz::TARGETS {
+        let Ok(entries) = std::fs::read_dir(fixture("fuzz").join(target)) else {
+            continue;
+        };
+        for e in entries {
+            let f = e.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("seed-") {
+                continue;
+            }
+            let dir = tmp_dir(&format!("hostile_found_{target}_{}", &name[..name.len().min(20)]));
+            let (args, file) = cli_case(target, &std::fs::read(&f).unwrap(), &dir);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let m = measured(&args);
+            if !m.run.ok {
+                common::expect_error(&m.run);
+            }
+            assert!(!m.run.stderr.contains("panicked"), "{name}: {}", m.run.stderr);
+            let size_mb = std::fs::metadata(&file).unwrap().len() as f64 / (1 << 20) as f64;
+            let bound = 2.0 * size_mb + 64.0;
+            assert!(
+                m.max_rss_mb <= bound,
+                "{target}/{name}: peak {:.1} MB above {bound:.1} MB",
+                m.max_rss_mb
+            );
+            assert!(m.seconds < 10.0, "{target}/{name}: {:.1} s", m.seconds);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no fuzzing findings in tests/fixtures/fuzz");
+}
+
 /// The entry points do tell good files from bad: each target accepts a
 /// fixture of its kind and refuses its first bytes alone.
 #[test]
