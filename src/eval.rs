@@ -5,6 +5,7 @@
 //! no metric is computed anywhere else.
 
 use crate::data::ImageSet;
+use crate::metrics::kstar::KstarReport;
 use crate::metrics::{accuracy, ds, pgd, Histogram, LogHistogram};
 use crate::model::{Model, Tap};
 use crate::perturb::{self, Kind};
@@ -248,6 +249,10 @@ pub struct PerturbRow {
     pub ds: Vec<f32>,
     #[serde(skip)]
     pub preds: Vec<u32>,
+    /// k* of the perturbed set (each sample perturbed once, labels
+    /// unchanged, k* among the perturbed samples), with its accuracies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kstar: Option<KstarReport>,
 }
 
 pub const DS_BINS: usize = 20;
@@ -312,7 +317,82 @@ pub fn perturb_row(
         ds_histogram_log: summary.histogram_log,
         ds: dsv,
         preds,
+        kstar: None,
     }
+}
+
+/// [`perturbation`], with the features of the perturbed images at `tap`
+/// (the logits themselves for [`Tap::Logits`]: no second pass).
+#[allow(clippy::too_many_arguments)]
+pub fn perturbation_features(
+    model: &Model,
+    set: &ImageSet,
+    clean: &Clean,
+    kind: Kind,
+    level: usize,
+    seed: u64,
+    tap: Tap,
+    batch: usize,
+    obs: Observer,
+) -> Result<Option<(PerturbRow, Vec<f32>)>> {
+    let images = perturbed_images(set, kind, level, seed)?;
+    let taps = if tap == Tap::Logits {
+        vec![Tap::Logits]
+    } else {
+        vec![Tap::Logits, tap]
+    };
+    let Some(mut out) = features_many(model, set, &images, &taps, batch, obs)? else {
+        return Ok(None);
+    };
+    let f = out.pop().expect("one output per tap");
+    let lg = out.pop().unwrap_or_else(|| f.clone());
+    Ok(Some((perturb_row(set, clean, kind, level, &lg), f)))
+}
+
+/// Features at each of `taps` for every image, one forward pass per batch
+/// ([`Model::features_many`]).
+pub fn features_many(
+    model: &Model,
+    set: &ImageSet,
+    images: &[f32],
+    taps: &[Tap],
+    batch: usize,
+    obs: Observer,
+) -> Result<Option<Vec<Vec<f32>>>> {
+    let l = set.image_len();
+    let n = images.len() / l;
+    let parts = in_batches(
+        n,
+        batch,
+        |s, e| {
+            let x = Tensor::from_slice(
+                &images[s * l..e * l],
+                (e - s, set.channels, set.height, set.width),
+                &model.device,
+            )?;
+            let outs = model
+                .features_many(&x, taps)?
+                .into_iter()
+                .map(|t| Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?))
+                .collect::<Result<Vec<_>>>()?;
+            // One element per image batch: its per-tap outputs.
+            Ok(vec![(e - s, outs)])
+        },
+        |so_far, _, total| {
+            let done: usize = so_far.iter().map(|(k, _)| k).sum();
+            obs(done, total)
+        },
+    )?;
+    let Some(parts) = parts else {
+        return Ok(None);
+    };
+    let mut out = vec![Vec::new(); taps.len()];
+    for (_, outs) in parts {
+        for (o, v) in out.iter_mut().zip(outs) {
+            o.extend(v);
+        }
+    }
+    Ok(Some(out))
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -324,6 +404,10 @@ pub struct PgdRow {
     pub accuracy: f64,
     #[serde(skip)]
     pub preds: Vec<u32>,
+    /// k* of the adversarial set (each sample attacked once), with its
+    /// accuracies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kstar: Option<KstarReport>,
 }
 
 /// Adversarial accuracy under PGD, batch by batch.
@@ -334,7 +418,24 @@ pub fn pgd_accuracy(
     batch: usize,
     obs: Observer,
 ) -> Result<Option<PgdRow>> {
-    let preds = in_batches(
+    Ok(pgd_features(model, set, cfg, None, batch, obs)?.map(|(row, _)| row))
+}
+
+/// [`pgd_accuracy`], with the features of the adversarial images at `tap`
+/// when one is given (from the same forward pass as their logits).
+pub fn pgd_features(
+    model: &Model,
+    set: &ImageSet,
+    cfg: &pgd::PgdConfig,
+    tap: Option<Tap>,
+    batch: usize,
+    obs: Observer,
+) -> Result<Option<(PgdRow, Vec<f32>)>> {
+    let taps: Vec<Tap> = match tap {
+        None | Some(Tap::Logits) => vec![Tap::Logits],
+        Some(t) => vec![Tap::Logits, t],
+    };
+    let out = in_batches(
         set.len(),
         batch,
         |s, e| {
@@ -345,38 +446,64 @@ pub fn pgd_accuracy(
                 ..*cfg
             };
             let out = pgd::pgd(model, &x, &y, &c)?;
-            Ok(accuracy::predictions(&model.logits(&out.x_adv)?)?)
+            let mut f = model.features_many(&out.x_adv.detach(), &taps)?;
+            let preds = accuracy::predictions(&f[0])?;
+            let feats = match tap {
+                None => Vec::new(),
+                Some(_) => f
+                    .pop()
+                    .expect("one output per tap")
+                    .to_device(&Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            };
+            Ok(vec![(preds, feats)])
         },
-        |_, done, n| obs(done, n),
+        |so_far, _, n| obs(so_far.iter().map(|(p, _)| p.len()).sum(), n),
     )?;
-    let Some(preds) = preds else {
+    let Some(out) = out else {
         return Ok(None);
     };
-    Ok(Some(PgdRow {
-        eps: cfg.eps as f64,
-        step: cfg.step as f64,
-        iters: cfg.iters,
-        random_start: cfg.random_start,
-        accuracy: accuracy::accuracy(&preds, &set.labels),
-        preds,
-    }))
+    let (mut preds, mut feats) = (Vec::new(), Vec::new());
+    for (p, f) in out {
+        preds.extend(p);
+        feats.extend(f);
+    }
+    Ok(Some((
+        PgdRow {
+            eps: cfg.eps as f64,
+            step: cfg.step as f64,
+            iters: cfg.iters,
+            random_start: cfg.random_start,
+            accuracy: accuracy::accuracy(&preds, &set.labels),
+            preds,
+            kstar: None,
+        },
+        feats,
+    )))
 }
 
-/// k* analysis of features (row-major, `labels.len()` rows) at `tap`.
+/// k* analysis of features (row-major, `labels.len()` rows) at `tap`;
+/// with the model's predictions of those samples, the report carries the
+/// accuracies per class and per pattern group.
 pub fn kstar(
     features: &[f32],
     labels: &[u32],
+    preds: Option<&[u32]>,
     class_names: &[String],
     tap: Tap,
     metric: crate::metrics::kstar::Metric,
     device: &Device,
-) -> Result<crate::metrics::kstar::KstarReport> {
+) -> Result<KstarReport> {
     use crate::metrics::kstar;
     let dim = features.len() / labels.len().max(1);
-    let mut r = kstar::analyze(
+    let correct: Option<Vec<bool>> =
+        preds.map(|p| p.iter().zip(labels).map(|(a, b)| a == b).collect());
+    let mut r = kstar::analyze_with(
         features,
         dim,
         labels,
+        correct.as_deref(),
         class_names,
         metric,
         kstar::Thresholds::default(),

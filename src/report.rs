@@ -28,8 +28,12 @@ pub struct ModelReport {
     pub shift_accuracy: Option<f64>,
     pub perturbations: Vec<PerturbRow>,
     pub pgd: Vec<PgdRow>,
+    /// k* of the clean set (at `--layer`, the logits with `--layer all`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kstar: Option<KstarReport>,
+    /// With `--layer all`: the clean set's k* at every layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kstar_layers: Vec<KstarReport>,
 }
 
 /// An accuracy in [0,1] as a percentage with two decimals.
@@ -84,8 +88,56 @@ pub fn table(r: &Report) -> String {
                 pct(p.accuracy)
             );
         }
-        if let Some(k) = &m.kstar {
+        if m.kstar_layers.is_empty() {
+            if let Some(k) = &m.kstar {
+                s.push_str(&k.table());
+            }
+        }
+        for k in &m.kstar_layers {
             s.push_str(&k.table());
+        }
+        // The transformed and adversarial sets: one line each.
+        let transformed: Vec<(String, &KstarReport)> =
+            m.perturbations
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        format!("{} L{} ({})", p.name, p.level, p.label),
+                        p.kstar.as_ref()?,
+                    ))
+                })
+                .chain(m.pgd.iter().filter_map(|p| {
+                    Some((format!("PGD {:.1}/255", p.eps * 255.0), p.kstar.as_ref()?))
+                }))
+                .collect();
+        if !transformed.is_empty() {
+            let layer = &transformed[0].1.layer;
+            let _ = writeln!(s, "k* of the transformed sets (layer {layer})");
+            let _ = writeln!(
+                s,
+                "{:<36} {:>3} {:>3} {:>3} {:>8} {:>8} {:>8}",
+                "set", "A", "B", "C", "mean k*", "skew", "acc"
+            );
+            let rows = m
+                .kstar
+                .iter()
+                .map(|k| ("clean".to_string(), k))
+                .chain(transformed.iter().map(|(n, k)| (n.clone(), *k)));
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.4}"));
+            for (name, k) in rows {
+                let sm = &k.summary;
+                let _ = writeln!(
+                    s,
+                    "{:<36} {:>3} {:>3} {:>3} {:>8} {:>8} {:>8}",
+                    name,
+                    sm.a.count,
+                    sm.b.count,
+                    sm.c.count,
+                    opt(sm.all.mean),
+                    opt(sm.all.skew),
+                    opt(sm.all.accuracy)
+                );
+            }
         }
     }
     s

@@ -561,9 +561,19 @@ fn fuzz_regression_corpus_replays() {
 fn cli_case(target: &str, bytes: &[u8], dir: &Path) -> (Vec<String>, PathBuf) {
     let perturb = |d: &str, p: &Path| -> Vec<String> {
         let out = dir.join("out.npy");
-        ["perturb", d, s(p), "--perturb", "noise", "--level", "1", "--out", s(&out)]
-            .map(String::from)
-            .into()
+        [
+            "perturb",
+            d,
+            s(p),
+            "--perturb",
+            "noise",
+            "--level",
+            "1",
+            "--out",
+            s(&out),
+        ]
+        .map(String::from)
+        .into()
     };
     let write = |name: &str| {
         let p = dir.join(name);
@@ -630,14 +640,21 @@ fn fuzz_findings_through_the_command_line() {
             if name.starts_with("seed-") {
                 continue;
             }
-            let dir = tmp_dir(&format!("hostile_found_{target}_{}", &name[..name.len().min(20)]));
+            let dir = tmp_dir(&format!(
+                "hostile_found_{target}_{}",
+                &name[..name.len().min(20)]
+            ));
             let (args, file) = cli_case(target, &std::fs::read(&f).unwrap(), &dir);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let m = measured(&args);
             if !m.run.ok {
                 common::expect_error(&m.run);
             }
-            assert!(!m.run.stderr.contains("panicked"), "{name}: {}", m.run.stderr);
+            assert!(
+                !m.run.stderr.contains("panicked"),
+                "{name}: {}",
+                m.run.stderr
+            );
             let size_mb = std::fs::metadata(&file).unwrap().len() as f64 / (1 << 20) as f64;
             let bound = 2.0 * size_mb + 64.0;
             assert!(

@@ -90,6 +90,7 @@ fn row(kind: Kind, level: usize, acc: f64, ds: f64) -> JobResult {
         ),
         ds: (0..N).map(|i| i as f32 * 0.1).collect(),
         preds: (0..N as u32).map(|i| (i + 1) % 10).collect(),
+        kstar: None,
     })
 }
 
@@ -101,6 +102,7 @@ fn pgd(acc: f64) -> JobResult {
         random_start: false,
         accuracy: acc,
         preds: vec![0; N],
+        kstar: None,
     })
 }
 
@@ -117,11 +119,14 @@ fn kstar(skews: &[f64]) -> JobResult {
             std: 0.1,
             skew: Some(s),
             pattern: Thresholds::default().classify(Some(s)),
+            accuracy: None,
             histogram: Histogram {
                 lo: 0.0,
                 hi: 1.0,
                 counts: vec![5, 3, 2, 1, 1, 0, 0, 1, 0, 2],
             },
+            histogram_correct: None,
+            histogram_wrong: None,
         })
         .collect();
     JobResult::Kstar(KstarReport {

@@ -39,10 +39,13 @@ pub struct EvalArgs {
     /// Start PGD from uniform noise in the eps ball (seeded by --seed + sample index).
     #[arg(long)]
     pub random_start: bool,
-    /// Also compute the k* distribution.
+    /// Also compute the k* distribution: of the clean set, and of each
+    /// perturbed and adversarial set (with accuracies per class and pattern).
     #[arg(long)]
     pub kstar: bool,
-    /// Layer for k*: logits, penultimate, layer1..layer4.
+    /// Layer for k*: logits, penultimate, layer1..layer4, or all (the clean
+    /// set's k* at every layer from one forward pass, in `kstar_layers`;
+    /// the perturbed and adversarial sets at the logits).
     #[arg(long, default_value = "logits")]
     pub layer: String,
     /// Distance for k*: euclidean, cityblock, chebyshev, cosine.
@@ -82,7 +85,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             selection.extend(perturb::parse_selection(s)?);
         }
     }
-    let tap: Tap = a.layer.parse()?;
+    let taps: Vec<Tap> = if a.layer == "all" {
+        Tap::ALL.to_vec()
+    } else {
+        vec![a.layer.parse()?]
+    };
+    let tap = taps[0];
     let metric: Metric = a.metric.parse()?;
     let shift = match &a.shift_dataset {
         Some(d) => Some(data.with_dataset(d).load(models[0].input_size)?),
@@ -118,22 +126,44 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             }
             None => None,
         };
+        let names = crate::engine::class_names(m, &mset);
+        let kstar_of = |f: &[f32], preds: &[u32], tap: Tap| {
+            eval::kstar(f, &mset.labels, Some(preds), &names, tap, metric, &device)
+        };
         let mut rows = Vec::new();
         for &(kind, level) in &selection {
-            let row = eval::perturbation(
-                m,
-                &mset,
-                &clean,
-                kind,
-                level,
-                a.data.seed,
-                a.batch,
-                &mut |d, _| {
-                    pb.set_position(base + d as u64);
-                    true
-                },
-            )?
-            .expect("never cancelled");
+            let mut tick = |d: usize, _: usize| {
+                pb.set_position(base + d as u64);
+                true
+            };
+            let row = if a.kstar {
+                let (mut row, f) = eval::perturbation_features(
+                    m,
+                    &mset,
+                    &clean,
+                    kind,
+                    level,
+                    a.data.seed,
+                    tap,
+                    a.batch,
+                    &mut tick,
+                )?
+                .expect("never cancelled");
+                row.kstar = Some(kstar_of(&f, &row.preds, tap)?);
+                row
+            } else {
+                eval::perturbation(
+                    m,
+                    &mset,
+                    &clean,
+                    kind,
+                    level,
+                    a.data.seed,
+                    a.batch,
+                    &mut tick,
+                )?
+                .expect("never cancelled")
+            };
             base += n;
             rows.push(row);
         }
@@ -146,31 +176,49 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                 random_start: a.random_start,
                 seed: a.data.seed,
             };
-            let r = eval::pgd_accuracy(m, &mset, &cfg, a.batch, &mut |d, _| {
-                pb.set_position(base + d as u64);
-                true
-            })?
+            let (mut r, f) = eval::pgd_features(
+                m,
+                &mset,
+                &cfg,
+                a.kstar.then_some(tap),
+                a.batch,
+                &mut |d, _| {
+                    pb.set_position(base + d as u64);
+                    true
+                },
+            )?
             .expect("never cancelled");
+            if a.kstar {
+                r.kstar = Some(kstar_of(&f, &r.preds, tap)?);
+            }
             base += n;
             pgd_rows.push(r);
         }
-        let kstar = if a.kstar {
-            let f = eval::features(m, &mset, &mset.data, tap, a.batch, &mut |d, _| {
-                pb.set_position(base + d as u64);
-                true
-            })?
-            .expect("never cancelled");
-            Some(eval::kstar(
-                &f,
-                &mset.labels,
-                &crate::engine::class_names(m, &mset),
-                tap,
-                metric,
-                &device,
-            )?)
-        } else {
-            None
-        };
+        // The clean set's k* at every layer asked for, from one forward
+        // pass (the logits are the clean pass's own).
+        let mut kstar_layers = Vec::new();
+        if a.kstar {
+            let others: Vec<Tap> = taps.iter().copied().filter(|&t| t != Tap::Logits).collect();
+            let mut feats =
+                eval::features_many(m, &mset, &mset.data, &others, a.batch, &mut |d, _| {
+                    pb.set_position(base + d as u64);
+                    true
+                })?
+                .expect("never cancelled")
+                .into_iter();
+            for &t in &taps {
+                let f = if t == Tap::Logits {
+                    clean.logits.clone()
+                } else {
+                    feats.next().expect("one output per tap")
+                };
+                kstar_layers.push(kstar_of(&f, &clean.preds, t)?);
+            }
+        }
+        let kstar = (!kstar_layers.is_empty()).then(|| kstar_layers[0].clone());
+        if taps.len() == 1 {
+            kstar_layers.clear();
+        }
         pb.finish_and_clear();
         reports.push(ModelReport {
             checkpoint: m.path.display().to_string(),
@@ -182,6 +230,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             perturbations: rows,
             pgd: pgd_rows,
             kstar,
+            kstar_layers,
         });
     }
     let report = Report {

@@ -353,11 +353,28 @@ impl Worker {
             }
             JobKey::Kstar { model, tap, metric } => {
                 let m = &self.models[model];
-                match eval::features(m, &set, &set.data, tap, batch, &mut obs)? {
+                // The logits come with the features (one pass), for the
+                // accuracies in the report.
+                let taps = if tap == Tap::Logits {
+                    vec![tap]
+                } else {
+                    vec![Tap::Logits, tap]
+                };
+                match eval::features_many(m, &set, &set.data, &taps, batch, &mut obs)? {
                     None => None,
-                    Some(f) => {
+                    Some(mut out) => {
+                        let f = out.pop().expect("one output per tap");
+                        let preds = eval::argmax_rows(out.first().unwrap_or(&f), m.num_classes());
                         let names = class_names(m, &set);
-                        let rep = eval::kstar(&f, &set.labels, &names, tap, metric, &m.device)?;
+                        let rep = eval::kstar(
+                            &f,
+                            &set.labels,
+                            Some(&preds),
+                            &names,
+                            tap,
+                            metric,
+                            &m.device,
+                        )?;
                         Some(JobResult::Kstar(rep))
                     }
                 }

@@ -279,6 +279,28 @@ impl Model {
         self.features_graph(x, tap)
     }
 
+    /// Features at each of `taps` for the same images: one forward pass on
+    /// the fused CPU network; one pass per tap on the GPU and through
+    /// candle's graph.
+    pub fn features_many(&self, x: &Tensor, taps: &[Tap]) -> Result<Vec<Tensor>> {
+        let (b, c, h, w) = x.dims4()?;
+        if b > 0 && x.dtype() == DType::F32 && !x.track_op() {
+            if let Some(net) = self.fused()? {
+                self.check_input(c, h, w)?;
+                let vs =
+                    net.features_many(&x.flatten_all()?.to_vec1::<f32>()?, (b, c, h, w), taps)?;
+                return vs
+                    .into_iter()
+                    .map(|v| {
+                        let d = v.len() / b;
+                        Ok(Tensor::from_vec(v, (b, d), &self.device)?)
+                    })
+                    .collect();
+            }
+        }
+        taps.iter().map(|&t| self.features(x, t)).collect()
+    }
+
     /// [`Model::features`] through candle's graph whatever the device (what a
     /// GPU runs, and what gradients flow through).
     pub fn features_graph(&self, x: &Tensor, tap: Tap) -> Result<Tensor> {

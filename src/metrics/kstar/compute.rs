@@ -4,7 +4,7 @@
 
 #[cfg(feature = "cuda")]
 use super::gpu;
-use super::report::{summarize, KstarReport, Thresholds};
+use super::report::{summarize_with, KstarReport, Thresholds};
 use super::search;
 use super::types::{Element, KstarOptions, Method, Metric, KDTREE_MAX_DIM};
 use crate::error::Result;
@@ -140,6 +140,31 @@ pub fn analyze<T: Element>(
     thresholds: Thresholds,
     device: &Device,
 ) -> Result<KstarReport> {
+    analyze_with(
+        features,
+        dim,
+        labels,
+        None,
+        class_names,
+        metric,
+        thresholds,
+        device,
+    )
+}
+
+/// [`analyze`], with each sample's correctness for the accuracies
+/// ([`super::report::summarize_with`]).
+#[allow(clippy::too_many_arguments)]
+pub fn analyze_with<T: Element>(
+    features: &[T],
+    dim: usize,
+    labels: &[u32],
+    correct: Option<&[bool]>,
+    class_names: &[String],
+    metric: Metric,
+    thresholds: Thresholds,
+    device: &Device,
+) -> Result<KstarReport> {
     let k = kstar(features, dim, labels, metric, device)?;
-    summarize(&k, labels, class_names, metric, thresholds)
+    summarize_with(&k, labels, correct, class_names, metric, thresholds)
 }

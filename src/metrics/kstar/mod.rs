@@ -42,10 +42,10 @@ mod report;
 mod search;
 mod types;
 
-pub use compute::{analyze, kstar, kstar_with};
+pub use compute::{analyze, analyze_with, kstar, kstar_with};
 pub use features::{read_features, FeatureFile, FeatureValues};
 pub use report::{
-    class_moments, normalized, summarize, ClassStats, GroupStats, KstarReport, Moments, Pattern,
-    Summary, Thresholds, HISTOGRAM_BINS,
+    class_moments, normalized, summarize, summarize_with, ClassStats, GroupStats, KstarReport,
+    Moments, Pattern, Summary, Thresholds, HISTOGRAM_BINS,
 };
 pub use types::{Element, KstarOptions, Method, Metric, DEFAULT_BLOCK_ROWS, KDTREE_MAX_DIM};

@@ -119,8 +119,18 @@ pub struct ClassStats {
     pub std: f64,
     pub skew: Option<f64>,
     pub pattern: Option<Pattern>,
+    /// Share of the class's samples the model classifies correctly, in the
+    /// set k* was computed on (`None` when predictions are not known, e.g.
+    /// for features without logits).
+    pub accuracy: Option<f64>,
     /// Normalised k* over [0, 1], [`HISTOGRAM_BINS`] bins.
     pub histogram: Histogram,
+    /// The same histogram over the correctly classified samples only, and
+    /// over the others (with predictions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram_correct: Option<Histogram>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram_wrong: Option<Histogram>,
 }
 
 /// Means of the class statistics over a group of classes.
@@ -131,6 +141,9 @@ pub struct GroupStats {
     pub std: Option<f64>,
     /// Over the classes of the group whose skew is defined.
     pub skew: Option<f64>,
+    /// Mean of the classes' accuracies (each class counts once, as the
+    /// paper's "Acc" columns); `None` without predictions.
+    pub accuracy: Option<f64>,
 }
 
 impl GroupStats {
@@ -148,6 +161,7 @@ impl GroupStats {
             mean: avg(classes.iter().map(|c| c.mean).collect()),
             std: avg(classes.iter().map(|c| c.std).collect()),
             skew: avg(classes.iter().filter_map(|c| c.skew).collect()),
+            accuracy: avg(classes.iter().filter_map(|c| c.accuracy).collect()),
         }
     }
 }
@@ -218,12 +232,34 @@ pub fn summarize(
     metric: Metric,
     thresholds: Thresholds,
 ) -> Result<KstarReport> {
+    summarize_with(kstar, labels, None, class_names, metric, thresholds)
+}
+
+/// [`summarize`], with each sample's correctness (`correct[i]`: the model
+/// predicts `labels[i]`) for the accuracies and the split histograms.
+pub fn summarize_with(
+    kstar: &[u32],
+    labels: &[u32],
+    correct: Option<&[bool]>,
+    class_names: &[String],
+    metric: Metric,
+    thresholds: Thresholds,
+) -> Result<KstarReport> {
     if kstar.len() != labels.len() {
         return Err(crate::invalid!(
             "{} k* values but {} labels",
             kstar.len(),
             labels.len()
         ));
+    }
+    if let Some(c) = correct {
+        if c.len() != labels.len() {
+            return Err(crate::invalid!(
+                "{} predictions but {} labels",
+                c.len(),
+                labels.len()
+            ));
+        }
     }
     let ordered = thresholds.clustered <= thresholds.fractured;
     if !ordered {
@@ -234,14 +270,26 @@ pub fn summarize(
         ));
     }
     let norm = normalized(kstar, labels);
-    let mut by_class: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-    for (&y, &v) in labels.iter().zip(&norm) {
-        by_class.entry(y).or_default().push(v);
+    // Per class: the normalised values, and which of them are correct.
+    let mut by_class: BTreeMap<u32, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+    for (i, (&y, &v)) in labels.iter().zip(&norm).enumerate() {
+        let e = by_class.entry(y).or_default();
+        e.0.push(v);
+        e.1.push(correct.is_some_and(|c| c[i]));
     }
+    let hist = |v: &[f64], ok: &[bool], want: bool| {
+        let vals = v
+            .iter()
+            .zip(ok)
+            .filter(|(_, &o)| o == want)
+            .map(|(&x, _)| x);
+        Histogram::new(vals, HISTOGRAM_BINS, 0.0, 1.0)
+    };
     let classes: Vec<ClassStats> = by_class
         .into_iter()
-        .map(|(c, v)| {
+        .map(|(c, (v, ok))| {
             let m = class_moments(&v);
+            let known = correct.is_some();
             ClassStats {
                 class: c,
                 name: class_names
@@ -253,7 +301,10 @@ pub fn summarize(
                 std: m.std,
                 skew: m.skew,
                 pattern: thresholds.classify(m.skew),
+                accuracy: known.then(|| ok.iter().filter(|&&o| o).count() as f64 / v.len() as f64),
                 histogram: Histogram::new(v.iter().copied(), HISTOGRAM_BINS, 0.0, 1.0),
+                histogram_correct: known.then(|| hist(&v, &ok, true)),
+                histogram_wrong: known.then(|| hist(&v, &ok, false)),
             }
         })
         .collect();
@@ -289,27 +340,28 @@ impl KstarReport {
         let _ = writeln!(s, "k* distribution  layer {layer}  metric {}", self.metric);
         let _ = writeln!(
             s,
-            "{:>6}  {:<w$}  {:>7}  {:>7}  {:>7}  {:>8}  pattern",
-            "class", "name", "n", "mean", "std", "skew"
+            "{:>6}  {:<w$}  {:>7}  {:>7}  {:>7}  {:>8}  {:>7}  pattern",
+            "class", "name", "n", "mean", "std", "skew", "acc"
         );
         for c in &self.classes {
             let _ = writeln!(
                 s,
-                "{:>6}  {:<w$}  {:>7}  {:>7.4}  {:>7.4}  {:>8}  {}",
+                "{:>6}  {:<w$}  {:>7}  {:>7.4}  {:>7.4}  {:>8}  {:>7}  {}",
                 c.class,
                 c.name,
                 c.n,
                 c.mean,
                 c.std,
                 opt(c.skew),
+                opt(c.accuracy),
                 c.pattern.map_or("-", Pattern::letter)
             );
         }
         let _ = writeln!(s, "summary");
         let _ = writeln!(
             s,
-            "{:<16}  {:>5}  {:>7}  {:>7}  {:>8}",
-            "pattern", "count", "mean", "std", "skew"
+            "{:<16}  {:>5}  {:>7}  {:>7}  {:>8}  {:>7}",
+            "pattern", "count", "mean", "std", "skew", "acc"
         );
         let rows = Pattern::ALL
             .iter()
@@ -323,12 +375,13 @@ impl KstarReport {
         for (label, g) in rows {
             let _ = writeln!(
                 s,
-                "{:<16}  {:>5}  {:>7}  {:>7}  {:>8}",
+                "{:<16}  {:>5}  {:>7}  {:>7}  {:>8}  {:>7}",
                 label,
                 g.count,
                 opt(g.mean),
                 opt(g.std),
-                opt(g.skew)
+                opt(g.skew),
+                opt(g.accuracy)
             );
         }
         s

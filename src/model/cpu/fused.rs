@@ -58,7 +58,8 @@ type Act = Vec<f32>;
 
 /// What a chunk gives back.
 struct ChunkOut {
-    logits: Vec<f32>,
+    /// One output per wanted tap (the logits when labelled).
+    taps: Vec<Vec<f32>>,
     loss: f64,
     grad: Vec<f32>,
 }
@@ -79,12 +80,21 @@ impl FusedNet {
     /// Features `[b, D]` at `tap` (stage taps globally average-pooled, as
     /// [`super::ResNet::features`]).
     pub fn features(&self, x: &[f32], dims: Dims, tap: Tap) -> Result<Vec<f32>> {
-        Ok(self.run(x, dims, None, tap)?.0)
+        Ok(self.run(x, dims, None, &[tap])?.0.remove(0))
+    }
+
+    /// Features at each of `taps`, from one forward pass (it stops after the
+    /// deepest tap asked for).
+    pub fn features_many(&self, x: &[f32], dims: Dims, taps: &[Tap]) -> Result<Vec<Vec<f32>>> {
+        if taps.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.run(x, dims, None, taps)?.0)
     }
 
     /// Mean cross-entropy over the batch and its gradient w.r.t. the images.
     pub fn loss_and_grad(&self, x: &[f32], dims: Dims, labels: &[u32]) -> Result<(f32, Vec<f32>)> {
-        let (_, loss, grad) = self.run(x, dims, Some(labels), Tap::Logits)?;
+        let (_, loss, grad) = self.run(x, dims, Some(labels), &[Tap::Logits])?;
         Ok((loss, grad))
     }
 
@@ -93,8 +103,8 @@ impl FusedNet {
         x: &[f32],
         dims: Dims,
         labels: Option<&[u32]>,
-        tap: Tap,
-    ) -> Result<(Vec<f32>, f32, Vec<f32>)> {
+        want: &[Tap],
+    ) -> Result<(Vec<Vec<f32>>, f32, Vec<f32>)> {
         let (b, cx, h, w) = dims;
         let c0 = self.stem.c;
         if x.len() != b * cx * h * w || !(cx == c0 || cx == 1) {
@@ -112,7 +122,7 @@ impl FusedNet {
             }
         }
         if b == 0 {
-            return Ok((Vec::new(), f32::NAN, Vec::new()));
+            return Ok((vec![Vec::new(); want.len()], f32::NAN, Vec::new()));
         }
         let nb = chunk_size(b, h * w);
         let img = cx * h * w;
@@ -129,7 +139,7 @@ impl FusedNet {
                         xs,
                         (e - s, cx, h, w),
                         labels.map(|l| (&l[s..e], b)),
-                        tap,
+                        want,
                         &mut col,
                     );
                     cell.replace(col);
@@ -137,15 +147,17 @@ impl FusedNet {
                 })
             })
             .collect::<Result<_>>()?;
-        let mut logits = Vec::with_capacity(b * self.classes());
+        let mut taps = vec![Vec::new(); want.len()];
         let mut grad = Vec::with_capacity(if labels.is_some() { x.len() } else { 0 });
         let mut loss = 0f64;
         for o in outs {
-            logits.extend(o.logits);
+            for (t, v) in taps.iter_mut().zip(o.taps) {
+                t.extend(v);
+            }
             grad.extend(o.grad);
             loss += o.loss;
         }
-        Ok((logits, (loss / b as f64) as f32, grad))
+        Ok((taps, (loss / b as f64) as f32, grad))
     }
 
     /// Forward (and backward when labelled) for `nb` images.
@@ -154,11 +166,23 @@ impl FusedNet {
         x: &[f32],
         (nb, cx, h, w): Dims,
         labels: Option<(&[u32], usize)>,
-        tap: Tap,
+        want: &[Tap],
         col: &mut Vec<f32>,
     ) -> Result<ChunkOut> {
-        let features = |v: Vec<f32>| ChunkOut {
-            logits: v,
+        // The wanted taps, filled as the forward pass reaches them; done
+        // (without labels) once all are.
+        let mut got: Vec<Option<Vec<f32>>> = vec![None; want.len()];
+        let mut put = |tap: Tap, v: &dyn Fn() -> Vec<f32>| -> bool {
+            let mut value = None;
+            for (w, g) in want.iter().zip(got.iter_mut()) {
+                if *w == tap {
+                    *g = Some(value.get_or_insert_with(v).clone());
+                }
+            }
+            got.iter().all(Option::is_some)
+        };
+        let done = |got: Vec<Option<Vec<f32>>>| ChunkOut {
+            taps: got.into_iter().map(Option::unwrap_or_default).collect(),
             loss: 0.0,
             grad: Vec::new(),
         };
@@ -238,9 +262,11 @@ impl FusedNet {
             (hh, ww) = (ch, cw);
             geoms.push(gv);
             let stage_ends = self.blocks.get(bi + 1).is_none_or(|n| n.stage != blk.stage);
-            if stage_ends && tap == Tap::Layer(blk.stage) && !grad {
+            if stage_ends && want.contains(&Tap::Layer(blk.stage)) && !grad {
                 let c = y.len() / (nb * hh * ww).max(1);
-                return Ok(features(avg_pool(&y, c, nb, hh * ww)));
+                if put(Tap::Layer(blk.stage), &|| avg_pool(&y, c, nb, hh * ww)) {
+                    return Ok(done(got));
+                }
             }
         }
         // Global average pool and fc.
@@ -250,8 +276,8 @@ impl FusedNet {
             candle_core::bail!("fused forward: features do not fit fc")
         }
         let pooled = avg_pool(&y, d, nb, lpl);
-        if tap == Tap::Penultimate && !grad {
-            return Ok(features(pooled));
+        if want.contains(&Tap::Penultimate) && !grad && put(Tap::Penultimate, &|| pooled.clone()) {
+            return Ok(done(got));
         }
         let k = self.classes();
         let mut logits = vec![0f32; nb * k];
@@ -264,7 +290,8 @@ impl FusedNet {
             }
         }
         let Some((labels, total)) = labels else {
-            return Ok(features(logits));
+            put(Tap::Logits, &|| logits.clone());
+            return Ok(done(got));
         };
         // Cross-entropy (mean over the whole batch) and d/dlogits.
         let mut loss = 0f64;
@@ -343,7 +370,11 @@ impl FusedNet {
                 }
             }
         }
-        Ok(ChunkOut { logits, loss, grad })
+        Ok(ChunkOut {
+            taps: vec![logits],
+            loss,
+            grad,
+        })
     }
 }
 
