@@ -7,14 +7,14 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
-use semcon::engine::{Event, JobKey, JobResult, SampleImages};
+use semcon::engine::{Event, JobKey, JobResult, KstarSet, SampleImages};
 use semcon::eval::{Clean, PerturbRow, PgdRow};
 use semcon::metrics::kstar::{ClassStats, KstarReport, Metric, Summary, Thresholds};
 use semcon::metrics::Histogram;
 use semcon::model::Tap;
 use semcon::perturb::Kind;
 use semcon::session;
-use semcon::tui::app::{App, Command, JobState, Meta, Panel, PgdSetting, MESSAGE_TTL};
+use semcon::tui::app::{App, Command, JobState, KstarView, Meta, Panel, PgdSetting, MESSAGE_TTL};
 use semcon::tui::image::ColorMode;
 use semcon::tui::keys::{self, Action};
 use semcon::tui::{export, kview, setup, ui};
@@ -467,9 +467,55 @@ fn levels_items_models_samples_layers() {
         JobKey::Kstar {
             model: 0,
             tap: Tap::Layer(4),
-            metric: Metric::Cityblock
+            metric: Metric::Cityblock,
+            on: KstarSet::Clean,
         }
     );
+}
+
+/// `v` cycles the set whose k* is shown: clean, the selected perturbation
+/// and level (following the list), each PGD setting, clean again; the clean
+/// set's k* is asked for beside it, and the panel shows clean→shown.
+#[test]
+fn kstar_follows_the_selected_set() {
+    let mut app = filled(&["a"]);
+    assert_eq!(app.kstar_on, KstarView::Clean);
+    app.update(Action::CycleKstarSet);
+    assert_eq!(app.kstar_on, KstarView::Current);
+    let (kind, level) = app.current();
+    let on = |app: &App| match app.kstar_key(0) {
+        JobKey::Kstar { on, .. } => on,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(on(&app), KstarSet::Perturb { kind, level });
+    app.update(Action::Down);
+    let (kind2, level2) = app.current();
+    assert_eq!(
+        on(&app),
+        KstarSet::Perturb {
+            kind: kind2,
+            level: level2
+        }
+    );
+    let wanted: Vec<JobKey> = app.tiers().concat();
+    assert!(wanted.contains(&app.kstar_key(0)));
+    assert!(wanted.contains(&app.kstar_clean_key(0)));
+    for i in 0..app.meta.pgd.len() {
+        app.update(Action::CycleKstarSet);
+        assert_eq!(app.kstar_on, KstarView::Pgd(i));
+        assert_eq!(on(&app), KstarSet::Pgd { eps_index: i });
+    }
+    app.update(Action::CycleKstarSet);
+    assert_eq!(app.kstar_on, KstarView::Clean);
+    // Shown beside the clean distribution: "clean→shown" counts.
+    app.update(Action::CycleKstarSet);
+    let clean_key = app.kstar_clean_key(0);
+    done(&mut app, clean_key, kstar(&[1.0, 0.0, -1.0]));
+    let shown_key = app.kstar_key(0);
+    done(&mut app, shown_key, kstar(&[1.0, 1.0, 1.0]));
+    let screen = draw(&app, 220, 60);
+    assert!(screen.contains("1→3"), "{screen}");
+    assert!(screen.contains(&app.label(kind2, level2)), "{screen}");
 }
 
 #[test]

@@ -33,10 +33,12 @@ pub enum JobKey {
         model: usize,
         eps_index: usize,
     },
+    /// k* of `on` (the clean set, a perturbed set, or an adversarial set).
     Kstar {
         model: usize,
         tap: Tap,
         metric: Metric,
+        on: KstarSet,
     },
     /// One sample, original and perturbed (model-independent).
     Sample {
@@ -45,6 +47,25 @@ pub enum JobKey {
         index: usize,
     },
 }
+
+/// The samples a k* job computes the distribution of: each sample of the
+/// evaluated set, as is, perturbed once, or attacked once (labels unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KstarSet {
+    Clean,
+    Perturb {
+        kind: Kind,
+        level: usize,
+    },
+    /// PGD at `settings.pgd[eps_index]`.
+    Pgd {
+        eps_index: usize,
+    },
+}
+
+/// Logits kept from perturbation and PGD jobs for the k* of those sets (no
+/// second forward pass, nor a second attack), up to this many values in all.
+const KEPT_LOGITS: usize = 16 << 20;
 
 impl JobKey {
     pub fn model(&self) -> Option<usize> {
@@ -76,6 +97,15 @@ pub enum JobResult {
     Pgd(PgdRow),
     Kstar(KstarReport),
     Sample(SampleImages),
+}
+
+/// Keeps the logits of a finished job for the k* of its set, within
+/// [`KEPT_LOGITS`].
+fn keep_logits(kept: &mut HashMap<JobKey, Arc<Vec<f32>>>, key: JobKey, lg: Vec<f32>) {
+    let used: usize = kept.values().map(|v| v.len()).sum();
+    if used + lg.len() <= KEPT_LOGITS {
+        kept.insert(key, Arc::new(lg));
+    }
 }
 
 /// What the worker tells the UI.
@@ -156,6 +186,7 @@ impl Engine {
                     set,
                     settings,
                     cache: HashMap::new(),
+                    logits: HashMap::new(),
                     ctl,
                 };
                 w.run();
@@ -193,6 +224,9 @@ struct Worker {
     set: Arc<ImageSet>,
     settings: Settings,
     cache: HashMap<JobKey, Arc<JobResult>>,
+    /// The logits of finished perturbation and PGD jobs, by their key
+    /// (at most [`KEPT_LOGITS`] values in all; the first ones are kept).
+    logits: HashMap<JobKey, Arc<Vec<f32>>>,
     ctl: Control,
 }
 
@@ -331,8 +365,12 @@ impl Worker {
                 let row =
                     |lg: &[f32]| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, lg));
                 let mut stream = partial_stream(key, tx.clone(), &mut obs, row);
-                eval::features_with(m, &set, &images, Tap::Logits, batch, &mut stream)?
-                    .map(|lg| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, &lg)))
+                let lg = eval::features_with(m, &set, &images, Tap::Logits, batch, &mut stream)?;
+                lg.map(|lg| {
+                    let row = eval::perturb_row(&set, c, kind, level, &lg);
+                    keep_logits(&mut self.logits, key, lg);
+                    JobResult::Perturb(row)
+                })
             }
             JobKey::Pgd { model, eps_index } => {
                 let cfg = self
@@ -349,22 +387,69 @@ impl Worker {
                 } else {
                     batch
                 };
-                eval::pgd_accuracy(m, &set, &cfg, pgd_batch, &mut obs)?.map(JobResult::Pgd)
+                let out =
+                    eval::pgd_features(m, &set, &cfg, Some(Tap::Logits), pgd_batch, &mut obs)?;
+                out.map(|(row, lg)| {
+                    keep_logits(&mut self.logits, key, lg);
+                    JobResult::Pgd(row)
+                })
             }
-            JobKey::Kstar { model, tap, metric } => {
+            JobKey::Kstar {
+                model,
+                tap,
+                metric,
+                on,
+            } => {
                 let m = &self.models[model];
-                // The logits come with the features (one pass), for the
-                // accuracies in the report.
+                let k = m.num_classes();
+                // The logits and the features of the set, with the logits a
+                // perturbation or PGD job kept when the tap is the logits.
+                let kept = match on {
+                    KstarSet::Clean => None,
+                    KstarSet::Perturb { kind, level } => {
+                        Some(JobKey::Perturb { model, kind, level })
+                    }
+                    KstarSet::Pgd { eps_index } => Some(JobKey::Pgd { model, eps_index }),
+                }
+                .and_then(|k| self.logits.get(&k).cloned())
+                .filter(|_| tap == Tap::Logits);
                 let taps = if tap == Tap::Logits {
                     vec![tap]
                 } else {
                     vec![Tap::Logits, tap]
                 };
-                match eval::features_many(m, &set, &set.data, &taps, batch, &mut obs)? {
+                // The predictions (for the accuracies) and the features.
+                let out: Option<(Vec<u32>, Vec<f32>)> = match (kept, on) {
+                    (Some(lg), _) => Some((eval::argmax_rows(&lg, k), (*lg).clone())),
+                    (None, KstarSet::Clean | KstarSet::Perturb { .. }) => {
+                        let images = match on {
+                            KstarSet::Perturb { kind, level } => {
+                                eval::perturbed_images(&set, kind, level, self.settings.seed)?
+                            }
+                            _ => set.data.clone(),
+                        };
+                        eval::features_many(m, &set, &images, &taps, batch, &mut obs)?.map(
+                            |mut out| {
+                                let f = out.pop().expect("one output per tap");
+                                let preds = eval::argmax_rows(out.first().unwrap_or(&f), k);
+                                (preds, f)
+                            },
+                        )
+                    }
+                    (None, KstarSet::Pgd { eps_index }) => {
+                        let cfg = self
+                            .settings
+                            .pgd
+                            .get(eps_index)
+                            .copied()
+                            .ok_or_else(|| crate::invalid!("no PGD setting {eps_index}"))?;
+                        eval::pgd_features(m, &set, &cfg, Some(tap), batch, &mut obs)?
+                            .map(|(row, f)| (row.preds, f))
+                    }
+                };
+                match out {
                     None => None,
-                    Some(mut out) => {
-                        let f = out.pop().expect("one output per tap");
-                        let preds = eval::argmax_rows(out.first().unwrap_or(&f), m.num_classes());
+                    Some((preds, f)) => {
                         let names = class_names(m, &set);
                         let rep = eval::kstar(
                             &f,

@@ -132,6 +132,18 @@ pub struct Demo {
     pub paused: bool,
 }
 
+/// Which samples the k* panel shows the distribution of (`v` cycles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KstarView {
+    /// The evaluated set as is.
+    Clean,
+    /// The set under the selected perturbation and level (it follows the
+    /// perturbation list).
+    Current,
+    /// The set under PGD at `meta.pgd[i]`.
+    Pgd(usize),
+}
+
 /// The whole state of the explorer.
 pub struct App {
     pub meta: Meta,
@@ -148,6 +160,8 @@ pub struct App {
     pub metric: Metric,
     /// First k* class row shown.
     pub kstar_scroll: usize,
+    /// Whose k* the k* panel shows (`v`).
+    pub kstar_on: KstarView,
     /// The DS histogram over log-spaced bins (`b`) instead of equal-width ones.
     pub ds_log_bins: bool,
     /// Finished results, filled only from engine events.
@@ -188,6 +202,7 @@ impl App {
             tap: Tap::Logits,
             metric: Metric::Euclidean,
             kstar_scroll: 0,
+            kstar_on: KstarView::Clean,
             ds_log_bins: false,
             results: HashMap::new(),
             partials: HashMap::new(),
@@ -260,6 +275,15 @@ impl App {
             Action::PrevMetric => self.metric = cycle(&METRICS, self.metric, -1),
             Action::Level(l) => self.set_level(l),
             Action::ToggleLogBins => self.ds_log_bins = !self.ds_log_bins,
+            Action::CycleKstarSet => {
+                self.kstar_on = match self.kstar_on {
+                    KstarView::Clean => KstarView::Current,
+                    KstarView::Current if !self.meta.pgd.is_empty() => KstarView::Pgd(0),
+                    KstarView::Pgd(i) if i + 1 < self.meta.pgd.len() => KstarView::Pgd(i + 1),
+                    _ => KstarView::Clean,
+                };
+                self.kstar_scroll = 0;
+            }
             Action::ToggleDemo => match &mut self.demo {
                 Some(d) => {
                     d.paused = !d.paused;

@@ -3,8 +3,8 @@
 //! engine events applied to [`App`], and the jobs the current view needs in
 //! priority order ([`App::tiers`], [`App::request`]).
 
-use super::app::{eps_label, metric_name, App, JobState, Progress};
-use crate::engine::{Event, JobKey, JobResult, SampleImages};
+use super::app::{eps_label, metric_name, App, JobState, KstarView, Progress};
+use crate::engine::{Event, JobKey, JobResult, KstarSet, SampleImages};
 use crate::eval::{Clean, PerturbRow, PgdRow};
 use crate::metrics::kstar::KstarReport;
 use crate::perturb::Kind;
@@ -59,11 +59,54 @@ impl App {
             _ => None,
         }
     }
+    /// The k* job of the set the panel shows (`kstar_on`).
     pub fn kstar_key(&self, model: usize) -> JobKey {
+        let (kind, level) = self.current();
+        let on = match self.kstar_on {
+            KstarView::Clean => KstarSet::Clean,
+            KstarView::Current => KstarSet::Perturb { kind, level },
+            KstarView::Pgd(eps_index) => KstarSet::Pgd { eps_index },
+        };
         JobKey::Kstar {
             model,
             tap: self.tap,
             metric: self.metric,
+            on,
+        }
+    }
+    /// The k* job of the clean set at the same layer and distance (what a
+    /// transformed set's k* is compared with).
+    pub fn kstar_clean_key(&self, model: usize) -> JobKey {
+        JobKey::Kstar {
+            model,
+            tap: self.tap,
+            metric: self.metric,
+            on: KstarSet::Clean,
+        }
+    }
+    /// The clean set's k* report, when the panel shows another set.
+    pub fn kstar_clean(&self, model: usize) -> Option<&KstarReport> {
+        let key = self.kstar_clean_key(model);
+        if key == self.kstar_key(model) {
+            return None;
+        }
+        match self.results.get(&key).map(|r| &**r) {
+            Some(JobResult::Kstar(k)) => Some(k),
+            _ => None,
+        }
+    }
+    /// What the k* panel shows, in words ("clean", "hue 0.2", "PGD 2/255").
+    pub fn kstar_set_label(&self) -> String {
+        match self.kstar_on {
+            KstarView::Clean => "clean".into(),
+            KstarView::Current => {
+                let (kind, level) = self.current();
+                self.label(kind, level)
+            }
+            KstarView::Pgd(i) => {
+                let eps = self.meta.pgd.get(i).map(|p| p.eps).unwrap_or(0.0);
+                format!("PGD {}", eps_label(eps))
+            }
         }
     }
     pub fn sample_key(&self) -> JobKey {
@@ -235,7 +278,9 @@ impl App {
                 });
             }
         }
-        let t3: Vec<JobKey> = models.iter().map(|&m| self.kstar_key(m)).collect();
+        // k* of the shown set, then of the clean set it is compared with.
+        let mut t3: Vec<JobKey> = models.iter().map(|&m| self.kstar_key(m)).collect();
+        t3.extend(models.iter().map(|&m| self.kstar_clean_key(m)));
         let mut t4 = Vec::new();
         for e in 0..self.meta.pgd.len() {
             for &m in &models {
@@ -336,7 +381,18 @@ impl App {
                 model: m,
                 tap,
                 metric,
-            } => format!("k* {tap}/{} [{}]", metric_name(metric), model(m)),
+                on,
+            } => {
+                let set = match on {
+                    KstarSet::Clean => "clean".to_string(),
+                    KstarSet::Perturb { kind, level } => self.label(kind, level),
+                    KstarSet::Pgd { eps_index } => {
+                        let eps = self.meta.pgd.get(eps_index).map(|p| p.eps).unwrap_or(0.0);
+                        format!("PGD {}", eps_label(eps))
+                    }
+                };
+                format!("k* {set} {tap}/{} [{}]", metric_name(metric), model(m))
+            }
             JobKey::Sample { index, .. } => format!("sample {}", index + 1),
         }
     }

@@ -32,6 +32,9 @@ pub enum Action {
     ToggleDemo,
     /// The DS histogram's bins: equal-width (numpy's) or log-spaced.
     ToggleLogBins,
+    /// The set whose k* is shown: clean, the selected perturbation and
+    /// level, each PGD setting.
+    CycleKstarSet,
 }
 
 /// Where [`Action::Jump`] goes.
@@ -58,6 +61,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("n  p", "next / previous sample"),
     ("t  T", "k*: next / previous layer"),
     ("d  D", "k*: next / previous distance"),
+    ("v", "k* of: clean / selected perturbation / each PGD"),
     ("b", "DS histogram: equal-width / log-spaced bins"),
     ("e", "export the current view (JSON + PNG charts)"),
     ("space", "demo: pause / resume (starts it when off)"),
@@ -104,6 +108,7 @@ pub fn action(k: KeyEvent) -> Option<Action> {
         KeyCode::Char(c @ '1'..='9') => Action::Level(c as usize - '0' as usize),
         KeyCode::Char('e') => Action::Export,
         KeyCode::Char('b') => Action::ToggleLogBins,
+        KeyCode::Char('v') => Action::CycleKstarSet,
         KeyCode::Char(' ') => Action::ToggleDemo,
         _ => return None,
     })

@@ -15,6 +15,8 @@ pub struct KClass {
     pub skew: Option<f64>,
     /// 'A' fractured, 'B' overlapped, 'C' clustered.
     pub pattern: Option<char>,
+    /// Accuracy on the class's samples of the set shown.
+    pub accuracy: Option<f64>,
     pub counts: Vec<u64>,
     pub lo: f64,
     pub hi: f64,
@@ -44,6 +46,7 @@ fn class(c: &ClassStats) -> KClass {
         std: c.std,
         skew: c.skew,
         pattern,
+        accuracy: c.accuracy,
         counts: c.histogram.counts.clone(),
         lo: c.histogram.lo,
         hi: c.histogram.hi,
@@ -76,6 +79,11 @@ pub fn groups(r: &KstarReport) -> [Group; 3] {
 /// Mean normalised k* over classes.
 pub fn overall_mean(r: &KstarReport) -> Option<f64> {
     r.summary.all.mean
+}
+
+/// Mean class accuracy over classes.
+pub fn overall_accuracy(r: &KstarReport) -> Option<f64> {
+    r.summary.all.accuracy
 }
 
 /// Unicode block sparkline of histogram counts, `width` characters.

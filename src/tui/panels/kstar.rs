@@ -1,9 +1,13 @@
-//! The k* panel: per model the count of classes in each pattern (A
-//! fractured, B overlapped, C clustered) and the mean k*; below, the
-//! selected model's classes (n, mean, std, skew, pattern, a histogram of
-//! k*/n), scrolled with ↑↓.
+//! The k* panel: the k* distribution of the set `v` chooses (clean, the
+//! selected perturbation and level, a PGD setting). Per model the count of
+//! classes in each pattern (A fractured, B overlapped, C clustered), the
+//! mean k* and the mean class accuracy, each beside the clean set's
+//! (clean→shown) when another set is shown; below, the selected model's
+//! classes (n, mean, std, skew, pattern, accuracy, a histogram of k*/n),
+//! scrolled with ↑↓.
 
 use super::common::{header_table, model_col_width, panel_block, ACCENT, DIM};
+use crate::metrics::kstar::KstarReport;
 use crate::tui::app::{metric_name, App, JobState, Panel};
 use crate::tui::kview;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -13,7 +17,12 @@ use ratatui::widgets::{Cell, Paragraph, Row};
 use ratatui::Frame;
 
 pub fn render(f: &mut Frame, app: &App, area: Rect) {
-    let extra = format!("layer {} · {} (t/d)", app.tap, metric_name(app.metric));
+    let extra = format!(
+        "{} · layer {} · {} (v/t/d)",
+        app.kstar_set_label(),
+        app.tap,
+        metric_name(app.metric)
+    );
     let block = panel_block(app, Panel::Kstar, extra);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -23,7 +32,10 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
     // Pattern counts per model.
     let mw = model_col_width(app) as usize;
     let mut lines = vec![Line::from(vec![Span::styled(
-        format!("{:<mw$}A frac. B overl. C clust.  mean k*", "model"),
+        format!(
+            "{:<mw$}{:>7} {:>8} {:>8} {:>12} {:>12}",
+            "model", "A frac.", "B overl.", "C clust.", "mean k*", "acc"
+        ),
         Style::new().bold(),
     )])];
     for m in 0..app.n_models() {
@@ -34,15 +46,29 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         };
         let body = match (app.state(&app.kstar_key(m)), app.kstar(m)) {
             (_, Some(r)) => {
+                // "clean→shown" when another set than the clean one is shown.
+                let clean = app.kstar_clean(m);
                 let g = kview::groups(r);
+                let gc = clean.map(kview::groups);
+                let count = |i: usize| match &gc {
+                    Some(c) => format!("{}→{}", c[i].count, g[i].count),
+                    None => g[i].count.to_string(),
+                };
+                let num = |f: fn(&KstarReport) -> Option<f64>| {
+                    let v =
+                        |r: &KstarReport| f(r).map_or_else(|| "-".into(), |v| format!("{v:.3}"));
+                    match clean {
+                        Some(c) => format!("{}→{}", v(c), v(r)),
+                        None => v(r),
+                    }
+                };
                 format!(
-                    "{:>7} {:>8} {:>8}  {}",
-                    g[0].count,
-                    g[1].count,
-                    g[2].count,
-                    kview::overall_mean(r)
-                        .map(|v| format!("{v:.3}"))
-                        .unwrap_or_else(|| "-".into())
+                    "{:>7} {:>8} {:>8} {:>12} {:>12}",
+                    count(0),
+                    count(1),
+                    count(2),
+                    num(kview::overall_mean),
+                    num(kview::overall_accuracy)
                 )
             }
             (JobState::Running { done, total }, _) => {
@@ -90,7 +116,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         .max()
         .unwrap_or(5)
         .clamp(5, 16) as u16;
-    let fixed = name_w + 6 + 7 + 7 + 7 + 4 + 6;
+    let fixed = name_w + 6 + 7 + 7 + 7 + 4 + 6 + 6;
     let spark_w = table.width.saturating_sub(fixed).clamp(0, 30) as usize;
     let rows: Vec<Row> = cls
         .iter()
@@ -113,6 +139,11 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
                 ),
                 Cell::from(c.pattern.map(String::from).unwrap_or_else(|| "-".into()))
                     .style(pat_style.bold()),
+                Cell::from(
+                    c.accuracy
+                        .map(|a| format!("{:.0}%", 100.0 * a))
+                        .unwrap_or_else(|| "-".into()),
+                ),
                 Cell::from(kview::sparkline(&c.counts, spark_w)).style(Style::new().fg(ACCENT)),
             ])
         })
@@ -122,7 +153,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         w if w >= 9 => "k*/n hist",
         _ => "hist",
     };
-    let head = ["class", "n", "mean", "std", "skew", "pat", hist_head]
+    let head = ["class", "n", "mean", "std", "skew", "pat", "acc", hist_head]
         .iter()
         .map(|s| (s.to_string(), false))
         .collect();
@@ -133,6 +164,7 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(3),
+        Constraint::Length(4),
         Constraint::Fill(1),
     ];
     f.render_widget(header_table(head, rows, widths), table);
