@@ -80,8 +80,22 @@ pub fn labels_from(t: &Tensor, p: &Path) -> Result<Vec<u32>> {
             format!("negative label {y} at sample {i}"),
         ));
     }
+    // Every class up to the largest label gets a name: a label must not
+    // make that list larger than any real dataset's.
+    if let Some((i, y)) = v.iter().enumerate().find(|(_, &y)| y >= MAX_CLASSES as i64) {
+        return Err(Error::format(
+            p,
+            format!(
+                "label {y} at sample {i} is too large: semcon reads up to {MAX_CLASSES} classes (labels 0..{})",
+                MAX_CLASSES - 1
+            ),
+        ));
+    }
     Ok(v.into_iter().map(|y| y as u32).collect())
 }
+
+/// The most classes a label array may imply (ImageNet-21k has 21,841).
+pub const MAX_CLASSES: usize = 100_000;
 
 /// Images from an array: uint8 (0..255) or float in [0,1], NHW/NHWC/NCHW.
 /// Returns (c, h, w, data).
