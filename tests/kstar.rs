@@ -722,3 +722,153 @@ fn features_then_kstar_keeps_layer_and_class_names() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The k* paper's analysis of transformed and adversarial sets (§IV-C..F)
+/// against make_kstar_transformed.py: PyTorch/torchvision compute the
+/// latents of the clean, rotated, cropped and PGD samples of a trained
+/// fixture model, numpy/scipy k*, the per-class statistics and accuracies and
+/// the pattern-group summaries. semcon's `eval --kstar` (its own perturbation,
+/// attack and forward pass) gives the same per-class numbers: identical
+/// sample counts and accuracies, statistics within 1e-9 (so identical k*
+/// integers), and the same group summaries. PGD's images are not
+/// bit-identical across frameworks (the sign of a gradient that rounds to
+/// about zero can differ, and the attack amplifies it over 10 steps), so for
+/// the adversarial set the per-class sum of k* may differ by 2 and the
+/// accuracies by one sample; semcon's k* on PyTorch's own adversarial latents
+/// is checked exactly at the end.
+#[test]
+fn transformed_and_adversarial_sets_match_the_reference() {
+    let dir = common::fixture("kstar");
+    let reference = semcon::data::npyz::Npz::open(&dir.join("transformed.npz")).unwrap();
+    let get = |name: &str| -> Vec<f64> {
+        let t = reference
+            .get(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {name} in transformed.npz"));
+        common::tensor_f64(&t)
+    };
+    let close = |got: &serde_json::Value, want: f64, what: &str| {
+        if want.is_nan() {
+            assert!(
+                got.is_null(),
+                "{what}: {got} where the reference is undefined"
+            );
+        } else {
+            let g = got.as_f64().unwrap_or_else(|| panic!("{what}: {got}"));
+            assert!((g - want).abs() <= 1e-9, "{what}: {g} vs {want}");
+        }
+    };
+    for layer in ["logits", "penultimate"] {
+        let model = dir.join("transformed_model.safetensors");
+        let data = dir.join("transformed_data.npz");
+        let r = common::semcon_ok([
+            "eval",
+            "-c",
+            model.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--perturb",
+            "rotate:1+crop-resize:2",
+            "--pgd",
+            "8/255",
+            "--pgd-step",
+            "2/255",
+            "--pgd-iters",
+            "10",
+            "--kstar",
+            "--layer",
+            layer,
+            "--format",
+            "json",
+        ]);
+        let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let m = &j["models"][0];
+        let sets = [
+            ("clean", &m["kstar"]),
+            ("rotate_L1", &m["perturbations"][0]["kstar"]),
+            ("crop_L2", &m["perturbations"][1]["kstar"]),
+            ("pgd_8", &m["pgd"][0]["kstar"]),
+        ];
+        for (name, k) in sets {
+            let what = format!("{name} {layer}");
+            let exact = name != "pgd_8";
+            assert_eq!(k["layer"], layer, "{what}");
+            let classes = get(&format!("{name}_{layer}_classes"));
+            let stats = get(&format!("{name}_{layer}_stats"));
+            let got = k["classes"].as_array().unwrap();
+            assert_eq!(got.len(), classes.len(), "{what}: classes");
+            for (i, c) in got.iter().enumerate() {
+                let row = &stats[i * 5..i * 5 + 5];
+                let w = format!("{what} class {}", classes[i]);
+                assert_eq!(c["class"].as_f64().unwrap(), classes[i], "{w}");
+                assert_eq!(c["n"].as_f64().unwrap(), row[0], "{w}: n");
+                if !exact {
+                    // sum of k* = mean(k*/n) * n * n
+                    let sum = |m: f64| m * row[0] * row[0];
+                    let d = sum(c["mean"].as_f64().unwrap()) - sum(row[1]);
+                    assert!(d.abs() <= 2.0 + 1e-9, "{w}: sum of k* differs by {d}");
+                    let da = c["accuracy"].as_f64().unwrap() - row[4];
+                    assert!(da.abs() * row[0] <= 1.0 + 1e-9, "{w}: accuracy");
+                    continue;
+                }
+                close(&c["mean"], row[1], &format!("{w}: mean"));
+                close(&c["std"], row[2], &format!("{w}: std"));
+                close(&c["skew"], row[3], &format!("{w}: skew"));
+                assert_eq!(c["accuracy"].as_f64().unwrap(), row[4], "{w}: accuracy");
+                // The split histograms partition the class's samples.
+                let total = |h: &serde_json::Value| -> u64 {
+                    h["counts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_u64().unwrap())
+                        .sum()
+                };
+                let right = total(&c["histogram_correct"]);
+                assert_eq!(right + total(&c["histogram_wrong"]), row[0] as u64, "{w}");
+                assert_eq!(right as f64, (row[4] * row[0]).round(), "{w}: correct");
+            }
+            if !exact {
+                continue;
+            }
+            let groups = get(&format!("{name}_{layer}_groups"));
+            for (gi, g) in ["A", "B", "C", "all"].iter().enumerate() {
+                let row = &groups[gi * 5..gi * 5 + 5];
+                let s = &k["summary"][g];
+                let w = format!("{what} group {g}");
+                assert_eq!(s["count"].as_f64().unwrap(), row[0], "{w}: count");
+                close(&s["mean"], row[1], &format!("{w}: mean"));
+                close(&s["std"], row[2], &format!("{w}: std"));
+                close(&s["skew"], row[3], &format!("{w}: skew"));
+                close(&s["accuracy"], row[4], &format!("{w}: accuracy"));
+            }
+        }
+        // The accuracy of each entry is the accuracy its k* block reports.
+        let acc = m["perturbations"][0]["accuracy"].as_f64().unwrap();
+        let per_class: Vec<(f64, f64)> = m["perturbations"][0]["kstar"]["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["n"].as_f64().unwrap(), c["accuracy"].as_f64().unwrap()))
+            .collect();
+        let n: f64 = per_class.iter().map(|c| c.0).sum();
+        let weighted: f64 = per_class.iter().map(|c| c.0 * c.1).sum::<f64>() / n;
+        assert!((weighted - acc).abs() < 1e-12, "{weighted} vs {acc}");
+    }
+    // The k* integers themselves, on the reference latents.
+    for name in ["clean", "rotate_L1", "crop_L2", "pgd_8"] {
+        let f = reference
+            .get(&format!("{name}_logits_features"))
+            .unwrap()
+            .unwrap();
+        let dim = f.dim(1).unwrap();
+        let feats: Vec<f32> = f.flatten_all().unwrap().to_vec1().unwrap();
+        let labels: Vec<u32> = get("y").iter().map(|&v| v as u32).collect();
+        let k = kstar::kstar(&feats, dim, &labels, Metric::Euclidean, &Device::Cpu).unwrap();
+        let want: Vec<u32> = get(&format!("{name}_logits_kstar"))
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
+        assert_eq!(k, want, "{name}");
+    }
+}
