@@ -308,8 +308,14 @@ pub fn parse_npy_strings(b: &[u8]) -> std::result::Result<Vec<String>, String> {
         .map_err(|_| format!("bad dtype '{}'", h.descr))?;
     let n = crate::data::files::checked_product(&h.shape);
     let need = n.and_then(|n| n.checked_mul(chars)?.checked_mul(4));
-    let (Some(n), Some(need)) = (n, need) else {
-        return Err("string array too large".into());
+    // semcon reads string arrays as names (classes, layers): no more than
+    // this many, even of empty strings, which take no bytes in the file.
+    const MAX_STRINGS: usize = 1_000_000;
+    let (Some(n), Some(need)) = (n.filter(|&n| n <= MAX_STRINGS), need) else {
+        return Err(format!(
+            "string array of shape {:?} is too large (at most {MAX_STRINGS} strings)",
+            h.shape
+        ));
     };
     if h.body.len() < need || (h.fortran && h.shape.len() > 1) {
         return Err(if h.fortran && h.shape.len() > 1 {
