@@ -872,3 +872,120 @@ fn transformed_and_adversarial_sets_match_the_reference() {
         assert_eq!(k, want, "{name}");
     }
 }
+
+/// `semcon features --layer all` writes every layer from one forward pass
+/// (with the model's predictions), and `semcon kstar --layer all` reports
+/// each, with accuracies: the penultimate features match PyTorch's, the
+/// logits' and penultimate reports match the numpy/scipy reference of
+/// make_kstar_transformed.py. Piped into a reader that stops early, kstar
+/// ends without a panic.
+#[test]
+fn features_and_kstar_at_every_layer() {
+    let dir = common::fixture("kstar");
+    let tmp = common::tmp_dir("kstar_all_layers");
+    let out = tmp.join("f.npz");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    common::semcon_ok([
+        "features".to_string(),
+        "-c".into(),
+        s(&dir.join("transformed_model.safetensors")),
+        "-d".into(),
+        s(&dir.join("transformed_data.npz")),
+        "--layer".into(),
+        "all".into(),
+        "--out".into(),
+        s(&out),
+    ]);
+    let f = semcon::data::npyz::Npz::open(&out).unwrap();
+    let reference = semcon::data::npyz::Npz::open(&dir.join("transformed.npz")).unwrap();
+    let layers = f.get_strings("layer").unwrap().unwrap();
+    assert_eq!(
+        layers,
+        [
+            "logits",
+            "penultimate",
+            "layer1",
+            "layer2",
+            "layer3",
+            "layer4"
+        ]
+    );
+    let arr = |z: &semcon::data::npyz::Npz, k: &str| -> Vec<f32> {
+        let t = z.get(k).unwrap().unwrap_or_else(|| panic!("no {k}"));
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    assert_eq!(arr(&f, "features"), arr(&f, "features_logits"));
+    common::assert_close(
+        &arr(&f, "features_penultimate"),
+        &arr(&reference, "clean_penultimate_features"),
+        1e-4,
+        "penultimate",
+    );
+    let preds = common::tensor_f64(&f.get("preds").unwrap().unwrap());
+    let want = arr(&reference, "clean_logits_features");
+    for (i, p) in preds.iter().enumerate() {
+        let row = &want[i * 10..i * 10 + 10];
+        let best = (0..10).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        assert_eq!(*p as usize, best, "prediction of sample {i}");
+    }
+    let r = common::semcon_ok([
+        "kstar",
+        "--features",
+        &s(&out),
+        "--layer",
+        "all",
+        "--format",
+        "json",
+    ]);
+    let reports: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 6);
+    for (rep, layer) in reports.iter().zip(&layers) {
+        assert_eq!(rep["layer"], layer.as_str());
+        assert!(rep["summary"]["all"]["accuracy"].is_number(), "{layer}");
+    }
+    for (rep, layer) in reports.iter().take(2).zip(["logits", "penultimate"]) {
+        let stats = common::tensor_f64(
+            &reference
+                .get(&format!("clean_{layer}_stats"))
+                .unwrap()
+                .unwrap(),
+        );
+        for (i, c) in rep["classes"].as_array().unwrap().iter().enumerate() {
+            let row = &stats[i * 5..i * 5 + 5];
+            assert!(
+                (c["mean"].as_f64().unwrap() - row[1]).abs() < 1e-9,
+                "{layer} {i}"
+            );
+            assert_eq!(c["accuracy"].as_f64().unwrap(), row[4], "{layer} {i}");
+        }
+    }
+    // One layer by name; a name the file does not hold is refused.
+    let r = common::semcon_ok([
+        "kstar",
+        "--features",
+        &s(&out),
+        "--layer",
+        "layer2",
+        "--format",
+        "json",
+    ]);
+    let rep: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["layer"], "layer2");
+    common::expect_error_with(
+        &common::semcon(["kstar", "--features", &s(&out), "--layer", "layer9"]),
+        &["layer9 is none of them"],
+    );
+    // Piped into a reader that goes away at once: no panic.
+    let piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' kstar --features '{}' --layer all | true",
+            common::bin().display(),
+            s(&out)
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,5 +1,6 @@
-//! `semcon features`: a model's features at a layer (with labels, class
-//! names and the layer's name) as an .npz for any analysis.
+//! `semcon features`: a model's features at a layer, or at every layer from
+//! one forward pass (with labels, the model's predictions, class names and
+//! the layers' names) as an .npz for any analysis.
 
 use super::args::{parse_batch, DataArgs, ModelArgs};
 use super::common::check_out;
@@ -21,11 +22,13 @@ pub struct FeaturesArgs {
     /// Float32 NCHW images in [0,1] (.npy) instead of a dataset.
     #[arg(long, conflicts_with = "dataset")]
     pub input: Option<PathBuf>,
-    /// logits, penultimate, layer1..layer4.
+    /// logits, penultimate, layer1..layer4, or all (every layer, from one
+    /// forward pass, as `features_LAYER`; `features` is then the logits).
     #[arg(long, default_value = "logits")]
     pub layer: String,
-    /// Output .npz: features, labels and class_names (with a dataset) and
-    /// layer; the names are numpy string arrays.
+    /// Output .npz: features, preds (the model's predictions), labels and
+    /// class_names (with a dataset) and layer (one name, or every layer with
+    /// --layer all); the names are numpy string arrays.
     #[arg(long)]
     pub out: PathBuf,
     /// Images per forward pass (a device out of memory halves it and retries).
@@ -38,11 +41,15 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
     let choice = a.model.choice()?;
     let device = choice.device()?;
     let m = choice.load_one(&device)?;
-    let tap: Tap = a.layer.parse()?;
-    let (x, labels, class_names) = match &a.input {
+    let taps: Vec<Tap> = if a.layer == "all" {
+        Tap::ALL.to_vec()
+    } else {
+        vec![a.layer.parse()?]
+    };
+    let (set, labels, class_names) = match &a.input {
         Some(p) => {
             let set = a.data.choice().subset(read_input_set(p)?)?;
-            (set.batch(0, set.len(), &Device::Cpu)?, None, None)
+            (set, None, None)
         }
         None => {
             let set = a.data.choice().load(m.input_size)?;
@@ -50,20 +57,44 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
             if let Some(n) = eval::gray_notice(&set, std::slice::from_ref(&m)) {
                 eprintln!("notice: {n}");
             }
-            let x = set.batch(0, set.len(), &Device::Cpu)?;
             let y = Tensor::from_vec(
                 set.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(),
                 set.len(),
                 &Device::Cpu,
             )?;
-            (x, Some(y), Some(set.class_names.clone()))
+            let names = set.class_names.clone();
+            (set, Some(y), Some(names))
         }
     };
-    let f = eval::batched(&x, a.batch, &device, |xb| m.features(xb, tap))?;
-    // The layer and the class names travel with the features, for `semcon
+    // The logits always come along (for the predictions), from the same pass.
+    let mut want = taps.clone();
+    if !want.contains(&Tap::Logits) {
+        want.push(Tap::Logits);
+    }
+    let n = set.len();
+    let outs = eval::features_many(&m, &set, &set.data, &want, a.batch, &mut |_, _| true)?
+        .expect("never cancelled");
+    let tensors: Vec<Tensor> = outs
+        .into_iter()
+        .map(|v| {
+            let d = v.len() / n.max(1);
+            Tensor::from_vec(v, (n, d), &Device::Cpu)
+        })
+        .collect::<candle_core::Result<_>>()?;
+    let logits = &tensors[want.iter().position(|&t| t == Tap::Logits).expect("asked")];
+    let preds = logits.argmax(1)?.to_dtype(candle_core::DType::I64)?;
+    let f = &tensors[0];
+    // The layers and the class names travel with the features, for `semcon
     // kstar` and for numpy (`f["layer"]`, `f["class_names"]`).
-    let layer = [tap.to_string()];
-    let mut arrays = vec![("features", NpyArray::Tensor(&f))];
+    let layer: Vec<String> = taps.iter().map(Tap::to_string).collect();
+    let keys: Vec<String> = layer.iter().map(|l| format!("features_{l}")).collect();
+    let mut arrays = vec![("features", NpyArray::Tensor(f))];
+    if taps.len() > 1 {
+        for (k, t) in keys.iter().zip(&tensors) {
+            arrays.push((k.as_str(), NpyArray::Tensor(t)));
+        }
+    }
+    arrays.push(("preds", NpyArray::Tensor(&preds)));
     if let Some(y) = &labels {
         arrays.push(("labels", NpyArray::Tensor(y)));
     }
@@ -73,10 +104,16 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
     }
     save_npz(&a.out, &arrays)?;
     eprintln!(
-        "wrote {} ({} x {} features at {tap})",
+        "wrote {} ({} x {} features at {}{})",
         a.out.display(),
         f.dim(0)?,
-        f.dim(1)?
+        f.dim(1)?,
+        layer[0],
+        if taps.len() > 1 {
+            format!(", and every layer as features_LAYER ({})", layer.join(", "))
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

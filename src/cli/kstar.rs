@@ -25,8 +25,10 @@ pub struct KstarArgs {
     /// json or table.
     #[arg(long, default_value = "table")]
     pub format: String,
-    /// Layer name recorded in the report [default: the `layer` array of an
-    /// .npz from `semcon features`, else none].
+    /// Layer: with an .npz from `semcon features --layer all`, the layer to
+    /// analyse, or `all` for every layer of the file (one report each);
+    /// otherwise the name recorded in the report [default: the file's first
+    /// `layer`, else none].
     #[arg(long)]
     pub layer: Option<String>,
     /// Class names, comma separated [default: the `class_names` array of an
@@ -61,7 +63,54 @@ pub fn run(a: &KstarArgs) -> Result<()> {
         check_out(out, &["npy"])?;
     }
     let device = crate::device::select_arg(a.device.as_deref())?;
-    let f = kstar::read_features(&a.features, a.labels.as_deref())?;
+    // The layers to analyse: every one of a `--layer all` file with `all`,
+    // the one named when the file holds it, else the file's `features`.
+    let in_file = kstar::layers_in(&a.features)?;
+    let layers: Vec<Option<String>> = match a.layer.as_deref() {
+        Some("all") if in_file.len() > 1 => in_file.iter().cloned().map(Some).collect(),
+        Some("all") => vec![None],
+        Some(l) if in_file.len() > 1 && in_file.iter().any(|f| f == l) => vec![Some(l.to_string())],
+        Some(l) if in_file.len() > 1 => bail!(
+            "{} holds the layers {}; --layer {l} is none of them (or pass --layer all)",
+            a.features.display(),
+            in_file.join(", ")
+        ),
+        _ => vec![None],
+    };
+    if layers.len() > 1 && a.out.is_some() {
+        bail!("--out writes the k* of one layer: pick one with --layer instead of all");
+    }
+    let mut reports = Vec::new();
+    for at in &layers {
+        let f = match at {
+            Some(l) => kstar::read_features_at(&a.features, a.labels.as_deref(), l)?,
+            None => kstar::read_features(&a.features, a.labels.as_deref())?,
+        };
+        reports.push(one(a, &f, metric, &device)?);
+    }
+    if json {
+        if reports.len() == 1 {
+            println!("{}", serde_json::to_string_pretty(&reports[0])?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+    } else {
+        for r in &reports {
+            print!("{}", r.table());
+        }
+    }
+    Ok(())
+}
+
+/// The k* report of one feature array (and `--out`).
+fn one(
+    a: &KstarArgs,
+    f: &crate::metrics::kstar::FeatureFile,
+    metric: crate::metrics::kstar::Metric,
+    device: &candle_core::Device,
+) -> Result<crate::metrics::kstar::KstarReport> {
+    use crate::metrics::kstar;
+    let device = device.clone();
     let class_names = a.class_names.clone().or_else(|| f.class_names.clone());
     if let Some(names) = &class_names {
         // Every label needs a name (the highest label may be absent from a subset).
@@ -100,10 +149,21 @@ pub fn run(a: &KstarArgs) -> Result<()> {
         clustered: a.clustered_below,
     };
     let names = class_names.unwrap_or_default();
-    let mut report = kstar::summarize(&k, &f.labels, &names, metric, th)?;
-    report.layer = a
+    // With the model's predictions in the file, the report has accuracies.
+    let correct: Option<Vec<bool>> = f
+        .preds
+        .as_ref()
+        .map(|p| p.iter().zip(&f.labels).map(|(a, b)| a == b).collect());
+    let mut report = kstar::summarize_with(&k, &f.labels, correct.as_deref(), &names, metric, th)?;
+    report.layer = f
         .layer
         .clone()
+        .filter(|_| {
+            a.layer
+                .as_deref()
+                .is_none_or(|l| l == "all" || f.layer.as_deref() == Some(l))
+        })
+        .or_else(|| a.layer.clone().filter(|l| l != "all"))
         .or_else(|| f.layer.clone())
         .unwrap_or_default();
     if let Some(out) = &a.out {
@@ -111,10 +171,5 @@ pub fn run(a: &KstarArgs) -> Result<()> {
         let t = Tensor::from_vec(v, k.len(), &Device::Cpu)?;
         save_npy(out, &t)?;
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    Ok(report)
 }

@@ -93,6 +93,16 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Entry point: parses, runs, prints errors as one line; returns the exit code.
 pub fn main() -> i32 {
+    // Output piped into a program that stops reading (`semcon kstar ... |
+    // head`) ends semcon quietly, as it ends any Unix tool, instead of a
+    // "failed printing to stdout" panic: the default action of SIGPIPE,
+    // which Rust's runtime sets to ignored.
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before
+    // any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {

@@ -25,6 +25,9 @@ pub struct FeatureFile {
     pub layer: Option<String>,
     /// Class names (`class_names` in such an .npz).
     pub class_names: Option<Vec<String>>,
+    /// The model's prediction of each sample (`preds` in such an .npz), for
+    /// the accuracies of the k* report.
+    pub preds: Option<Vec<u32>>,
 }
 
 impl FeatureFile {
@@ -45,16 +48,39 @@ impl FeatureFile {
     }
 }
 
+/// The layers an `.npz` from `semcon features` holds (its `layer` array:
+/// one name, or every tap with `--layer all`); empty for other files.
+pub fn layers_in(path: &Path) -> Result<Vec<String>> {
+    if !path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
+    {
+        return Ok(Vec::new());
+    }
+    let npz = crate::data::npyz::Npz::open(path)?;
+    Ok(npz.get_strings("layer")?.unwrap_or_default())
+}
+
+/// [`read_features`] at one of the layers of a file `semcon features
+/// --layer all` wrote (its array `features_LAYER`).
+pub fn read_features_at(path: &Path, labels: Option<&Path>, layer: &str) -> Result<FeatureFile> {
+    read(path, labels, Some(layer))
+}
+
 /// Reads features from `.npz` (arrays `features` and `labels`, as `semcon
 /// features` writes them) or `.npy` (then `labels` is required; with an
 /// `.npz` it replaces the file's labels). Features must be float32 or
 /// float64 with at least two dimensions; dimensions after the first are
 /// flattened.
 pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> {
+    read(path, labels, None)
+}
+
+fn read(path: &Path, labels: Option<&Path>, at: Option<&str>) -> Result<FeatureFile> {
     let is_npz = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npz"));
-    let (mut layer, mut class_names) = (None, None);
+    let (mut layer, mut class_names, mut preds) = (None, None, None);
     let (x, y) = if is_npz {
         if !path.is_file() {
             return Err(Error::format(path, "no such file"));
@@ -64,12 +90,19 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
         let names = || npz.names().join(", ");
         layer = npz.get_strings("layer")?.and_then(|v| v.into_iter().next());
         class_names = npz.get_strings("class_names")?;
-        let x = npz.get("features")?.ok_or_else(|| {
+        if let Some(p) = npz.get("preds")? {
+            preds = Some(crate::data::npz::labels_from(&p, path)?);
+        }
+        let key = at.map_or_else(|| "features".to_string(), |l| format!("features_{l}"));
+        let x = npz.get(&key)?.ok_or_else(|| {
             Error::format(
                 path,
-                format!("npz has no array 'features' (it has: {})", names()),
+                format!("npz has no array '{key}' (it has: {})", names()),
             )
         })?;
+        if let Some(l) = at {
+            layer = Some(l.to_string());
+        }
         let y = match labels {
             Some(l) => crate::data::npyz::read_npy_file(l)?,
             None => npz.get("labels")?.ok_or_else(|| {
@@ -135,11 +168,18 @@ pub fn read_features(path: &Path, labels: Option<&Path>) -> Result<FeatureFile> 
             labels.len()
         ));
     }
+    if preds.as_ref().is_some_and(|p| p.len() != n) {
+        return Err(Error::format(
+            path,
+            format!("'preds' does not have one prediction per feature row ({n})"),
+        ));
+    }
     Ok(FeatureFile {
         values,
         dim,
         labels,
         layer,
         class_names,
+        preds,
     })
 }

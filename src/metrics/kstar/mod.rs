@@ -43,7 +43,7 @@ mod search;
 mod types;
 
 pub use compute::{analyze, analyze_with, kstar, kstar_with};
-pub use features::{read_features, FeatureFile, FeatureValues};
+pub use features::{layers_in, read_features, read_features_at, FeatureFile, FeatureValues};
 pub use report::{
     class_moments, normalized, summarize, summarize_with, ClassStats, GroupStats, KstarReport,
     Moments, Pattern, Summary, Thresholds, HISTOGRAM_BINS,
