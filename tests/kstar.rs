@@ -694,7 +694,10 @@ fn features_then_kstar_keeps_layer_and_class_names() {
         out.to_str().unwrap(),
     ]);
     let npz = semcon::data::npyz::Npz::open(&out).unwrap();
-    assert_eq!(npz.names(), ["features", "labels", "layer", "class_names"]);
+    assert_eq!(
+        npz.names(),
+        ["features", "preds", "labels", "layer", "class_names"]
+    );
     assert_eq!(npz.get("features").unwrap().unwrap().dims()[0], 60);
     let j: serde_json::Value = serde_json::from_str(
         &common::semcon_ok([

@@ -51,11 +51,12 @@ impl FeatureFile {
 /// The layers an `.npz` from `semcon features` holds (its `layer` array:
 /// one name, or every tap with `--layer all`); empty for other files.
 pub fn layers_in(path: &Path) -> Result<Vec<String>> {
-    if !path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
+    if !path.is_file()
+        || !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
     {
-        return Ok(Vec::new());
+        return Ok(Vec::new()); // the reader says what is wrong
     }
     let npz = crate::data::npyz::Npz::open(path)?;
     Ok(npz.get_strings("layer")?.unwrap_or_default())
