@@ -92,6 +92,7 @@ pub fn view_json(app: &App) -> Value {
             "C": "clustered (skew below -0.5)",
         },
         "kstar_layer": app.tap.to_string(),
+        "kstar_set": app.kstar_set_label(),
         "kstar_distance": metric_name(app.metric),
         "sample": {
             "index": app.sample,
