@@ -963,6 +963,22 @@ fn features_and_kstar_at_every_layer() {
             assert_eq!(c["accuracy"].as_f64().unwrap(), row[4], "{layer} {i}");
         }
     }
+    // Figure 4 (left) of each layer: one PNG per layer.
+    let plot = tmp.join("violins.png");
+    common::semcon_ok([
+        "kstar",
+        "--features",
+        &s(&out),
+        "--layer",
+        "all",
+        "--plot",
+        &s(&plot),
+    ]);
+    for layer in &layers {
+        let p = tmp.join(format!("violins-{layer}.png"));
+        let img = image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(img.width() >= 640 && img.height() == 560, "{}", p.display());
+    }
     // One layer by name; a name the file does not hold is refused.
     let r = common::semcon_ok([
         "kstar",

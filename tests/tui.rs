@@ -988,6 +988,7 @@ fn export_writes_json_and_pngs() {
         "ds.png",
         "pgd.png",
         "kstar.png",
+        "kstar_violins.png",
         "sample.png",
     ] {
         assert!(e.files.iter().any(|x| x == f), "{f} in {:?}", e.files);
@@ -996,6 +997,11 @@ fn export_writes_json_and_pngs() {
     for f in e.files.iter().filter(|f| f.ends_with(".png")) {
         let img = image::open(e.dir.join(f)).unwrap();
         assert!(img.width() > 100 && img.height() > 50, "{f}");
+    }
+    // Written atomically: no temporary file is left beside them.
+    for entry in std::fs::read_dir(&e.dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "{name} left behind");
     }
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(e.dir.join("view.json")).unwrap()).unwrap();
@@ -1021,7 +1027,7 @@ fn export_writes_json_and_pngs() {
         e.summary()
     );
     assert!(
-        e.summary().ends_with("(view.json + 5 charts)"),
+        e.summary().ends_with("(view.json + 6 charts)"),
         "{}",
         e.summary()
     );

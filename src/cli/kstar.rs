@@ -22,6 +22,11 @@ pub struct KstarArgs {
     /// Write the per-sample k* integers (int64 .npy).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Draw the per-class k* distributions sorted by skewness (the k*
+    /// paper's Figure 4, left) into this PNG; with --layer all, one PNG per
+    /// layer (FILE-LAYER.png).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// json or table.
     #[arg(long, default_value = "table")]
     pub format: String,
@@ -62,6 +67,9 @@ pub fn run(a: &KstarArgs) -> Result<()> {
     if let Some(out) = &a.out {
         check_out(out, &["npy"])?;
     }
+    if let Some(p) = &a.plot {
+        check_out(p, &["png"])?;
+    }
     let device = crate::device::select_arg(a.device.as_deref())?;
     // The layers to analyse: every one of a `--layer all` file with `all`,
     // the one named when the file holds it, else the file's `features`.
@@ -87,6 +95,24 @@ pub fn run(a: &KstarArgs) -> Result<()> {
             None => kstar::read_features(&a.features, a.labels.as_deref())?,
         };
         reports.push(one(a, &f, metric, &device)?);
+    }
+    if let Some(p) = &a.plot {
+        for r in &reports {
+            let path = if reports.len() == 1 {
+                p.clone()
+            } else {
+                let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+                p.with_file_name(format!("{stem}-{}.png", r.layer))
+            };
+            let title = format!(
+                "k*/n per class, by skewness · {} · layer {} · {}",
+                a.features.display(),
+                if r.layer.is_empty() { "-" } else { &r.layer },
+                r.metric
+            );
+            crate::tui::export::kstar_violins(r, &title, &path)?;
+            eprintln!("wrote {}", path.display());
+        }
     }
     if json {
         if reports.len() == 1 {

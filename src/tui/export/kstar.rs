@@ -3,6 +3,7 @@
 //! coloured by pattern.
 
 use super::plot::{count_label, plot_err, save_png, FAMILY};
+use super::violin::pattern_color;
 use crate::tui::app::{metric_name, App};
 use crate::tui::kview;
 use anyhow::Result;
@@ -96,10 +97,17 @@ pub(super) fn kstar_chart(app: &App, path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-fn pattern_color(p: Option<char>) -> RGBColor {
-    match p {
-        Some('A') => RGBColor(214, 39, 40),
-        Some('C') => RGBColor(44, 160, 44),
-        _ => RGBColor(255, 127, 14),
-    }
+/// The selected model's k* as the k* paper's Figure 4 (left).
+pub(super) fn kstar_violin_chart(app: &App, path: &Path) -> Result<bool> {
+    let Some(r) = app.kstar(app.model) else {
+        return Ok(false);
+    };
+    let title = format!(
+        "k*/n per class, by skewness · {} · {} · layer {} · {}",
+        app.meta.models[app.model],
+        app.kstar_set_label(),
+        app.tap,
+        metric_name(app.metric)
+    );
+    super::violin::kstar_violins(r, &title, path)
 }

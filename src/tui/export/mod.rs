@@ -4,15 +4,18 @@
 //! side bearing, which a monospaced font turns into gaps after ":" or "-").
 //!
 //! `json`: `view.json`; `charts`: accuracy, DS and PGD; `kstar`: the k*
-//! chart; here: the export itself, the font, PNG saving and the sample.
+//! chart; `violin`: the k* paper's Figure 4 (left), also for `semcon kstar
+//! --plot`; here: the export itself, the font, PNG saving and the sample.
 
 mod charts;
 mod json;
 mod kstar;
 mod plot;
+mod violin;
 
 pub use json::view_json;
 pub use plot::register_font;
+pub use violin::kstar_violins;
 
 use super::app::App;
 use anyhow::{Context, Result};
@@ -63,11 +66,12 @@ pub fn export(app: &App, base: &Path) -> Result<Exported> {
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     files.push("view.json".to_string());
     type Chart = fn(&App, &Path) -> Result<bool>;
-    let charts: [(&str, Chart); 5] = [
+    let charts: [(&str, Chart); 6] = [
         ("accuracy.png", charts::accuracy_chart),
         ("ds.png", charts::ds_chart),
         ("pgd.png", charts::pgd_chart),
         ("kstar.png", kstar::kstar_chart),
+        ("kstar_violins.png", kstar::kstar_violin_chart),
         ("sample.png", sample_png),
     ];
     for (name, draw) in charts {

@@ -24,7 +24,7 @@ pub fn register_font() -> Result<()> {
     }
 }
 
-/// Renders into an RGB buffer and saves it as PNG.
+/// Renders into an RGB buffer and saves it as PNG (atomically).
 pub(super) fn save_png(
     path: &Path,
     (w, h): (u32, u32),
@@ -38,8 +38,16 @@ pub(super) fn save_png(
         root.present().map_err(plot_err)?;
     }
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("bad image buffer"))?;
-    img.save(path)?;
-    Ok(())
+    // Written whole or not at all: a temporary file renamed into place.
+    let tmp = path.with_extension("png.tmp");
+    let written = img
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 pub(super) fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
