@@ -106,7 +106,10 @@ pub fn run(a: &KstarArgs) -> Result<()> {
             };
             let title = format!(
                 "k*/n per class, by skewness · {} · layer {} · {}",
-                a.features.display(),
+                a.features.file_name().map_or_else(
+                    || a.features.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ),
                 if r.layer.is_empty() { "-" } else { &r.layer },
                 r.metric
             );
