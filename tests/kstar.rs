@@ -1008,3 +1008,41 @@ fn features_and_kstar_at_every_layer() {
     let err = String::from_utf8_lossy(&piped.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The 2-D PCA view equals scikit-learn's `PCA(2).fit_transform` (its sign
+/// convention included) on tall and wide latents (make_embed.py); t-SNE is
+/// seeded (the same seed, the same picture) and separates nothing it
+/// should not: every point finite, not all in one place.
+#[test]
+fn pca_matches_scikit_learn_and_tsne_is_seeded() {
+    use semcon::metrics::embed::{embed, pca, Method};
+    let z = semcon::data::npyz::Npz::open(&common::fixture("kstar/embed_pca.npz")).unwrap();
+    for case in ["penultimate", "logits", "wide"] {
+        let x = z.get(&format!("{case}_x")).unwrap().unwrap();
+        let d = x.dim(1).unwrap();
+        let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let want = common::tensor_f64(&z.get(&format!("{case}_pca")).unwrap().unwrap());
+        let got: Vec<f64> = pca(&x, d).unwrap().into_iter().flatten().collect();
+        let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-6 * scale,
+                "{case}: row {} axis {}: {g} vs {w}",
+                i / 2,
+                i % 2
+            );
+        }
+    }
+    let x = z.get("logits_x").unwrap().unwrap();
+    let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let a = embed(Method::Tsne, &x, 10, 7).unwrap();
+    let b = embed(Method::Tsne, &x, 10, 7).unwrap();
+    assert_eq!(a, b, "the same seed gives the same picture");
+    assert_eq!(a.len(), 120);
+    assert!(a.iter().flatten().all(|v| v.is_finite()));
+    let spread = a.iter().map(|p| p[0]).fold(f64::NEG_INFINITY, f64::max)
+        - a.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+    assert!(spread > 1.0, "t-SNE collapsed to a point ({spread})");
+    assert!(embed(Method::Tsne, &x[..20], 10, 7).is_err(), "2 samples");
+    assert!(pca(&[f32::NAN, 1.0], 1).is_err());
+}

@@ -1,9 +1,11 @@
 //! Metrics of SPEC.md: accuracy, DS and continuity rank, PGD adversarial
-//! accuracy, and the k* distribution. Each is a plain function over tensors or
-//! slices; the engine and the CLI only call them.
+//! accuracy, and the k* distribution; beside k*, the 2-D PCA / t-SNE view
+//! of a layer it is contrasted with (`embed`). Each is a plain function over
+//! tensors or slices; the engine and the CLI only call them.
 
 pub mod accuracy;
 pub mod ds;
+pub mod embed;
 pub mod kstar;
 pub mod pgd;
 
