@@ -14,7 +14,9 @@ use semcon::metrics::Histogram;
 use semcon::model::Tap;
 use semcon::perturb::Kind;
 use semcon::session;
-use semcon::tui::app::{App, Command, JobState, KstarView, Meta, Panel, PgdSetting, MESSAGE_TTL};
+use semcon::tui::app::{
+    App, Command, JobState, KstarShow, KstarView, Meta, Panel, PgdSetting, MESSAGE_TTL,
+};
 use semcon::tui::image::ColorMode;
 use semcon::tui::keys::{self, Action};
 use semcon::tui::{export, kview, setup, ui};
@@ -1247,6 +1249,62 @@ fn app_drives_the_engine() {
     assert!(app.view_ready());
     let s = draw(&app, 160, 45);
     assert!(s.contains('%'));
+    // k* of the selected perturbation and level, beside the clean one, with
+    // accuracies; and of the PGD set.
+    app.update(Action::CycleKstarSet);
+    let shown = app.kstar_key(0);
+    let clean_key = app.kstar_clean_key(0);
+    pump(&mut app, &|a| {
+        a.results.contains_key(&shown) && a.results.contains_key(&clean_key)
+    });
+    let r = app.kstar(0).unwrap();
+    assert!(r.summary.all.accuracy.is_some());
+    let acc = app.perturb(0, kind, 2).unwrap().accuracy;
+    let n: usize = r.classes.iter().map(|c| c.n).sum();
+    let right: f64 = r
+        .classes
+        .iter()
+        .map(|c| c.n as f64 * c.accuracy.unwrap())
+        .sum();
+    assert!(
+        (right / n as f64 - acc).abs() < 1e-9,
+        "k* accuracy = the row's"
+    );
+    assert!(app.kstar_clean(0).is_some());
+    app.update(Action::CycleKstarSet);
+    let pgd_key = app.kstar_key(0);
+    pump(&mut app, &|a| a.results.contains_key(&pgd_key));
+    // The 2-D views of the same latents.
+    for show in [KstarShow::Pca, KstarShow::Tsne] {
+        app.update(Action::CycleKstarShow);
+        assert_eq!(app.kstar_show, show);
+        let key = app.embed_key(app.model).unwrap();
+        pump(&mut app, &|a| a.results.contains_key(&key));
+        let e = app.embedding(app.model).unwrap();
+        assert_eq!(e.points.len(), app.meta.samples);
+        app.focus = Panel::Kstar;
+        let s = draw(&app, 200, 60);
+        let name = if show == KstarShow::Pca {
+            "PCA of layer"
+        } else {
+            "t-SNE of layer"
+        };
+        assert!(s.contains(name), "{s}");
+        assert!(
+            s.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c)),
+            "braille dots: {s}"
+        );
+    }
+    let dir = temp_dir("export_embed");
+    let ex = export::export(&app, &dir).unwrap();
+    assert!(
+        ex.files.iter().any(|f| f == "embedding.png"),
+        "{:?}",
+        ex.files
+    );
+    app.update(Action::CycleKstarShow);
+    assert_eq!(app.kstar_show, KstarShow::Classes);
+    assert!(app.embed_key(0).is_none());
     engine.shutdown();
 }
 

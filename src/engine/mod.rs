@@ -7,6 +7,7 @@
 
 use crate::data::ImageSet;
 use crate::eval::{self, Clean, PerturbRow, PgdRow};
+use crate::metrics::embed;
 use crate::metrics::kstar::{KstarReport, Metric};
 use crate::metrics::pgd::PgdConfig;
 use crate::model::{Model, Tap};
@@ -39,6 +40,13 @@ pub enum JobKey {
         tap: Tap,
         metric: Metric,
         on: KstarSet,
+    },
+    /// The 2-D view (PCA or t-SNE) of the same latents as [`JobKey::Kstar`].
+    Embed {
+        model: usize,
+        tap: Tap,
+        on: KstarSet,
+        method: embed::Method,
     },
     /// One sample, original and perturbed (model-independent).
     Sample {
@@ -73,7 +81,8 @@ impl JobKey {
             JobKey::Clean { model }
             | JobKey::Perturb { model, .. }
             | JobKey::Pgd { model, .. }
-            | JobKey::Kstar { model, .. } => Some(model),
+            | JobKey::Kstar { model, .. }
+            | JobKey::Embed { model, .. } => Some(model),
             JobKey::Sample { .. } => None,
         }
     }
@@ -90,13 +99,84 @@ pub struct SampleImages {
     pub label: u32,
 }
 
+/// A layer's latents in two dimensions, one point per sample, with the
+/// labels and the model's predictions.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub method: embed::Method,
+    pub points: Vec<[f64; 2]>,
+    pub labels: Vec<u32>,
+    pub preds: Vec<u32>,
+}
+
 #[derive(Clone, Debug)]
 pub enum JobResult {
     Clean(Clean),
     Perturb(PerturbRow),
     Pgd(PgdRow),
     Kstar(KstarReport),
+    Embed(Embedding),
     Sample(SampleImages),
+}
+
+/// Where [`set_features`] may find logits already computed.
+struct SetSource<'a> {
+    model: usize,
+    settings: &'a Settings,
+    logits: &'a HashMap<JobKey, Arc<Vec<f32>>>,
+}
+
+/// The predictions and the features at `tap` of the set `on` (clean,
+/// perturbed, attacked): the logits a perturbation or PGD job kept when the
+/// tap is the logits, else one forward pass (one attack for PGD).
+fn set_features(
+    m: &Model,
+    set: &ImageSet,
+    src: SetSource,
+    tap: Tap,
+    on: KstarSet,
+    batch: usize,
+    obs: eval::Observer,
+) -> crate::Result<Option<(Vec<u32>, Vec<f32>)>> {
+    let k = m.num_classes();
+    let model = src.model;
+    let kept = match on {
+        KstarSet::Clean => None,
+        KstarSet::Perturb { kind, level } => Some(JobKey::Perturb { model, kind, level }),
+        KstarSet::Pgd { eps_index } => Some(JobKey::Pgd { model, eps_index }),
+    }
+    .and_then(|k| src.logits.get(&k).cloned())
+    .filter(|_| tap == Tap::Logits);
+    let taps = if tap == Tap::Logits {
+        vec![tap]
+    } else {
+        vec![Tap::Logits, tap]
+    };
+    Ok(match (kept, on) {
+        (Some(lg), _) => Some((eval::argmax_rows(&lg, k), (*lg).clone())),
+        (None, KstarSet::Clean | KstarSet::Perturb { .. }) => {
+            let images = match on {
+                KstarSet::Perturb { kind, level } => {
+                    eval::perturbed_images(set, kind, level, src.settings.seed)?
+                }
+                _ => set.data.clone(),
+            };
+            eval::features_many(m, set, &images, &taps, batch, obs)?.map(|mut out| {
+                let f = out.pop().expect("one output per tap");
+                let preds = eval::argmax_rows(out.first().unwrap_or(&f), k);
+                (preds, f)
+            })
+        }
+        (None, KstarSet::Pgd { eps_index }) => {
+            let cfg = src
+                .settings
+                .pgd
+                .get(eps_index)
+                .copied()
+                .ok_or_else(|| crate::invalid!("no PGD setting {eps_index}"))?;
+            eval::pgd_features(m, set, &cfg, Some(tap), batch, obs)?.map(|(row, f)| (row.preds, f))
+        }
+    })
 }
 
 /// Keeps the logits of a finished job for the k* of its set, within
@@ -401,53 +481,12 @@ impl Worker {
                 on,
             } => {
                 let m = &self.models[model];
-                let k = m.num_classes();
-                // The logits and the features of the set, with the logits a
-                // perturbation or PGD job kept when the tap is the logits.
-                let kept = match on {
-                    KstarSet::Clean => None,
-                    KstarSet::Perturb { kind, level } => {
-                        Some(JobKey::Perturb { model, kind, level })
-                    }
-                    KstarSet::Pgd { eps_index } => Some(JobKey::Pgd { model, eps_index }),
-                }
-                .and_then(|k| self.logits.get(&k).cloned())
-                .filter(|_| tap == Tap::Logits);
-                let taps = if tap == Tap::Logits {
-                    vec![tap]
-                } else {
-                    vec![Tap::Logits, tap]
+                let src = SetSource {
+                    model,
+                    settings: &self.settings,
+                    logits: &self.logits,
                 };
-                // The predictions (for the accuracies) and the features.
-                let out: Option<(Vec<u32>, Vec<f32>)> = match (kept, on) {
-                    (Some(lg), _) => Some((eval::argmax_rows(&lg, k), (*lg).clone())),
-                    (None, KstarSet::Clean | KstarSet::Perturb { .. }) => {
-                        let images = match on {
-                            KstarSet::Perturb { kind, level } => {
-                                eval::perturbed_images(&set, kind, level, self.settings.seed)?
-                            }
-                            _ => set.data.clone(),
-                        };
-                        eval::features_many(m, &set, &images, &taps, batch, &mut obs)?.map(
-                            |mut out| {
-                                let f = out.pop().expect("one output per tap");
-                                let preds = eval::argmax_rows(out.first().unwrap_or(&f), k);
-                                (preds, f)
-                            },
-                        )
-                    }
-                    (None, KstarSet::Pgd { eps_index }) => {
-                        let cfg = self
-                            .settings
-                            .pgd
-                            .get(eps_index)
-                            .copied()
-                            .ok_or_else(|| crate::invalid!("no PGD setting {eps_index}"))?;
-                        eval::pgd_features(m, &set, &cfg, Some(tap), batch, &mut obs)?
-                            .map(|(row, f)| (row.preds, f))
-                    }
-                };
-                match out {
+                match set_features(m, &set, src, tap, on, batch, &mut obs)? {
                     None => None,
                     Some((preds, f)) => {
                         let names = class_names(m, &set);
@@ -461,6 +500,32 @@ impl Worker {
                             &m.device,
                         )?;
                         Some(JobResult::Kstar(rep))
+                    }
+                }
+            }
+            JobKey::Embed {
+                model,
+                tap,
+                on,
+                method,
+            } => {
+                let m = &self.models[model];
+                let src = SetSource {
+                    model,
+                    settings: &self.settings,
+                    logits: &self.logits,
+                };
+                match set_features(m, &set, src, tap, on, batch, &mut obs)? {
+                    None => None,
+                    Some((preds, f)) => {
+                        let d = f.len() / set.len().max(1);
+                        let points = embed::embed(method, &f, d, self.settings.seed)?;
+                        Some(JobResult::Embed(Embedding {
+                            method,
+                            points,
+                            labels: set.labels.clone(),
+                            preds,
+                        }))
                     }
                 }
             }

@@ -144,6 +144,15 @@ pub enum KstarView {
     Pgd(usize),
 }
 
+/// What the lower part of the k* panel shows (`s` cycles): the selected
+/// model's classes, or its latents in two dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KstarShow {
+    Classes,
+    Pca,
+    Tsne,
+}
+
 /// The whole state of the explorer.
 pub struct App {
     pub meta: Meta,
@@ -162,6 +171,8 @@ pub struct App {
     pub kstar_scroll: usize,
     /// Whose k* the k* panel shows (`v`).
     pub kstar_on: KstarView,
+    /// Classes or a 2-D view below the k* counts (`s`).
+    pub kstar_show: KstarShow,
     /// The DS histogram over log-spaced bins (`b`) instead of equal-width ones.
     pub ds_log_bins: bool,
     /// Finished results, filled only from engine events.
@@ -203,6 +214,7 @@ impl App {
             metric: Metric::Euclidean,
             kstar_scroll: 0,
             kstar_on: KstarView::Clean,
+            kstar_show: KstarShow::Classes,
             ds_log_bins: false,
             results: HashMap::new(),
             partials: HashMap::new(),
@@ -275,6 +287,13 @@ impl App {
             Action::PrevMetric => self.metric = cycle(&METRICS, self.metric, -1),
             Action::Level(l) => self.set_level(l),
             Action::ToggleLogBins => self.ds_log_bins = !self.ds_log_bins,
+            Action::CycleKstarShow => {
+                self.kstar_show = match self.kstar_show {
+                    KstarShow::Classes => KstarShow::Pca,
+                    KstarShow::Pca => KstarShow::Tsne,
+                    KstarShow::Tsne => KstarShow::Classes,
+                }
+            }
             Action::CycleKstarSet => {
                 self.kstar_on = match self.kstar_on {
                     KstarView::Clean => KstarView::Current,

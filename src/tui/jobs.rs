@@ -3,9 +3,10 @@
 //! engine events applied to [`App`], and the jobs the current view needs in
 //! priority order ([`App::tiers`], [`App::request`]).
 
-use super::app::{eps_label, metric_name, App, JobState, KstarView, Progress};
-use crate::engine::{Event, JobKey, JobResult, KstarSet, SampleImages};
+use super::app::{eps_label, metric_name, App, JobState, KstarShow, KstarView, Progress};
+use crate::engine::{Embedding, Event, JobKey, JobResult, KstarSet, SampleImages};
 use crate::eval::{Clean, PerturbRow, PgdRow};
+use crate::metrics::embed::Method;
 use crate::metrics::kstar::KstarReport;
 use crate::perturb::Kind;
 use std::collections::HashMap;
@@ -82,6 +83,31 @@ impl App {
             tap: self.tap,
             metric: self.metric,
             on: KstarSet::Clean,
+        }
+    }
+    /// The 2-D view the k* panel shows instead of its class table (`s`), of
+    /// the same latents as its k*; `None` when it shows the table.
+    pub fn embed_key(&self, model: usize) -> Option<JobKey> {
+        let method = match self.kstar_show {
+            KstarShow::Classes => return None,
+            KstarShow::Pca => Method::Pca,
+            KstarShow::Tsne => Method::Tsne,
+        };
+        let JobKey::Kstar { tap, on, .. } = self.kstar_key(model) else {
+            unreachable!("kstar_key is a k* key")
+        };
+        Some(JobKey::Embed {
+            model,
+            tap,
+            on,
+            method,
+        })
+    }
+    /// The finished 2-D view of the selected model, if asked for.
+    pub fn embedding(&self, model: usize) -> Option<&Embedding> {
+        match self.results.get(&self.embed_key(model)?).map(|r| &**r) {
+            Some(JobResult::Embed(e)) => Some(e),
+            _ => None,
         }
     }
     /// The clean set's k* report, when the panel shows another set.
@@ -281,6 +307,8 @@ impl App {
         // k* of the shown set, then of the clean set it is compared with.
         let mut t3: Vec<JobKey> = models.iter().map(|&m| self.kstar_key(m)).collect();
         t3.extend(models.iter().map(|&m| self.kstar_clean_key(m)));
+        // The 2-D view, of the selected model only.
+        t3.extend(self.embed_key(self.model));
         let mut t4 = Vec::new();
         for e in 0..self.meta.pgd.len() {
             for &m in &models {
@@ -393,6 +421,9 @@ impl App {
                 };
                 format!("k* {set} {tap}/{} [{}]", metric_name(metric), model(m))
             }
+            JobKey::Embed {
+                model: m, method, ..
+            } => format!("{} of {} [{}]", method.name(), self.tap, model(m)),
             JobKey::Sample { index, .. } => format!("sample {}", index + 1),
         }
     }
@@ -407,6 +438,7 @@ pub fn fits(key: &JobKey, result: &JobResult) -> bool {
         (JobKey::Perturb { level, .. }, JobResult::Perturb(r)) => r.level == *level,
         (JobKey::Pgd { .. }, JobResult::Pgd(_)) => true,
         (JobKey::Kstar { .. }, JobResult::Kstar(_)) => true,
+        (JobKey::Embed { method, .. }, JobResult::Embed(e)) => e.method == *method,
         (JobKey::Sample { .. }, JobResult::Sample(_)) => true,
         _ => false,
     }

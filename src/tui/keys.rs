@@ -35,6 +35,8 @@ pub enum Action {
     /// The set whose k* is shown: clean, the selected perturbation and
     /// level, each PGD setting.
     CycleKstarSet,
+    /// Below the k* counts: the classes, a PCA view, a t-SNE view.
+    CycleKstarShow,
 }
 
 /// Where [`Action::Jump`] goes.
@@ -62,6 +64,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("t  T", "k*: next / previous layer"),
     ("d  D", "k*: next / previous distance"),
     ("v", "k* of: clean / selected perturbation / each PGD"),
+    ("s", "k* panel: classes / PCA / t-SNE of the same latents"),
     ("b", "DS histogram: equal-width / log-spaced bins"),
     ("e", "export the current view (JSON + PNG charts)"),
     ("space", "demo: pause / resume (starts it when off)"),
@@ -109,6 +112,7 @@ pub fn action(k: KeyEvent) -> Option<Action> {
         KeyCode::Char('e') => Action::Export,
         KeyCode::Char('b') => Action::ToggleLogBins,
         KeyCode::Char('v') => Action::CycleKstarSet,
+        KeyCode::Char('s') => Action::CycleKstarShow,
         KeyCode::Char(' ') => Action::ToggleDemo,
         _ => return None,
     })

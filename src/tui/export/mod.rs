@@ -66,12 +66,13 @@ pub fn export(app: &App, base: &Path) -> Result<Exported> {
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     files.push("view.json".to_string());
     type Chart = fn(&App, &Path) -> Result<bool>;
-    let charts: [(&str, Chart); 6] = [
+    let charts: [(&str, Chart); 7] = [
         ("accuracy.png", charts::accuracy_chart),
         ("ds.png", charts::ds_chart),
         ("pgd.png", charts::pgd_chart),
         ("kstar.png", kstar::kstar_chart),
         ("kstar_violins.png", kstar::kstar_violin_chart),
+        ("embedding.png", kstar::embedding_chart),
         ("sample.png", sample_png),
     ];
     for (name, draw) in charts {

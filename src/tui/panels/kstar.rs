@@ -8,11 +8,13 @@
 
 use super::common::{header_table, model_col_width, panel_block, ACCENT, DIM};
 use crate::metrics::kstar::KstarReport;
-use crate::tui::app::{metric_name, App, JobState, Panel};
+use crate::tui::app::{metric_name, App, JobState, KstarShow, Panel};
 use crate::tui::kview;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Points};
 use ratatui::widgets::{Cell, Paragraph, Row};
 use ratatui::Frame;
 
@@ -86,6 +88,10 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         lines.push(Line::styled(format!("{name:<mw$}{body}"), style));
     }
     f.render_widget(Paragraph::new(lines), summary);
+    if app.kstar_show != KstarShow::Classes {
+        scatter(f, app, table);
+        return;
+    }
     // Classes of the selected model.
     let Some(r) = app.kstar(app.model) else {
         return;
@@ -168,4 +174,96 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         Constraint::Fill(1),
     ];
     f.render_widget(header_table(head, rows, widths), table);
+}
+
+/// Ten distinct class colours (matplotlib's tab10), repeated beyond ten.
+const CLASS_COLORS: [Color; 10] = [
+    Color::Rgb(31, 119, 180),
+    Color::Rgb(255, 127, 14),
+    Color::Rgb(44, 160, 44),
+    Color::Rgb(214, 39, 40),
+    Color::Rgb(148, 103, 189),
+    Color::Rgb(140, 86, 75),
+    Color::Rgb(227, 119, 194),
+    Color::Rgb(127, 127, 127),
+    Color::Rgb(188, 189, 34),
+    Color::Rgb(23, 190, 207),
+];
+
+/// The selected model's latents in two dimensions (PCA or t-SNE, `s`), one
+/// braille dot per sample coloured by class; the class selected with ↑↓ is
+/// drawn last, in white, so that it stands out.
+fn scatter(f: &mut Frame, app: &App, area: Rect) {
+    let [caption, plot] =
+        Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(area);
+    let method = if app.kstar_show == KstarShow::Pca {
+        "PCA"
+    } else {
+        "t-SNE"
+    };
+    let selected = app
+        .kstar(app.model)
+        .map(kview::classes)
+        .and_then(|c| c.get(app.kstar_scroll).map(|c| (c.class, c.name.clone())));
+    let key = app.embed_key(app.model);
+    let Some(e) = app.embedding(app.model) else {
+        let what = match key.map(|k| app.state(&k)) {
+            Some(JobState::Failed(err)) => format!("{method}: error: {err}"),
+            _ => format!("computing the {method} view of layer {}…", app.tap),
+        };
+        f.render_widget(Paragraph::new(Line::styled(what, DIM)), caption);
+        return;
+    };
+    let name = selected
+        .as_ref()
+        .map_or_else(String::new, |(_, n)| format!(" · {n} in white (↑↓)"));
+    f.render_widget(
+        Paragraph::new(Line::styled(
+            format!(
+                "{method} of layer {} · {}{name} · s: next view",
+                app.tap, app.meta.models[app.model]
+            ),
+            DIM,
+        )),
+        caption,
+    );
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for p in &e.points {
+        x0 = x0.min(p[0]);
+        x1 = x1.max(p[0]);
+        y0 = y0.min(p[1]);
+        y1 = y1.max(p[1]);
+    }
+    if x0 > x1 {
+        return;
+    }
+    let pad = |a: f64, b: f64| ((b - a) * 0.02).max(1e-9);
+    let (px, py) = (pad(x0, x1), pad(y0, y1));
+    let mut by_class: std::collections::BTreeMap<u32, Vec<(f64, f64)>> = Default::default();
+    for (p, &y) in e.points.iter().zip(&e.labels) {
+        by_class.entry(y).or_default().push((p[0], p[1]));
+    }
+    let sel = selected.map(|(c, _)| c);
+    let canvas = Canvas::default()
+        .marker(Marker::Braille)
+        .x_bounds([x0 - px, x1 + px])
+        .y_bounds([y0 - py, y1 + py])
+        .paint(move |ctx| {
+            for (c, pts) in &by_class {
+                if Some(*c) != sel {
+                    ctx.draw(&Points {
+                        coords: pts,
+                        color: CLASS_COLORS[*c as usize % CLASS_COLORS.len()],
+                    });
+                }
+            }
+            ctx.layer();
+            if let Some(pts) = sel.and_then(|c| by_class.get(&c)) {
+                ctx.draw(&Points {
+                    coords: pts,
+                    color: Color::White,
+                });
+            }
+        });
+    f.render_widget(canvas, plot);
 }
