@@ -38,7 +38,7 @@ pub fn embed(method: Method, x: &[f32], d: usize, seed: u64) -> Result<Vec<[f64;
 }
 
 fn check(x: &[f32], d: usize) -> Result<usize> {
-    if d == 0 || x.is_empty() || x.len() % d != 0 {
+    if d == 0 || x.is_empty() || !x.len().is_multiple_of(d) {
         return Err(crate::invalid!(
             "a 2-D view needs n x d features with d >= 1 (got {} values, d = {d})",
             x.len()
