@@ -1271,6 +1271,10 @@ fn app_drives_the_engine() {
         "k* accuracy = the row's"
     );
     assert!(app.kstar_clean(0).is_some());
+    // The class table splits each histogram into right and wrong samples.
+    app.focus = Panel::Kstar;
+    let screen = draw(&app, 200, 60);
+    assert!(screen.contains("right · wrong"), "{screen}");
     app.update(Action::CycleKstarSet);
     let pgd_key = app.kstar_key(0);
     pump(&mut app, &|a| a.results.contains_key(&pgd_key));

@@ -18,6 +18,10 @@ pub struct KClass {
     /// Accuracy on the class's samples of the set shown.
     pub accuracy: Option<f64>,
     pub counts: Vec<u64>,
+    /// The histogram of the correctly classified samples and of the others
+    /// (when the predictions are known).
+    pub counts_correct: Option<Vec<u64>>,
+    pub counts_wrong: Option<Vec<u64>>,
     pub lo: f64,
     pub hi: f64,
 }
@@ -48,6 +52,8 @@ fn class(c: &ClassStats) -> KClass {
         pattern,
         accuracy: c.accuracy,
         counts: c.histogram.counts.clone(),
+        counts_correct: c.histogram_correct.as_ref().map(|h| h.counts.clone()),
+        counts_wrong: c.histogram_wrong.as_ref().map(|h| h.counts.clone()),
         lo: c.histogram.lo,
         hi: c.histogram.hi,
     }

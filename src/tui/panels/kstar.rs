@@ -150,13 +150,16 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
                         .map(|a| format!("{:.0}%", 100.0 * a))
                         .unwrap_or_else(|| "-".into()),
                 ),
-                Cell::from(kview::sparkline(&c.counts, spark_w)).style(Style::new().fg(ACCENT)),
+                hist_cell(c, spark_w),
             ])
         })
         .collect();
-    let hist_head = match spark_w {
-        w if w >= 21 => "k*/n histogram (0..1)",
-        w if w >= 9 => "k*/n hist",
+    let split = cls.iter().any(|c| c.counts_wrong.is_some()) && spark_w >= 13;
+    let hist_head = match (spark_w, split) {
+        (w, true) if w >= 25 => "k*/n: right · wrong",
+        (_, true) => "right · wrong",
+        (w, false) if w >= 21 => "k*/n histogram (0..1)",
+        (w, false) if w >= 9 => "k*/n hist",
         _ => "hist",
     };
     let head = ["class", "n", "mean", "std", "skew", "pat", "acc", hist_head]
@@ -174,6 +177,23 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         Constraint::Fill(1),
     ];
     f.render_widget(header_table(head, rows, widths), table);
+}
+
+/// A class's k*/n histogram: split into the correctly classified samples
+/// (accent) and the others (red) when the predictions are known and there
+/// is room, else one sparkline.
+fn hist_cell(c: &kview::KClass, w: usize) -> Cell<'static> {
+    match (&c.counts_correct, &c.counts_wrong) {
+        (Some(right), Some(wrong)) if w >= 13 => {
+            let half = (w - 3) / 2;
+            Cell::from(Line::from(vec![
+                Span::styled(kview::sparkline(right, half), Style::new().fg(ACCENT)),
+                Span::styled(" · ", DIM),
+                Span::styled(kview::sparkline(wrong, half), Style::new().fg(Color::Red)),
+            ]))
+        }
+        _ => Cell::from(kview::sparkline(&c.counts, w)).style(Style::new().fg(ACCENT)),
+    }
 }
 
 /// Ten distinct class colours (matplotlib's tab10), repeated beyond ten.
