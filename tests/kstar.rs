@@ -1046,3 +1046,41 @@ fn pca_matches_scikit_learn_and_tsne_is_seeded() {
     assert!(embed(Method::Tsne, &x[..20], 10, 7).is_err(), "2 samples");
     assert!(pca(&[f32::NAN, 1.0], 1).is_err());
 }
+
+/// §IV-D: `eval --kstar` on the training split and on the test split of the
+/// same dataset, each on its own samples.
+#[test]
+fn kstar_of_the_training_and_test_splits() {
+    let ck = common::root().join("checkpoints/standard.safetensors");
+    let idx = common::fixture("datasets/idx");
+    let mut seen = Vec::new();
+    for split in ["train", "test"] {
+        let r = common::semcon_ok([
+            "eval",
+            "-c",
+            ck.to_str().unwrap(),
+            "-d",
+            idx.to_str().unwrap(),
+            "--split",
+            split,
+            "--perturb",
+            "none",
+            "--kstar",
+            "--format",
+            "json",
+        ]);
+        let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let k = &j["models"][0]["kstar"];
+        let n: u64 = k["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["n"].as_u64().unwrap())
+            .sum();
+        assert_eq!(n, j["samples"].as_u64().unwrap(), "{split}");
+        assert!(k["summary"]["all"]["accuracy"].is_number(), "{split}");
+        seen.push(n);
+    }
+    // The fixture's training split has 4 images, its test split 5.
+    assert_eq!(seen, [4, 5]);
+}
