@@ -56,6 +56,11 @@ fn scratch() -> PathBuf {
     dir
 }
 
+/// Removes this thread's scratch directory (the tests call it when done).
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir_all(scratch());
+}
+
 /// Writes `bytes` to `name` in the scratch directory.
 fn file(name: &str, bytes: &[u8]) -> PathBuf {
     let p = scratch().join(name);

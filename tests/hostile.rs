@@ -554,6 +554,7 @@ fn fuzz_regression_corpus_replays() {
         }
     }
     assert!(replayed >= semcon::fuzz::TARGETS.len());
+    semcon::fuzz::remove_scratch();
 }
 
 /// The command line that reads a fuzzer's input for `target` the way a user
@@ -696,4 +697,5 @@ fn fuzz_entry_points_accept_real_files() {
         );
     }
     assert!(semcon::fuzz::run("nope", b"").is_err());
+    semcon::fuzz::remove_scratch();
 }
