@@ -52,11 +52,9 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
             (set, None, None)
         }
         None => {
-            let set = a.data.choice().load(m.input_size)?;
-            set.check_labels(m.num_classes())?;
-            if let Some(n) = eval::gray_notice(&set, std::slice::from_ref(&m)) {
-                eprintln!("notice: {n}");
-            }
+            // As eval and the explorer: without -d, the models' default
+            // dataset; labels checked; the gray notice.
+            let set = crate::session::load_data(&a.data.choice(), std::slice::from_ref(&m))?;
             let y = Tensor::from_vec(
                 set.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(),
                 set.len(),
