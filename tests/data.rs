@@ -667,3 +667,69 @@ fn torchvision_download_roots() {
         );
     }
 }
+
+/// PIL's `Image.resize` (nearest, bilinear, bicubic; down, up and odd
+/// sizes) and torchvision's `Resize(N)` + `CenterCrop(M)` on crops of
+/// scikit-learn's sample photographs (RGB and gray), pixel for pixel
+/// (make_resample.py).
+#[test]
+fn resize_and_center_crop_match_pil_and_torchvision() {
+    use semcon::data::resample::{resize, resize_and_crop, Filter, Image8};
+    let dir = common::fixture("resample");
+    let mut checked = 0;
+    for name in ["china", "flower", "gray"] {
+        let png = image::open(dir.join(format!("{name}.png"))).unwrap();
+        let img = if name == "gray" {
+            let g = png.to_luma8();
+            Image8 {
+                width: g.width() as usize,
+                height: g.height() as usize,
+                channels: 1,
+                data: g.into_raw(),
+            }
+        } else {
+            let g = png.to_rgb8();
+            Image8 {
+                width: g.width() as usize,
+                height: g.height() as usize,
+                channels: 3,
+                data: g.into_raw(),
+            }
+        };
+        let want = semcon::data::npyz::Npz::open(&dir.join(format!("{name}.npz"))).unwrap();
+        for key in want.names() {
+            let t = want.get(&key).unwrap().unwrap();
+            let dims = t.dims().to_vec();
+            let expected: Vec<u8> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let (fname, rest) = key.split_once('_').unwrap();
+            let filter: Filter = fname.parse().unwrap();
+            let got = if let Some(tv) = rest.strip_prefix("tv_") {
+                let (r, c) = tv.split_once('_').unwrap();
+                resize_and_crop(&img, r.parse().unwrap(), c.parse().unwrap(), filter)
+            } else {
+                let (w, h) = rest.split_once('x').unwrap();
+                resize(&img, w.parse().unwrap(), h.parse().unwrap(), filter)
+            };
+            assert_eq!((got.height, got.width), (dims[0], dims[1]), "{name} {key}");
+            let diff = got
+                .data
+                .iter()
+                .zip(&expected)
+                .filter(|(a, b)| a != b)
+                .count();
+            let worst = got
+                .data
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .max()
+                .unwrap_or(0);
+            assert_eq!(
+                diff, 0,
+                "{name} {key}: {diff} values differ (up to {worst} levels)"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3 * 3 * 7);
+}

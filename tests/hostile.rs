@@ -352,7 +352,7 @@ fn safetensors_header_length_of_2_pow_60() {
     let mut b = (1u64 << 60).to_le_bytes().to_vec();
     b.extend(b"{}");
     std::fs::write(&p, &b).unwrap();
-    refused(&["info", s(&p)], &p, "safetensors");
+    refused(&["info", s(&p)], &p, "header too large");
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn safetensors_offsets_past_the_end() {
     b.extend(header);
     b.extend([0u8; 64]);
     std::fs::write(&p, &b).unwrap();
-    refused(&["info", s(&p)], &p, "safetensors");
+    refused(&["info", s(&p)], &p, "incomplete metadata");
 }
 
 #[test]
@@ -404,6 +404,39 @@ fn pth_with_a_pickle_nested_without_marks() {
     pkl.push(b'.');
     write_zip(&p, &[stored("archive/data.pkl", pkl)]);
     refused(&["info", s(&p)], &p, "nested more than");
+}
+
+/// A 300-byte pickle whose memo fetches double a list 40 times (2^40
+/// objects once unpickled, as the unpickler copies each fetch): refused by
+/// counting before anything is built.
+#[test]
+fn pth_whose_memo_fetches_double_a_tree() {
+    let dir = tmp_dir("hostile_memo");
+    let p = dir.join("memo.pth");
+    let mut pkl = vec![0x80, 2, b']', b'q', 0];
+    for _ in 0..40 {
+        pkl.extend([b'(', b'h', 0, b'h', 0, b'l', b'q', 0]);
+    }
+    pkl.push(b'.');
+    write_zip(&p, &[stored("archive/data.pkl", pkl)]);
+    refused(&["info", s(&p)], &p, "more than 16777216 objects");
+}
+
+/// A global named by strings that a POP left behind the ones on top
+/// (`"os" "system" "collections" "OrderedDict" POP POP STACK_GLOBAL`): the
+/// scanner does not take the stale names for the call's; refused.
+#[test]
+fn pth_whose_global_hides_behind_pops() {
+    let dir = tmp_dir("hostile_pop");
+    let p = dir.join("pop.pth");
+    let mut pkl = vec![0x80, 4];
+    for s in ["os", "system", "collections", "OrderedDict"] {
+        pkl.extend([0x8c, s.len() as u8]);
+        pkl.extend(s.as_bytes());
+    }
+    pkl.extend([b'0', b'0', 0x93, b')', b'R', b'.']);
+    write_zip(&p, &[stored("archive/data.pkl", pkl)]);
+    refused(&["info", s(&p)], &p, "a global whose name is computed");
 }
 
 /// A state dict whose one tensor announces 2^40 floats from a 16-byte
@@ -486,7 +519,7 @@ fn image_announcing_20000_by_20000_pixels() {
             s(&out),
         ],
         &p,
-        "big.png",
+        "20000x20000 pixels is more than the 178956970",
     );
 }
 

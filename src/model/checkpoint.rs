@@ -143,7 +143,9 @@ fn check_pickle(file: &Path, shown: &Path) -> Result<()> {
     };
     match pickle_scan::first_disallowed(&pickle) {
         Ok(None) => Ok(()),
-        Ok(Some(_)) if holds_pickled_module(shown) => refuse(PICKLED_MODULE.into()),
+        Ok(Some(global)) if holds_pickled_module(shown) => {
+            refuse(format!("{PICKLED_MODULE} (its pickle calls {global})"))
+        }
         Ok(Some(global)) => refuse(format!(
             "its pickle calls {global}, which a state dict never needs; refused without \
              running it (only torch's tensor-rebuilding functions, storages, dtypes and \

@@ -70,7 +70,8 @@ fn torch_dtype(name: &str) -> bool {
 /// The first global of `pickle` that is not [`allowed`], as `module.name`;
 /// `Err` with a short reason when the stream cannot be walked (truncated,
 /// an unknown opcode, a global whose name is computed, objects nested more
-/// than [`MAX_DEPTH`] levels).
+/// than [`MAX_DEPTH`] levels, a tree of more than [`MAX_OBJECTS`] objects,
+/// more than [`MAX_VALUES`] values on the stack or in the memo).
 pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
     let mut i = 0usize;
     // The last two values pushed (strings as Some), for STACK_GLOBAL, and the
@@ -94,9 +95,11 @@ pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
             .ok_or("truncated pickle line")?;
         Ok((&rest[..n], i + n + 1))
     };
+    // Only short strings are kept (a module or a name is short), so that
+    // memoising a long string many times costs nothing here.
     let push = |last: &mut [Option<String>; 2], v: Option<String>| {
         last[0] = last[1].take();
-        last[1] = v;
+        last[1] = v.filter(|s| s.len() <= 256);
     };
     let mut depth = Depth::default();
     while i < pickle.len() {
@@ -125,10 +128,11 @@ pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
             b'(' | b'0' | b'1' | b'N' | 0x88 | 0x89 | b'}' | b']' | b')' | b't' | 0x85 | 0x86
             | 0x87 | b'd' | b'l' | b'a' | b'e' | b's' | b'u' | b'R' | b'b' | b'o' | 0x81 | 0x92
             | 0x8f | 0x90 | 0x91 | b'Q' | 0x97 | 0x98 => {
-                if !matches!(
-                    op,
-                    b'0' | b'1' | b'(' | b'a' | b'e' | b's' | b'u' | b'b' | 0x90
-                ) {
+                if matches!(op, b'0' | b'1' | b'a' | b'e' | b's' | b'u' | b'b' | 0x90) {
+                    // Values were popped: what is on top now is not known
+                    // here, so a STACK_GLOBAL next is refused as computed.
+                    last = [None, None];
+                } else if op != b'(' {
                     push(&mut last, None);
                 }
             }
@@ -255,48 +259,100 @@ pub fn first_disallowed(pickle: &[u8]) -> Result<Option<String>, String> {
 /// walk, candle's unpickler and Rust's drop of the tree included.
 pub const MAX_DEPTH: u32 = 100;
 
-/// The nesting depth of every value on the pickle machine's stack (`None` for
-/// a mark) and in its memo, so that a deep tree is refused before it is built.
+/// The most objects a pickle may build, counting every copy: candle's
+/// unpickler copies a memoised object each time it is fetched, so a few
+/// hundred bytes of memo fetches can describe an exponentially large tree.
+/// A ResNet-152 state dict builds about 10,000 per tensor group; a million
+/// per 64 bytes of pickle is far above any real one.
+pub const MAX_OBJECTS: u64 = 1 << 24;
+
+/// The most values on the pickle machine's stack or in its memo at once (a
+/// state dict needs a few thousand).
+pub const MAX_VALUES: usize = 1 << 20;
+
+/// One value of the pickle machine: how deeply it nests and how many
+/// objects it is made of (copies included).
+#[derive(Clone, Copy)]
+struct V {
+    depth: u32,
+    size: u64,
+}
+
+const LEAF: V = V { depth: 1, size: 1 };
+
+/// The nesting depth and size of every value on the pickle machine's stack
+/// (`None` for a mark) and in its memo, so that a deep or huge tree is
+/// refused before it is built.
 #[derive(Default)]
 struct Depth {
-    stack: Vec<Option<u32>>,
-    memo: HashMap<u64, u32>,
+    stack: Vec<Option<V>>,
+    memo: HashMap<u64, V>,
 }
 
 impl Depth {
-    fn pop(&mut self) -> u32 {
-        self.stack.pop().flatten().unwrap_or(0)
+    fn pop(&mut self) -> V {
+        self.stack
+            .pop()
+            .flatten()
+            .unwrap_or(V { depth: 0, size: 0 })
     }
 
-    /// Pops to (and including) the last mark; the deepest value popped.
-    fn pop_mark(&mut self) -> u32 {
-        let mut d = 0;
+    /// Pops to (and including) the last mark; the deepest value popped and
+    /// the total size.
+    fn pop_mark(&mut self) -> V {
+        let mut acc = V { depth: 0, size: 0 };
         while let Some(v) = self.stack.pop() {
             match v {
-                Some(v) => d = d.max(v),
+                Some(v) => acc = join(acc, v),
                 None => break,
             }
         }
-        d
+        acc
     }
 
-    fn push(&mut self, d: u32) -> Result<(), String> {
-        if d > MAX_DEPTH {
+    fn push(&mut self, v: V) -> Result<(), String> {
+        if v.depth > MAX_DEPTH {
             return Err(format!("objects nested more than {MAX_DEPTH} levels deep"));
         }
-        self.stack.push(Some(d));
+        if v.size > MAX_OBJECTS {
+            return Err(format!("it would build more than {MAX_OBJECTS} objects"));
+        }
+        if self.stack.len() >= MAX_VALUES {
+            return Err(format!("more than {MAX_VALUES} values on its stack"));
+        }
+        self.stack.push(Some(v));
         Ok(())
     }
 
-    /// Adds `d` (one level down) to the container on top of the stack.
-    fn add_to_top(&mut self, d: u32) -> Result<(), String> {
+    /// A container of `inner` (one level down).
+    fn container(inner: V) -> V {
+        V {
+            depth: inner.depth.saturating_add(1),
+            size: inner.size.saturating_add(1),
+        }
+    }
+
+    /// Adds `child` (one level down) to the container on top of the stack.
+    fn add_to_top(&mut self, child: V) -> Result<(), String> {
         let top = self.pop();
-        self.push(top.max(d + 1))
+        self.push(V {
+            depth: top.depth.max(child.depth.saturating_add(1)),
+            size: top.size.saturating_add(child.size),
+        })
+    }
+
+    fn top(&self) -> V {
+        self.stack.last().copied().flatten().unwrap_or(LEAF)
     }
 
     fn apply(&mut self, op: u8, key: Option<u64>) -> Result<(), String> {
         match op {
-            b'(' => self.stack.push(None),
+            b'(' => {
+                if self.stack.len() >= MAX_VALUES {
+                    return Err(format!("more than {MAX_VALUES} values on its stack"));
+                }
+                self.stack.push(None)
+            }
             b'0' => {
                 self.pop();
             }
@@ -304,62 +360,73 @@ impl Depth {
                 self.pop_mark();
             }
             b'2' => {
-                let top = self.stack.last().copied().flatten().unwrap_or(1);
+                let top = self.top();
                 self.push(top)?;
             }
             // pop to the mark, push a container of what was popped
             b't' | b'l' | b'd' | 0x91 | b'i' | b'o' => {
-                let d = self.pop_mark();
-                self.push(d + 1)?;
+                let v = self.pop_mark();
+                self.push(Self::container(v))?;
             }
             // pop 1, 2 or 3, push a container of them
             0x85 | b'Q' => {
-                let d = self.pop();
-                self.push(d + 1)?;
+                let v = self.pop();
+                self.push(Self::container(v))?;
             }
             0x86 | b'R' | 0x81 => {
-                let d = self.pop().max(self.pop());
-                self.push(d + 1)?;
+                let v = join(self.pop(), self.pop());
+                self.push(Self::container(v))?;
             }
             0x87 | 0x92 => {
-                let d = self.pop().max(self.pop()).max(self.pop());
-                self.push(d + 1)?;
+                let v = join(join(self.pop(), self.pop()), self.pop());
+                self.push(Self::container(v))?;
             }
             // add to the container below
             b'a' | b'b' => {
-                let d = self.pop();
-                self.add_to_top(d)?;
+                let v = self.pop();
+                self.add_to_top(v)?;
             }
             b's' => {
-                let d = self.pop().max(self.pop());
-                self.add_to_top(d)?;
+                let v = join(self.pop(), self.pop());
+                self.add_to_top(v)?;
             }
             b'e' | b'u' | 0x90 => {
-                let d = self.pop_mark();
-                self.add_to_top(d)?;
+                let v = self.pop_mark();
+                self.add_to_top(v)?;
             }
             0x93 => {
                 self.pop();
                 self.pop();
-                self.push(1)?;
+                self.push(LEAF)?;
             }
-            // memo
+            // memo: a fetch is a copy of what was stored
             b'h' | b'j' | b'g' => {
-                let d = key.and_then(|k| self.memo.get(&k).copied()).unwrap_or(1);
-                self.push(d)?;
+                let v = key.and_then(|k| self.memo.get(&k).copied()).unwrap_or(LEAF);
+                self.push(v)?;
             }
             b'q' | b'r' | b'p' | 0x94 => {
                 if let Some(k) = key {
-                    let top = self.stack.last().copied().flatten().unwrap_or(1);
+                    if self.memo.len() >= MAX_VALUES && !self.memo.contains_key(&k) {
+                        return Err(format!("more than {MAX_VALUES} memo entries"));
+                    }
+                    let top = self.top();
                     self.memo.insert(k, top);
                 }
             }
             // no stack effect
             0x80 | 0x95 | b'.' | 0x98 => {}
             // everything else pushes one plain value
-            _ => self.push(1)?,
+            _ => self.push(LEAF)?,
         }
         Ok(())
+    }
+}
+
+/// Two values side by side: the deeper depth, the summed size.
+fn join(a: V, b: V) -> V {
+    V {
+        depth: a.depth.max(b.depth),
+        size: a.size.saturating_add(b.size),
     }
 }
 
@@ -376,7 +443,9 @@ pub fn data_pkl(path: &Path) -> Option<Vec<u8>> {
     let mut e = z.by_name(&name).ok()?;
     // A pickle larger than this is not a state dict's (its tensors live in
     // other members); leave it to the reader, which reports what it finds.
-    if e.size() > 256 << 20 {
+    if e.size() > 256 << 20
+        || e.size() > e.compressed_size().saturating_mul(1032).saturating_add(64)
+    {
         return None;
     }
     let mut b = Vec::new();
