@@ -732,3 +732,15 @@ fn fuzz_entry_points_accept_real_files() {
     assert!(semcon::fuzz::run("nope", b"").is_err());
     semcon::fuzz::remove_scratch();
 }
+
+/// A 30-byte sidecar asking for 60000x60000 inputs (every image would be
+/// resized to 3.6 G pixels): refused when the model loads.
+#[test]
+fn sidecar_asking_for_huge_inputs() {
+    let dir = tmp_dir("hostile_sidecar");
+    let p = dir.join("m.safetensors");
+    std::fs::copy(fixture("fuzz/safetensors/seed-resnet18_w2.safetensors"), &p).unwrap();
+    let side = dir.join("m.json");
+    std::fs::write(&side, br#"{"input_size":[60000,60000]}"#).unwrap();
+    refused(&["info", s(&p)], &side, "more than the 178956970 pixels");
+}

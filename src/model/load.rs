@@ -68,11 +68,21 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
     };
     let mut m = Model::from_net(net, path.to_path_buf(), mean, std, device)?;
     m.input_size = opts.input_size.or(sidecar.input_size.map(|[h, w]| (h, w)));
-    if let (None, Some([h, w])) = (opts.input_size, sidecar.input_size) {
+    if let Some((h, w)) = m.input_size {
+        let given = source(opts.input_size.is_some(), "input_size");
         if h == 0 || w == 0 {
             return Err(crate::invalid!(
-                "{} is {h}x{w}: both sides must be at least 1",
-                source(false, "input_size")
+                "{given} is {h}x{w}: both sides must be at least 1"
+            ));
+        }
+        // Every image is resized to it: no larger than an image may be.
+        let max = crate::data::folder::MAX_PIXELS;
+        if (h as u64).saturating_mul(w as u64) > max
+            || h > u32::MAX as usize
+            || w > u32::MAX as usize
+        {
+            return Err(crate::invalid!(
+                "{given} is {h}x{w}: more than the {max} pixels an image may have"
             ));
         }
     }
