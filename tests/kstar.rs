@@ -1084,3 +1084,64 @@ fn kstar_of_the_training_and_test_splits() {
     // The fixture's training split has 4 images, its test split 5.
     assert_eq!(seen, [4, 5]);
 }
+
+/// `eval --kstar --layer all`: the clean set's k* at every layer
+/// (`kstar_layers`), the logits' and penultimate reports equal to the
+/// numpy/scipy reference, `kstar` itself the logits' report.
+#[test]
+fn eval_kstar_at_every_layer() {
+    let dir = common::fixture("kstar");
+    let model = dir.join("transformed_model.safetensors");
+    let data = dir.join("transformed_data.npz");
+    let r = common::semcon_ok([
+        "eval",
+        "-c",
+        model.to_str().unwrap(),
+        "-d",
+        data.to_str().unwrap(),
+        "--perturb",
+        "none",
+        "--kstar",
+        "--layer",
+        "all",
+        "--format",
+        "json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let m = &j["models"][0];
+    let layers: Vec<&str> = m["kstar_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "logits",
+            "penultimate",
+            "layer1",
+            "layer2",
+            "layer3",
+            "layer4"
+        ]
+    );
+    assert_eq!(m["kstar"], m["kstar_layers"][0]);
+    let reference = semcon::data::npyz::Npz::open(&dir.join("transformed.npz")).unwrap();
+    for (i, layer) in ["logits", "penultimate"].iter().enumerate() {
+        let stats = common::tensor_f64(
+            &reference
+                .get(&format!("clean_{layer}_stats"))
+                .unwrap()
+                .unwrap(),
+        );
+        let classes = m["kstar_layers"][i]["classes"].as_array().unwrap();
+        for (c, row) in classes.iter().zip(stats.chunks(5)) {
+            assert!(
+                (c["mean"].as_f64().unwrap() - row[1]).abs() < 1e-9,
+                "{layer}"
+            );
+            assert_eq!(c["accuracy"].as_f64().unwrap(), row[4], "{layer}");
+        }
+    }
+}

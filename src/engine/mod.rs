@@ -72,7 +72,8 @@ pub enum KstarSet {
 }
 
 /// Logits kept from perturbation and PGD jobs for the k* of those sets (no
-/// second forward pass, nor a second attack), up to this many values in all.
+/// second forward pass, nor a second attack), up to this many values in all
+/// (64 MB: 2,000 samples x 10 classes take 20,000).
 const KEPT_LOGITS: usize = 16 << 20;
 
 impl JobKey {
@@ -180,12 +181,18 @@ fn set_features(
 }
 
 /// Keeps the logits of a finished job for the k* of its set, within
-/// [`KEPT_LOGITS`].
+/// [`KEPT_LOGITS`]: when they do not fit beside the ones kept, the newest
+/// replace the others (the view moves on; what it left is recomputed if
+/// asked again).
 fn keep_logits(kept: &mut HashMap<JobKey, Arc<Vec<f32>>>, key: JobKey, lg: Vec<f32>) {
-    let used: usize = kept.values().map(|v| v.len()).sum();
-    if used + lg.len() <= KEPT_LOGITS {
-        kept.insert(key, Arc::new(lg));
+    if lg.len() > KEPT_LOGITS {
+        return;
     }
+    let used: usize = kept.values().map(|v| v.len()).sum();
+    if used + lg.len() > KEPT_LOGITS {
+        kept.clear();
+    }
+    kept.insert(key, Arc::new(lg));
 }
 
 /// What the worker tells the UI.

@@ -305,7 +305,13 @@ impl App {
             }
         }
         // k* of the shown set, then of the clean set it is compared with.
-        let mut t3: Vec<JobKey> = models.iter().map(|&m| self.kstar_key(m)).collect();
+        // For a PGD set, the attack itself first: its logits are kept and
+        // reused, so the k* (and the 2-D view) need no attack of their own.
+        let mut t3: Vec<JobKey> = Vec::new();
+        if let KstarView::Pgd(eps_index) = self.kstar_on {
+            t3.extend(models.iter().map(|&model| JobKey::Pgd { model, eps_index }));
+        }
+        t3.extend(models.iter().map(|&m| self.kstar_key(m)));
         t3.extend(models.iter().map(|&m| self.kstar_clean_key(m)));
         // The 2-D view, of the selected model only.
         t3.extend(self.embed_key(self.model));

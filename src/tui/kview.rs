@@ -34,10 +34,19 @@ pub struct Group {
     pub mean: f64,
     pub std: f64,
     pub skew: f64,
+    /// Mean class accuracy of the group (`None` without predictions).
+    pub accuracy: Option<f64>,
 }
 
+/// The classes, most fractured first (by skewness of k*/n, descending;
+/// undefined skews last), as the k* paper's Figure 4 orders them.
 pub fn classes(r: &KstarReport) -> Vec<KClass> {
-    r.classes.iter().map(class).collect()
+    let mut v: Vec<KClass> = r.classes.iter().map(class).collect();
+    v.sort_by(|a, b| {
+        let key = |c: &KClass| c.skew.unwrap_or(f64::NEG_INFINITY);
+        key(b).total_cmp(&key(a)).then(a.class.cmp(&b.class))
+    });
+    v
 }
 
 fn class(c: &ClassStats) -> KClass {
@@ -78,6 +87,7 @@ pub fn groups(r: &KstarReport) -> [Group; 3] {
             mean: g.mean.unwrap_or(f64::NAN),
             std: g.std.unwrap_or(f64::NAN),
             skew: g.skew.unwrap_or(f64::NAN),
+            accuracy: g.accuracy,
         }
     })
 }

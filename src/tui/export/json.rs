@@ -50,6 +50,7 @@ pub fn view_json(app: &App) -> Value {
             json!({
                 "patterns": kview::groups(k),
                 "mean": kview::overall_mean(k),
+                "accuracy": kview::overall_accuracy(k),
                 "classes": cls,
             })
         });

@@ -111,7 +111,10 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
     };
     f.render_widget(
         Paragraph::new(Line::styled(
-            format!("per class · {}{range}", app.meta.models[app.model]),
+            format!(
+                "per class, most fractured first · {}{range}",
+                app.meta.models[app.model]
+            ),
             DIM,
         )),
         caption,
