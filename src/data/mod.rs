@@ -2,8 +2,7 @@
 //! the readers that fill it from the formats researchers have: MNIST idx
 //! (plain or gzip), CIFAR-10/100 binary, image folders, `.npz`, and the
 //! embedded Fashion-MNIST test set (`builtin:fashion-mnist`). The `:colour`
-//! suffix applies the colour-shift split of SPEC.md. `resample` resizes and
-//! crops 8-bit images exactly as PIL and torchvision do.
+//! suffix applies the colour-shift split of SPEC.md.
 
 pub mod cifar;
 pub mod colour;
@@ -11,7 +10,6 @@ pub mod folder;
 pub mod idx;
 pub mod npyz;
 pub mod npz;
-pub mod resample;
 
 pub mod files;
 pub mod input;
