@@ -120,6 +120,16 @@ pub enum JobResult {
     Sample(SampleImages),
 }
 
+/// The batch of a PGD job: about 2·iters+1 forward passes each, so on the
+/// CPU that much smaller, for superseding between batches to stay prompt.
+fn pgd_batch(m: &Model, batch: usize, cfg: &PgdConfig) -> usize {
+    if m.device.is_cpu() {
+        (batch / (2 * cfg.iters + 1)).max(1)
+    } else {
+        batch
+    }
+}
+
 /// Where [`set_features`] may find logits already computed.
 struct SetSource<'a> {
     model: usize,
@@ -175,7 +185,8 @@ fn set_features(
                 .get(eps_index)
                 .copied()
                 .ok_or_else(|| crate::invalid!("no PGD setting {eps_index}"))?;
-            eval::pgd_features(m, set, &cfg, Some(tap), batch, obs)?.map(|(row, f)| (row.preds, f))
+            eval::pgd_features(m, set, &cfg, Some(tap), pgd_batch(m, batch, &cfg), obs)?
+                .map(|(row, f)| (row.preds, f))
         }
     })
 }
@@ -466,38 +477,29 @@ impl Worker {
                     .get(eps_index)
                     .copied()
                     .ok_or_else(|| crate::invalid!("no PGD setting {eps_index}"))?;
-                // A PGD batch costs about 2·iters+1 forward passes: on the CPU it is
-                // made that much smaller so that superseding (between batches) stays prompt.
                 let m = &self.models[model];
-                let pgd_batch = if m.device.is_cpu() {
-                    (batch / (2 * cfg.iters + 1)).max(1)
-                } else {
-                    batch
-                };
-                let out =
-                    eval::pgd_features(m, &set, &cfg, Some(Tap::Logits), pgd_batch, &mut obs)?;
+                let pb = pgd_batch(m, batch, &cfg);
+                let out = eval::pgd_features(m, &set, &cfg, Some(Tap::Logits), pb, &mut obs)?;
                 out.map(|(row, lg)| {
                     keep_logits(&mut self.logits, key, lg);
                     JobResult::Pgd(row)
                 })
             }
-            JobKey::Kstar {
-                model,
-                tap,
-                metric,
-                on,
-            } => {
+            // k* and the 2-D view of a set read the same latents.
+            JobKey::Kstar { model, tap, on, .. } | JobKey::Embed { model, tap, on, .. } => {
                 let m = &self.models[model];
                 let src = SetSource {
                     model,
                     settings: &self.settings,
                     logits: &self.logits,
                 };
-                match set_features(m, &set, src, tap, on, batch, &mut obs)? {
-                    None => None,
-                    Some((preds, f)) => {
+                let Some((preds, f)) = set_features(m, &set, src, tap, on, batch, &mut obs)? else {
+                    return Ok(None);
+                };
+                Some(match key {
+                    JobKey::Kstar { metric, .. } => {
                         let names = class_names(m, &set);
-                        let rep = eval::kstar(
+                        JobResult::Kstar(eval::kstar(
                             &f,
                             &set.labels,
                             Some(&preds),
@@ -505,36 +507,19 @@ impl Worker {
                             tap,
                             metric,
                             &m.device,
-                        )?;
-                        Some(JobResult::Kstar(rep))
+                        )?)
                     }
-                }
-            }
-            JobKey::Embed {
-                model,
-                tap,
-                on,
-                method,
-            } => {
-                let m = &self.models[model];
-                let src = SetSource {
-                    model,
-                    settings: &self.settings,
-                    logits: &self.logits,
-                };
-                match set_features(m, &set, src, tap, on, batch, &mut obs)? {
-                    None => None,
-                    Some((preds, f)) => {
+                    JobKey::Embed { method, .. } => {
                         let d = f.len() / set.len().max(1);
-                        let points = embed::embed(method, &f, d, self.settings.seed)?;
-                        Some(JobResult::Embed(Embedding {
+                        JobResult::Embed(Embedding {
                             method,
-                            points,
+                            points: embed::embed(method, &f, d, self.settings.seed)?,
                             labels: set.labels.clone(),
                             preds,
-                        }))
+                        })
                     }
-                }
+                    _ => unreachable!("matched k* and embedding keys only"),
+                })
             }
             JobKey::Sample { kind, level, index } => {
                 let index = index.min(set.len().saturating_sub(1));
