@@ -30,7 +30,7 @@ fn config(variant: Variant) -> TrainConfig {
         alpha: 1.0,
         epochs: 1,
         batch: 16,
-        lr: 3e-3,
+        optim: semcon::train::optim::OptimConfig::adam(3e-3),
         seed: 1,
         pgd: PgdConfig {
             eps: 8.0 / 255.0,

@@ -62,7 +62,7 @@ impl ModelArgs {
     }
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize)> {
+pub fn parse_size(s: &str) -> Result<(usize, usize)> {
     let parts: Vec<&str> = s.split(['x', 'X', ',']).collect();
     let p = |v: &str| {
         v.trim()

@@ -1,6 +1,6 @@
 //! The command line: one file per command, each holding its clap arguments
 //! and its `run` ([`explore`], [`eval`], [`attack`], [`features`],
-//! [`perturb`], [`kstar`], [`train`], [`info`], [`bench`]); the argument groups they
+//! [`perturb`], [`kstar`], [`train`], [`transfer`], [`info`], [`bench`]); the argument groups they
 //! share in [`args`], shared helpers in [`common`]. Each command is a thin
 //! layer over the library; errors are printed as one line, exit code 1.
 
@@ -15,6 +15,7 @@ pub mod info;
 pub mod kstar;
 pub mod perturb;
 pub mod train;
+pub mod transfer;
 
 pub use args::{DataArgs, ModelArgs};
 pub use attack::AttackArgs;
@@ -26,6 +27,7 @@ pub use info::InfoArgs;
 pub use kstar::KstarArgs;
 pub use perturb::PerturbArgs;
 pub use train::TrainArgs;
+pub use transfer::TransferArgs;
 
 use crate::error::format_error;
 use anyhow::Result;
@@ -55,8 +57,12 @@ pub enum Command {
     Eval(EvalArgs),
     /// PGD-attack a dataset and write the adversarial images.
     Attack(AttackArgs),
-    /// Train a model variant (standard, continuity, adv, adv-continuity).
+    /// Train a model variant (standard, continuity, adv, adv-continuity), or
+    /// fine-tune a checkpoint on a dataset (--init, --freeze).
     Train(TrainArgs),
+    /// Fine-tune several checkpoints the same way on one dataset and compare
+    /// their test accuracy (the paper's Table 3).
+    Transfer(TransferArgs),
     /// Write perturbed images (.npy, float32 NCHW) or a before/after grid (.png).
     Perturb(PerturbArgs),
     /// Open the terminal explorer (the default without a command).
@@ -82,6 +88,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Attack(a)) => attack::run(&a),
         Some(Command::Train(a)) => train::run(&a),
+        Some(Command::Transfer(a)) => transfer::run(&a),
         Some(Command::Perturb(a)) => perturb::run(&a),
         Some(Command::Explore(a)) => explore::run(&a),
         None => explore::run(&cli.explore),

@@ -121,6 +121,52 @@ impl ImageSet {
         }
     }
 
+    /// RGB images to one gray channel by ITU-R 601-2 luma
+    /// (0.299 R + 0.587 G + 0.114 B, the weights of PIL's `convert("L")`,
+    /// without its rounding to 8 bits).
+    pub fn to_grayscale(&self) -> ImageSet {
+        let hw = self.height * self.width;
+        let mut data = Vec::with_capacity(self.len() * hw);
+        for img in self.data.chunks_exact(hw * self.channels) {
+            let (r, rest) = img.split_at(hw);
+            let (g, b) = rest.split_at(hw);
+            data.extend(
+                r.iter()
+                    .zip(g)
+                    .zip(b)
+                    .map(|((r, g), b)| 0.299 * r + 0.587 * g + 0.114 * b),
+            );
+        }
+        ImageSet {
+            data,
+            labels: self.labels.clone(),
+            channels: 1,
+            ..self.clone_meta()
+        }
+    }
+
+    /// Every image resized to `h`x`w`, channel by channel, by the `image`
+    /// crate's triangle filter (bilinear, antialiased when shrinking).
+    pub fn resized(&self, h: usize, w: usize) -> ImageSet {
+        use image::{imageops, ImageBuffer, Luma};
+        let hw = self.height * self.width;
+        let mut data = Vec::with_capacity(self.len() * self.channels * h * w);
+        for plane in self.data.chunks_exact(hw) {
+            let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
+                ImageBuffer::from_raw(self.width as u32, self.height as u32, plane.to_vec())
+                    .expect("plane has width x height values");
+            let out = imageops::resize(&buf, w as u32, h as u32, imageops::FilterType::Triangle);
+            data.extend(out.into_raw());
+        }
+        ImageSet {
+            data,
+            labels: self.labels.clone(),
+            height: h,
+            width: w,
+            ..self.clone_meta()
+        }
+    }
+
     /// Keep the images at `idx` (in that order).
     pub fn select(&self, idx: &[usize]) -> ImageSet {
         let l = self.image_len();

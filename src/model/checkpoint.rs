@@ -15,6 +15,37 @@ use std::path::{Path, PathBuf};
 /// Reads every tensor of a checkpoint as f32 (integer buffers such as
 /// `num_batches_tracked` are dropped), names normalised.
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for (name, t) in read_raw(path)? {
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let t = if t.dtype() == DType::F32 {
+            t
+        } else {
+            t.to_dtype(DType::F32)?
+        };
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// The BatchNorm counters (`*.num_batches_tracked`, integer scalars) of a
+/// `.safetensors` checkpoint, names normalised; none for a `.pth` (its
+/// reader skips integer tensors), so a fine-tuned copy counts from 0.
+pub fn read_batches_tracked(path: &Path) -> Result<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for (name, t) in read_raw(path)? {
+        if name.ends_with(".num_batches_tracked") && t.dtype() == DType::I64 && t.elem_count() == 1
+        {
+            out.insert(name, t.flatten_all()?.to_vec1::<i64>()?[0]);
+        }
+    }
+    Ok(out)
+}
+
+/// Every tensor of a checkpoint as stored, the wrapper prefix stripped.
+fn read_raw(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let ckerr = |msg: String| Error::Checkpoint {
         path: path.to_path_buf(),
         msg,
@@ -60,22 +91,10 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     }
     // One prefix of wrappers is stripped ([`wrapper_prefix`]).
     let prefix = wrapper_prefix(raw.iter().map(|(k, _)| k.as_str()));
-    let mut out = HashMap::new();
-    for (name, t) in raw {
-        let Some(name) = name.strip_prefix(prefix.as_str()) else {
-            continue;
-        };
-        if !t.dtype().is_float() {
-            continue;
-        }
-        let t = if t.dtype() == DType::F32 {
-            t
-        } else {
-            t.to_dtype(DType::F32)?
-        };
-        out.insert(name.to_string(), t);
-    }
-    Ok(out)
+    Ok(raw
+        .into_iter()
+        .filter_map(|(name, t)| Some((name.strip_prefix(prefix.as_str())?.to_string(), t)))
+        .collect())
 }
 
 /// What to do with `torch.save(model)`.

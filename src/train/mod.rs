@@ -3,15 +3,20 @@
 //! perturbation P; adversarial CE on PGD examples; and both. Checkpoints are
 //! written as `.safetensors` with torchvision names (plus `num_batches_tracked`
 //! so torchvision's strict `load_state_dict` accepts them) and a sidecar JSON,
-//! always through a temporary file and a rename.
+//! always through a temporary file and a rename. Fine-tuning from a
+//! checkpoint (`init.rs`) uses the same loop; the optimisers are `optim.rs`.
+
+pub mod init;
+pub mod optim;
 
 use crate::data::ImageSet;
 use crate::metrics::pgd::{self, PgdConfig};
-use crate::model::{checkpoint, Model, ResNet, ResNetConfig};
+use crate::model::{checkpoint, Model, ResNet, ResNetConfig, Tap};
 use crate::perturb::{self, Kind};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
+use optim::{OptimConfig, Optimizer};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -50,7 +55,8 @@ pub struct TrainConfig {
     pub alpha: f64,
     pub epochs: usize,
     pub batch: usize,
-    pub lr: f64,
+    /// The optimiser and its learning rate.
+    pub optim: OptimConfig,
     pub seed: u64,
     /// PGD used to make training examples (adv variants).
     pub pgd: PgdConfig,
@@ -74,6 +80,11 @@ pub struct Trainer {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
     pub device: Device,
+    /// Linear probe: only `fc` learns; the backbone runs in eval mode
+    /// (BatchNorm running statistics, never updated) and is detached.
+    pub frozen: bool,
+    /// `num_batches_tracked` of the checkpoint fine-tuning started from.
+    base_batches: HashMap<String, i64>,
     mean_t: Tensor,
     std_t: Tensor,
     steps: u64,
@@ -115,6 +126,18 @@ impl Trainer {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let net = ResNet::new(&config, vb)?;
         init_like_torchvision(&varmap, seed, device)?;
+        Self::with_net(varmap, net, config, mean, std, device)
+    }
+
+    /// A trainer over a network built on `varmap` (its weights set).
+    pub(crate) fn with_net(
+        varmap: VarMap,
+        net: ResNet,
+        config: ResNetConfig,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        device: &Device,
+    ) -> Result<Self> {
         let c = config.in_channels;
         let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
         let std_t = Tensor::from_slice(&std, (1, c, 1, 1), device)?;
@@ -125,6 +148,8 @@ impl Trainer {
             mean,
             std,
             device: device.clone(),
+            frozen: false,
+            base_batches: HashMap::new(),
             mean_t,
             std_t,
             steps: 0,
@@ -165,9 +190,36 @@ impl Trainer {
         x.broadcast_sub(&self.mean_t)?.broadcast_div(&self.std_t)
     }
 
-    /// Logits for [0,1] images; `train` selects BatchNorm batch statistics.
+    /// Logits for [0,1] images; `train` selects BatchNorm batch statistics
+    /// (for a frozen backbone, the training-mode pass runs the backbone in
+    /// eval mode and cuts its gradient: only `fc` learns).
     pub fn logits(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.net.forward_t(&self.prepare(x)?, train)
+        let x = self.prepare(x)?;
+        if self.frozen && train {
+            let f = self.net.features(&x, Tap::Penultimate, false)?.detach();
+            return self.net.head(&f);
+        }
+        self.net.forward_t(&x, train)
+    }
+
+    /// The variables training updates, sorted by name: every weight and bias
+    /// (not the running statistics); only `fc.*` for a frozen backbone.
+    pub fn trainable(&self) -> Vec<(String, candle_core::Var)> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut names: Vec<&String> = data
+            .keys()
+            .filter(|k| !k.contains("running_") && (!self.frozen || k.starts_with("fc.")))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|k| (k.clone(), data[k].clone()))
+            .collect()
+    }
+
+    /// Optimiser steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// The loss of one batch for a variant. Returns (loss, ce, ds, logits on the CE input).
@@ -280,10 +332,11 @@ impl Trainer {
         for (name, var) in self.varmap.data().lock().expect("varmap lock").iter() {
             tensors.insert(name.clone(), var.as_tensor().to_device(&Device::Cpu)?);
             if let Some(p) = name.strip_suffix(".running_mean") {
-                tensors.insert(
-                    format!("{p}.num_batches_tracked"),
-                    Tensor::new(self.steps as i64, &Device::Cpu)?,
-                );
+                // As torch counts: every training-mode batch, none while frozen.
+                let key = format!("{p}.num_batches_tracked");
+                let base = self.base_batches.get(&key).copied().unwrap_or(0);
+                let taken = if self.frozen { 0 } else { self.steps as i64 };
+                tensors.insert(key, Tensor::new(base + taken, &Device::Cpu)?);
             }
         }
         let tmp = tmp_path(out);
@@ -408,18 +461,8 @@ pub fn train(
         ));
     }
     set.check_labels(tr.config.num_classes)?;
-    let params = candle_nn::ParamsAdamW {
-        lr: cfg.lr,
-        weight_decay: 0.0,
-        ..Default::default()
-    };
-    let trainable: Vec<candle_core::Var> = {
-        let data = tr.varmap.data().lock().expect("varmap lock");
-        let mut names: Vec<&String> = data.keys().filter(|k| !k.contains("running_")).collect();
-        names.sort();
-        names.into_iter().map(|k| data[k].clone()).collect()
-    };
-    let mut opt = candle_nn::AdamW::new(trainable, params)?;
+    let vars = tr.trainable().into_iter().map(|(_, v)| v).collect();
+    let mut opt = Optimizer::new(vars, cfg.optim);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let n = set.len();
     let steps = n.div_ceil(cfg.batch);

@@ -212,6 +212,11 @@ impl ResNet {
         self.fc.forward(&pooled)
     }
 
+    /// The classifier `fc` on pooled penultimate features.
+    pub fn head(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc.forward(pooled)
+    }
+
     pub fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         self.features(x, Tap::Logits, train)
     }
