@@ -34,7 +34,7 @@ pub struct TransferArgs {
     #[command(flatten)]
     pub optim: OptimArgs,
     /// Passes over the target's training data.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     /// Images per step (at least 2, for BatchNorm).
     #[arg(long, default_value_t = 64)]
@@ -120,7 +120,7 @@ pub fn run(a: &TransferArgs) -> Result<()> {
         names.push(name);
     }
     let freeze = a.tune.freeze.unwrap_or(Freeze::None);
-    let optim = a.optim.config(freeze == Freeze::None)?;
+    let optim = a.optim.config()?;
     let device = crate::device::select_arg(a.device.as_deref())?;
     let choice = a.data.choice();
     let load = |split| {

@@ -10,6 +10,7 @@ pub mod folder;
 pub mod idx;
 pub mod npyz;
 pub mod npz;
+pub mod resample;
 
 pub mod files;
 pub mod input;

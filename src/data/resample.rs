@@ -1,0 +1,276 @@
+//! PIL's resize of 8-bit images, bit for bit: what torchvision's `Resize`
+//! does to a PIL image. Bilinear and bicubic are Pillow's `Resample.c`
+//! (separable passes, coefficients normalised per output pixel, 22-bit
+//! fixed point, 8-bit rounding between the passes); nearest is Pillow's
+//! `ImagingScaleAffine` (source positions accumulated in doubles).
+//!
+//! Which pass runs first changes some pixels by one level. Pillow 13 runs
+//! the vertical pass first when the height shrinks by more than twice as
+//! many pixels as the width (`in_h - out_h > 2 (in_w - out_w)`); Pillow 12
+//! and older always run the horizontal pass first. [`Order`] picks one;
+//! the default is Pillow 13's (what `pip install torchvision` brings).
+//! Tested against both (tests/fixtures/make_resample.py).
+
+/// The resampling filter (torchvision's `InterpolationMode` on PIL images).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Filter {
+    Nearest,
+    Bilinear,
+    Bicubic,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Nearest => 0.0,
+            Filter::Bilinear => 1.0,
+            Filter::Bicubic => 2.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Filter::Nearest => 0.0,
+            Filter::Bilinear => {
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// The order of the two passes (see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Pillow 13: vertical first when the height shrinks by more than twice
+    /// as many pixels as the width.
+    #[default]
+    Pillow13,
+    /// Pillow 12 and older: always horizontal first.
+    HorizontalFirst,
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Per output position: the first source index, the taps' fixed-point weights.
+struct Coeffs {
+    bounds: Vec<(usize, usize)>,
+    ksize: usize,
+    k: Vec<i32>,
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for a full box.
+fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = filter.support() * filterscale;
+    let ksize = support.ceil() as usize * 2 + 1;
+    let mut bounds = Vec::with_capacity(out_size);
+    let mut k = vec![0i32; out_size * ksize];
+    let mut w = vec![0f64; ksize];
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        // (int) truncates toward zero, as C does.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let n = xmax.saturating_sub(xmin);
+        let mut ww = 0.0;
+        for (x, wx) in w.iter_mut().enumerate().take(n) {
+            *wx = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
+            ww += *wx;
+        }
+        for x in 0..n {
+            let v = if ww != 0.0 { w[x] / ww } else { w[x] };
+            let f = v * (1u32 << PRECISION_BITS) as f64;
+            k[xx * ksize + x] = if v < 0.0 {
+                (-0.5 + f) as i32
+            } else {
+                (0.5 + f) as i32
+            };
+        }
+        bounds.push((xmin, n));
+    }
+    Coeffs { bounds, ksize, k }
+}
+
+#[inline]
+fn clip8(v: i32) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Horizontal pass over interleaved `c`-channel rows of width `w`.
+fn horizontal(src: &[u8], w: usize, h: usize, c: usize, out_w: usize, co: &Coeffs) -> Vec<u8> {
+    let mut out = vec![0u8; out_w * h * c];
+    for y in 0..h {
+        let row = &src[y * w * c..(y + 1) * w * c];
+        let orow = &mut out[y * out_w * c..(y + 1) * out_w * c];
+        for (xx, &(xmin, n)) in co.bounds.iter().enumerate() {
+            let k = &co.k[xx * co.ksize..xx * co.ksize + n];
+            for ch in 0..c {
+                let mut ss: i32 = 1 << (PRECISION_BITS - 1);
+                for (x, &kx) in k.iter().enumerate() {
+                    ss = ss.wrapping_add(row[(xmin + x) * c + ch] as i32 * kx);
+                }
+                orow[xx * c + ch] = clip8(ss);
+            }
+        }
+    }
+    out
+}
+
+/// Vertical pass over interleaved `c`-channel rows of width `w`.
+fn vertical(src: &[u8], w: usize, c: usize, out_h: usize, co: &Coeffs) -> Vec<u8> {
+    let stride = w * c;
+    let mut out = vec![0u8; out_h * stride];
+    let mut acc = vec![0i32; stride];
+    for (yy, &(ymin, n)) in co.bounds.iter().enumerate() {
+        let k = &co.k[yy * co.ksize..yy * co.ksize + n];
+        acc.fill(1 << (PRECISION_BITS - 1));
+        for (y, &ky) in k.iter().enumerate() {
+            let row = &src[(ymin + y) * stride..(ymin + y + 1) * stride];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a = a.wrapping_add(v as i32 * ky);
+            }
+        }
+        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    out
+}
+
+/// PIL's `ImagingScaleAffine` (nearest neighbour) positions for one axis;
+/// `None` where the accumulated position leaves the image (PIL leaves
+/// such a pixel 0).
+fn nearest_index(in_size: usize, out_size: usize) -> Vec<Option<usize>> {
+    let a = in_size as f64 / out_size as f64;
+    let mut pos = a * 0.5;
+    (0..out_size)
+        .map(|_| {
+            let i = (pos >= 0.0 && (pos as usize) < in_size).then_some(pos as usize);
+            pos += a;
+            i
+        })
+        .collect()
+}
+
+/// Resizes an interleaved 8-bit image (`c` channels, `w`x`h`) to
+/// `out_w`x`out_h` exactly as PIL's `Image.resize` does. Sizes must be >= 1.
+pub fn resize(
+    src: &[u8],
+    (w, h, c): (usize, usize, usize),
+    (out_w, out_h): (usize, usize),
+    filter: Filter,
+    order: Order,
+) -> Vec<u8> {
+    debug_assert_eq!(src.len(), w * h * c);
+    if (w, h) == (out_w, out_h) {
+        return src.to_vec();
+    }
+    if filter == Filter::Nearest {
+        let xs = nearest_index(w, out_w);
+        let ys = nearest_index(h, out_h);
+        let mut out = vec![0u8; out_w * out_h * c];
+        for (oy, y) in ys.iter().enumerate() {
+            let Some(y) = y else { continue };
+            let row = &src[y * w * c..(y + 1) * w * c];
+            for (ox, x) in xs.iter().enumerate() {
+                if let Some(x) = x {
+                    out[(oy * out_w + ox) * c..(oy * out_w + ox + 1) * c]
+                        .copy_from_slice(&row[x * c..(x + 1) * c]);
+                }
+            }
+        }
+        return out;
+    }
+    let vertical_first =
+        order == Order::Pillow13 && out_h < h && (h - out_h) as i64 > 2 * (w as i64 - out_w as i64);
+    let (need_h, need_v) = (out_w != w, out_h != h);
+    if vertical_first {
+        let tmp = if need_v {
+            vertical(src, w, c, out_h, &coeffs(h, out_h, filter))
+        } else {
+            src.to_vec()
+        };
+        if need_h {
+            horizontal(&tmp, w, out_h, c, out_w, &coeffs(w, out_w, filter))
+        } else {
+            tmp
+        }
+    } else {
+        // Pillow's horizontal pass covers only the rows the vertical pass reads;
+        // the values are the same as over every row.
+        let tmp = if need_h {
+            horizontal(src, w, h, c, out_w, &coeffs(w, out_w, filter))
+        } else {
+            src.to_vec()
+        };
+        if need_v {
+            vertical(&tmp, out_w, c, out_h, &coeffs(h, out_h, filter))
+        } else {
+            tmp
+        }
+    }
+}
+
+/// torchvision's `Resize(n)` output size for an image of `w`x`h`: the
+/// shorter side becomes `n`, the longer `int(n * long / short)` (a Python
+/// float division, truncated). Returns (width, height).
+pub fn shorter_side_size(w: usize, h: usize, n: usize) -> (usize, usize) {
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let new_long = (n as f64 * long as f64 / short as f64) as usize;
+    if w <= h {
+        (n, new_long)
+    } else {
+        (new_long, n)
+    }
+}
+
+/// torchvision's `CenterCrop` offsets (left, top) of a `cw`x`ch` crop of a
+/// `w`x`h` image: `int(round((size - crop) / 2.0))`, Python's round (half to even).
+pub fn center_crop_offsets(w: usize, h: usize, cw: usize, ch: usize) -> (usize, usize) {
+    let off = |size: usize, crop: usize| -> usize {
+        let d = (size - crop) as f64 / 2.0;
+        let r = d.round();
+        // Python rounds halves to even.
+        let r = if (d - d.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+            r - 1.0
+        } else {
+            r
+        };
+        r as usize
+    };
+    (off(w, cw), off(h, ch))
+}
+
+/// Crops an interleaved image.
+pub fn crop(
+    src: &[u8],
+    (w, _h, c): (usize, usize, usize),
+    (left, top): (usize, usize),
+    (cw, ch): (usize, usize),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cw * ch * c);
+    for y in top..top + ch {
+        out.extend_from_slice(&src[(y * w + left) * c..(y * w + left + cw) * c]);
+    }
+    out
+}

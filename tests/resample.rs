@@ -1,0 +1,78 @@
+//! PIL's resize and torchvision's Resize + CenterCrop, bit for bit, on real
+//! photographs (tests/fixtures/make_resample.py), against Pillow 13 and
+//! Pillow 11 (whose pass order differs).
+
+mod common;
+
+use candle_core::Tensor;
+use semcon::data::npyz::Npz;
+use semcon::data::resample::{self, Filter, Order};
+
+fn u8s(t: &Tensor) -> Vec<u8> {
+    t.flatten_all().unwrap().to_vec1::<u8>().unwrap()
+}
+
+fn check(file: &str) {
+    let npz = Npz::open(&common::fixture("resample").join(file)).unwrap();
+    let version = String::from_utf8(u8s(&npz.get("version").unwrap().unwrap())).unwrap();
+    let major: u32 = version.split('.').next().unwrap().parse().unwrap();
+    let order = if major >= 13 {
+        Order::Pillow13
+    } else {
+        Order::HorizontalFirst
+    };
+    let mut n = 0;
+    let mut torchvision = 0;
+    while let Some(case) = npz.get(&format!("case_{n}")).unwrap() {
+        let c: Vec<i64> = case.to_vec1().unwrap();
+        let src_t = npz.get(&format!("src_{}", c[0])).unwrap().unwrap();
+        let (h, w, ch) = src_t.dims3().unwrap();
+        let src = u8s(&src_t);
+        let filter = [Filter::Nearest, Filter::Bilinear, Filter::Bicubic][c[1] as usize];
+        let (a, b) = (c[2] as usize, c[3] as usize);
+        let want_t = npz.get(&format!("out_{n}")).unwrap().unwrap();
+        let got = if c[4] == 0 {
+            resample::resize(&src, (w, h, ch), (a, b), filter, order)
+        } else {
+            torchvision += 1;
+            let (rw, rh) = resample::shorter_side_size(w, h, a);
+            let r = resample::resize(&src, (w, h, ch), (rw, rh), filter, order);
+            let off = resample::center_crop_offsets(rw, rh, b, b);
+            resample::crop(&r, (rw, rh, ch), off, (b, b))
+        };
+        let want = u8s(&want_t);
+        assert_eq!(got.len(), want.len(), "{file} case {n} {c:?}: size");
+        let diff = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+        assert_eq!(
+            diff, 0,
+            "{file} case {n} {c:?} ({w}x{h}): {diff} values differ from PIL {version}"
+        );
+        n += 1;
+    }
+    assert!(n >= 120, "{file}: only {n} cases");
+    if major >= 13 {
+        assert!(torchvision >= 36, "{file}: torchvision cases missing");
+    }
+}
+
+#[test]
+fn resize_matches_pillow_13() {
+    check("pil13.npz");
+}
+
+#[test]
+fn resize_matches_pillow_11() {
+    check("pil11.npz");
+}
+
+#[test]
+fn torchvision_sizes_and_crop_offsets() {
+    // Resize(256) of a 500x375 photo: the shorter side 256, int(256*500/375) = 341.
+    assert_eq!(resample::shorter_side_size(500, 375, 256), (341, 256));
+    assert_eq!(resample::shorter_side_size(375, 500, 256), (256, 341));
+    assert_eq!(resample::shorter_side_size(333, 333, 224), (224, 224));
+    // CenterCrop rounds (size - crop) / 2 half to even, as Python's round.
+    assert_eq!(resample::center_crop_offsets(341, 256, 224, 224), (58, 16));
+    assert_eq!(resample::center_crop_offsets(229, 227, 224, 224), (2, 2)); // 2.5 -> 2, 1.5 -> 2
+    assert_eq!(resample::center_crop_offsets(231, 224, 224, 224), (4, 0)); // 3.5 -> 4
+}
