@@ -571,3 +571,55 @@ fn fine_tuning_refusals_name_the_flag() {
     expect_error_with(&r, &["--freeze", "--init"]);
     assert!(!dir.join("x.safetensors.tmp").exists());
 }
+
+/// A ResNeXt (grouped convolutions) from a `.pth` fine-tunes too: a linear
+/// probe keeps every float tensor of the backbone as the `.pth` holds it.
+#[test]
+fn resnext_from_pth_probes_with_its_backbone_intact() {
+    let dir = tmp_dir("transfer_resnext");
+    let x = Tensor::from_vec(
+        (0..16 * 3 * 32 * 32)
+            .map(|i| (i * 37 % 251) as u8)
+            .collect::<Vec<u8>>(),
+        (16, 3, 32, 32),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let y = Tensor::from_vec(
+        (0..16).map(|i| i % 4).collect::<Vec<i64>>(),
+        16,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let data = dir.join("rx.npz");
+    save_npz(
+        &data,
+        &[("x", NpyArray::Tensor(&x)), ("y", NpyArray::Tensor(&y))],
+    )
+    .unwrap();
+    let src = common::model_fixture("resnext_slim.pth");
+    let out = dir.join("rx.safetensors");
+    let r = semcon([
+        "train",
+        "--init",
+        src.to_str().unwrap(),
+        "-d",
+        data.to_str().unwrap(),
+        "--freeze",
+        "backbone",
+        "--batch",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stderr.contains("replaced: 10 -> 4"), "{}", r.stderr);
+    let before = semcon::model::checkpoint::read_state_dict(&src).unwrap();
+    let after = tensors(&out);
+    for (k, t) in &before {
+        if !k.starts_with("fc.") {
+            assert!(same_bytes(t, &after[k]), "the probe changed {k}");
+        }
+    }
+    assert_eq!(after["fc.weight"].dims()[0], 4);
+}
