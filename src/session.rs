@@ -5,6 +5,7 @@
 //! counts that differ). The CLI commands and the explorer both start here;
 //! this module knows neither of them.
 
+use crate::data::resample::Preprocess;
 use crate::data::{self, DatasetSpec, ImageSet, LoadOptions, Split};
 use crate::model::{self, Model, ModelOptions};
 use anyhow::{bail, Context, Result};
@@ -38,6 +39,11 @@ pub struct DataChoice {
     pub samples: Option<usize>,
     pub seed: u64,
     pub skip_bad_images: bool,
+    /// torchvision's eval preprocessing of image folders, from flags (none:
+    /// the models' sidecars may give one, see [`open_data`]).
+    pub preprocess: Option<Preprocess>,
+    /// A seeded sample of at most this many images per class.
+    pub per_class: Option<usize>,
 }
 
 impl DataChoice {
@@ -49,6 +55,9 @@ impl DataChoice {
             split: self.split.unwrap_or(Split::Test),
             resize,
             skip_bad_images: self.skip_bad_images,
+            preprocess: self.preprocess,
+            per_class: self.per_class,
+            seed: self.seed,
         };
         let set = data::load(&spec, &opts)?;
         if set.is_empty() {
@@ -57,8 +66,15 @@ impl DataChoice {
         self.subset(set)
     }
 
-    /// A seeded subset of `self.samples` images of `set` (all without it).
+    /// A seeded subset of `set`: `self.per_class` images per class (an
+    /// image folder sampled them already), then `self.samples` images (all
+    /// without them).
     pub fn subset(&self, set: ImageSet) -> Result<ImageSet> {
+        let set = match self.per_class {
+            Some(0) => bail!("--per-class must be at least 1"),
+            Some(n) => set.per_class(n, self.seed),
+            None => set,
+        };
         Ok(match self.samples {
             Some(0) => bail!("--samples must be at least 1"),
             Some(n) => set.subset(n, self.seed),
@@ -130,10 +146,55 @@ pub fn open_data(data: &DataChoice, models: &[Model]) -> Result<(ImageSet, Optio
     if d.dataset.is_none() {
         d.dataset = Some(default_dataset(models).to_string());
     }
+    if d.preprocess.is_none() {
+        d.preprocess = sidecar_preprocess(models)?;
+    }
     let set = d.load(models.first().and_then(|m| m.input_size))?;
     check_labels(&set, models)?;
     let notice = crate::eval::gray_notice(&set, models);
     Ok((set, notice))
+}
+
+/// The eval preprocessing the models' sidecars ask for (`resize_size`,
+/// `crop_size`, `interpolation`); one per run, so models that ask for
+/// different ones are refused until flags settle it.
+pub fn sidecar_preprocess(models: &[Model]) -> Result<Option<Preprocess>> {
+    let mut found: Option<(Preprocess, &str)> = None;
+    for m in models {
+        let sc = &m.sidecar;
+        let Some(resize) = sc.resize_size else {
+            if sc.crop_size.is_some() || sc.interpolation.is_some() {
+                bail!(
+                    "sidecar of {}: crop_size/interpolation need resize_size",
+                    m.path.display()
+                );
+            }
+            continue;
+        };
+        let p = Preprocess::new(
+            resize,
+            sc.crop_size.unwrap_or(resize),
+            sc.interpolation.unwrap_or(data::resample::Filter::Bilinear),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "sidecar of {}: {}",
+                m.path.display(),
+                e.replace("--resize", "resize_size")
+                    .replace("--crop", "crop_size")
+            )
+        })?;
+        match &found {
+            Some((q, other)) if *q != p => bail!(
+                "{} and {} ask for different preprocessing in their sidecars ({q:?} and {p:?}); one run uses one: give --resize/--crop/--interpolation",
+                other,
+                m.name
+            ),
+            Some(_) => {}
+            None => found = Some((p, m.name.as_str())),
+        }
+    }
+    Ok(found.map(|(p, _)| p))
 }
 
 /// [`open_data`], with the gray notice on stderr.

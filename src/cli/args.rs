@@ -3,6 +3,8 @@
 //! `--format`. Commands flatten these; what the flags mean lives in
 //! [`crate::session`].
 
+use crate::data::presets;
+use crate::data::resample::{Filter, Preprocess};
 use crate::data::Split;
 use crate::metrics::pgd;
 use crate::model::ModelOptions;
@@ -98,18 +100,66 @@ pub struct DataArgs {
     /// (files without an image extension are always ignored, with a notice).
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// Image folders: torchvision's eval preprocessing, resize the shorter
+    /// side to N (PIL's antialiased resampling) ... [default: the model's
+    /// sidecar resize_size; without either, images are resized to the
+    /// model's input size].
+    #[arg(long)]
+    pub resize: Option<usize>,
+    /// ... then center crop NxN [default: the sidecar's crop_size, else --resize].
+    #[arg(long)]
+    pub crop: Option<usize>,
+    /// ... with this resampling [default: the sidecar's interpolation, else bilinear].
+    #[arg(long, value_enum)]
+    pub interpolation: Option<Filter>,
+    /// The preprocessing of torchvision's pretrained weights: imagenet
+    /// (256/224 bilinear), a model (resnet50: its DEFAULT weights) or
+    /// MODEL.WEIGHTS (resnet50.IMAGENET1K_V1); --resize/--crop/--interpolation
+    /// override parts of it. The list: docs/formats.md.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Keep a seeded, stratified sample of N images per class (image folders:
+    /// before decoding; other datasets: after loading).
+    #[arg(long)]
+    pub per_class: Option<usize>,
 }
 
 impl DataArgs {
     /// What the flags choose ([`crate::session::DataChoice`]).
-    pub fn choice(&self) -> DataChoice {
-        DataChoice {
+    pub fn choice(&self) -> Result<DataChoice> {
+        let base = match &self.preset {
+            Some(p) => Some(presets::preset(p).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let preprocess = match (base, self.resize, self.crop) {
+            (None, None, None) => {
+                if self.interpolation.is_some() {
+                    bail!("--interpolation needs --resize (or --preset)");
+                }
+                None
+            }
+            (None, None, Some(_)) => {
+                bail!("--crop needs --resize (torchvision resizes the shorter side, then crops)")
+            }
+            (base, resize, crop) => {
+                let resize = resize.or(base.map(|b| b.resize)).expect("resize or preset");
+                let crop = crop.or(base.map(|b| b.crop)).unwrap_or(resize);
+                let filter = self
+                    .interpolation
+                    .or(base.map(|b| b.filter))
+                    .unwrap_or(Filter::Bilinear);
+                Some(Preprocess::new(resize, crop, filter).map_err(anyhow::Error::msg)?)
+            }
+        };
+        Ok(DataChoice {
             dataset: self.dataset.clone(),
             split: self.split,
             samples: self.samples,
             seed: self.seed,
             skip_bad_images: self.skip_bad_images,
-        }
+            preprocess,
+            per_class: self.per_class,
+        })
     }
 }
 

@@ -67,11 +67,11 @@ pub fn run(a: &AttackArgs) -> Result<()> {
                 );
             }
             set.labels = y;
-            let set = a.data.choice().subset(set)?;
+            let set = a.data.choice()?.subset(set)?;
             (set.batch(0, set.len(), &Device::Cpu)?, set.labels)
         }
         _ => {
-            let set = session::load_data(&a.data.choice(), std::slice::from_ref(&m))?;
+            let set = session::load_data(&a.data.choice()?, std::slice::from_ref(&m))?;
             let set = eval::images_for(&m, &set)?;
             (set.batch(0, set.len(), &Device::Cpu)?, set.labels.clone())
         }

@@ -72,7 +72,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let choice = a.model.choice()?;
     let device = choice.device()?;
     let models = choice.load_all(&device)?;
-    let data = a.data.choice();
+    let data = a.data.choice()?;
     let set = session::load_data(&data, &models)?;
     let mut selection = Vec::new();
     let specs = if a.perturb.is_empty() {

@@ -40,7 +40,7 @@ impl ExploreArgs {
     pub fn options(&self) -> Result<ExploreOptions> {
         Ok(ExploreOptions {
             model: self.model.choice()?,
-            data: self.data.choice(),
+            data: self.data.choice()?,
             batch: self.batch,
             pgd: self.pgd.clone(),
             demo: self.demo,

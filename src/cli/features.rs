@@ -48,13 +48,13 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
     };
     let (set, labels, class_names) = match &a.input {
         Some(p) => {
-            let set = a.data.choice().subset(read_input_set(p)?)?;
+            let set = a.data.choice()?.subset(read_input_set(p)?)?;
             (set, None, None)
         }
         None => {
             // As eval and the explorer: without -d, the models' default
             // dataset; labels checked; the gray notice.
-            let set = crate::session::load_data(&a.data.choice(), std::slice::from_ref(&m))?;
+            let set = crate::session::load_data(&a.data.choice()?, std::slice::from_ref(&m))?;
             let y = Tensor::from_vec(
                 set.labels.iter().map(|&v| v as i64).collect::<Vec<_>>(),
                 set.len(),

@@ -34,8 +34,8 @@ pub fn run(a: &PerturbArgs) -> Result<()> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     let set = match &a.input {
-        Some(p) => a.data.choice().subset(read_input_set(p)?)?,
-        None => a.data.choice().load(None)?,
+        Some(p) => a.data.choice()?.subset(read_input_set(p)?)?,
+        None => a.data.choice()?.load(None)?,
     };
     let shape = (set.len(), set.channels, set.height, set.width);
     let y = crate::perturb::apply(kind, a.level, &set.data, shape, a.data.seed)?;

@@ -6,6 +6,7 @@
 
 use super::args::{parse_frac, parse_size, DataArgs, Format};
 use super::common::check_out;
+use crate::data::resample::Preprocess;
 use crate::data::{ImageSet, Split};
 use crate::metrics::pgd::PgdConfig;
 use crate::model::{checkpoint::Sidecar, ModelOptions, ResNetConfig, Stem};
@@ -167,7 +168,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     }
     let optim = a.optim.config()?;
     let device = crate::device::select_arg(a.device.as_deref())?;
-    let mut data = a.data.choice();
+    let mut data = a.data.choice()?;
     if data.dataset.is_none() {
         bail!("--dataset is required for training (e.g. /usr/share/datasets/fashion-mnist:colour --split train)");
     }
@@ -218,7 +219,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         seed: a.data.seed,
         pgd,
     };
-    let mut sidecar = sidecar_for(&tr, &set, &cfg, init.as_ref(), &device);
+    let mut sidecar = sidecar_for(&tr, &set, &cfg, init.as_ref(), data.preprocess, &device);
     let history = train_and_save(&mut tr, &set, &cfg, &a.out, &mut sidecar, "epoch")?;
     // Final metrics on held-out data for the sidecar.
     let eval_spec = match &a.eval_dataset {
@@ -239,7 +240,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
                 dataset: Some(spec.clone()),
                 split: Some(Split::Test),
                 samples: None,
-                ..a.data.choice()
+                ..a.data.choice()?
             }
             .load(None)
             .with_context(|| format!("loading evaluation data {spec}"))?;
@@ -330,6 +331,7 @@ pub(super) fn sidecar_for(
     set: &ImageSet,
     cfg: &TrainConfig,
     init: Option<&InitReport>,
+    preprocess: Option<Preprocess>,
     device: &candle_core::Device,
 ) -> Sidecar {
     let command: Vec<String> = std::env::args().collect();
@@ -350,6 +352,9 @@ pub(super) fn sidecar_for(
         mean: Some(tr.mean.clone()),
         std: Some(tr.std.clone()),
         input_size: Some([set.height, set.width]),
+        resize_size: preprocess.map(|p| p.resize),
+        crop_size: preprocess.map(|p| p.crop),
+        interpolation: preprocess.map(|p| p.filter),
         class_names: Some(set.class_names.clone()),
         dataset: Some(set.name.clone()),
         variant: Some(cfg.variant.name().to_string()),

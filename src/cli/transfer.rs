@@ -122,7 +122,7 @@ pub fn run(a: &TransferArgs) -> Result<()> {
     let freeze = a.tune.freeze.unwrap_or(Freeze::None);
     let optim = a.optim.config()?;
     let device = crate::device::select_arg(a.device.as_deref())?;
-    let choice = a.data.choice();
+    let choice = a.data.choice()?;
     let load = |split| {
         crate::session::DataChoice {
             split: Some(split),
@@ -160,7 +160,7 @@ pub fn run(a: &TransferArgs) -> Result<()> {
         eprintln!("  {}", report.head_line());
         let test = fit_like(&raw_test, &set, a.tune.grayscale)?;
         let out = a.out_dir.join(format!("{name}.safetensors"));
-        let mut sidecar = sidecar_for(&tr, &set, &cfg, Some(&report), &device);
+        let mut sidecar = sidecar_for(&tr, &set, &cfg, Some(&report), choice.preprocess, &device);
         let history = train_and_save(&mut tr, &set, &cfg, &out, &mut sidecar, name)?;
         let acc = test_accuracy(&tr, &out, &test)?;
         let extra = if a.eval {

@@ -5,14 +5,21 @@
 //! split. As in torchvision, only files with an image extension count (.png
 //! .jpg .jpeg .bmp .ppm .pgm .tif .tiff .webp; other files are ignored, with
 //! a notice), and a class folder without images is an error (it would shift
-//! every later label). Images are decoded by content (as PIL does), converted
-//! to RGB and resized (bilinear) to the requested size, else to the first
-//! image's (with a notice when sizes differ). Hidden files (`.DS_Store`,
-//! macOS `._x.png`) are ignored; an image file that does not decode stops the
-//! load, unless `skip_bad_images` is set (then it is skipped with one warning).
+//! every later label). Images are decoded by content (as PIL does; JPEG by
+//! `jpeg.rs`, identical to PIL), converted to RGB, then given torchvision's
+//! eval preprocessing (`resample.rs`: shorter side resized, center crop)
+//! when asked, else resized (bilinear) to the requested size, else to the
+//! first image's (with a notice when sizes differ). Decoding runs on every
+//! core, with a progress bar on a terminal. `per_class` keeps a seeded
+//! sample of each class before anything is decoded. Hidden files
+//! (`.DS_Store`, macOS `._x.png`) are ignored; an image file that does not
+//! decode stops the load, naming it, unless `skip_bad_images` is set (then
+//! it is skipped, and a warning counts them).
 
+use super::jpeg;
 use super::set::{Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// torchvision's `IMG_EXTENSIONS`.
@@ -80,12 +87,23 @@ fn split_root(dir: &Path, split: Split) -> PathBuf {
 pub const MAX_PIXELS: u64 = 178_956_970;
 
 /// Decodes one image file as RGB, by content as PIL does (a PNG named .jpg
-/// still opens); the dimensions are read and checked against `max_pixels`
-/// before any pixel is decoded.
+/// still opens; JPEG as PIL decodes it, [`jpeg`]); the dimensions are read
+/// and checked against `max_pixels` before any pixel is decoded.
 pub fn decode(path: &Path, max_pixels: u64) -> std::result::Result<image::RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    decode_bytes(&bytes, max_pixels)
+}
+
+/// [`decode`] of a file's bytes.
+pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> std::result::Result<image::RgbImage, String> {
     use image::ImageDecoder;
-    let decoder = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
+    if jpeg::is_jpeg(bytes) {
+        let (w, h, px) = jpeg::decode_rgb(bytes, max_pixels)?;
+        return image::RgbImage::from_raw(w as u32, h as u32, px)
+            .ok_or_else(|| "decoded JPEG has the wrong number of pixels".to_string());
+    }
+    let decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
         .map_err(|e| e.to_string())?
         .into_decoder()
         .map_err(|e| e.to_string())?;
@@ -100,6 +118,62 @@ pub fn decode(path: &Path, max_pixels: u64) -> std::result::Result<image::RgbIma
         .map_err(|e| e.to_string())
 }
 
+/// One image decoded and brought to the set's size, as CHW bytes.
+fn prepare(
+    path: &Path,
+    opts: &LoadOptions,
+    size: (usize, usize),
+) -> std::result::Result<(Vec<u8>, bool), String> {
+    let img = decode(path, MAX_PIXELS)?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (hwc, resized) = match &opts.preprocess {
+        Some(p) => (p.apply(img.as_raw(), w, h), false),
+        None if (h, w) != size => (
+            image::imageops::resize(
+                &img,
+                size.1 as u32,
+                size.0 as u32,
+                image::imageops::FilterType::Triangle,
+            )
+            .into_raw(),
+            true,
+        ),
+        None => (img.into_raw(), false),
+    };
+    let mut chw = Vec::with_capacity(hwc.len());
+    for c in 0..3 {
+        chw.extend(hwc.iter().skip(c).step_by(3));
+    }
+    Ok((chw, resized))
+}
+
+/// A seeded sample of at most `n` of `files` per label, in their order.
+fn sample_per_class(files: Vec<(PathBuf, u32)>, n: usize, seed: u64) -> Vec<(PathBuf, u32)> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let classes = files
+        .iter()
+        .map(|(_, l)| *l)
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    let mut keep = vec![false; files.len()];
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..files.len())
+            .filter(|&i| files[i].1 as usize == c)
+            .collect();
+        idx.shuffle(&mut rng);
+        for &i in idx.iter().take(n) {
+            keep[i] = true;
+        }
+    }
+    files
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(f, k)| k.then_some(f))
+        .collect()
+}
+
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let root = split_root(dir, opts.split);
     let classes: Vec<PathBuf> = sorted_entries(&root)?
@@ -112,20 +186,16 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             "not a dataset: no idx/CIFAR files and no class sub-folders (image folder layout: ROOT/CLASS/IMAGE.png)",
         ));
     }
-    let mut size = opts.resize;
-    let mut resized = 0usize;
-    let mut data = Vec::new();
-    let mut labels = Vec::new();
-    let mut skipped = Vec::new();
+    let mut files: Vec<(PathBuf, u32)> = Vec::new();
     let mut ignored = Vec::new();
     let mut empty = Vec::new();
     for (ci, cdir) in classes.iter().enumerate() {
-        let mut files = Vec::new();
-        walk(cdir, &mut files, 0)?;
+        let mut found = Vec::new();
+        walk(cdir, &mut found, 0)?;
         // Python sorts the folder paths as strings ("a/x-y" before "a/x/z").
-        files.sort_by_cached_key(|(d, f)| (d.to_string_lossy().into_owned(), f.clone()));
-        let before = labels.len();
-        for (_, f) in files {
+        found.sort_by_cached_key(|(d, f)| (d.to_string_lossy().into_owned(), f.clone()));
+        let before = files.len();
+        for (_, f) in found {
             if is_hidden(&f) {
                 continue;
             }
@@ -133,57 +203,16 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
                 ignored.push(f);
                 continue;
             }
-            let img = match decode(&f, MAX_PIXELS) {
-                Ok(img) => img,
-                Err(why) => {
-                    if opts.skip_bad_images {
-                        skipped.push(f.display().to_string());
-                        continue;
-                    }
-                    return Err(Error::format(
-                        &f,
-                        format!(
-                            "image folder {}: cannot decode this image: {why}; it was not skipped (remove it, or pass --skip-bad-images to skip such files)",
-                            root.display()
-                        ),
-                    ));
-                }
-            };
-            let (h, w) = *size.get_or_insert((img.height() as usize, img.width() as usize));
-            let img = if (img.height() as usize, img.width() as usize) != (h, w) {
-                resized += 1;
-                image::imageops::resize(
-                    &img,
-                    w as u32,
-                    h as u32,
-                    image::imageops::FilterType::Triangle,
-                )
-            } else {
-                img
-            };
-            // HWC u8 -> CHW f32
-            let raw = img.as_raw();
-            for c in 0..3 {
-                data.extend(raw.iter().skip(c).step_by(3).map(|&p| p as f32 / 255.0));
-            }
-            labels.push(ci as u32);
+            files.push((f, ci as u32));
         }
-        if labels.len() == before {
+        if files.len() == before {
             empty.push(
                 cdir.file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             );
         }
     }
-    if !skipped.is_empty() {
-        eprintln!(
-            "warning: image folder {}: skipped {} image file(s) that do not decode, first: {}",
-            root.display(),
-            skipped.len(),
-            skipped[0]
-        );
-    }
-    if labels.is_empty() {
+    if files.is_empty() {
         return Err(Error::format(&root, "image folder holds no images"));
     }
     if !empty.is_empty() {
@@ -203,8 +232,84 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             ignored[0].display()
         );
     }
+    if let Some(n) = opts.per_class {
+        if n == 0 {
+            return Err(crate::invalid!("--per-class must be at least 1"));
+        }
+        files = sample_per_class(files, n, opts.seed);
+    }
+    let bad = |f: &Path, why: &str| {
+        Error::format(
+            f,
+            format!(
+                "image folder {}: cannot decode this image: {why}; it was not skipped (remove it, or pass --skip-bad-images to skip such files)",
+                root.display()
+            ),
+        )
+    };
+    // The size every image is brought to: the crop, the requested size, or
+    // the first image that decodes.
+    let size = match (&opts.preprocess, opts.resize) {
+        (Some(p), _) => (p.crop, p.crop),
+        (None, Some(s)) => s,
+        (None, None) => {
+            let mut first = None;
+            for (f, _) in &files {
+                match decode(f, MAX_PIXELS) {
+                    Ok(img) => {
+                        first = Some((img.height() as usize, img.width() as usize));
+                        break;
+                    }
+                    Err(why) if !opts.skip_bad_images => return Err(bad(f, &why)),
+                    Err(_) => {}
+                }
+            }
+            first.ok_or_else(|| Error::format(&root, "no image in the folder decodes"))?
+        }
+    };
+    let pb = progress(files.len());
+    let mut data = Vec::new();
+    let mut labels = Vec::new();
+    let mut skipped = Vec::new();
+    let mut resized = 0usize;
+    // Chunks keep the order and bound what is held besides the result.
+    for chunk in files.chunks(256) {
+        let out: Vec<std::result::Result<(Vec<u8>, bool), String>> = chunk
+            .par_iter()
+            .map(|(f, _)| prepare(f, opts, size))
+            .collect();
+        for ((f, label), r) in chunk.iter().zip(out) {
+            match r {
+                Ok((chw, r)) => {
+                    resized += usize::from(r);
+                    data.extend(chw.iter().map(|&p| p as f32 / 255.0));
+                    labels.push(*label);
+                }
+                Err(why) if opts.skip_bad_images => skipped.push((f.clone(), why)),
+                Err(why) => {
+                    pb.finish_and_clear();
+                    return Err(bad(f, &why));
+                }
+            }
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    if !skipped.is_empty() {
+        eprintln!(
+            "warning: image folder {}: skipped {} image file(s) that do not decode, first: {} ({})",
+            root.display(),
+            skipped.len(),
+            skipped[0].0.display(),
+            skipped[0].1
+        );
+    }
+    if labels.is_empty() {
+        return Err(Error::format(&root, "no image in the folder decodes"));
+    }
+    let size = Some(size);
     let (h, w) = size.unwrap_or((0, 0));
-    if resized > 0 && opts.resize.is_none() {
+    if resized > 0 && opts.resize.is_none() && opts.preprocess.is_none() {
         eprintln!(
             "notice: image folder {}: {resized} image(s) of another size resized to {h}x{w} (the first image's; --input-size or a sidecar's input_size sets it)",
             root.display()
@@ -228,4 +333,21 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         norm: Family::Unknown.norm(),
     }
     .validated()
+}
+
+/// A progress bar with an ETA for decoding `n` images (drawn only on a
+/// terminal, and only for folders large enough to wait for).
+fn progress(n: usize) -> indicatif::ProgressBar {
+    if n < 500 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(n as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "decoding images [{bar:30}] {pos}/{len} {per_sec} {elapsed}<{eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    pb
 }

@@ -8,8 +8,10 @@ pub mod cifar;
 pub mod colour;
 pub mod folder;
 pub mod idx;
+pub mod jpeg;
 pub mod npyz;
 pub mod npz;
+pub mod presets;
 pub mod resample;
 
 pub mod files;

@@ -274,3 +274,44 @@ pub fn crop(
     }
     out
 }
+
+/// torchvision's evaluation preprocessing of a PIL image
+/// (`ImageClassification`): resize the shorter side to `resize` with
+/// `filter` (antialiased, PIL's), center crop `crop`x`crop`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Preprocess {
+    pub resize: usize,
+    pub crop: usize,
+    pub filter: Filter,
+}
+
+impl Preprocess {
+    /// Checks the sizes: both at least 1, the crop no larger than the resize.
+    pub fn new(resize: usize, crop: usize, filter: Filter) -> Result<Self, String> {
+        if resize == 0 || crop == 0 {
+            return Err(format!(
+                "--resize {resize} --crop {crop}: both must be at least 1"
+            ));
+        }
+        if crop > resize {
+            return Err(format!(
+                "--crop {crop} is larger than --resize {resize}: the center crop must fit in the resized image (torchvision would pad it with black)"
+            ));
+        }
+        Ok(Preprocess {
+            resize,
+            crop,
+            filter,
+        })
+    }
+
+    /// Interleaved RGB `w`x`h` -> interleaved RGB `crop`x`crop`.
+    pub fn apply(&self, rgb: &[u8], w: usize, h: usize) -> Vec<u8> {
+        let (rw, rh) = shorter_side_size(w, h, self.resize);
+        let r = resize(rgb, (w, h, 3), (rw, rh), self.filter, Order::default());
+        // The shorter side is `resize` >= `crop`, the longer no shorter.
+        debug_assert!(rw >= self.crop && rh >= self.crop);
+        let off = center_crop_offsets(rw, rh, self.crop, self.crop);
+        crop(&r, (rw, rh, 3), off, (self.crop, self.crop))
+    }
+}

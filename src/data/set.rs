@@ -196,6 +196,26 @@ impl ImageSet {
         }
     }
 
+    /// A seeded, stratified sample: at most `n` images of each class (kept
+    /// in dataset order).
+    pub fn per_class(&self, n: usize, seed: u64) -> ImageSet {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut keep = vec![false; self.len()];
+        for c in 0..self.class_names.len() {
+            let mut idx: Vec<usize> = (0..self.len())
+                .filter(|&i| self.labels[i] as usize == c)
+                .collect();
+            idx.shuffle(&mut rng);
+            for &i in idx.iter().take(n) {
+                keep[i] = true;
+            }
+        }
+        let idx: Vec<usize> = (0..self.len()).filter(|&i| keep[i]).collect();
+        self.select(&idx)
+    }
+
     /// A seeded random subset of `n` samples (kept in dataset order); the
     /// whole set when `n >= len`.
     pub fn subset(&self, n: usize, seed: u64) -> ImageSet {
@@ -274,6 +294,13 @@ pub struct LoadOptions {
     pub resize: Option<(usize, usize)>,
     /// Skip (with a warning) files in an image folder that are not images.
     pub skip_bad_images: bool,
+    /// torchvision's eval preprocessing for image folders (resize the
+    /// shorter side, center crop) instead of `resize`.
+    pub preprocess: Option<super::resample::Preprocess>,
+    /// Keep a seeded sample of at most this many images per class.
+    pub per_class: Option<usize>,
+    /// Seed of the per-class sample.
+    pub seed: u64,
 }
 
 /// Dataset families with known class names and normalisation.

@@ -240,6 +240,16 @@ pub struct Sidecar {
     /// [height, width] images are resized to (image folders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_size: Option<[usize; 2]>,
+    /// torchvision's eval preprocessing for image folders: shorter side
+    /// resized to this ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_size: Option<usize>,
+    /// ... then center-cropped to this ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_size: Option<usize>,
+    /// ... resampled with this (nearest, bilinear, bicubic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpolation: Option<crate::data::resample::Filter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
