@@ -100,9 +100,10 @@ fn per_class_sample_is_seeded_and_stratified() {
         "--layer",
         "penultimate",
         "--out",
-        tmp_dir("imagenet_pc").join("f.npz").to_str().unwrap(),
+        out.to_str().unwrap(),
     ]);
-    let _ = r;
+    let f = read_npz(&out);
+    assert_eq!(f["features"].dims()[0], 6, "2 images of each of 3 classes");
 }
 
 #[test]
@@ -135,11 +136,10 @@ fn bad_preprocessing_and_bad_files_are_named() {
     std::fs::write(dir.join("n01440764/cut.jpg"), &good[..good.len() * 2 / 3]).unwrap();
     std::fs::write(dir.join("n02102040/notes.jpg"), b"not an image at all").unwrap();
     let dd = dir.to_str().unwrap();
-    let e = expect_error_with(
+    expect_error_with(
         &run(&["-d", dd, "--resize", "48", "--crop", "40"]),
         &["cut.jpg", "truncated", "--skip-bad-images"],
     );
-    let _ = e;
     let r = run(&[
         "-d",
         dd,
