@@ -44,6 +44,8 @@ pub struct DataChoice {
     pub preprocess: Option<Preprocess>,
     /// A seeded sample of at most this many images per class.
     pub per_class: Option<usize>,
+    /// The fewest outputs of the models (labels beyond are refused early).
+    pub num_classes: Option<usize>,
 }
 
 impl DataChoice {
@@ -58,6 +60,7 @@ impl DataChoice {
             preprocess: self.preprocess,
             per_class: self.per_class,
             seed: self.seed,
+            num_classes: self.num_classes,
         };
         let set = data::load(&spec, &opts)?;
         if set.is_empty() {
@@ -149,6 +152,7 @@ pub fn open_data(data: &DataChoice, models: &[Model]) -> Result<(ImageSet, Optio
     if d.preprocess.is_none() {
         d.preprocess = sidecar_preprocess(models)?;
     }
+    d.num_classes = models.iter().map(|m| m.num_classes()).min();
     let set = d.load(models.first().and_then(|m| m.input_size))?;
     check_labels(&set, models)?;
     let notice = crate::eval::gray_notice(&set, models);

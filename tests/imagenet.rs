@@ -10,6 +10,27 @@ use semcon::data::resample::{Filter, Preprocess};
 use semcon::data::{self, DatasetSpec, LoadOptions};
 use std::path::PathBuf;
 
+/// A random-init 1,000-class ResNet-18 (width 4), written once.
+fn model_1000() -> PathBuf {
+    static M: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        use semcon::model::{ResNetConfig, Stem};
+        let p = tmp_dir("imagenet_model").join("r18_1000.safetensors");
+        let cfg = ResNetConfig::named("resnet18", Stem::Imagenet, 4, 3, 1000).unwrap();
+        let tr = semcon::train::Trainer::new(
+            cfg,
+            vec![0.485, 0.456, 0.406],
+            vec![0.229, 0.224, 0.225],
+            0,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        tr.save(&p, &Default::default()).unwrap();
+        p
+    })
+    .clone()
+}
+
 fn tree() -> PathBuf {
     dataset_fixture("imagenet_like").join("tree")
 }
@@ -38,7 +59,16 @@ fn pixels_equal_torchvision_imagefolder() {
     ] {
         let set = load(Preprocess::new(48, 40, filter).unwrap(), None, 0);
         assert_eq!((set.channels, set.height, set.width), (3, 40, 40));
-        assert_eq!(set.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), y);
+        // The folders are ImageNet wnids: labels are ImageNet-1k indices
+        // (tench 0, English springer 217, church 497), not ImageFolder's 0..2.
+        let imagenet = [0i64, 217, 497];
+        let want_y: Vec<i64> = y.iter().map(|&c| imagenet[c as usize]).collect();
+        assert_eq!(
+            set.labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            want_y
+        );
+        assert_eq!(set.class_names.len(), 1000);
+        assert_eq!(set.class_names[217], "English springer");
         let want: Vec<u8> = npz
             .get(&format!("x_{name}"))
             .unwrap()
@@ -74,7 +104,7 @@ fn per_class_sample_is_seeded_and_stratified() {
     let b = load(pre, Some(3), 1);
     let c = load(pre, Some(3), 2);
     assert_eq!(a.len(), 9);
-    for k in 0..3u32 {
+    for k in [0u32, 217, 497] {
         assert_eq!(a.labels.iter().filter(|&&l| l == k).count(), 3);
     }
     assert_eq!(a.data, b.data, "same seed, same sample");
@@ -84,9 +114,7 @@ fn per_class_sample_is_seeded_and_stratified() {
     semcon_ok([
         "features",
         "-c",
-        model_fixture("resnet18_imagenet.safetensors")
-            .to_str()
-            .unwrap(),
+        model_1000().to_str().unwrap(),
         "-d",
         tree().to_str().unwrap(),
         "--preset",
@@ -108,7 +136,7 @@ fn per_class_sample_is_seeded_and_stratified() {
 
 #[test]
 fn bad_preprocessing_and_bad_files_are_named() {
-    let model = model_fixture("resnet18_imagenet.safetensors");
+    let model = model_1000();
     let m = model.to_str().unwrap();
     let t = tree();
     let d = t.to_str().unwrap();
@@ -151,4 +179,57 @@ fn bad_preprocessing_and_bad_files_are_named() {
     ]);
     assert!(r.ok, "{}", r.stderr);
     assert!(r.stderr.contains("skipped 2 image file(s)"), "{}", r.stderr);
+}
+
+#[test]
+fn labels_beyond_the_model_are_refused_before_decoding() {
+    // A 7-class model on a folder of ImageNet wnids (labels 0, 217, 497).
+    let m = model_fixture("resnet18_imagenet.safetensors");
+    let out = tmp_dir("imagenet_labels").join("f.npz");
+    let r = semcon([
+        "features",
+        "-c",
+        m.to_str().unwrap(),
+        "-d",
+        tree().to_str().unwrap(),
+        "--resize",
+        "48",
+        "--crop",
+        "40",
+        "--layer",
+        "penultimate",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    expect_error_with(&r, &["label 217", "7 classes", "nothing was decoded"]);
+}
+
+#[test]
+fn class_names_from_a_file() {
+    let dir = tmp_dir("imagenet_names");
+    let m = model_fixture("resnet18_imagenet.safetensors");
+    let lines = dir.join("names.txt");
+    std::fs::write(&lines, "tench\ngoldfish\nshark\nray\nhen\nostrich\nrobin\n").unwrap();
+    let json = dir.join("names.json");
+    std::fs::write(&json, r#"["t","g","s","r","h","o","rb"]"#).unwrap();
+    for (f, first) in [(&lines, "tench"), (&json, "\"t\"")] {
+        let r = semcon_ok([
+            "info",
+            m.to_str().unwrap(),
+            "--class-names",
+            f.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(r.stdout.contains(first), "{}", r.stdout);
+    }
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "a\nb\n").unwrap();
+    let r = semcon([
+        "info",
+        m.to_str().unwrap(),
+        "--class-names",
+        short.to_str().unwrap(),
+    ]);
+    expect_error_with(&r, &["2 class names", "7 outputs"]);
 }

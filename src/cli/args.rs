@@ -35,7 +35,8 @@ pub struct ModelArgs {
     /// Input size HxW (or one number) images are resized to (image folders).
     #[arg(long)]
     pub input_size: Option<String>,
-    /// Class names, comma separated.
+    /// Class names, comma separated, or a file: one name per line, or a JSON
+    /// array of names.
     #[arg(long, value_delimiter = ',')]
     pub class_names: Option<Vec<String>>,
     /// auto, cpu, cuda or cuda:N [default: auto: the GPU when this build has
@@ -57,11 +58,42 @@ impl ModelArgs {
                 mean: self.mean.clone(),
                 std: self.std.clone(),
                 input_size,
-                class_names: self.class_names.clone(),
+                class_names: match &self.class_names {
+                    Some(v) => Some(class_names_arg(v)?),
+                    None => None,
+                },
             },
             device: self.device.clone(),
         })
     }
+}
+
+/// `--class-names`: the names given, or those of the one file named (one
+/// per line, or a JSON array).
+fn class_names_arg(v: &[String]) -> Result<Vec<String>> {
+    let [one] = v else {
+        return Ok(v.to_vec());
+    };
+    let p = std::path::Path::new(one);
+    if !p.is_file() {
+        return Ok(v.to_vec());
+    }
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("--class-names {}: cannot read it as text", p.display()))?;
+    let names: Vec<String> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text).with_context(|| {
+            format!("--class-names {}: not a JSON array of strings", p.display())
+        })?
+    } else {
+        text.lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    };
+    if names.is_empty() {
+        bail!("--class-names {}: holds no names", p.display());
+    }
+    Ok(names)
 }
 
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -159,6 +191,7 @@ impl DataArgs {
             skip_bad_images: self.skip_bad_images,
             preprocess,
             per_class: self.per_class,
+            num_classes: None,
         })
     }
 }

@@ -16,6 +16,7 @@
 //! decode stops the load, naming it, unless `skip_bad_images` is set (then
 //! it is skipped, and a warning counts them).
 
+use super::imagenet;
 use super::jpeg;
 use super::set::{Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
@@ -232,6 +233,42 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             ignored[0].display()
         );
     }
+    let mut class_names: Vec<String> = classes
+        .iter()
+        .map(|c| {
+            c.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    // Folders named by ImageNet wnids: ImageNet-1k's indices and names, so
+    // that a subset of the classes still lines up with a 1,000-class model.
+    let wnids: Option<Vec<usize>> = class_names.iter().map(|n| imagenet::index(n)).collect();
+    if let Some(idx) = wnids {
+        if idx.len() < 1000 {
+            eprintln!(
+                "notice: image folder {}: its {} class folders are ImageNet wnids: labels are their ImageNet-1k indices (ImageFolder would number them 0..{})",
+                root.display(),
+                idx.len(),
+                idx.len() - 1
+            );
+        }
+        for (_, l) in files.iter_mut() {
+            *l = idx[*l as usize] as u32;
+        }
+        class_names = imagenet::names();
+    }
+    // A label the model cannot take is refused before anything is decoded.
+    if let Some(k) = opts.num_classes {
+        if let Some((f, l)) = files.iter().find(|(_, l)| *l as usize >= k) {
+            return Err(crate::invalid!(
+                "dataset {}: label {l} ({}) does not fit a model with {k} classes (labels must be 0..{}); nothing was decoded",
+                root.display(),
+                f.display(),
+                k.saturating_sub(1)
+            ));
+        }
+    }
     if let Some(n) = opts.per_class {
         if n == 0 {
             return Err(crate::invalid!("--per-class must be at least 1"));
@@ -269,7 +306,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     };
     let pb = progress(files.len());
     let mut data = Vec::new();
-    let mut labels = Vec::new();
+    let mut labels: Vec<u32> = Vec::new();
     let mut skipped = Vec::new();
     let mut resized = 0usize;
     // Chunks keep the order and bound what is held besides the result.
@@ -322,14 +359,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         width: w,
         data,
         labels,
-        class_names: classes
-            .iter()
-            .map(|c| {
-                c.file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect(),
+        class_names,
         norm: Family::Unknown.norm(),
     }
     .validated()

@@ -8,6 +8,7 @@ pub mod cifar;
 pub mod colour;
 pub mod folder;
 pub mod idx;
+pub mod imagenet;
 pub mod jpeg;
 pub mod npyz;
 pub mod npz;

@@ -301,6 +301,9 @@ pub struct LoadOptions {
     pub per_class: Option<usize>,
     /// Seed of the per-class sample.
     pub seed: u64,
+    /// The fewest outputs of the models the set is for: an image folder
+    /// refuses a label beyond them before decoding anything.
+    pub num_classes: Option<usize>,
 }
 
 /// Dataset families with known class names and normalisation.
