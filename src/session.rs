@@ -46,6 +46,8 @@ pub struct DataChoice {
     pub per_class: Option<usize>,
     /// The fewest outputs of the models (labels beyond are refused early).
     pub num_classes: Option<usize>,
+    /// Use the decoded-image cache for image folders.
+    pub cache: bool,
 }
 
 impl DataChoice {
@@ -61,6 +63,7 @@ impl DataChoice {
             per_class: self.per_class,
             seed: self.seed,
             num_classes: self.num_classes,
+            cache: self.cache,
         };
         let set = data::load(&spec, &opts)?;
         if set.is_empty() {

@@ -154,6 +154,10 @@ pub struct DataArgs {
     /// before decoding; other datasets: after loading).
     #[arg(long)]
     pub per_class: Option<usize>,
+    /// Decode image folders afresh, without reading or writing the
+    /// decoded-image cache ($SEMCON_CACHE_DIR, else ~/.cache/semcon).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 impl DataArgs {
@@ -192,6 +196,7 @@ impl DataArgs {
             preprocess,
             per_class: self.per_class,
             num_classes: None,
+            cache: !self.no_cache,
         })
     }
 }

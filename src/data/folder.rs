@@ -16,6 +16,7 @@
 //! decode stops the load, naming it, unless `skip_bad_images` is set (then
 //! it is skipped, and a warning counts them).
 
+use super::cache;
 use super::imagenet;
 use super::jpeg;
 use super::set::{Family, ImageSet, LoadOptions, Split};
@@ -304,43 +305,51 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             first.ok_or_else(|| Error::format(&root, "no image in the folder decodes"))?
         }
     };
-    let pb = progress(files.len());
-    let mut data = Vec::new();
-    let mut labels: Vec<u32> = Vec::new();
-    let mut skipped = Vec::new();
-    let mut resized = 0usize;
-    // Chunks keep the order and bound what is held besides the result.
-    for chunk in files.chunks(256) {
-        let out: Vec<std::result::Result<(Vec<u8>, bool), String>> = chunk
-            .par_iter()
-            .map(|(f, _)| prepare(f, opts, size))
-            .collect();
-        for ((f, label), r) in chunk.iter().zip(out) {
-            match r {
-                Ok((chw, r)) => {
-                    resized += usize::from(r);
-                    data.extend(chw.iter().map(|&p| p as f32 / 255.0));
-                    labels.push(*label);
-                }
-                Err(why) if opts.skip_bad_images => skipped.push((f.clone(), why)),
-                Err(why) => {
-                    pb.finish_and_clear();
-                    return Err(bad(f, &why));
+    let shape = (3, size.0, size.1);
+    let cache_path = opts
+        .cache
+        .then(cache::dir)
+        .flatten()
+        .map(|d| d.join(format!("{}.u8", cache_key(&root, &files, opts, size).hex())));
+    let cached = cache_path
+        .as_deref()
+        .and_then(|p| cache::read(p, shape))
+        .filter(|c| c.labels.len() as u64 + c.skipped == files.len() as u64);
+    let (pixels, labels, resized) = match cached {
+        Some(c) => {
+            if c.skipped > 0 {
+                eprintln!(
+                    "warning: image folder {}: skipped {} image file(s) that do not decode (as when they were first read; the cache remembers)",
+                    root.display(),
+                    c.skipped
+                );
+            }
+            (c.pixels, c.labels, 0)
+        }
+        None => {
+            let (pixels, labels, skipped, resized) = decode_all(&files, opts, size, &bad)?;
+            if !skipped.is_empty() {
+                eprintln!(
+                    "warning: image folder {}: skipped {} image file(s) that do not decode, first: {} ({})",
+                    root.display(),
+                    skipped.len(),
+                    skipped[0].0.display(),
+                    skipped[0].1
+                );
+            }
+            if let Some(p) = &cache_path {
+                if let Err(e) = cache::write(p, shape, &labels, &pixels, skipped.len() as u64) {
+                    eprintln!(
+                        "notice: cannot write the decoded-image cache {} ({e}); working without it (SEMCON_CACHE_DIR chooses another place)",
+                        p.display()
+                    );
                 }
             }
+            (pixels, labels, resized)
         }
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
-    if !skipped.is_empty() {
-        eprintln!(
-            "warning: image folder {}: skipped {} image file(s) that do not decode, first: {} ({})",
-            root.display(),
-            skipped.len(),
-            skipped[0].0.display(),
-            skipped[0].1
-        );
-    }
+    };
+    let data: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    drop(pixels);
     if labels.is_empty() {
         return Err(Error::format(&root, "no image in the folder decodes"));
     }
@@ -363,6 +372,82 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         norm: Family::Unknown.norm(),
     }
     .validated()
+}
+
+type Decoded = (Vec<u8>, Vec<u32>, Vec<(PathBuf, String)>, usize);
+
+/// Decodes and prepares every file on all cores, in order: the CHW bytes,
+/// the labels, the files skipped (with `skip_bad_images`) and how many were
+/// resized to the set's size.
+fn decode_all(
+    files: &[(PathBuf, u32)],
+    opts: &LoadOptions,
+    size: (usize, usize),
+    bad: &dyn Fn(&Path, &str) -> Error,
+) -> Result<Decoded> {
+    let pb = progress(files.len());
+    let mut pixels = Vec::new();
+    let mut labels: Vec<u32> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut resized = 0usize;
+    // Chunks keep the order and bound what is held besides the result.
+    for chunk in files.chunks(256) {
+        let out: Vec<std::result::Result<(Vec<u8>, bool), String>> = chunk
+            .par_iter()
+            .map(|(f, _)| prepare(f, opts, size))
+            .collect();
+        for ((f, label), r) in chunk.iter().zip(out) {
+            match r {
+                Ok((chw, r)) => {
+                    resized += usize::from(r);
+                    pixels.extend_from_slice(&chw);
+                    labels.push(*label);
+                }
+                Err(why) if opts.skip_bad_images => skipped.push((f.clone(), why)),
+                Err(why) => {
+                    pb.finish_and_clear();
+                    return Err(bad(f, &why));
+                }
+            }
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok((pixels, labels, skipped, resized))
+}
+
+/// The cache name of a folder read: its files (path, size, time, label),
+/// how they are brought to `size`, and whether bad files are skipped.
+fn cache_key(
+    root: &Path,
+    files: &[(PathBuf, u32)],
+    opts: &LoadOptions,
+    size: (usize, usize),
+) -> cache::Key {
+    let mut k = cache::Key::default();
+    k.str(
+        &std::fs::canonicalize(root)
+            .unwrap_or_else(|_| root.to_path_buf())
+            .to_string_lossy(),
+    );
+    k.num(files.len() as u64);
+    for (f, l) in files {
+        k.file(f);
+        k.num(*l as u64);
+    }
+    match &opts.preprocess {
+        Some(p) => {
+            k.str("torchvision");
+            k.num(p.resize as u64);
+            k.num(p.crop as u64);
+            k.str(&format!("{:?}", p.filter));
+        }
+        None => k.str("squash-triangle"),
+    }
+    k.num(size.0 as u64);
+    k.num(size.1 as u64);
+    k.num(u64::from(opts.skip_bad_images));
+    k
 }
 
 /// A progress bar with an ETA for decoding `n` images (drawn only on a

@@ -4,6 +4,7 @@
 //! embedded Fashion-MNIST test set (`builtin:fashion-mnist`). The `:colour`
 //! suffix applies the colour-shift split of SPEC.md.
 
+pub mod cache;
 pub mod cifar;
 pub mod colour;
 pub mod folder;

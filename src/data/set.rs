@@ -304,6 +304,9 @@ pub struct LoadOptions {
     /// The fewest outputs of the models the set is for: an image folder
     /// refuses a label beyond them before decoding anything.
     pub num_classes: Option<usize>,
+    /// Keep image folders' decoded images in the cache directory and read
+    /// them from there next time (`cache.rs`).
+    pub cache: bool,
 }
 
 /// Dataset families with known class names and normalisation.

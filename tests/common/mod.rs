@@ -289,6 +289,11 @@ where
     let out: Output = Command::new(bin())
         .args(args)
         .env("RUST_BACKTRACE", "1")
+        // The decoded-image cache of image folders stays inside target/.
+        .env(
+            "SEMCON_CACHE_DIR",
+            root().join("target").join("tmp").join("semcon-cache"),
+        )
         .envs(env.iter().copied())
         .output()
         .expect("cannot run semcon");
