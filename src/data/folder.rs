@@ -353,8 +353,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     if labels.is_empty() {
         return Err(Error::format(&root, "no image in the folder decodes"));
     }
-    let size = Some(size);
-    let (h, w) = size.unwrap_or((0, 0));
+    let (h, w) = size;
     if resized > 0 && opts.resize.is_none() && opts.preprocess.is_none() {
         eprintln!(
             "notice: image folder {}: {resized} image(s) of another size resized to {h}x{w} (the first image's; --input-size or a sidecar's input_size sets it)",
