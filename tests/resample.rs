@@ -76,3 +76,52 @@ fn torchvision_sizes_and_crop_offsets() {
     assert_eq!(resample::center_crop_offsets(229, 227, 224, 224), (2, 2)); // 2.5 -> 2, 1.5 -> 2
     assert_eq!(resample::center_crop_offsets(231, 224, 224, 224), (4, 0)); // 3.5 -> 4
 }
+
+/// Computing only a window of the resize gives the window of the full
+/// resize, value for value, in both pass orders and every filter.
+#[test]
+fn a_window_equals_the_window_of_the_whole() {
+    let npz = Npz::open(&common::fixture("resample").join("pil13.npz")).unwrap();
+    let src_t = npz.get("src_1").unwrap().unwrap();
+    let (h, w, c) = src_t.dims3().unwrap();
+    let src = u8s(&src_t);
+    let mut seed = 7u64;
+    let mut next = |m: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % m
+    };
+    for filter in [Filter::Nearest, Filter::Bilinear, Filter::Bicubic] {
+        for order in [Order::Pillow13, Order::HorizontalFirst] {
+            for (ow, oh) in [
+                (w, 20),
+                (20, h),
+                (w + 9, h / 3),
+                (w / 2, h - 5),
+                (w, h + 4),
+                (57, 29),
+            ] {
+                let full = resample::resize(&src, (w, h, c), (ow, oh), filter, order);
+                for _ in 0..5 {
+                    let (cw, ch) = (1 + next(ow), 1 + next(oh));
+                    let (l, t) = (next(ow - cw + 1), next(oh - ch + 1));
+                    let want = resample::crop(&full, (ow, oh, c), (l, t), (cw, ch));
+                    let got = resample::resize_crop(
+                        &src,
+                        (w, h, c),
+                        (ow, oh),
+                        filter,
+                        order,
+                        (l, t),
+                        (cw, ch),
+                    );
+                    assert_eq!(
+                        got, want,
+                        "{filter:?} {order:?} {ow}x{oh} window {cw}x{ch} at ({l},{t})"
+                    );
+                }
+            }
+        }
+    }
+}

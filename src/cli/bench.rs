@@ -1,6 +1,9 @@
 //! `semcon bench`: images/s of a random-init ResNet through the same path
 //! `eval`, `attack` and the explorer use (forward, and forward + input
-//! gradient), for the Speed tables (docs/speed.md).
+//! gradient), for the Speed tables (docs/speed.md); with `--load DIR`,
+//! images/s of reading an image folder (decode + torchvision's eval
+//! preprocessing), cold and from the decoded-image cache
+//! (`bench/imagefolder.py`).
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
@@ -41,6 +44,61 @@ pub struct BenchArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Time reading this image folder instead: decoding and --resize /
+    /// --crop / --interpolation, without the cache, then into and from it.
+    #[arg(long)]
+    pub load: Option<std::path::PathBuf>,
+    /// With --load: the shorter side's size.
+    #[arg(long, default_value_t = 256)]
+    pub resize: usize,
+    /// With --load: the center crop.
+    #[arg(long, default_value_t = 224)]
+    pub crop: usize,
+    /// With --load: the resampling.
+    #[arg(long, value_enum, default_value_t = crate::data::resample::Filter::Bilinear)]
+    pub interpolation: crate::data::resample::Filter,
+}
+
+/// `--load`: images/s of reading a folder, cold (no cache), then the first
+/// read that writes the cache, then a read from it.
+fn bench_load(a: &BenchArgs, dir: &std::path::Path) -> Result<()> {
+    use crate::data::{self, resample::Preprocess, LoadOptions};
+    use std::time::Instant;
+    let pre = Preprocess::new(a.resize, a.crop, a.interpolation).map_err(anyhow::Error::msg)?;
+    let spec: data::DatasetSpec = dir
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("--load: not a UTF-8 path"))?
+        .parse()?;
+    let run = |cache: bool| -> Result<(usize, f64)> {
+        let t = Instant::now();
+        let set = data::load(
+            &spec,
+            &LoadOptions {
+                preprocess: Some(pre),
+                cache,
+                ..Default::default()
+            },
+        )?;
+        Ok((set.len(), t.elapsed().as_secs_f64()))
+    };
+    let (n, cold) = run(false)?;
+    let (_, write) = run(true)?;
+    let (_, cached) = run(true)?;
+    let threads = rayon::current_num_threads();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"images": n, "threads": threads, "cold_s": cold, "cold_images_per_s": n as f64 / cold,
+                "first_cached_run_s": write, "cached_s": cached, "cached_images_per_s": n as f64 / cached})
+        );
+    } else {
+        println!(
+            "{n} images, {threads} threads: cold {:.0} images/s ({cold:.2} s); writing the cache {write:.2} s; from the cache {:.0} images/s ({cached:.2} s)",
+            n as f64 / cold,
+            n as f64 / cached
+        );
+    }
+    Ok(())
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
@@ -63,6 +121,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global();
+    }
+    if let Some(dir) = &a.load {
+        return bench_load(a, dir);
     }
     let threads = candle_core::utils::get_num_threads();
     let device = crate::device::select(&a.device)?;

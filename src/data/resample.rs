@@ -116,45 +116,157 @@ fn clip8(v: i32) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Horizontal pass over interleaved `c`-channel rows of width `w`.
-fn horizontal(src: &[u8], w: usize, h: usize, c: usize, out_w: usize, co: &Coeffs) -> Vec<u8> {
-    let mut out = vec![0u8; out_w * h * c];
-    for y in 0..h {
-        let row = &src[y * w * c..(y + 1) * w * c];
+/// An interleaved image region: `w`x`h` pixels of `c` channels.
+struct Plane<'a> {
+    px: &'a [u8],
+    w: usize,
+    h: usize,
+    c: usize,
+}
+
+/// Horizontal pass: output columns `cols` of every row of `src`, whose
+/// first column is source column `x0`.
+fn horizontal(src: &Plane, x0: usize, cols: std::ops::Range<usize>, co: &Coeffs) -> Vec<u8> {
+    let (c, out_w) = (src.c, cols.len());
+    let mut out = vec![0u8; out_w * src.h * c];
+    for y in 0..src.h {
+        let row = &src.px[y * src.w * c..(y + 1) * src.w * c];
         let orow = &mut out[y * out_w * c..(y + 1) * out_w * c];
-        for (xx, &(xmin, n)) in co.bounds.iter().enumerate() {
+        for (o, xx) in cols.clone().enumerate() {
+            let (xmin, n) = co.bounds[xx];
             let k = &co.k[xx * co.ksize..xx * co.ksize + n];
+            let taps = &row[(xmin - x0) * c..(xmin - x0 + n) * c];
             for ch in 0..c {
                 let mut ss: i32 = 1 << (PRECISION_BITS - 1);
                 for (x, &kx) in k.iter().enumerate() {
-                    ss = ss.wrapping_add(row[(xmin + x) * c + ch] as i32 * kx);
+                    ss = ss.wrapping_add(taps[x * c + ch] as i32 * kx);
                 }
-                orow[xx * c + ch] = clip8(ss);
+                orow[o * c + ch] = clip8(ss);
             }
         }
     }
     out
 }
 
-/// Vertical pass over interleaved `c`-channel rows of width `w`.
-fn vertical(src: &[u8], w: usize, c: usize, out_h: usize, co: &Coeffs) -> Vec<u8> {
-    let stride = w * c;
-    let mut out = vec![0u8; out_h * stride];
+/// Vertical pass: output rows `rows` over every column of `src`, whose
+/// first row is source row `y0`.
+fn vertical(src: &Plane, y0: usize, rows: std::ops::Range<usize>, co: &Coeffs) -> Vec<u8> {
+    let stride = src.w * src.c;
+    let mut out = vec![0u8; rows.len() * stride];
     let mut acc = vec![0i32; stride];
-    for (yy, &(ymin, n)) in co.bounds.iter().enumerate() {
+    for (o, yy) in rows.enumerate() {
+        let (ymin, n) = co.bounds[yy];
         let k = &co.k[yy * co.ksize..yy * co.ksize + n];
         acc.fill(1 << (PRECISION_BITS - 1));
         for (y, &ky) in k.iter().enumerate() {
-            let row = &src[(ymin + y) * stride..(ymin + y + 1) * stride];
+            let r = ymin + y - y0;
+            let row = &src.px[r * stride..(r + 1) * stride];
             for (a, &v) in acc.iter_mut().zip(row) {
                 *a = a.wrapping_add(v as i32 * ky);
             }
         }
-        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
-            *o = clip8(a);
+        for (d, &a) in out[o * stride..(o + 1) * stride].iter_mut().zip(&acc) {
+            *d = clip8(a);
         }
     }
     out
+}
+
+/// The source positions output positions `r` read: (first, end).
+fn span(co: &Coeffs, r: &std::ops::Range<usize>) -> (usize, usize) {
+    let first = co.bounds[r.start].0;
+    let end = r
+        .clone()
+        .map(|i| co.bounds[i].0 + co.bounds[i].1)
+        .max()
+        .unwrap_or(first);
+    (first, end)
+}
+
+/// The `cw`x`ch` window at (`left`, `top`) of PIL's resize of `src` to
+/// `out_w`x`out_h`, computing only what the window needs (each value as
+/// the full resize computes it).
+#[allow(clippy::too_many_arguments)]
+pub fn resize_crop(
+    src: &[u8],
+    (w, h, c): (usize, usize, usize),
+    (out_w, out_h): (usize, usize),
+    filter: Filter,
+    order: Order,
+    (left, top): (usize, usize),
+    (cw, ch): (usize, usize),
+) -> Vec<u8> {
+    debug_assert_eq!(src.len(), w * h * c);
+    debug_assert!(left + cw <= out_w && top + ch <= out_h);
+    let (cols, rows) = (left..left + cw, top..top + ch);
+    if filter == Filter::Nearest || (w, h) == (out_w, out_h) {
+        let full = if (w, h) == (out_w, out_h) {
+            src.to_vec()
+        } else {
+            nearest(src, (w, h, c), (out_w, out_h))
+        };
+        return crop(&full, (out_w, out_h, c), (left, top), (cw, ch));
+    }
+    let vertical_first =
+        order == Order::Pillow13 && out_h < h && (h - out_h) as i64 > 2 * (w as i64 - out_w as i64);
+    let (need_h, need_v) = (out_w != w, out_h != h);
+    if vertical_first {
+        let hc = coeffs(w, out_w, filter);
+        let (x0, x1) = if need_h {
+            span(&hc, &cols)
+        } else {
+            (left, left + cw)
+        };
+        // The source columns the horizontal pass reads, every row.
+        let sub = crop(src, (w, h, c), (x0, 0), (x1 - x0, h));
+        let sub = Plane {
+            px: &sub,
+            w: x1 - x0,
+            h,
+            c,
+        };
+        let tmp = vertical(&sub, 0, rows, &coeffs(h, out_h, filter));
+        let tmp = Plane {
+            px: &tmp,
+            w: x1 - x0,
+            h: ch,
+            c,
+        };
+        if need_h {
+            horizontal(&tmp, x0, cols, &hc)
+        } else {
+            tmp.px.to_vec()
+        }
+    } else {
+        let vc = coeffs(h, out_h, filter);
+        let (y0, y1) = if need_v {
+            span(&vc, &rows)
+        } else {
+            (top, top + ch)
+        };
+        let band = Plane {
+            px: &src[y0 * w * c..y1 * w * c],
+            w,
+            h: y1 - y0,
+            c,
+        };
+        let tmp = if need_h {
+            horizontal(&band, 0, cols, &coeffs(w, out_w, filter))
+        } else {
+            crop(band.px, (w, y1 - y0, c), (left, 0), (cw, y1 - y0))
+        };
+        let tmp = Plane {
+            px: &tmp,
+            w: cw,
+            h: y1 - y0,
+            c,
+        };
+        if need_v {
+            vertical(&tmp, y0, rows, &vc)
+        } else {
+            tmp.px.to_vec()
+        }
+    }
 }
 
 /// PIL's `ImagingScaleAffine` (nearest neighbour) positions for one axis;
@@ -172,6 +284,28 @@ fn nearest_index(in_size: usize, out_size: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// PIL's nearest-neighbour resize.
+fn nearest(
+    src: &[u8],
+    (w, _h, c): (usize, usize, usize),
+    (out_w, out_h): (usize, usize),
+) -> Vec<u8> {
+    let xs = nearest_index(w, out_w);
+    let ys = nearest_index(src.len() / (w * c), out_h);
+    let mut out = vec![0u8; out_w * out_h * c];
+    for (oy, y) in ys.iter().enumerate() {
+        let Some(y) = y else { continue };
+        let row = &src[y * w * c..(y + 1) * w * c];
+        for (ox, x) in xs.iter().enumerate() {
+            if let Some(x) = x {
+                out[(oy * out_w + ox) * c..(oy * out_w + ox + 1) * c]
+                    .copy_from_slice(&row[x * c..(x + 1) * c]);
+            }
+        }
+    }
+    out
+}
+
 /// Resizes an interleaved 8-bit image (`c` channels, `w`x`h`) to
 /// `out_w`x`out_h` exactly as PIL's `Image.resize` does. Sizes must be >= 1.
 pub fn resize(
@@ -181,54 +315,15 @@ pub fn resize(
     filter: Filter,
     order: Order,
 ) -> Vec<u8> {
-    debug_assert_eq!(src.len(), w * h * c);
-    if (w, h) == (out_w, out_h) {
-        return src.to_vec();
-    }
-    if filter == Filter::Nearest {
-        let xs = nearest_index(w, out_w);
-        let ys = nearest_index(h, out_h);
-        let mut out = vec![0u8; out_w * out_h * c];
-        for (oy, y) in ys.iter().enumerate() {
-            let Some(y) = y else { continue };
-            let row = &src[y * w * c..(y + 1) * w * c];
-            for (ox, x) in xs.iter().enumerate() {
-                if let Some(x) = x {
-                    out[(oy * out_w + ox) * c..(oy * out_w + ox + 1) * c]
-                        .copy_from_slice(&row[x * c..(x + 1) * c]);
-                }
-            }
-        }
-        return out;
-    }
-    let vertical_first =
-        order == Order::Pillow13 && out_h < h && (h - out_h) as i64 > 2 * (w as i64 - out_w as i64);
-    let (need_h, need_v) = (out_w != w, out_h != h);
-    if vertical_first {
-        let tmp = if need_v {
-            vertical(src, w, c, out_h, &coeffs(h, out_h, filter))
-        } else {
-            src.to_vec()
-        };
-        if need_h {
-            horizontal(&tmp, w, out_h, c, out_w, &coeffs(w, out_w, filter))
-        } else {
-            tmp
-        }
-    } else {
-        // Pillow's horizontal pass covers only the rows the vertical pass reads;
-        // the values are the same as over every row.
-        let tmp = if need_h {
-            horizontal(src, w, h, c, out_w, &coeffs(w, out_w, filter))
-        } else {
-            src.to_vec()
-        };
-        if need_v {
-            vertical(&tmp, out_w, c, out_h, &coeffs(h, out_h, filter))
-        } else {
-            tmp
-        }
-    }
+    resize_crop(
+        src,
+        (w, h, c),
+        (out_w, out_h),
+        filter,
+        order,
+        (0, 0),
+        (out_w, out_h),
+    )
 }
 
 /// torchvision's `Resize(n)` output size for an image of `w`x`h`: the
@@ -308,10 +403,18 @@ impl Preprocess {
     /// Interleaved RGB `w`x`h` -> interleaved RGB `crop`x`crop`.
     pub fn apply(&self, rgb: &[u8], w: usize, h: usize) -> Vec<u8> {
         let (rw, rh) = shorter_side_size(w, h, self.resize);
-        let r = resize(rgb, (w, h, 3), (rw, rh), self.filter, Order::default());
         // The shorter side is `resize` >= `crop`, the longer no shorter.
         debug_assert!(rw >= self.crop && rh >= self.crop);
         let off = center_crop_offsets(rw, rh, self.crop, self.crop);
-        crop(&r, (rw, rh, 3), off, (self.crop, self.crop))
+        // Only the crop is computed: the same values as resizing everything.
+        resize_crop(
+            rgb,
+            (w, h, 3),
+            (rw, rh),
+            self.filter,
+            Order::default(),
+            off,
+            (self.crop, self.crop),
+        )
     }
 }
