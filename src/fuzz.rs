@@ -116,6 +116,10 @@ pub fn image(bytes: &[u8]) -> bool {
     match data::folder::decode(&p, 4 << 20) {
         Ok(img) => {
             let _ = ::image::imageops::resize(&img, 8, 8, ::image::imageops::FilterType::Triangle);
+            // torchvision's preprocessing (PIL's resampling, the crop's window).
+            let pre = data::resample::Preprocess::new(9, 7, data::resample::Filter::Bicubic)
+                .expect("valid sizes");
+            let _ = pre.apply(img.as_raw(), img.width() as usize, img.height() as usize);
             true
         }
         Err(_) => false,
