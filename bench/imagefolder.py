@@ -13,10 +13,12 @@ sizes and qualities 75-95), then times
                same preprocessing on W threads, no cache; then writing the
                cache; then reading from it),
 
-and prints images/s of each and the ratio.
+and prints images/s of each and the ratio: the median of --repeat runs,
+alternating the two (this kind of shared machine varies by up to 2x from
+run to run). `--semcon-simd` adds a build with `--features simd-jpeg`.
 
     cargo build --release
-    python3 bench/imagefolder.py [--images 2000] [--workers 2] [--semcon target/release/semcon]
+    python3 bench/imagefolder.py [--images 2000] [--workers 2] [--repeat 5] [--semcon target/release/semcon]
 """
 import argparse, json, os, subprocess, tempfile, time
 import numpy as np
@@ -63,6 +65,8 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--semcon", default=os.path.join(ROOT, "target", "release", "semcon"))
     ap.add_argument("--folder", default=None, help="reuse/make the folder here (default: a temp dir)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--semcon-simd", default=None, help="a semcon built with --features simd-jpeg")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = a.folder or os.path.join(tmp, "imagenet_like")
@@ -70,21 +74,27 @@ def main():
             t = time.perf_counter()
             make_folder(root, a.images)
             print(f"made {a.images} JPEGs in {time.perf_counter() - t:.0f} s")
-        n_tv, s_tv = torchvision_rate(root, a.workers)
-        env = dict(os.environ, SEMCON_CACHE_DIR=os.path.join(tmp, "cache"))
-        out = subprocess.run([a.semcon, "bench", "--load", root, "--threads", str(a.workers), "--json"],
-                             check=True, capture_output=True, text=True, env=env).stdout
-        s = json.loads(out)
-        assert s["images"] == n_tv
-        tv = n_tv / s_tv
-        print(f"{time.strftime('%Y-%m-%d')}, {n_tv} images, {a.workers} cores:")
-        print(f"  torchvision ImageFolder + DataLoader(num_workers={a.workers}): {tv:.0f} images/s ({s_tv:.2f} s)")
-        print(f"  semcon, first pass (no cache):  {s['cold_images_per_s']:.0f} images/s ({s['cold_s']:.2f} s)  "
-              f"ratio {s['cold_images_per_s'] / tv:.2f}x")
-        print(f"  semcon, writing the cache:      {s['first_cached_run_s']:.2f} s")
-        print(f"  semcon, from the cache:         {s['cached_images_per_s']:.0f} images/s ({s['cached_s']:.2f} s)  "
-              f"ratio {s['cached_images_per_s'] / tv:.1f}x")
-
+        builds = [("semcon", a.semcon)] + ([("semcon simd-jpeg", a.semcon_simd)] if a.semcon_simd else [])
+        tv_s, runs = [], {name: [] for name, _ in builds}
+        for r in range(a.repeat):
+            n_tv, s_tv = torchvision_rate(root, a.workers)
+            tv_s.append(s_tv)
+            for name, exe in builds:
+                env = dict(os.environ, SEMCON_CACHE_DIR=os.path.join(tmp, f"cache{r}{len(name)}"))
+                out = subprocess.run([exe, "bench", "--load", root, "--threads", str(a.workers), "--json"],
+                                     check=True, capture_output=True, text=True, env=env).stdout
+                s = json.loads(out)
+                assert s["images"] == n_tv
+                runs[name].append(s)
+        med = lambda v: float(np.median(v))
+        tv = n_tv / med(tv_s)
+        print(f"{time.strftime('%Y-%m-%d')}, {n_tv} images, {a.workers} cores, median of {a.repeat} runs:")
+        print(f"  torchvision ImageFolder + DataLoader(num_workers={a.workers}): {tv:.0f} images/s")
+        for name, _ in builds:
+            cold = n_tv / med([s["cold_s"] for s in runs[name]])
+            cached = n_tv / med([s["cached_s"] for s in runs[name]])
+            print(f"  {name}, first pass (no cache): {cold:.0f} images/s, {cold / tv:.2f}x; "
+                  f"from the cache: {cached:.0f} images/s, {cached / tv:.1f}x")
 
 if __name__ == "__main__":
     main()

@@ -348,7 +348,10 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             (pixels, labels, resized)
         }
     };
-    let data: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let mut data = vec![0f32; pixels.len()];
+    data.par_chunks_mut(1 << 16)
+        .zip(pixels.par_chunks(1 << 16))
+        .for_each(|(d, p)| d.iter_mut().zip(p).for_each(|(d, &p)| *d = p as f32 / 255.0));
     drop(pixels);
     if labels.is_empty() {
         return Err(Error::format(&root, "no image in the folder decodes"));
@@ -385,7 +388,8 @@ fn decode_all(
     bad: &dyn Fn(&Path, &str) -> Error,
 ) -> Result<Decoded> {
     let pb = progress(files.len());
-    let mut pixels = Vec::new();
+    // Room for every image up front: no copies while the set grows.
+    let mut pixels = Vec::with_capacity(files.len().saturating_mul(3 * size.0 * size.1));
     let mut labels: Vec<u32> = Vec::new();
     let mut skipped = Vec::new();
     let mut resized = 0usize;
