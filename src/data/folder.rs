@@ -351,7 +351,11 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let mut data = vec![0f32; pixels.len()];
     data.par_chunks_mut(1 << 16)
         .zip(pixels.par_chunks(1 << 16))
-        .for_each(|(d, p)| d.iter_mut().zip(p).for_each(|(d, &p)| *d = p as f32 / 255.0));
+        .for_each(|(d, p)| {
+            d.iter_mut()
+                .zip(p)
+                .for_each(|(d, &p)| *d = p as f32 / 255.0)
+        });
     drop(pixels);
     if labels.is_empty() {
         return Err(Error::format(&root, "no image in the folder decodes"));
