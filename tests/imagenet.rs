@@ -109,6 +109,9 @@ fn per_class_sample_is_seeded_and_stratified() {
     }
     assert_eq!(a.data, b.data, "same seed, same sample");
     assert_ne!(a.data, c.data, "another seed, another sample");
+    // Sampling the files before decoding picks what sampling the decoded set would.
+    let all = load(pre, None, 0);
+    assert_eq!(all.per_class(3, 1).data, a.data);
     // Through the command line.
     let out = tmp_dir("imagenet_pc").join("f.npz");
     semcon_ok([

@@ -19,7 +19,7 @@
 use super::cache;
 use super::imagenet;
 use super::jpeg;
-use super::set::{Family, ImageSet, LoadOptions, Split};
+use super::set::{per_class_indices, Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -149,33 +149,6 @@ fn prepare(
     Ok((chw, resized))
 }
 
-/// A seeded sample of at most `n` of `files` per label, in their order.
-fn sample_per_class(files: Vec<(PathBuf, u32)>, n: usize, seed: u64) -> Vec<(PathBuf, u32)> {
-    use rand::seq::SliceRandom;
-    use rand::SeedableRng;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let classes = files
-        .iter()
-        .map(|(_, l)| *l)
-        .max()
-        .map_or(0, |m| m as usize + 1);
-    let mut keep = vec![false; files.len()];
-    for c in 0..classes {
-        let mut idx: Vec<usize> = (0..files.len())
-            .filter(|&i| files[i].1 as usize == c)
-            .collect();
-        idx.shuffle(&mut rng);
-        for &i in idx.iter().take(n) {
-            keep[i] = true;
-        }
-    }
-    files
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(f, k)| k.then_some(f))
-        .collect()
-}
-
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let root = split_root(dir, opts.split);
     let classes: Vec<PathBuf> = sorted_entries(&root)?
@@ -274,7 +247,9 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         if n == 0 {
             return Err(crate::invalid!("--per-class must be at least 1"));
         }
-        files = sample_per_class(files, n, opts.seed);
+        let labels: Vec<u32> = files.iter().map(|(_, l)| *l).collect();
+        let keep = per_class_indices(&labels, n, opts.seed);
+        files = keep.into_iter().map(|i| files[i].clone()).collect();
     }
     let bad = |f: &Path, why: &str| {
         Error::format(

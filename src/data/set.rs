@@ -199,21 +199,7 @@ impl ImageSet {
     /// A seeded, stratified sample: at most `n` images of each class (kept
     /// in dataset order).
     pub fn per_class(&self, n: usize, seed: u64) -> ImageSet {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut keep = vec![false; self.len()];
-        for c in 0..self.class_names.len() {
-            let mut idx: Vec<usize> = (0..self.len())
-                .filter(|&i| self.labels[i] as usize == c)
-                .collect();
-            idx.shuffle(&mut rng);
-            for &i in idx.iter().take(n) {
-                keep[i] = true;
-            }
-        }
-        let idx: Vec<usize> = (0..self.len()).filter(|&i| keep[i]).collect();
-        self.select(&idx)
+        self.select(&per_class_indices(&self.labels, n, seed))
     }
 
     /// A seeded random subset of `n` samples (kept in dataset order); the
@@ -284,6 +270,27 @@ impl ImageSet {
         }
         Ok(self)
     }
+}
+
+/// The indices of a seeded, stratified sample of `labels`: at most `n` of
+/// each label (labels in increasing order each shuffle their indices with
+/// one generator), in their original order. Image folders sample their file
+/// list with it before decoding, other sets their images after loading.
+pub fn per_class_indices(labels: &[u32], n: usize, seed: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut by_label: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (i, &l) in labels.iter().enumerate() {
+        by_label.entry(l).or_default().push(i);
+    }
+    let mut keep = Vec::new();
+    for idx in by_label.values_mut() {
+        idx.shuffle(&mut rng);
+        keep.extend(idx.iter().take(n));
+    }
+    keep.sort_unstable();
+    keep
 }
 
 /// Options that apply to every reader.
