@@ -166,6 +166,11 @@ fn bad_preprocessing_and_bad_files_are_named() {
     let good = std::fs::read(t.join("n01440764/a_q75.jpg")).unwrap();
     std::fs::write(dir.join("n01440764/cut.jpg"), &good[..good.len() * 2 / 3]).unwrap();
     std::fs::write(dir.join("n02102040/notes.jpg"), b"not an image at all").unwrap();
+    // A JPEG whose header libjpeg rejects (a fatal error inside the C decoder).
+    let mut huge = good.clone();
+    let sof = huge.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+    huge[sof + 5..sof + 9].fill(0xFF);
+    std::fs::write(dir.join("n03028079/huge.jpg"), &huge).unwrap();
     let dd = dir.to_str().unwrap();
     expect_error_with(
         &run(&["-d", dd, "--resize", "48", "--crop", "40"]),
@@ -181,7 +186,8 @@ fn bad_preprocessing_and_bad_files_are_named() {
         "--skip-bad-images",
     ]);
     assert!(r.ok, "{}", r.stderr);
-    assert!(r.stderr.contains("skipped 2 image file(s)"), "{}", r.stderr);
+    assert!(r.stderr.contains("skipped 3 image file(s)"), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
 }
 
 #[test]
