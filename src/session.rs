@@ -162,6 +162,51 @@ pub fn open_data(data: &DataChoice, models: &[Model]) -> Result<(ImageSet, Optio
     Ok((set, notice))
 }
 
+/// The data for models evaluated one by one (`eval`): each model gets the
+/// preprocessing its own sidecar asks for, models that ask for the same
+/// share one load, and flags set one preprocessing for all. Returns the
+/// distinct sets with the preprocessing each was asked for (image folders
+/// apply it; arrays ignore it) and, per model, the index of its set.
+pub type SetsEach = (Vec<(ImageSet, Option<Preprocess>)>, Vec<usize>);
+
+pub fn load_data_each(data: &DataChoice, models: &[Model]) -> Result<SetsEach> {
+    if data.preprocess.is_some() || models.len() <= 1 {
+        let p = match data.preprocess {
+            Some(p) => Some(p),
+            None => sidecar_preprocess(models)?,
+        };
+        return Ok((vec![(load_data(data, models)?, p)], vec![0; models.len()]));
+    }
+    let mut wants: Vec<Option<Preprocess>> = Vec::new();
+    let mut set_of = Vec::with_capacity(models.len());
+    for m in models {
+        let p = sidecar_preprocess(std::slice::from_ref(m))?;
+        let i = match wants.iter().position(|w| *w == p) {
+            Some(i) => i,
+            None => {
+                wants.push(p);
+                wants.len() - 1
+            }
+        };
+        set_of.push(i);
+    }
+    let mut sets = Vec::with_capacity(wants.len());
+    for (i, p) in wants.iter().enumerate() {
+        let group: Vec<Model> = models
+            .iter()
+            .zip(&set_of)
+            .filter(|(_, &j)| j == i)
+            .map(|(m, _)| m.clone())
+            .collect();
+        let d = DataChoice {
+            preprocess: *p,
+            ..data.clone()
+        };
+        sets.push((load_data(&d, &group)?, *p));
+    }
+    Ok((sets, set_of))
+}
+
 /// The eval preprocessing the models' sidecars ask for (`resize_size`,
 /// `crop_size`, `interpolation`); one per run, so models that ask for
 /// different ones are refused until flags settle it.

@@ -242,3 +242,62 @@ fn class_names_from_a_file() {
     ]);
     expect_error_with(&r, &["2 class names", "7 outputs"]);
 }
+
+/// `eval` gives each model the preprocessing its sidecar asks for; flags
+/// set one for all; the explorer's single set refuses the mix by name.
+#[test]
+fn each_model_gets_its_sidecars_preprocessing() {
+    let dir = tmp_dir("imagenet_each");
+    let mk = |name: &str, sidecar: &str| {
+        let p = dir.join(format!("{name}.safetensors"));
+        std::fs::copy(model_1000(), &p).unwrap();
+        std::fs::write(dir.join(format!("{name}.json")), sidecar).unwrap();
+        p
+    };
+    let a = mk("a", r#"{"resize_size": 48, "crop_size": 40}"#);
+    let b = mk(
+        "b",
+        r#"{"resize_size": 56, "crop_size": 40, "interpolation": "bicubic"}"#,
+    );
+    let t = tree();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "eval",
+            "-c",
+            a.to_str().unwrap(),
+            "-c",
+            b.to_str().unwrap(),
+            "-d",
+            t.to_str().unwrap(),
+            "--perturb",
+            "none",
+            "--format",
+            "json",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let r = semcon_ok(args(&[]));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let pre = |i: usize| v["models"][i]["preprocessing"].clone();
+    assert_eq!(pre(0)["resize"], 48);
+    assert_eq!(pre(0)["filter"], "bilinear");
+    assert_eq!(pre(1)["resize"], 56);
+    assert_eq!(pre(1)["filter"], "bicubic");
+    let r = semcon_ok(args(&["--resize", "44", "--crop", "40"]));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for i in 0..2 {
+        assert_eq!(v["models"][i]["preprocessing"]["resize"], 44);
+    }
+    // The explorer shows every model on one set.
+    let r = semcon([
+        "explore",
+        "-c",
+        a.to_str().unwrap(),
+        "-c",
+        b.to_str().unwrap(),
+        "-d",
+        t.to_str().unwrap(),
+    ]);
+    expect_error_with(&r, &["different preprocessing", "--resize"]);
+}

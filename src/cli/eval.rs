@@ -73,7 +73,8 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let device = choice.device()?;
     let models = choice.load_all(&device)?;
     let data = a.data.choice()?;
-    let set = session::load_data(&data, &models)?;
+    // Each model with the preprocessing its sidecar asks for.
+    let (sets, set_of) = session::load_data_each(&data, &models)?;
     let mut selection = Vec::new();
     let specs = if a.perturb.is_empty() {
         vec!["all".to_string()]
@@ -100,8 +101,8 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         session::check_labels(s, &models)?;
     }
     let mut reports = Vec::new();
-    for m in &models {
-        let mset = eval::images_for(m, &set)?;
+    for (m, &si) in models.iter().zip(&set_of) {
+        let (mset, preprocessing) = (eval::images_for(m, &sets[si].0)?, sets[si].1);
         let n = mset.len() as u64;
         let jobs =
             1 + selection.len() + a.pgd.len() + usize::from(a.kstar) + usize::from(shift.is_some());
@@ -224,6 +225,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             checkpoint: m.path.display().to_string(),
             name: m.name.clone(),
             arch: m.config().arch_name(),
+            preprocessing,
             clean_accuracy: clean.accuracy,
             shift_dataset: shift.as_ref().map(|s| s.name.clone()),
             shift_accuracy,
@@ -234,8 +236,8 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         });
     }
     let report = Report {
-        samples: set.len(),
-        dataset: set.name.clone(),
+        samples: sets[0].0.len(),
+        dataset: sets[0].0.name.clone(),
         device: crate::device::describe(&device),
         models: reports,
     };
