@@ -437,7 +437,10 @@ pub(super) fn test_accuracy(tr: &Trainer, out: &Path, test: &ImageSet) -> Result
 /// separate test split and "the test split of the training data" would be
 /// the training data again: up to 64 training images spread over the set
 /// are all found, bit for bit, among the test images.
-fn contains_training_images(test: &crate::data::ImageSet, train: &crate::data::ImageSet) -> bool {
+pub(super) fn contains_training_images(
+    test: &crate::data::ImageSet,
+    train: &crate::data::ImageSet,
+) -> bool {
     use std::collections::HashSet;
     use std::hash::{Hash, Hasher};
     let l = train.image_len();

@@ -132,6 +132,12 @@ pub fn run(a: &TransferArgs) -> Result<()> {
     };
     let raw = load(Split::Train).context("loading the target's train split")?;
     let raw_test = load(Split::Test).context("loading the target's test split")?;
+    if super::train::contains_training_images(&raw_test, &raw) {
+        eprintln!(
+            "notice: {} has no separate test split (its test images are the training images): the test accuracy below is on images fine-tuned on",
+            raw.name
+        );
+    }
     let size = a.tune.input_size.as_deref().map(parse_size).transpose()?;
     let cfg = TrainConfig {
         variant: Variant::Standard,
