@@ -86,3 +86,39 @@ pub fn format_error(e: &anyhow::Error) -> String {
     }
     parts.join(": ").replace('\n', " ")
 }
+
+thread_local! {
+    static CAUGHT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside [`catch_quietly`] (panic hooks stay
+/// silent then: the panic becomes an error, not a crash).
+pub fn panic_is_caught() -> bool {
+    CAUGHT.with(|c| c.get())
+}
+
+/// Runs `f`, turning a panic inside it into `Err(message)` without the panic
+/// hook printing it: for third-party decoders that panic on hostile input
+/// (found by fuzzing: the `png` crate on a malformed palette).
+pub fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    HOOK.get_or_init(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !panic_is_caught() {
+                prev(info);
+            }
+        }));
+    });
+    let was = CAUGHT.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CAUGHT.with(|c| c.set(was));
+    r.map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown failure".into());
+        msg.chars().take(160).collect()
+    })
+}

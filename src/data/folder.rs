@@ -115,7 +115,10 @@ pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> std::result::Result<image:
             "{w}x{h} pixels is more than the {max_pixels} an image may have (PIL's decompression-bomb limit)"
         ));
     }
-    image::DynamicImage::from_decoder(decoder)
+    // The decoders panic on some malformed files (fuzzing found one in the
+    // png crate): that is an error naming the file, not a crash.
+    crate::error::catch_quietly(|| image::DynamicImage::from_decoder(decoder))
+        .map_err(|why| format!("the image decoder failed ({why})"))?
         .map(|img| img.to_rgb8())
         .map_err(|e| e.to_string())
 }

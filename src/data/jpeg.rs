@@ -81,12 +81,6 @@ fn ends_its_scan(bytes: &[u8]) -> bool {
 
 /// Runs a libjpeg call, turning its unwinding fatal errors into `Err`.
 fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => Err(p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "not a decodable JPEG".into())),
-    }
+    crate::error::catch_quietly(f)
+        .unwrap_or_else(|why| Err(format!("not a decodable JPEG ({why})")))
 }

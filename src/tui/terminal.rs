@@ -93,6 +93,9 @@ pub fn install_panic_hook() {
     ONCE.get_or_init(|| {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if crate::error::panic_is_caught() {
+                return; // a decoder's panic, turned into an error
+            }
             let me = std::thread::current().id();
             let ui = UI_THREAD.get().map(|t| *t == me).unwrap_or(true);
             if ui || !is_active() {
