@@ -120,6 +120,7 @@ pub fn image(bytes: &[u8]) -> bool {
             let pre = data::resample::Preprocess::new(9, 7, data::resample::Filter::Bicubic)
                 .expect("valid sizes");
             let _ = pre.apply(img.as_raw(), img.width() as usize, img.height() as usize);
+            // (an error for empty or bomb-sized results; never a panic)
             true
         }
         Err(_) => false,

@@ -125,3 +125,18 @@ fn a_window_equals_the_window_of_the_whole() {
         }
     }
 }
+
+/// Empty images and strips whose resize would pass PIL's bomb limit are
+/// errors (fuzzing found the first as a capacity-overflow panic).
+#[test]
+fn degenerate_images_are_errors_not_panics() {
+    let p = resample::Preprocess::new(256, 224, Filter::Bilinear).unwrap();
+    assert!(p.apply(&[], 54, 0).unwrap_err().contains("54x0"));
+    assert!(p.apply(&[], 0, 7).is_err());
+    let strip = vec![7u8; 3 * 1_000_000];
+    let e = p.apply(&strip, 1_000_000, 1).unwrap_err();
+    assert!(e.contains("more than the 178956970 pixels"), "{e}");
+    // A long but reasonable strip still works.
+    let ok = vec![7u8; 3 * 2000 * 3];
+    assert_eq!(p.apply(&ok, 2000, 3).unwrap().len(), 224 * 224 * 3);
+}

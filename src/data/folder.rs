@@ -86,7 +86,7 @@ fn split_root(dir: &Path, split: Split) -> PathBuf {
 /// threshold (twice `Image.MAX_IMAGE_PIXELS`), so that semcon refuses what
 /// torchvision's loader refuses and a small file announcing a huge image
 /// costs nothing.
-pub const MAX_PIXELS: u64 = 178_956_970;
+pub const MAX_PIXELS: u64 = super::resample::MAX_PIXELS;
 
 /// Decodes one image file as RGB, by content as PIL does (a PNG named .jpg
 /// still opens; JPEG as PIL decodes it, [`jpeg`]); the dimensions are read
@@ -132,7 +132,7 @@ fn prepare(
     let img = decode(path, MAX_PIXELS)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (hwc, resized) = match &opts.preprocess {
-        Some(p) => (p.apply(img.as_raw(), w, h), false),
+        Some(p) => (p.apply(img.as_raw(), w, h)?, false),
         None if (h, w) != size => (
             image::imageops::resize(
                 &img,

@@ -69,6 +69,11 @@ pub enum Order {
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
+/// The most pixels an image may have: PIL's `DecompressionBombError`
+/// threshold (twice `Image.MAX_IMAGE_PIXELS`), for decoded images
+/// (`folder::MAX_PIXELS`) and resized ones alike.
+pub const MAX_PIXELS: u64 = 178_956_970;
+
 /// Per output position: the first source index, the taps' fixed-point weights.
 struct Coeffs {
     bounds: Vec<(usize, usize)>,
@@ -400,14 +405,25 @@ impl Preprocess {
         })
     }
 
-    /// Interleaved RGB `w`x`h` -> interleaved RGB `crop`x`crop`.
-    pub fn apply(&self, rgb: &[u8], w: usize, h: usize) -> Vec<u8> {
+    /// Interleaved RGB `w`x`h` -> interleaved RGB `crop`x`crop`; an empty
+    /// image, or one whose resized size would pass PIL's decompression-bomb
+    /// limit (a 1-pixel-high strip made thousands of times wider), is an error.
+    pub fn apply(&self, rgb: &[u8], w: usize, h: usize) -> Result<Vec<u8>, String> {
+        if w == 0 || h == 0 {
+            return Err(format!("the image is {w}x{h} pixels"));
+        }
         let (rw, rh) = shorter_side_size(w, h, self.resize);
+        if (rw as u64).saturating_mul(rh as u64) > MAX_PIXELS {
+            return Err(format!(
+                "resizing its {w}x{h} pixels to a shorter side of {} gives {rw}x{rh}, more than the {MAX_PIXELS} pixels an image may have",
+                self.resize
+            ));
+        }
         // The shorter side is `resize` >= `crop`, the longer no shorter.
         debug_assert!(rw >= self.crop && rh >= self.crop);
         let off = center_crop_offsets(rw, rh, self.crop, self.crop);
         // Only the crop is computed: the same values as resizing everything.
-        resize_crop(
+        Ok(resize_crop(
             rgb,
             (w, h, 3),
             (rw, rh),
@@ -415,6 +431,6 @@ impl Preprocess {
             Order::default(),
             off,
             (self.crop, self.crop),
-        )
+        ))
     }
 }
