@@ -397,12 +397,16 @@ pub(super) fn train_and_save(
             tr.save(out, sidecar)?;
             saved = true;
             // Not only on a terminal: logged and nohup runs see every epoch too.
+            // The parts of the loss, where it has more than one.
+            let parts = if cfg.variant.continuity() {
+                format!(" (CE {:.4}, DS {:.4})", stats.ce, stats.ds)
+            } else {
+                String::new()
+            };
             let line = format!(
-                "{what} {}: loss {:.4} (CE {:.4}, DS {:.4}) train accuracy {:.2}% -> saved {}",
+                "{what} {}: loss {:.4}{parts} train accuracy {:.2}% -> saved {}",
                 stats.epoch,
                 stats.loss,
-                stats.ce,
-                stats.ds,
                 100.0 * stats.accuracy,
                 out.display()
             );

@@ -44,7 +44,8 @@ impl Variant {
     fn adversarial(self) -> bool {
         matches!(self, Variant::Adv | Variant::AdvContinuity)
     }
-    fn continuity(self) -> bool {
+    /// Whether the loss has a DS term.
+    pub fn continuity(self) -> bool {
         matches!(self, Variant::Continuity | Variant::AdvContinuity)
     }
 }
