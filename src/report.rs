@@ -11,6 +11,8 @@ use serde::Serialize;
 pub struct Report {
     pub samples: usize,
     pub dataset: String,
+    /// The split read (`--split`; a dataset with one split reads it for both).
+    pub split: crate::data::Split,
     pub device: String,
     pub models: Vec<ModelReport>,
 }
@@ -51,8 +53,14 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "dataset {} ({} samples), {}",
-        r.dataset, r.samples, r.device
+        "dataset {} ({} split, {} samples), {}",
+        r.dataset,
+        match r.split {
+            crate::data::Split::Train => "train",
+            crate::data::Split::Test => "test",
+        },
+        r.samples,
+        r.device
     );
     for m in &r.models {
         let _ = writeln!(s, "\n== {} ({}, {})", m.name, m.arch, m.checkpoint);

@@ -279,6 +279,7 @@ fn each_model_gets_its_sidecars_preprocessing() {
     };
     let r = semcon_ok(args(&[]));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["split"], "test", "the report names the split");
     let pre = |i: usize| v["models"][i]["preprocessing"].clone();
     assert_eq!(pre(0)["resize"], 48);
     assert_eq!(pre(0)["filter"], "bilinear");

@@ -238,6 +238,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let report = Report {
         samples: sets[0].0.len(),
         dataset: sets[0].0.name.clone(),
+        split: data.split.unwrap_or_default(),
         device: crate::device::describe(&device),
         models: reports,
     };
