@@ -2,7 +2,8 @@
 # Verifies a CUDA build of semcon on a GPU machine (see scripts/build_cuda.sh):
 # the GPU tests (tests/gpu.rs: the cuDNN network's taps, loss, input gradient
 # and PGD against PyTorch, and against candle's graph on odd sizes and gray
-# input), `semcon features` on the PyTorch fixture models, and `eval` of the
+# input; the ViT, ConvNeXt and EfficientNet fixtures' taps and input
+# gradient), `semcon features` on the PyTorch fixture models (every family), and `eval` of the
 # embedded default on the GPU against the CPU (default paths on both: the
 # cuDNN network there, the fused network here), with the GPU's name in "device";
 # out-of-memory halving and `--device auto` with no visible GPU.
@@ -29,6 +30,17 @@ for n in resnet18_cifar resnet18_imagenet resnet50 wide_resnet_slim resnext_slim
     "$SEMCON" features -c tests/fixtures/models/$n.safetensors --input tests/fixtures/models/${n}_input.npy \
       --layer $layer --out "$T/$n-$layer.npz" --device cuda || fail=1
     "$PY" scripts/compare_npy.py "$T/$n-$layer.npz" tests/fixtures/models/${n}_$layer.npy || fail=1
+  done
+done
+# The families described as layers (ViT, ConvNeXt, EfficientNet: candle's CUDA graph), every tap;
+# 5e-3: candle's CUDA convolutions and matmuls may run in TF32 (tests/gpu.rs says why).
+for spec in vit_tiny:block1,block2 vit_prelogits:block1 convnext_slim:stage1,stage2,stage3 \
+            efficientnet_slim:stage1,stage2,stage3,stage4; do
+  n=${spec%%:*}; IFS=, read -ra stages <<< "${spec#*:}"
+  for layer in "${stages[@]}" penultimate logits; do
+    "$SEMCON" features -c tests/fixtures/models/$n.safetensors --input tests/fixtures/models/${n}_input.npy \
+      --layer $layer --out "$T/$n-$layer.npz" --device cuda || fail=1
+    "$PY" scripts/compare_npy.py "$T/$n-$layer.npz" tests/fixtures/models/${n}_taps.npz:$layer 5e-3 || fail=1
   done
 done
 # The README's results command (all perturbations added), on both devices.

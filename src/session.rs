@@ -344,7 +344,7 @@ pub fn default_checkpoints(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// The dataset for `models` when none is given: the colour-shift split when
 /// every model takes 3 channels and a sidecar says it was trained on colour data.
 pub fn default_dataset(models: &[Model]) -> &'static str {
-    let rgb = models.iter().all(|m| m.config().in_channels == 3);
+    let rgb = models.iter().all(|m| m.in_channels() == 3);
     let colour = models.iter().any(|m| {
         m.sidecar
             .dataset

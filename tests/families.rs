@@ -42,8 +42,8 @@ fn wide_and_grouped_resnets_match_pytorch() {
             let path = model_fixture(&format!("{name}.{fmt}"));
             let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
             let what = format!("{name} {fmt}");
-            assert_eq!(m.config().arch_name(), arch, "{what}");
-            assert_eq!(m.config().groups, groups, "{what}");
+            assert_eq!(m.resnet_config().unwrap().arch_name(), arch, "{what}");
+            assert_eq!(m.resnet_config().unwrap().groups, groups, "{what}");
             assert_eq!(m.fused().unwrap().is_some(), fused, "{what}");
             let x = input(name);
             for tap in Tap::ALL {
@@ -139,8 +139,8 @@ fn full_size_resnext50_loads_and_runs() {
     let path = dir.join("resnext50_32x4d.safetensors");
     candle_core::safetensors::save(&tensors, &path).unwrap();
     let m = model::load(&path, &ModelOptions::default(), &dev).unwrap();
-    assert_eq!(m.config().arch_name(), "resnext50_32x4d");
-    assert_eq!(m.config().groups, 32);
+    assert_eq!(m.resnet_config().unwrap().arch_name(), "resnext50_32x4d");
+    assert_eq!(m.resnet_config().unwrap().groups, 32);
     assert_eq!(m.num_classes(), 1000);
     let x = Tensor::rand(0f32, 1f32, (1, 3, 64, 64), &dev).unwrap();
     let logits = m.logits(&x).unwrap();

@@ -310,3 +310,50 @@ fn gpu_kstar_ties() {
     let want = kstar_with(&xc, dim, &y, &cpu, &Device::Cpu).unwrap();
     assert_eq!(blocked(&xc, dim, &y, Metric::Cosine), want);
 }
+
+/// The families described as layers (ViT, ConvNeXt, EfficientNet) run as
+/// candle's graph on the GPU: every tap and the input gradient against
+/// PyTorch. Looser than the cuDNN network's 1e-4: candle's convolutions
+/// and matmuls there run under cuDNN's/cuBLAS's default math, which may
+/// use TF32 (a 10-bit mantissa) on this hardware, as PyTorch's cuDNN
+/// convolutions do by default.
+#[test]
+fn described_families_match_pytorch_on_the_gpu() {
+    const TOL_TF32: f32 = 5e-3;
+    for name in [
+        "vit_tiny",
+        "vit_prelogits",
+        "convnext_slim",
+        "efficientnet_slim",
+    ] {
+        let path = model_fixture(&format!("{name}.safetensors"));
+        let m = model::load(&path, &ModelOptions::default(), &gpu()).unwrap();
+        assert_eq!(m.path_name().unwrap(), "graph");
+        let x = input(name);
+        let want = read_npz(&model_fixture(&format!("{name}_taps.npz")));
+        for tap in m.taps() {
+            let w = &want[&tap.to_string()];
+            let got = m.features(&x, tap).unwrap();
+            assert_eq!(got.dims(), w.dims(), "{name} {tap}");
+            assert_close(
+                &host(&got),
+                &tensor_f32(w),
+                TOL_TF32,
+                &format!("{name} {tap} gpu"),
+            );
+        }
+        let f = read_npz(&model_fixture(&format!("{name}_grad.npz")));
+        let y = f["labels"]
+            .to_dtype(DType::U32)
+            .unwrap()
+            .to_device(&gpu())
+            .unwrap();
+        let (_, grad) = m.loss_and_input_grad(&x, &y).unwrap();
+        assert_close_scaled(
+            &host(&grad),
+            &tensor_f32(&f["grad"]),
+            TOL_TF32,
+            &format!("{name} gpu gradient"),
+        );
+    }
+}

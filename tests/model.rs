@@ -110,7 +110,7 @@ fn inferred_config_and_tap_dims() {
         for fmt in FORMATS {
             let path = model_fixture(&format!("{}.{fmt}", c.name));
             let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
-            let cfg = m.config();
+            let cfg = m.resnet_config().unwrap();
             let what = format!("{} {fmt}", c.name);
             assert_eq!(cfg.arch_name(), c.arch, "{what}");
             assert_eq!(cfg.stem, c.stem, "{what}");
@@ -197,8 +197,8 @@ fn nested_module_prefixed_pth_with_norm_options() {
     let path = model_fixture("resnet18_cifar_nested.pth");
     let opts = sidecar_opts();
     let m = model::load(&path, &opts, &Device::Cpu).unwrap();
-    assert_eq!(m.config().arch_name(), "resnet18");
-    assert_eq!(m.config().stem, Stem::Cifar);
+    assert_eq!(m.resnet_config().unwrap().arch_name(), "resnet18");
+    assert_eq!(m.resnet_config().unwrap().stem, Stem::Cifar);
     let x = input("resnet18_cifar");
     for tap in Tap::ALL {
         let (_, want) = expected("resnet18_cifar", tap);
@@ -245,7 +245,7 @@ fn pth_with_21_character_archive_name_loads() {
     assert_eq!(first.len(), 30);
     assert!(bytes.windows(first.len()).any(|w| w == first));
     let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
-    assert_eq!(m.config().num_classes, 10);
+    assert_eq!(m.resnet_config().unwrap().num_classes, 10);
     // and the same data under a plain name with the same archive layout
     let dir = tmp_dir("model_zip_name");
     let copy = dir.join("other.pth");

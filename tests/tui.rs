@@ -52,6 +52,7 @@ fn meta(models: &[&str]) -> Meta {
             .map(|m| format!("checkpoints/{m}.safetensors"))
             .collect(),
         seed: 0,
+        taps: vec![],
     }
 }
 

@@ -1,4 +1,5 @@
-//! `semcon bench`: images/s of a random-init ResNet through the same path
+//! `semcon bench`: images/s of a random-init ResNet (or `--checkpoint`,
+//! any family) through the same path
 //! `eval`, `attack` and the explorer use (forward, and forward + input
 //! gradient), for the Speed tables (docs/speed.md); with `--load DIR`,
 //! images/s of reading an image folder (decode + torchvision's eval
@@ -54,6 +55,11 @@ pub struct BenchArgs {
     /// With --load: the center crop.
     #[arg(long, default_value_t = 224)]
     pub crop: usize,
+    /// Time this checkpoint (any family semcon loads) instead of a
+    /// random-init ResNet; --size sets the image side (a ViT takes only its
+    /// own).
+    #[arg(long)]
+    pub checkpoint: Option<std::path::PathBuf>,
     /// With --load: the resampling.
     #[arg(long, value_enum, default_value_t = crate::data::resample::Filter::Bilinear)]
     pub interpolation: crate::data::resample::Filter,
@@ -127,6 +133,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
     let threads = candle_core::utils::get_num_threads();
     let device = crate::device::select(&a.device)?;
+    let loaded = match &a.checkpoint {
+        Some(p) => Some(crate::model::load_named(p, &Default::default(), &device)?),
+        None => None,
+    };
     let cfg = ResNetConfig::named(&a.arch, Stem::Cifar, a.width, 3, a.classes)?;
     let vm = candle_nn::VarMap::new();
     ResNet::new(
@@ -145,9 +155,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         &cfg,
         candle_nn::VarBuilder::from_tensors(frozen, DType::F32, &device),
     )?;
-    let x = Tensor::rand(0f32, 1f32, (a.batch, 3, a.size, a.size), &device)?;
+    let (c, classes) = match &loaded {
+        Some(m) => (m.in_channels(), m.num_classes()),
+        None => (cfg.in_channels, a.classes),
+    };
+    let x = Tensor::rand(0f32, 1f32, (a.batch, c, a.size, a.size), &device)?;
     let y = Tensor::from_vec(
-        (0..a.batch as u32).map(|i| i % a.classes as u32).collect(),
+        (0..a.batch as u32).map(|i| i % classes as u32).collect(),
         a.batch,
         &device,
     )?;
@@ -179,15 +193,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     // What `eval`, `attack` and the TUI run: on the CPU the fused network,
     // on a GPU (cudnn builds) the cuDNN network, both built once as for a
     // loaded checkpoint; with SEMCON_NO_FUSED set, candle's graph and autograd.
-    let c = cfg.in_channels;
-    let model = crate::model::Model::from_net(
-        net.clone(),
-        "bench".into(),
-        vec![0.0; c],
-        vec![1.0; c],
-        &device,
-    )?
-    .with_frozen_weights();
+    let model = match loaded {
+        Some(m) => m,
+        None => crate::model::Model::from_net(
+            net.clone(),
+            "bench".into(),
+            vec![0.0; c],
+            vec![1.0; c],
+            &device,
+        )?
+        .with_frozen_weights(),
+    };
+    let arch = model.arch_name();
     let path = model.path_name()?;
     let fwd = time(&|| {
         model.logits(&x)?.sum_all()?.to_scalar::<f32>()?;
@@ -207,7 +224,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     };
     let ips = |s: f64| a.batch as f64 / s;
     if a.json {
-        let mut j = serde_json::json!({"arch": a.arch, "width": a.width, "classes": a.classes, "size": a.size,
+        let mut j = serde_json::json!({"arch": arch, "width": a.width, "classes": classes, "size": a.size,
             "batch": a.batch, "iters": a.iters, "threads": threads, "device": a.device,
             "path": path,
             "forward_s": fwd.0, "forward_cpu_s": fwd.1, "forward_images_per_s": ips(fwd.0)});
@@ -219,10 +236,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         println!("{j}");
     } else {
         println!(
-            "{} cifar stem, width {}, {} classes, {}x{} inputs, batch {}, {} threads ({:?}, {} path)",
-            a.arch,
+            "{} (cifar stem and width {} for a random-init ResNet), {} classes, {}x{} inputs, batch {}, {} threads ({:?}, {} path)",
+            arch,
             a.width,
-            a.classes,
+            classes,
             a.size,
             a.size,
             a.batch,

@@ -87,7 +87,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         }
     }
     let taps: Vec<Tap> = if a.layer == "all" {
-        Tap::ALL.to_vec()
+        crate::model::common_taps(&models)
     } else {
         vec![a.layer.parse()?]
     };
@@ -224,7 +224,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         reports.push(ModelReport {
             checkpoint: m.path.display().to_string(),
             name: m.name.clone(),
-            arch: m.config().arch_name(),
+            arch: m.arch_name(),
             preprocessing,
             clean_accuracy: clean.accuracy,
             shift_dataset: shift.as_ref().map(|s| s.name.clone()),

@@ -22,8 +22,10 @@ pub struct FeaturesArgs {
     /// Float32 NCHW images in [0,1] (.npy) instead of a dataset.
     #[arg(long, conflicts_with = "dataset")]
     pub input: Option<PathBuf>,
-    /// logits, penultimate, layer1..layer4, or all (every layer, from one
-    /// forward pass, as `features_LAYER`; `features` is then the logits).
+    /// logits, penultimate, a ResNet's layer1..layer4, a ConvNeXt's or
+    /// EfficientNet's stage1..N, a ViT's block1..N (`semcon info` lists a
+    /// model's), or all (every layer, from one forward pass, as
+    /// `features_LAYER`; `features` is then the logits).
     #[arg(long, default_value = "logits")]
     pub layer: String,
     /// Output .npz: features, preds (the model's predictions), labels and
@@ -42,9 +44,19 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
     let device = choice.device()?;
     let m = choice.load_one(&device)?;
     let taps: Vec<Tap> = if a.layer == "all" {
-        Tap::ALL.to_vec()
+        m.taps()
     } else {
-        vec![a.layer.parse()?]
+        let t: Tap = a.layer.parse()?;
+        if !m.taps().contains(&t) {
+            let names: Vec<String> = m.taps().iter().map(|t| t.to_string()).collect();
+            anyhow::bail!(
+                "{} ({}) has no layer '{t}'; its layers: {}",
+                m.name,
+                m.arch_name(),
+                names.join(", ")
+            );
+        }
+        vec![t]
     };
     let (set, labels, class_names) = match &a.input {
         Some(p) => {

@@ -4,7 +4,7 @@
 //! with where it came from (state dict, sidecar, flag, default).
 
 use super::args::{Format, ModelArgs};
-use crate::model::{Model, ResNetConfig, Stem, Tap};
+use crate::model::{net::Net, Model, Stem};
 use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
@@ -29,11 +29,12 @@ pub struct Setting<T> {
     pub source: &'static str,
 }
 
-/// A tap and the size of its features.
+/// A tap, the size of its features and the torchvision module it reads.
 #[derive(Serialize, Debug)]
 pub struct TapInfo {
     pub name: String,
     pub dim: usize,
+    pub module: String,
 }
 
 /// Everything `info` reports (also its JSON).
@@ -43,10 +44,19 @@ pub struct Info {
     pub family: String,
     pub variant: Setting<String>,
     pub parameters: usize,
-    pub stem: Setting<String>,
-    pub blocks: Setting<Vec<usize>>,
-    pub groups: Setting<usize>,
-    pub width_per_group: Setting<usize>,
+    /// ResNets: the stem, blocks per stage, groups and width per group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stem: Option<Setting<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Setting<Vec<usize>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Setting<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width_per_group: Option<Setting<usize>>,
+    /// The other families' settings (patch size, widths, heads, eps, ...),
+    /// each with its source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<crate::model::described::Setting>,
     pub in_channels: Setting<usize>,
     pub num_classes: Setting<usize>,
     pub input_size: Setting<Option<[usize; 2]>>,
@@ -76,40 +86,48 @@ fn dict<T>(value: T) -> Setting<T> {
 
 /// What semcon makes of a loaded model (`flags`: what the user stated).
 pub fn describe(m: &Model, flags: &crate::model::ModelOptions) -> Info {
-    let c: &ResNetConfig = m.config();
     let sc = &m.sidecar;
-    let taps = Tap::ALL
-        .iter()
-        .map(|&t| TapInfo {
+    let taps = m
+        .net
+        .taps()
+        .into_iter()
+        .map(|(t, dim, module)| TapInfo {
             name: t.to_string(),
-            dim: match t {
-                Tap::Logits => c.num_classes,
-                Tap::Penultimate => c.penultimate_dim(),
-                Tap::Layer(i) => c.stage_channels(i as usize - 1),
-            },
+            dim,
+            module,
         })
         .collect();
+    let (parameters, settings) = match &m.net {
+        Net::ResNet(r) => (r.config.parameter_count(), vec![]),
+        Net::Layers(l) => (l.params, l.settings.clone()),
+    };
+    let c = m.resnet_config();
+    // A ViT's input size comes from its position embedding unless stated.
+    let fixed = matches!(&m.net, Net::Layers(l) if l.image_size.is_some());
     Info {
         checkpoint: m.path.display().to_string(),
-        family: "ResNet".into(),
-        variant: dict(c.arch_name()),
-        parameters: c.parameter_count(),
-        stem: dict(
-            match c.stem {
-                Stem::Imagenet => "imagenet (7x7 stride 2 + 3x3 max pool)".to_string(),
-                Stem::Cifar => "cifar (3x3 stride 1, no max pool)".to_string(),
-            } + &format!(", width {}", c.width),
-        ),
-        blocks: dict(c.layers.clone()),
-        groups: dict(c.groups),
-        width_per_group: dict(c.width_per_group()),
-        in_channels: dict(c.in_channels),
-        num_classes: dict(c.num_classes),
+        family: m.net.family().into(),
+        variant: dict(m.arch_name()),
+        parameters,
+        stem: c.map(|c| {
+            dict(
+                match c.stem {
+                    Stem::Imagenet => "imagenet (7x7 stride 2 + 3x3 max pool)".to_string(),
+                    Stem::Cifar => "cifar (3x3 stride 1, no max pool)".to_string(),
+                } + &format!(", width {}", c.width),
+            )
+        }),
+        blocks: c.map(|c| dict(c.layers.clone())),
+        groups: c.map(|c| dict(c.groups)),
+        width_per_group: c.map(|c| dict(c.width_per_group())),
+        settings,
+        in_channels: dict(m.in_channels()),
+        num_classes: dict(m.num_classes()),
         input_size: from(
             m.input_size.map(|(h, w)| [h, w]),
             flags.input_size.is_some(),
             sc.input_size.is_some(),
-            "default",
+            if fixed { "state dict" } else { "default" },
         ),
         mean: from(
             m.mean.clone(),
@@ -144,22 +162,26 @@ pub fn table(i: &Info) -> String {
     let _ = writeln!(s, "{:<15} {}", "family", i.family);
     row(&mut s, "variant", i.variant.value.clone(), i.variant.source);
     let _ = writeln!(s, "{:<15} {}", "parameters", thousands(i.parameters));
-    row(&mut s, "stem", i.stem.value.clone(), i.stem.source);
-    row(
-        &mut s,
-        "blocks",
-        format!("{:?}", i.blocks.value),
-        i.blocks.source,
-    );
-    row(
-        &mut s,
-        "groups",
-        format!(
-            "{} x {} (width per group)",
-            i.groups.value, i.width_per_group.value
-        ),
-        i.groups.source,
-    );
+    if let (Some(stem), Some(blocks), Some(groups), Some(wpg)) =
+        (&i.stem, &i.blocks, &i.groups, &i.width_per_group)
+    {
+        row(&mut s, "stem", stem.value.clone(), stem.source);
+        row(
+            &mut s,
+            "blocks",
+            format!("{:?}", blocks.value),
+            blocks.source,
+        );
+        row(
+            &mut s,
+            "groups",
+            format!("{} x {} (width per group)", groups.value, wpg.value),
+            groups.source,
+        );
+    }
+    for st in &i.settings {
+        row(&mut s, &st.name, st.value.clone(), &st.source.to_string());
+    }
     row(
         &mut s,
         "in channels",

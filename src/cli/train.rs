@@ -360,6 +360,7 @@ pub(super) fn sidecar_for(
         variant: Some(cfg.variant.name().to_string()),
         training: Some(training),
         metrics: None,
+        ..Default::default()
     }
 }
 

@@ -22,7 +22,7 @@ pub type Observer<'a> = &'a mut dyn FnMut(usize, usize) -> bool;
 
 /// Images prepared for a model: gray replicated to the model's channels.
 pub fn images_for(model: &Model, set: &ImageSet) -> Result<ImageSet> {
-    let want = model.config().in_channels;
+    let want = model.in_channels();
     if set.channels == want {
         return Ok(set.clone());
     }
@@ -43,7 +43,7 @@ pub fn images_for(model: &Model, set: &ImageSet) -> Result<ImageSet> {
 pub fn gray_notice(set: &ImageSet, models: &[Model]) -> Option<String> {
     let colour: Vec<&str> = models
         .iter()
-        .filter(|m| set.channels == 1 && m.config().in_channels > 1)
+        .filter(|m| set.channels == 1 && m.in_channels() > 1)
         .map(|m| m.name.as_str())
         .collect();
     (!colour.is_empty()).then(|| {

@@ -252,6 +252,15 @@ pub struct Sidecar {
     pub interpolation: Option<crate::data::resample::Filter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
+    /// A ViT's attention heads, where the hidden size is not torchvision's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_heads: Option<usize>,
+    /// An EfficientNet's BatchNorm eps, where the shapes match no B0–B7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn_eps: Option<f64>,
+    /// An EfficientNet's stride per stage, where it has not 7 stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_strides: Option<Vec<usize>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

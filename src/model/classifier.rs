@@ -7,6 +7,8 @@ use super::checkpoint::{sidecar_path, Sidecar};
 use super::cpu::fused::FusedNet;
 #[cfg(feature = "cudnn")]
 use super::cuda::GpuNet;
+use super::described::LayerNet;
+use super::net::Net;
 use super::norm::norm_values;
 use super::resnet::{ResNet, ResNetConfig};
 use super::tap::Tap;
@@ -19,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 /// Normalisation (and gray-to-RGB replication) happens inside.
 #[derive(Clone, Debug)]
 pub struct Model {
-    pub net: ResNet,
+    pub net: Net,
     pub path: PathBuf,
     /// Short name for panels (file stem).
     pub name: String,
@@ -44,14 +46,30 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn config(&self) -> &ResNetConfig {
-        &self.net.config
+    /// A ResNet's configuration (`None` for the other families).
+    pub fn resnet_config(&self) -> Option<&ResNetConfig> {
+        self.net.resnet().map(|r| &r.config)
+    }
+    /// The ResNet (training and fine-tuning take only these).
+    pub fn resnet(&self) -> Option<&ResNet> {
+        self.net.resnet()
+    }
+    pub fn in_channels(&self) -> usize {
+        self.net.in_channels()
     }
     pub fn num_classes(&self) -> usize {
-        self.net.config.num_classes
+        self.net.num_classes()
+    }
+    /// The torchvision variant name or a description of the configuration.
+    pub fn arch_name(&self) -> String {
+        self.net.arch_name()
+    }
+    /// The taps this model has, in order (`Tap::Logits` last).
+    pub fn taps(&self) -> Vec<Tap> {
+        self.net.taps().into_iter().map(|t| t.0).collect()
     }
 
-    /// Wraps a network with its normalisation.
+    /// Wraps a ResNet with its normalisation.
     pub fn from_net(
         net: ResNet,
         path: PathBuf,
@@ -59,7 +77,28 @@ impl Model {
         std: Vec<f32>,
         device: &Device,
     ) -> Result<Model> {
-        let c = net.config.in_channels;
+        Self::wrap(Net::ResNet(net), path, mean, std, device)
+    }
+
+    /// Wraps a described network (ViT, ConvNeXt, EfficientNet).
+    pub fn from_layers(
+        net: LayerNet,
+        path: PathBuf,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        device: &Device,
+    ) -> Result<Model> {
+        Self::wrap(Net::Layers(Arc::new(net)), path, mean, std, device)
+    }
+
+    fn wrap(
+        net: Net,
+        path: PathBuf,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        device: &Device,
+    ) -> Result<Model> {
+        let c = net.in_channels();
         let mean = norm_values(&mean, c, "--mean", false)?;
         let std = norm_values(&std, c, "--std", true)?;
         let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
@@ -96,12 +135,17 @@ impl Model {
                 self.name
             ));
         }
-        let want = self.net.config.in_channels;
+        let want = self.in_channels();
         if c != want && c != 1 {
             return Err(crate::invalid!(
                 "images have {c} channels but model {} takes {want}",
                 self.name
             ));
+        }
+        if let Net::Layers(l) = &self.net {
+            if let Some(why) = l.check_size(h, w) {
+                return Err(crate::invalid!("model {} ({}) {why}", self.name, l.arch));
+            }
         }
         Ok(())
     }
@@ -110,7 +154,7 @@ impl Model {
     pub fn prepare(&self, x: &Tensor) -> Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
         self.check_input(c, h, w)?;
-        let want = self.net.config.in_channels;
+        let want = self.in_channels();
         let x = if c == want {
             x.clone()
         } else {
@@ -129,7 +173,10 @@ impl Model {
         if let Some(v) = self.fused_cache.as_ref().and_then(|c| c.get()) {
             return Ok(v.clone());
         }
-        let v = self.net.fused(&self.mean, &self.std)?.map(Arc::new);
+        let Some(net) = self.net.resnet() else {
+            return Ok(None);
+        };
+        let v = net.fused(&self.mean, &self.std)?.map(Arc::new);
         if let Some(c) = &self.fused_cache {
             let _ = c.set(v.clone());
         }
@@ -161,7 +208,10 @@ impl Model {
         if let Some(v) = cache.get() {
             return Ok(v.clone());
         }
-        let v = match self.net.fused(&self.mean, &self.std)? {
+        let Some(net) = self.net.resnet() else {
+            return Ok(None);
+        };
+        let v = match net.fused(&self.mean, &self.std)? {
             Some(f) => Some(Arc::new(GpuNet::new(&f, dev)?)),
             None => None,
         };
@@ -298,6 +348,11 @@ impl Model {
                     .collect();
             }
         }
+        if let Net::Layers(l) = &self.net {
+            // one pass for every tap
+            let xp = self.prepare(x)?;
+            return Ok(l.features_many(&xp, taps)?);
+        }
         taps.iter().map(|&t| self.features(x, t)).collect()
     }
 
@@ -320,4 +375,19 @@ impl Model {
             )
         })
     }
+}
+
+/// The taps every one of `models` has, in the first model's order (what a
+/// run over several models can read everywhere; ResNet beside ViT: the
+/// penultimate features and the logits).
+pub fn common_taps(models: &[Model]) -> Vec<Tap> {
+    let Some(first) = models.first() else {
+        return Tap::ALL.to_vec();
+    };
+    let all: Vec<Vec<Tap>> = models.iter().map(|m| m.taps()).collect();
+    first
+        .taps()
+        .into_iter()
+        .filter(|t| all.iter().all(|ts| ts.contains(t)))
+        .collect()
 }

@@ -7,7 +7,12 @@ use std::collections::HashSet;
 
 /// The first and last layer of each family semcon loads, as torchvision
 /// names them (a new family adds its pair here).
-pub const ANCHORS: &[(&str, &str)] = &[("conv1.weight", "fc.weight")];
+pub const ANCHORS: &[(&str, &str)] = &[
+    ("conv1.weight", "fc.weight"),
+    ("conv_proj.weight", "heads.head.weight"),
+    ("features.0.0.weight", "classifier.1.weight"),
+    ("features.0.0.weight", "classifier.2.weight"),
+];
 
 /// The wrapper prefix of `names` (empty when none): the shortest prefix
 /// under which some family's first and last layers both sit.

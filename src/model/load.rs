@@ -1,12 +1,15 @@
-//! Loading a checkpoint into a [`Model`]: read the state dict, infer the
-//! architecture from its keys and shapes, check every tensor, and settle the
+//! Loading a checkpoint into a [`Model`]: read the state dict, recognise
+//! the family (ViT, ConvNeXt, EfficientNet, else the ResNet family) and
+//! infer the architecture from its keys and shapes, check every tensor, and settle the
 //! settings a state dict cannot hold (normalisation, input size, class
 //! names) from flags, then the sidecar, then defaults.
 
 use super::checkpoint::{read_sidecar, read_state_dict, sidecar_path};
 use super::classifier::Model;
+use super::described::LayerNet;
 use super::norm::norm_values;
 use super::resnet::{ResNet, ResNetConfig};
+use super::{convnext, efficientnet, vit};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -43,12 +46,21 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
         .iter()
         .map(|(k, t)| (k.clone(), t.dims().to_vec()))
         .collect();
-    let config = ResNetConfig::infer(&shapes, path)?;
-    check_shapes(&config, &shapes, path)?;
-    check_values(&config, &tensors, path)?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    let net = ResNet::new(&config, vb)?;
-    let c = config.in_channels;
+    let layers = build_described(&tensors, &sidecar, path)?;
+    let (net, c, classes) = match layers {
+        Some(l) => {
+            let (c, k) = (l.in_channels, l.num_classes);
+            (Err(l), c, k)
+        }
+        None => {
+            let config = ResNetConfig::infer(&shapes, path)?;
+            check_shapes(&config, &shapes, path)?;
+            check_values(&config, &tensors, path)?;
+            let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+            let (c, k) = (config.in_channels, config.num_classes);
+            (Ok(ResNet::new(&config, vb)?), c, k)
+        }
+    };
     // Flags win over the sidecar; errors name whichever gave the value.
     let sc = sidecar_path(path);
     let source = |flag: bool, field: &str| {
@@ -66,8 +78,29 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
         Some(v) => norm_values(v, c, &source(opts.std.is_some(), "std"), true)?,
         None => vec![1.0; c],
     };
-    let mut m = Model::from_net(net, path.to_path_buf(), mean, std, device)?;
+    let fixed = net.as_ref().err().and_then(|l| l.image_size);
+    let mut m = match net {
+        Ok(r) => Model::from_net(r, path.to_path_buf(), mean, std, device)?,
+        Err(l) => {
+            let l = l.to_device(device)?;
+            Model::from_layers(l, path.to_path_buf(), mean, std, device)?
+        }
+    };
     m.input_size = opts.input_size.or(sidecar.input_size.map(|[h, w]| (h, w)));
+    if let Some(s) = fixed {
+        match m.input_size {
+            Some((h, w)) if (h, w) != (s, s) => {
+                return Err(crate::invalid!(
+                    "{} is {h}x{w} but {} ({}) takes {s}x{s} images only: its position \
+                     embedding fits {s}x{s}",
+                    source(opts.input_size.is_some(), "input_size"),
+                    path.display(),
+                    m.arch_name()
+                ))
+            }
+            _ => m.input_size = Some((s, s)),
+        }
+    }
     if let Some((h, w)) = m.input_size {
         let given = source(opts.input_size.is_some(), "input_size");
         if h == 0 || w == 0 {
@@ -90,7 +123,7 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
     m = m.with_frozen_weights();
     m.class_names = opts.class_names.clone().or(sidecar.class_names.clone());
     if let Some(names) = &m.class_names {
-        if names.len() != config.num_classes {
+        if names.len() != classes {
             let given = if opts.class_names.is_some() {
                 format!("{} class names given", names.len())
             } else {
@@ -99,7 +132,7 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
             return Err(crate::invalid!(
                 "{given} but checkpoint {} has {} outputs",
                 path.display(),
-                config.num_classes
+                classes
             ));
         }
     }
@@ -109,6 +142,28 @@ pub fn load(path: &Path, opts: &ModelOptions, device: &Device) -> Result<Model> 
         && sidecar.std.is_none();
     m.sidecar = sidecar;
     Ok(m)
+}
+
+/// The network of a ViT, ConvNeXt or EfficientNet state dict (`None`
+/// for any other: the ResNet family is tried next), every tensor checked.
+pub fn build_described(
+    tensors: &HashMap<String, Tensor>,
+    sidecar: &super::checkpoint::Sidecar,
+    path: &Path,
+) -> Result<Option<LayerNet>> {
+    let shapes: HashMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    Ok(if vit::recognise(&shapes) {
+        Some(vit::build(tensors, &shapes, sidecar, path)?)
+    } else if convnext::recognise(&shapes) {
+        Some(convnext::build(tensors, &shapes, path)?)
+    } else if efficientnet::recognise(&shapes) {
+        Some(efficientnet::build(tensors, &shapes, sidecar, path)?)
+    } else {
+        None
+    })
 }
 
 /// Rejects weights that would silently give constant or NaN outputs:

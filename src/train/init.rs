@@ -77,10 +77,18 @@ impl Trainer {
     ) -> Result<(Trainer, InitReport)> {
         // The same checks as every other command (family, shapes, values).
         let m = load::load(path, opts, &Device::Cpu)?;
-        // Every family semcon loads today is a torchvision ResNet (ResNet,
-        // Wide ResNet, ResNeXt), and candle's graph of it trains; a family
-        // without a training graph is refused here, by name.
-        let from = m.config().clone();
+        // The ResNet family (ResNet, Wide ResNet, ResNeXt) trains through
+        // candle's graph; the families described as layers (ViT, ConvNeXt,
+        // EfficientNet) run eval mode only and are refused here, by name.
+        let Some(from) = m.resnet_config().cloned() else {
+            return Err(crate::invalid!(
+                "--init {}: a {} ({}) cannot be fine-tuned: semcon trains the ResNet family \
+                 only (ResNet, Wide ResNet, ResNeXt); every other command takes it",
+                path.display(),
+                m.net.family(),
+                m.arch_name()
+            ));
+        };
         let replace = match head {
             HeadChoice::Replace => true,
             HeadChoice::Auto => from.num_classes != num_classes,

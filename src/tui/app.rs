@@ -94,6 +94,9 @@ pub struct Meta {
     pub checkpoints: Vec<String>,
     /// `--seed` (sample subset, random perturbations, PGD starts).
     pub seed: u64,
+    /// The layers every model has (`l` cycles through them); empty: a
+    /// ResNet's.
+    pub taps: Vec<Tap>,
 }
 
 /// The running job's progress as last reported.
@@ -393,7 +396,12 @@ impl App {
     }
 
     fn step_tap(&mut self, d: isize) {
-        self.tap = cycle(&Tap::ALL, self.tap, d);
+        let taps = if self.meta.taps.is_empty() {
+            Tap::ALL.to_vec()
+        } else {
+            self.meta.taps.clone()
+        };
+        self.tap = cycle(&taps, self.tap, d);
         self.kstar_scroll = 0;
     }
 

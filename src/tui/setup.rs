@@ -89,14 +89,14 @@ pub fn load(a: &ExploreOptions) -> Result<Opened> {
     let first = &models[0];
     if let Some(m) = models
         .iter()
-        .find(|m| m.config().in_channels != first.config().in_channels)
+        .find(|m| m.in_channels() != first.in_channels())
     {
         bail!(
             "models {} and {} take different numbers of input channels ({} and {})",
             first.name,
             m.name,
-            first.config().in_channels,
-            m.config().in_channels
+            first.in_channels(),
+            m.in_channels()
         );
     }
     let mut data = a.data.clone();
@@ -151,6 +151,7 @@ pub fn load(a: &ExploreOptions) -> Result<Opened> {
             .map(|m| m.path.display().to_string())
             .collect(),
         seed: data.seed,
+        taps: crate::model::common_taps(&models),
     };
     Ok(Opened {
         models,

@@ -393,7 +393,7 @@ pub fn expected(name: &str, tap: semcon::model::Tap) -> (Vec<usize>, Vec<f32>) {
         Tap::Logits | Tap::Penultimate => {
             read_npy_f32(&model_fixture(&format!("{name}_{tap}.npy")))
         }
-        Tap::Layer(_) => {
+        Tap::Layer(_) | Tap::Stage(_) | Tap::Block(_) => {
             let t = read_npz(&model_fixture(&format!("{name}_layers.npz")))
                 .remove(&tap.to_string())
                 .unwrap_or_else(|| panic!("{name}_layers.npz has no {tap}"));

@@ -30,7 +30,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
 /// and output filters are split into `groups` equal parts, part `g` of the
 /// output seeing only part `g` of the input; each part is one [`conv2d`]
 /// (differentiable through candle's narrow and cat). The weight is
-/// `[O, C / groups, KH, KW]`.
+/// `[O, C / groups, KH, KW]`. A depthwise convolution (`groups` = channels
+/// = filters) runs [`super::depthwise`]'s kernel on the CPU.
 pub fn conv2d_grouped(
     x: &Tensor,
     w: &Tensor,
@@ -48,6 +49,27 @@ pub fn conv2d_grouped(
             w.dims()
         )
     }
+    let cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !cpu {
+        // cuDNN (and candle's other back ends) take the groups themselves
+        return x.conv2d(w, pad, stride, 1, groups);
+    }
+    if groups == c && o == c && w.dim(2)? == w.dim(3)? {
+        return super::depthwise::depthwise_conv2d(x, w, stride, pad);
+    }
+    split_groups(x, w, stride, pad, groups)
+}
+
+/// A grouped convolution as one [`conv2d`] per group (differentiable
+/// through candle's narrow and cat); shapes already checked.
+pub(crate) fn split_groups(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let (c, o) = (x.dim(1)?, w.dim(0)?);
     let (cg, og) = (c / groups, o / groups);
     let parts = (0..groups)
         .map(|g| {

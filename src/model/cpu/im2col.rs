@@ -175,7 +175,9 @@ pub(crate) fn im2col_strided<T: WithDType>(
                         let srow = &src[(iy - g.p) * g.w..][..g.w];
                         d[..lo].fill(T::zero());
                         d[hi..].fill(T::zero());
-                        if g.s == 1 {
+                        if lo == hi {
+                            // no column of this kernel tap falls inside the row
+                        } else if g.s == 1 {
                             let ix = lo + kj - g.p;
                             d[lo..hi].copy_from_slice(&srow[ix..ix + hi - lo]);
                         } else {
@@ -218,7 +220,9 @@ pub(crate) fn col2im_add_strided<T: WithDType>(
                         }
                         let d = &row[img * pl + oy * g.ow..][..g.ow];
                         let drow = &mut dst[(iy - g.p) * g.w..][..g.w];
-                        if g.s == 1 {
+                        if lo == hi {
+                            // nothing of this kernel tap lands inside the row
+                        } else if g.s == 1 {
                             let ix = lo + kj - g.p;
                             for (a, &v) in drow[ix..ix + hi - lo].iter_mut().zip(&d[lo..hi]) {
                                 *a += v;

@@ -165,28 +165,17 @@ impl ResNetConfig {
             let mut some: Vec<&String> = shapes.keys().collect();
             some.sort();
             some.truncate(5);
-            let first = some.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-            let has = |k: &str| shapes.contains_key(k);
-            let other = if has("conv_proj.weight") && has("class_token") {
-                Some("a Vision Transformer (torchvision vit_*)")
-            } else if has("features.0.0.weight") && has("classifier.1.weight") {
-                Some("an EfficientNet (torchvision efficientnet_*)")
-            } else if has("features.0.0.weight") && has("classifier.2.weight") {
-                Some("a ConvNeXt (torchvision convnext_*)")
-            } else {
-                None
-            };
-            let known = "semcon loads the ResNet family: ResNet-18/34/50/101/152 or any depth, \
-                         Wide ResNet, ResNeXt";
-            err(match other {
-                Some(f) => format!(
-                    "this is {f} state dict, a family semcon does not load yet ({known}; first keys: {first})"
-                ),
-                None => format!(
-                    "missing tensor 'conv1.weight': not a torchvision ResNet state dict, \
-                     and no other known family ({known}; first keys: {first})"
-                ),
-            })
+            let first = some
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            err(format!(
+                "not a state dict of a family semcon loads: ResNet, Wide ResNet, ResNeXt \
+                 (conv1 ... fc), ViT (conv_proj ... heads.head), EfficientNet (features.0.0 ... \
+                 classifier.1), ConvNeXt (features.0.0 ... classifier.2), all with torchvision's \
+                 names; first keys: {first}"
+            ))
         })?;
         if conv1.len() != 4 {
             return Err(err(format!(

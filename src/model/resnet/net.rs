@@ -193,6 +193,14 @@ impl ResNet {
 
     /// Features at `tap` for normalised input `x` ([b, c, h, w]).
     pub fn features(&self, x: &Tensor, tap: Tap, train: bool) -> candle_core::Result<Tensor> {
+        let stages = self.config.layers.len();
+        match tap {
+            Tap::Layer(i) if (i as usize) <= stages => {}
+            Tap::Logits | Tap::Penultimate => {}
+            _ => candle_core::bail!(
+                "a ResNet has no layer '{tap}' (it has layer1..layer{stages}, penultimate, logits)"
+            ),
+        }
         let mut y = self.stem.forward(x, train)?.relu()?;
         if self.config.stem == Stem::Imagenet {
             y = max_pool_3x3_s2_p1(&y)?;

@@ -1,0 +1,337 @@
+//! One description of a network as a list of layers ([`Op`]), built once
+//! from a state dict by the family that recognised it (`vit.rs`,
+//! `convnext.rs`, `efficientnet.rs`), and the interpreter that runs it on
+//! candle tensors: the same description gives eval-mode inference on the
+//! CPU (im2col + gemm and depthwise kernels, [`super::cpu`]), on a GPU
+//! (candle's CUDA ops) and gradients w.r.t. the input (candle's autograd,
+//! PGD and saliency).
+//!
+//! BatchNorm is folded into the convolution before it when the description
+//! is built (eval mode: `w * g/sqrt(var+eps)`, `beta - mean * g/sqrt(var+eps)`),
+//! as for the ResNets. Feature taps are markers in the list: a CNN's stage
+//! output is read globally average-pooled, a transformer's as its class
+//! token.
+
+use super::tap::Tap;
+use crate::model::cpu::conv::conv2d_grouped;
+use candle_core::{DType, Result, Tensor, D};
+
+/// An elementwise activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    Relu,
+    /// torch's exact GELU, `x * Phi(x)` (erf form).
+    Gelu,
+    Silu,
+    Sigmoid,
+    Tanh,
+}
+
+/// One layer of a described network.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// 2-D convolution, weight `[O, C/groups, k, k]`, optional bias `[O]`.
+    Conv {
+        w: Tensor,
+        b: Option<Tensor>,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+    },
+    /// LayerNorm over the channels of an NCHW map (ConvNeXt's `LayerNorm2d`).
+    LayerNorm2d {
+        w: Tensor,
+        b: Tensor,
+        eps: f64,
+    },
+    /// LayerNorm over the last dimension.
+    LayerNorm {
+        w: Tensor,
+        b: Tensor,
+        eps: f64,
+    },
+    Act(Act),
+    /// `x W^T + b` on the last dimension; `w` is `[out, in]`.
+    Linear {
+        w: Tensor,
+        b: Tensor,
+    },
+    /// `x + scale * body(x)`, `scale` per channel (ConvNeXt's layer scale)
+    /// or none.
+    Residual {
+        body: Vec<Op>,
+        scale: Option<Tensor>,
+    },
+    /// Squeeze-and-excitation (torchvision's `SqueezeExcitation`): `x *
+    /// sigmoid(fc2(act(fc1(avgpool(x)))))`, `fc1` `[S, C]`, `fc2` `[C, S]`.
+    SqueezeExcite {
+        w1: Tensor,
+        b1: Tensor,
+        w2: Tensor,
+        b2: Tensor,
+        act: Act,
+    },
+    /// NCHW patch map -> tokens `[N, 1 + H*W, D]`: the class token first,
+    /// then the patches row by row, plus the position embedding.
+    Tokens {
+        class_token: Tensor,
+        pos: Tensor,
+    },
+    /// Multi-head self-attention (`nn.MultiheadAttention`, batch first):
+    /// `in_w` `[3D, D]` (q, k, v stacked), `out_w` `[D, D]`.
+    Attention {
+        in_w: Tensor,
+        in_b: Tensor,
+        out_w: Tensor,
+        out_b: Tensor,
+        heads: usize,
+    },
+    /// Global average pooling, `[N, C, H, W]` -> `[N, C]`.
+    Pool,
+    /// The class token, `[N, S, D]` -> `[N, D]`.
+    ClassToken,
+    /// A feature tap: what flows here is read for [`Tap`] `t`.
+    Tap(Tap),
+}
+
+fn act(x: &Tensor, a: Act) -> Result<Tensor> {
+    match a {
+        Act::Relu => x.relu(),
+        Act::Gelu => x.gelu_erf(),
+        Act::Silu => x.silu(),
+        Act::Sigmoid => candle_nn::ops::sigmoid(x),
+        Act::Tanh => x.tanh(),
+    }
+}
+
+/// LayerNorm of `x` over dimension `dim` (kept), biased variance as torch.
+fn layer_norm(x: &Tensor, dim: usize, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(dim)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(dim)?;
+    let y = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    let mut shape = vec![1; x.rank()];
+    shape[dim] = w.dim(0)?;
+    y.broadcast_mul(&w.reshape(shape.as_slice())?)?
+        .broadcast_add(&b.reshape(shape.as_slice())?)
+}
+
+/// `x W^T + b` over the last dimension of a tensor of any rank.
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (last, o) = (dims[dims.len() - 1], w.dim(0)?);
+    let rows = x.elem_count() / last.max(1);
+    let y = x.reshape((rows, last))?.matmul(&w.t()?)?.broadcast_add(b)?;
+    let mut out = dims;
+    *out.last_mut().expect("rank >= 1") = o;
+    y.reshape(out)
+}
+
+fn per_channel(v: &Tensor) -> Result<Tensor> {
+    v.reshape((1, v.elem_count(), 1, 1))
+}
+
+fn attention(x: &Tensor, op: (&Tensor, &Tensor, &Tensor, &Tensor), heads: usize) -> Result<Tensor> {
+    let (in_w, in_b, out_w, out_b) = op;
+    let (n, s, d) = x.dims3()?;
+    let hd = d / heads;
+    let qkv = linear(x, in_w, in_b)?
+        .reshape((n, s, 3, heads, hd))?
+        .permute((2, 0, 3, 1, 4))?; // [3, N, H, S, hd]
+    let q = (qkv.get(0)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
+    let k = qkv.get(1)?.contiguous()?;
+    let v = qkv.get(2)?.contiguous()?;
+    let att = q.matmul(&k.t()?.contiguous()?)?;
+    let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+    let o = att.matmul(&v)?.transpose(1, 2)?.reshape((n, s, d))?;
+    linear(&o, out_w, out_b)
+}
+
+/// What a tap reads from the activations flowing at its marker.
+pub fn summary(x: &Tensor) -> Result<Tensor> {
+    match x.rank() {
+        4 => x.mean((2, 3)),
+        3 => x.narrow(1, 0, 1)?.squeeze(1),
+        _ => Ok(x.clone()),
+    }
+}
+
+fn apply(op: &Op, x: &Tensor) -> Result<Tensor> {
+    Ok(match op {
+        Op::Conv {
+            w,
+            b,
+            stride,
+            pad,
+            groups,
+        } => {
+            let y = conv2d_grouped(x, w, *stride, *pad, *groups)?;
+            match b {
+                Some(b) => y.broadcast_add(&per_channel(b)?)?,
+                None => y,
+            }
+        }
+        Op::LayerNorm2d { w, b, eps } => layer_norm(x, 1, w, b, *eps)?,
+        Op::LayerNorm { w, b, eps } => layer_norm(x, x.rank() - 1, w, b, *eps)?,
+        Op::Act(a) => act(x, *a)?,
+        Op::Linear { w, b } => linear(x, w, b)?,
+        Op::Residual { body, scale } => {
+            let mut y = x.clone();
+            for op in body {
+                y = apply(op, &y)?;
+            }
+            let y = match scale {
+                Some(s) => y.broadcast_mul(&per_channel(s)?)?,
+                None => y,
+            };
+            (x + y)?
+        }
+        Op::SqueezeExcite {
+            w1,
+            b1,
+            w2,
+            b2,
+            act: a,
+        } => {
+            let s = x.mean((2, 3))?;
+            let s = act(&linear(&s, w1, b1)?, *a)?;
+            let s = candle_nn::ops::sigmoid(&linear(&s, w2, b2)?)?;
+            let (n, c) = s.dims2()?;
+            x.broadcast_mul(&s.reshape((n, c, 1, 1))?)?
+        }
+        Op::Tokens { class_token, pos } => {
+            let (n, d, h, w) = x.dims4()?;
+            let t = x.reshape((n, d, h * w))?.transpose(1, 2)?;
+            let cls = class_token.broadcast_as((n, 1, d))?;
+            let t = Tensor::cat(&[&cls, &t], 1)?;
+            if t.dim(1)? != pos.dim(1)? {
+                candle_core::bail!(
+                    "{} patches and a class token do not fit a position embedding of {} tokens",
+                    h * w,
+                    pos.dim(1)?
+                )
+            }
+            t.broadcast_add(pos)?
+        }
+        Op::Attention {
+            in_w,
+            in_b,
+            out_w,
+            out_b,
+            heads,
+        } => attention(x, (in_w, in_b, out_w, out_b), *heads)?,
+        Op::Pool => x.mean((2, 3))?,
+        Op::ClassToken => x.narrow(1, 0, 1)?.squeeze(1)?,
+        Op::Tap(_) => x.clone(),
+    })
+}
+
+/// Runs `ops` on `x` (already normalised) and returns the features at each
+/// of `taps` (`Tap::Logits`: the output), stopping as soon as all are read.
+pub fn run(ops: &[Op], x: &Tensor, taps: &[Tap]) -> Result<Vec<Tensor>> {
+    let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
+    let mut x = x.clone();
+    let done = |out: &[Option<Tensor>]| out.iter().all(|o| o.is_some());
+    for op in ops {
+        if let Op::Tap(t) = op {
+            for (i, want) in taps.iter().enumerate() {
+                if want == t && out[i].is_none() {
+                    out[i] = Some(summary(&x)?);
+                }
+            }
+            if done(&out) {
+                break;
+            }
+            continue;
+        }
+        x = apply(op, &x)?;
+    }
+    for (i, want) in taps.iter().enumerate() {
+        if out[i].is_none() {
+            if *want != Tap::Logits {
+                candle_core::bail!("this network has no layer '{want}'")
+            }
+            out[i] = Some(x.clone());
+        }
+    }
+    Ok(out.into_iter().map(|o| o.expect("filled")).collect())
+}
+
+/// Every tensor of a description, converted to `dtype` (f64 checks).
+pub fn to_dtype(ops: &[Op], dtype: DType) -> Result<Vec<Op>> {
+    map_tensors(ops, &|t| t.to_dtype(dtype))
+}
+
+/// Every tensor of a description, moved to `device`.
+pub fn to_device(ops: &[Op], device: &candle_core::Device) -> Result<Vec<Op>> {
+    map_tensors(ops, &|t| t.to_device(device))
+}
+
+/// The description with `c` applied to every tensor.
+fn map_tensors(ops: &[Op], c: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Vec<Op>> {
+    ops.iter()
+        .map(|op| {
+            Ok(match op {
+                Op::Conv {
+                    w,
+                    b,
+                    stride,
+                    pad,
+                    groups,
+                } => Op::Conv {
+                    w: c(w)?,
+                    b: b.as_ref().map(c).transpose()?,
+                    stride: *stride,
+                    pad: *pad,
+                    groups: *groups,
+                },
+                Op::LayerNorm2d { w, b, eps } => Op::LayerNorm2d {
+                    w: c(w)?,
+                    b: c(b)?,
+                    eps: *eps,
+                },
+                Op::LayerNorm { w, b, eps } => Op::LayerNorm {
+                    w: c(w)?,
+                    b: c(b)?,
+                    eps: *eps,
+                },
+                Op::Linear { w, b } => Op::Linear { w: c(w)?, b: c(b)? },
+                Op::Residual { body, scale } => Op::Residual {
+                    body: map_tensors(body, c)?,
+                    scale: scale.as_ref().map(c).transpose()?,
+                },
+                Op::SqueezeExcite {
+                    w1,
+                    b1,
+                    w2,
+                    b2,
+                    act,
+                } => Op::SqueezeExcite {
+                    w1: c(w1)?,
+                    b1: c(b1)?,
+                    w2: c(w2)?,
+                    b2: c(b2)?,
+                    act: *act,
+                },
+                Op::Tokens { class_token, pos } => Op::Tokens {
+                    class_token: c(class_token)?,
+                    pos: c(pos)?,
+                },
+                Op::Attention {
+                    in_w,
+                    in_b,
+                    out_w,
+                    out_b,
+                    heads,
+                } => Op::Attention {
+                    in_w: c(in_w)?,
+                    in_b: c(in_b)?,
+                    out_w: c(out_w)?,
+                    out_b: c(out_b)?,
+                    heads: *heads,
+                },
+                other => other.clone(),
+            })
+        })
+        .collect()
+}
