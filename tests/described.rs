@@ -62,8 +62,12 @@ fn check_against_pytorch(name: &str, file: &str, taps: &[&str]) {
     let m = model::load(&path, &ModelOptions::default(), &Device::Cpu).unwrap();
     let x = Tensor::read_npy(model_fixture(&format!("{name}_input.npy"))).unwrap();
     let want = taps_of(name);
-    let listed: Vec<String> = m.taps().iter().map(|t| t.to_string()).collect();
+    // info lists them from the input on; --layer all starts at the logits
+    let listed: Vec<String> = m.net.taps().iter().map(|t| t.0.to_string()).collect();
     assert_eq!(listed, taps, "{file}: taps");
+    let all: Vec<String> = m.taps().iter().map(|t| t.to_string()).collect();
+    assert_eq!(all[..2], ["logits", "penultimate"], "{file}");
+    assert_eq!(all.len(), taps.len(), "{file}");
     let parsed: Vec<Tap> = taps.iter().map(|t| t.parse().unwrap()).collect();
     // one tap at a time, and all in one pass
     let many = m.features_many(&x, &parsed).unwrap();

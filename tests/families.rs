@@ -220,15 +220,17 @@ fn info_reports_variant_parameters_and_sources() {
     expect_error(&r);
 }
 
-/// A state dict of another torchvision family is named as such, with the
-/// families semcon loads and the first keys.
+/// A state dict of another torchvision family is read as that family (not
+/// misread as a ResNet): a truncated one names the family and the first
+/// tensor it lacks; keys of no family name every family and the first keys.
 #[test]
 fn other_families_are_named_not_misread() {
     let dims = |v: &[usize]| v.to_vec();
     type Keys = Vec<(&'static str, Vec<usize>)>;
-    let cases: [(&str, Keys); 3] = [
+    let cases: [(&str, &str, Keys); 3] = [
         (
             "Vision Transformer",
+            "encoder.pos_embedding",
             vec![
                 ("class_token", dims(&[1, 1, 768])),
                 ("conv_proj.weight", dims(&[768, 3, 16, 16])),
@@ -237,6 +239,7 @@ fn other_families_are_named_not_misread() {
         ),
         (
             "EfficientNet",
+            "features.1.0.block.0.0.weight",
             vec![
                 ("features.0.0.weight", dims(&[32, 3, 3, 3])),
                 ("classifier.1.weight", dims(&[1000, 1280])),
@@ -244,30 +247,37 @@ fn other_families_are_named_not_misread() {
         ),
         (
             "ConvNeXt",
+            "features.1.0.block.0.weight",
             vec![
                 ("features.0.0.weight", dims(&[96, 3, 4, 4])),
                 ("classifier.2.weight", dims(&[1000, 768])),
             ],
         ),
     ];
-    for (family, keys) in cases {
-        let shapes: HashMap<String, Vec<usize>> =
-            keys.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let e = ResNetConfig::infer(&shapes, std::path::Path::new("m.pth"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(family), "{e}");
-        assert!(
-            e.contains("ResNet family") && e.contains("first keys"),
-            "{e}"
-        );
+    for (family, missing, keys) in cases {
+        let tensors: HashMap<String, Tensor> = keys
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Tensor::zeros(v.as_slice(), DType::F32, &Device::Cpu).unwrap(),
+                )
+            })
+            .collect();
+        let e = model::load::build_described(
+            &tensors,
+            &Default::default(),
+            std::path::Path::new("m.pth"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(missing), "{family}: {e}");
     }
     let shapes: HashMap<String, Vec<usize>> = [("foo.weight".to_string(), vec![3, 3])].into();
     let e = ResNetConfig::infer(&shapes, std::path::Path::new("m.pth"))
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("no other known family") && e.contains("foo.weight"),
-        "{e}"
-    );
+    for want in ["ResNet", "ViT", "EfficientNet", "ConvNeXt", "foo.weight"] {
+        assert!(e.contains(want), "{e}");
+    }
 }

@@ -351,8 +351,24 @@ fn tap_names_parse() {
         assert_eq!(tap.to_string().parse::<Tap>().unwrap(), tap);
     }
     assert_eq!("avgpool".parse::<Tap>().unwrap(), Tap::Penultimate);
-    let e = "layer5".parse::<Tap>().unwrap_err().to_string();
-    assert!(e.contains("layer5") && e.contains("penultimate"), "{e}");
+    assert_eq!("stage7".parse::<Tap>().unwrap(), Tap::Stage(7));
+    assert_eq!("block12".parse::<Tap>().unwrap(), Tap::Block(12));
+    for bad in ["layer0", "layer", "fc", "block256"] {
+        let e = bad.parse::<Tap>().unwrap_err().to_string();
+        assert!(e.contains(bad) && e.contains("penultimate"), "{e}");
+    }
+    // a name of another family's layer parses, and the model refuses it
+    let m = model::load(
+        &model_fixture("resnet18_cifar.safetensors"),
+        &ModelOptions::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let x = Tensor::zeros((1, 3, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    for t in [Tap::Layer(5), Tap::Stage(1), Tap::Block(1)] {
+        let e = m.features(&x, t).unwrap_err().to_string();
+        assert!(e.contains(&t.to_string()) && e.contains("layer4"), "{e}");
+    }
 }
 
 #[test]

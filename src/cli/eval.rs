@@ -43,9 +43,11 @@ pub struct EvalArgs {
     /// perturbed and adversarial set (with accuracies per class and pattern).
     #[arg(long)]
     pub kstar: bool,
-    /// Layer for k*: logits, penultimate, layer1..layer4, or all (the clean
-    /// set's k* at every layer from one forward pass, in `kstar_layers`;
-    /// the perturbed and adversarial sets at the logits).
+    /// Layer for k*: logits, penultimate, a ResNet's layer1..layer4, a
+    /// ConvNeXt's or EfficientNet's stage1..N, a ViT's block1..N, or all
+    /// (the clean set's k* at every layer all models have, from one forward
+    /// pass, in `kstar_layers`; the perturbed and adversarial sets at the
+    /// logits).
     #[arg(long, default_value = "logits")]
     pub layer: String,
     /// Distance for k*: euclidean, cityblock, chebyshev, cosine.
@@ -89,7 +91,11 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let taps: Vec<Tap> = if a.layer == "all" {
         crate::model::common_taps(&models)
     } else {
-        vec![a.layer.parse()?]
+        let t: Tap = a.layer.parse()?;
+        for m in &models {
+            m.check_tap(t)?;
+        }
+        vec![t]
     };
     let tap = taps[0];
     let metric: Metric = a.metric.parse()?;

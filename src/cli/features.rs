@@ -47,15 +47,7 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
         m.taps()
     } else {
         let t: Tap = a.layer.parse()?;
-        if !m.taps().contains(&t) {
-            let names: Vec<String> = m.taps().iter().map(|t| t.to_string()).collect();
-            anyhow::bail!(
-                "{} ({}) has no layer '{t}'; its layers: {}",
-                m.name,
-                m.arch_name(),
-                names.join(", ")
-            );
-        }
+        m.check_tap(t)?;
         vec![t]
     };
     let (set, labels, class_names) = match &a.input {

@@ -64,9 +64,18 @@ impl Model {
     pub fn arch_name(&self) -> String {
         self.net.arch_name()
     }
-    /// The taps this model has, in order (`Tap::Logits` last).
+    /// The taps this model has: `logits`, `penultimate`, then each stage
+    /// or block from the input on (the order of `--layer all`).
     pub fn taps(&self) -> Vec<Tap> {
-        self.net.taps().into_iter().map(|t| t.0).collect()
+        let mut v: Vec<Tap> = vec![Tap::Logits, Tap::Penultimate];
+        v.extend(
+            self.net
+                .taps()
+                .into_iter()
+                .map(|t| t.0)
+                .filter(|t| !matches!(t, Tap::Logits | Tap::Penultimate)),
+        );
+        v
     }
 
     /// Wraps a ResNet with its normalisation.
@@ -308,8 +317,24 @@ impl Model {
         self.features(x, Tap::Logits)
     }
 
+    /// An error naming the model's layers unless it has `tap`.
+    pub fn check_tap(&self, tap: Tap) -> Result<()> {
+        let taps = self.taps();
+        if taps.contains(&tap) {
+            return Ok(());
+        }
+        let names: Vec<String> = taps.iter().map(|t| t.to_string()).collect();
+        Err(crate::invalid!(
+            "model {} ({}) has no layer '{tap}'; its layers: {}",
+            self.name,
+            self.arch_name(),
+            names.join(", ")
+        ))
+    }
+
     /// Features at a tap for images in [0,1] (eval mode).
     pub fn features(&self, x: &Tensor, tap: Tap) -> Result<Tensor> {
+        self.check_tap(tap)?;
         let (b, c, h, w) = x.dims4()?;
         if b > 0 && x.dtype() == DType::F32 && !x.track_op() {
             if let Some(net) = self.fused()? {
@@ -333,6 +358,9 @@ impl Model {
     /// the fused CPU network; one pass per tap on the GPU and through
     /// candle's graph.
     pub fn features_many(&self, x: &Tensor, taps: &[Tap]) -> Result<Vec<Tensor>> {
+        for &t in taps {
+            self.check_tap(t)?;
+        }
         let (b, c, h, w) = x.dims4()?;
         if b > 0 && x.dtype() == DType::F32 && !x.track_op() {
             if let Some(net) = self.fused()? {
@@ -368,10 +396,15 @@ impl Model {
     /// on raw pixels, which would otherwise look like a bad model.
     pub fn norm_notice(&self) -> Option<String> {
         self.norm_defaulted.then(|| {
+            let sc = sidecar_path(&self.path);
+            let sidecar = if sc.is_file() {
+                format!("sidecar {} gives none", sc.display())
+            } else {
+                format!("no sidecar {}", sc.display())
+            };
             format!(
-                "{}: no --mean/--std and no sidecar {}: inputs are not normalised (mean 0, std 1)",
-                self.name,
-                sidecar_path(&self.path).display()
+                "{}: no --mean/--std and {sidecar}: inputs are not normalised (mean 0, std 1)",
+                self.name
             )
         })
     }

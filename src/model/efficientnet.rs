@@ -148,6 +148,13 @@ pub fn build(
     let stem = need(shapes, "features.0.0.weight", 4, fam, path)?;
     let (c0, cin) = (stem[0], stem[1]);
     let nstages = count(shapes, |i| format!("features.{}.0.block.0.0.weight", i + 1));
+    if nstages == 0 {
+        return Err(err(
+            "missing tensor 'features.1.0.block.0.0.weight': an EfficientNet needs at least one \
+             stage of MBConv blocks"
+                .into(),
+        ));
+    }
     if nstages > 255 {
         return Err(err(format!("{nstages} stages: semcon taps at most 255")));
     }
