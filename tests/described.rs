@@ -352,3 +352,123 @@ fn bad_input_is_named() {
     expect_error_with(&r, &["stage2", "block1"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every command with every family: `eval` (a perturbation, DS, PGD, k* at
+/// every layer both models have) with a ViT beside a ResNet; `features
+/// --layer all` through the CLI against PyTorch's taps; `attack` on a
+/// ConvNeXt and an EfficientNet; `train --init` refusing a ViT by name.
+#[test]
+fn every_command_takes_every_family() {
+    let dir = tmp_dir("described_cli");
+    let vit = model_fixture("vit_tiny.safetensors");
+    let res = model_fixture("resnet18_cifar.safetensors");
+    let cifar = dataset_fixture("cifar10");
+    let r = semcon_ok([
+        "eval",
+        "-c",
+        vit.to_str().unwrap(),
+        "-c",
+        res.to_str().unwrap(),
+        "-d",
+        cifar.to_str().unwrap(),
+        "--perturb",
+        "hue:1",
+        "--pgd",
+        "8/255",
+        "--kstar",
+        "--layer",
+        "all",
+        "--format",
+        "json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let models = j["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    assert!(models[0]["arch"]
+        .as_str()
+        .unwrap()
+        .starts_with("vit (patch 8"));
+    assert_eq!(models[1]["arch"], "resnet18");
+    for m in models {
+        assert!(
+            m["perturbations"][0]["ds_mean"].as_f64().unwrap() > 0.0,
+            "{m}"
+        );
+        assert!(m["pgd"][0]["accuracy"].is_number(), "{m}");
+        let layers: Vec<&str> = m["kstar_layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["layer"].as_str().unwrap())
+            .collect();
+        assert_eq!(layers, ["logits", "penultimate"]);
+    }
+    // features at every layer through the CLI, against PyTorch
+    for name in ["convnext_slim", "efficientnet_slim", "vit_prelogits"] {
+        let out = dir.join(format!("{name}.npz"));
+        semcon_ok([
+            "features",
+            "-c",
+            model_fixture(&format!("{name}.pth")).to_str().unwrap(),
+            "--input",
+            model_fixture(&format!("{name}_input.npy"))
+                .to_str()
+                .unwrap(),
+            "--layer",
+            "all",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let got = read_npz(&out);
+        let want = taps_of(name);
+        for (tap, w) in &want {
+            let g = &got[&format!("features_{tap}")];
+            assert_close(
+                &tensor_f32(g),
+                &tensor_f32(w),
+                TOL,
+                &format!("cli {name} {tap}"),
+            );
+        }
+        // PGD on the family, labels from the fixture
+        let labels = dir.join(format!("{name}_labels.npy"));
+        read_npz(&model_fixture(&format!("{name}_grad.npz")))["labels"]
+            .write_npy(&labels)
+            .unwrap();
+        let r = semcon_ok([
+            "attack",
+            "-c",
+            model_fixture(&format!("{name}.safetensors"))
+                .to_str()
+                .unwrap(),
+            "--input",
+            model_fixture(&format!("{name}_input.npy"))
+                .to_str()
+                .unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--out",
+            dir.join(format!("{name}_adv.npy")).to_str().unwrap(),
+        ]);
+        assert!(r.stdout.contains("adversarial accuracy"), "{}", r.stdout);
+        let adv = Tensor::read_npy(dir.join(format!("{name}_adv.npy"))).unwrap();
+        let x = Tensor::read_npy(model_fixture(&format!("{name}_input.npy"))).unwrap();
+        let moved = max_abs_diff(&adv, &x);
+        assert!(
+            moved > 0.0 && moved <= 8.0 / 255.0 + 1e-6,
+            "{name}: {moved}"
+        );
+    }
+    // fine-tuning takes the ResNet family only, and says so
+    let r = semcon([
+        "train",
+        "--init",
+        vit.to_str().unwrap(),
+        "-d",
+        cifar.to_str().unwrap(),
+        "--out",
+        dir.join("ft.safetensors").to_str().unwrap(),
+    ]);
+    expect_error_with(&r, &["ViT", "ResNet family only"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -67,11 +67,15 @@ impl Tmux {
     }
 
     fn start_with(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Tmux {
+        Self::start_args(name, explore_args().0, extra, env)
+    }
+
+    /// The explorer with `args` instead of the default's.
+    fn start_args(name: &str, mut args: Vec<String>, extra: &[&str], env: &[(&str, &str)]) -> Tmux {
         let socket = format!("semcon-e2e-{name}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&socket);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (mut args, _) = explore_args();
         args.push("--export-dir".into());
         args.push(dir.join("exports").display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -294,6 +298,52 @@ fn compare_mode_two_checkpoints() {
     t.send("C-c");
     let (rc, _) = t.finished();
     assert_eq!(rc, 0, "Ctrl-C quits with status 0");
+}
+
+/// Families side by side: a ViT beside a ResNet on CIFAR-10; both get
+/// numbers, and `t` cycles through the layers both have.
+#[test]
+fn vit_beside_resnet() {
+    if !tmux_available() {
+        eprintln!("note: tmux is not installed; skipping the end-to-end test");
+        return;
+    }
+    let m = |n: &str| {
+        repo()
+            .join(format!("tests/fixtures/models/{n}.safetensors"))
+            .display()
+            .to_string()
+    };
+    let args: Vec<String> = [
+        "explore",
+        "-c",
+        &m("vit_tiny"),
+        "-c",
+        &m("resnet18_cifar"),
+        "-d",
+        &repo()
+            .join("tests/fixtures/datasets/cifar10")
+            .display()
+            .to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let t = Tmux::start_args("families", args, &[], &[]);
+    let s = t.wait_for("both models' numbers", |s| {
+        s.contains("comparing vit_tiny | resnet18_cifar")
+            && s.lines().filter(|l| l.contains("   DS ")).count() == 2
+    });
+    assert!(s.contains("layer logits"), "{s}");
+    t.send("t");
+    t.wait_for("the penultimate layer", |s| s.contains("layer penultimate"));
+    t.send("t");
+    t.wait_for("back to the logits (the layers both have)", |s| {
+        s.contains("layer logits")
+    });
+    t.send("q");
+    let (rc, _) = t.finished();
+    assert_eq!(rc, 0);
 }
 
 #[test]

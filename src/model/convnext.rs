@@ -8,10 +8,9 @@
 //! Taps: `stage1..stageN` (each stage's output, pooled), `penultimate`
 //! (the pooled, normalised features the head reads), `logits`.
 
-use super::described::{count, need, LayerNet, Source, Weights};
+use super::described::{count, need, set, LayerNet, Source, Weights};
 use super::layers::{Act, Op};
 use super::tap::Tap;
-use super::vit::set;
 use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::collections::HashMap;

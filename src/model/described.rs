@@ -46,6 +46,15 @@ pub struct Setting {
     pub source: Source,
 }
 
+/// A setting and where it came from.
+pub fn set(name: &str, value: String, source: Source) -> Setting {
+    Setting {
+        name: name.into(),
+        value,
+        source,
+    }
+}
+
 /// A classifier described as a list of layers (see [`layers`]).
 #[derive(Clone, Debug)]
 pub struct LayerNet {

@@ -14,10 +14,9 @@
 //! convolution, the classifier's input), `logits`.
 
 use super::checkpoint::{sidecar_path, Sidecar};
-use super::described::{count, need, LayerNet, Source, Weights};
+use super::described::{count, need, set, LayerNet, Source, Weights};
 use super::layers::{Act, Op};
 use super::tap::Tap;
-use super::vit::set;
 use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::collections::HashMap;

@@ -10,7 +10,7 @@
 //! input), `logits`.
 
 use super::checkpoint::Sidecar;
-use super::described::{count, need, shape, LayerNet, Setting, Source, Weights};
+use super::described::{count, need, set, shape, LayerNet, Source, Weights};
 use super::layers::{Act, Op};
 use super::tap::Tap;
 use crate::error::{Error, Result};
@@ -224,12 +224,4 @@ pub fn build(
         params: wt.params,
         ops,
     })
-}
-
-pub(crate) fn set(name: &str, value: String, source: Source) -> Setting {
-    Setting {
-        name: name.into(),
-        value,
-        source,
-    }
 }
