@@ -105,11 +105,17 @@ fn act(x: &Tensor, a: Act) -> Result<Tensor> {
 }
 
 /// LayerNorm of `x` over dimension `dim` (kept), biased variance as torch.
+/// On the CPU one custom op ([`crate::model::cpu::layernorm`]); elsewhere
+/// candle's ops.
 fn layer_norm(x: &Tensor, dim: usize, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-    let mean = x.mean_keepdim(dim)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(dim)?;
-    let y = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        crate::model::cpu::layernorm::normalize(x, dim, eps)?
+    } else {
+        let mean = x.mean_keepdim(dim)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(dim)?;
+        xc.broadcast_div(&(var + eps)?.sqrt()?)?
+    };
     let mut shape = vec![1; x.rank()];
     shape[dim] = w.dim(0)?;
     y.broadcast_mul(&w.reshape(shape.as_slice())?)?

@@ -63,26 +63,6 @@ impl Dw {
     fn w_shape(&self) -> Shape {
         (self.c, 1, self.k, self.k).into()
     }
-    /// Input row of output row `oy` under kernel row `ky`, if inside.
-    fn in_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.stride + ky)
-            .checked_sub(self.pad)
-            .filter(|&iy| iy < self.h)
-    }
-    /// The output columns `lo..hi` whose input column under kernel column
-    /// `kx` lies inside the row; the input column of `ox` is
-    /// `ox * stride + kx - pad`.
-    fn cols(&self, kx: usize) -> (usize, usize) {
-        let s = self.stride;
-        let lo = self.pad.saturating_sub(kx).div_ceil(s);
-        // largest ox with ox*s + kx - pad <= w - 1
-        let hi = if self.w + self.pad > kx {
-            ((self.w - 1 + self.pad - kx) / s + 1).min(self.wo)
-        } else {
-            0
-        };
-        (lo.min(hi), hi)
-    }
 }
 
 /// Depthwise 2-D convolution, NCHW input, weight `[C, 1, k, k]`, no bias;
@@ -107,34 +87,53 @@ fn slices<'a, T: WithDType>(
     Ok((get(s1, l1)?, get(s2, l2)?))
 }
 
+impl Dw {
+    /// Width and height of a plane padded on every side.
+    fn padded(&self) -> (usize, usize) {
+        (self.w + 2 * self.pad, self.h + 2 * self.pad)
+    }
+}
+
+/// Copies plane `x` (`h`x`w`) into the middle of `buf`, zeros around it.
+fn pad_plane<T: WithDType>(g: &Dw, x: &[T], buf: &mut Vec<T>) {
+    let (pw, ph) = g.padded();
+    buf.clear();
+    buf.resize(pw * ph, T::zero());
+    for y in 0..g.h {
+        let o = (y + g.pad) * pw + g.pad;
+        buf[o..o + g.w].copy_from_slice(&x[y * g.w..(y + 1) * g.w]);
+    }
+}
+
+/// `out_row[ox] += w * row[ox * stride + kx]` for every output column: the
+/// inner loop, contiguous (vectorised) for stride 1.
+#[inline(always)]
+fn axpy_row<T: WithDType>(out_row: &mut [T], row: &[T], w: T, kx: usize, stride: usize) {
+    if stride == 1 {
+        let src = &row[kx..kx + out_row.len()];
+        for (o, &v) in out_row.iter_mut().zip(src) {
+            *o += w * v;
+        }
+    } else {
+        for (ox, o) in out_row.iter_mut().enumerate() {
+            *o += w * row[ox * stride + kx];
+        }
+    }
+}
+
 fn forward<T: WithDType>(g: &Dw, x: &[T], wt: &[T]) -> Vec<T> {
     let (plane, oplane, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
+    let (pw, _) = g.padded();
     let mut y = vec![T::zero(); g.n * g.c * oplane];
-    y.par_chunks_mut(oplane).enumerate().for_each(|(nc, out)| {
+    y.par_chunks_mut(oplane).enumerate().for_each_init(Vec::new, |buf, (nc, out)| {
         let c = nc % g.c;
-        let xp = &x[nc * plane..(nc + 1) * plane];
+        pad_plane(g, &x[nc * plane..(nc + 1) * plane], buf);
         let wc = &wt[c * kk..(c + 1) * kk];
-        for oy in 0..g.ho {
-            let orow = &mut out[oy * g.wo..(oy + 1) * g.wo];
+        for (oy, orow) in out.chunks_exact_mut(g.wo).enumerate() {
             for ky in 0..g.k {
-                let Some(iy) = g.in_row(oy, ky) else { continue };
-                let xrow = &xp[iy * g.w..(iy + 1) * g.w];
+                let row = &buf[(oy * g.stride + ky) * pw..(oy * g.stride + ky + 1) * pw];
                 for kx in 0..g.k {
-                    let wv = wc[ky * g.k + kx];
-                    let (lo, hi) = g.cols(kx);
-                    if lo >= hi {
-                        continue;
-                    }
-                    if g.stride == 1 {
-                        let off = lo + kx - g.pad;
-                        for (o, &v) in orow[lo..hi].iter_mut().zip(&xrow[off..off + hi - lo]) {
-                            *o += wv * v;
-                        }
-                    } else {
-                        for ox in lo..hi {
-                            orow[ox] += wv * xrow[ox * g.stride + kx - g.pad];
-                        }
-                    }
+                    axpy_row(orow, row, wc[ky * g.k + kx], kx, g.stride);
                 }
             }
         }
@@ -144,24 +143,35 @@ fn forward<T: WithDType>(g: &Dw, x: &[T], wt: &[T]) -> Vec<T> {
 
 fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
     let (plane, oplane, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
+    let (pw, ph) = g.padded();
     let mut dx = vec![T::zero(); g.n * g.c * plane];
-    dx.par_chunks_mut(plane).enumerate().for_each(|(nc, gx)| {
+    dx.par_chunks_mut(plane).enumerate().for_each_init(Vec::new, |buf: &mut Vec<T>, (nc, gx)| {
         let c = nc % g.c;
         let gp = &dy[nc * oplane..(nc + 1) * oplane];
         let wc = &wt[c * kk..(c + 1) * kk];
-        for oy in 0..g.ho {
-            let grow = &gp[oy * g.wo..(oy + 1) * g.wo];
+        // the gradient of the padded plane, then its middle
+        buf.clear();
+        buf.resize(pw * ph, T::zero());
+        for (oy, grow) in gp.chunks_exact(g.wo).enumerate() {
             for ky in 0..g.k {
-                let Some(iy) = g.in_row(oy, ky) else { continue };
-                let xrow = &mut gx[iy * g.w..(iy + 1) * g.w];
+                let row = &mut buf[(oy * g.stride + ky) * pw..(oy * g.stride + ky + 1) * pw];
                 for kx in 0..g.k {
-                    let wv = wc[ky * g.k + kx];
-                    let (lo, hi) = g.cols(kx);
-                    for ox in lo..hi {
-                        xrow[ox * g.stride + kx - g.pad] += wv * grow[ox];
+                    let w = wc[ky * g.k + kx];
+                    if g.stride == 1 {
+                        for (d, &v) in row[kx..kx + g.wo].iter_mut().zip(grow) {
+                            *d += w * v;
+                        }
+                    } else {
+                        for (ox, &v) in grow.iter().enumerate() {
+                            row[ox * g.stride + kx] += w * v;
+                        }
                     }
                 }
             }
+        }
+        for y in 0..g.h {
+            let o = (y + g.pad) * pw + g.pad;
+            gx[y * g.w..(y + 1) * g.w].copy_from_slice(&buf[o..o + g.w]);
         }
     });
     dx
@@ -169,22 +179,26 @@ fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
 
 fn grad_weight<T: WithDType>(g: &Dw, x: &[T], dy: &[T]) -> Vec<T> {
     let (plane, oplane, kk) = (g.h * g.w, g.ho * g.wo, g.k * g.k);
+    let (pw, _) = g.padded();
     let mut dw = vec![T::zero(); g.c * kk];
-    dw.par_chunks_mut(kk).enumerate().for_each(|(c, gw)| {
+    dw.par_chunks_mut(kk).enumerate().for_each_init(Vec::new, |buf, (c, gw)| {
         for n in 0..g.n {
             let nc = n * g.c + c;
-            let xp = &x[nc * plane..(nc + 1) * plane];
+            pad_plane(g, &x[nc * plane..(nc + 1) * plane], buf);
             let gp = &dy[nc * oplane..(nc + 1) * oplane];
-            for oy in 0..g.ho {
-                let grow = &gp[oy * g.wo..(oy + 1) * g.wo];
+            for (oy, grow) in gp.chunks_exact(g.wo).enumerate() {
                 for ky in 0..g.k {
-                    let Some(iy) = g.in_row(oy, ky) else { continue };
-                    let xrow = &xp[iy * g.w..(iy + 1) * g.w];
+                    let row = &buf[(oy * g.stride + ky) * pw..(oy * g.stride + ky + 1) * pw];
                     for kx in 0..g.k {
-                        let (lo, hi) = g.cols(kx);
                         let mut acc = T::zero();
-                        for ox in lo..hi {
-                            acc += grow[ox] * xrow[ox * g.stride + kx - g.pad];
+                        if g.stride == 1 {
+                            for (&a, &b) in grow.iter().zip(&row[kx..kx + g.wo]) {
+                                acc += a * b;
+                            }
+                        } else {
+                            for (ox, &a) in grow.iter().enumerate() {
+                                acc += a * row[ox * g.stride + kx];
+                            }
                         }
                         gw[ky * g.k + kx] += acc;
                     }

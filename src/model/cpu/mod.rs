@@ -5,6 +5,8 @@
 //!   with its backward passes as candle custom ops (training, gradients);
 //! * [`depthwise`]: the depthwise convolution (`groups` = channels) with
 //!   its backward passes;
+//! * [`layernorm`]: LayerNorm's normalisation over one dimension and its
+//!   backward pass;
 //! * [`folded`]: one convolution with BatchNorm folded in, forward with the
 //!   bias + residual + ReLU epilogue, and backward;
 //! * [`fused`]: the eval-mode network of folded convolutions with a
@@ -15,3 +17,4 @@ pub mod depthwise;
 pub mod folded;
 pub mod fused;
 pub mod im2col;
+pub mod layernorm;

@@ -1,0 +1,225 @@
+//! LayerNorm's normalisation on the CPU as one candle custom op with its
+//! backward pass: `(x - mean) / sqrt(var + eps)` over one dimension (the
+//! channels of an NCHW map for ConvNeXt's `LayerNorm2d`, the last dimension
+//! for a ViT's `LayerNorm`), biased variance as torch. Composed of candle's
+//! ops the same takes eight passes over the tensor, a strided reduction
+//! among them; here it is two (statistics, then output), vectorised along
+//! the dimension's inner neighbours. The affine part (weight, bias) stays in
+//! candle's graph.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// `x` normalised over dimension `dim`.
+pub fn normalize(x: &Tensor, dim: usize, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Norm { dim, eps })
+}
+
+struct Norm {
+    dim: usize,
+    eps: f64,
+}
+
+/// (outer, c, inner) around `dim` of a contiguous shape.
+fn split(dims: &[usize], dim: usize) -> (usize, usize, usize) {
+    let outer = dims[..dim].iter().product();
+    let inner = dims[dim + 1..].iter().product();
+    (outer, dims[dim], inner)
+}
+
+/// Per inner position of one outer block `x` (`c` x `inner`): the mean and
+/// 1/sqrt(var + eps).
+fn stats<T: WithDType>(x: &[T], c: usize, inner: usize, eps: f64) -> (Vec<f64>, Vec<f64>) {
+    let mut mean = vec![0f64; inner];
+    for row in x.chunks_exact(inner) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v.to_f64();
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= c as f64);
+    let mut var = vec![0f64; inner];
+    for row in x.chunks_exact(inner) {
+        for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
+            let d = v.to_f64() - m;
+            *s += d * d;
+        }
+    }
+    let rstd = var
+        .iter()
+        .map(|s| 1.0 / (s / c as f64 + eps).sqrt())
+        .collect();
+    (mean, rstd)
+}
+
+fn forward<T: WithDType>(x: &[T], (_, c, inner): (usize, usize, usize), eps: f64) -> Vec<T> {
+    let block = c * inner;
+    let mut y = vec![T::zero(); x.len()];
+    y.par_chunks_mut(block)
+        .zip(x.par_chunks(block))
+        .for_each(|(yb, xb)| {
+            let (mean, rstd) = stats(xb, c, inner, eps);
+            for (yr, xr) in yb.chunks_exact_mut(inner).zip(xb.chunks_exact(inner)) {
+                for (i, (o, v)) in yr.iter_mut().zip(xr).enumerate() {
+                    *o = T::from_f64((v.to_f64() - mean[i]) * rstd[i]);
+                }
+            }
+        });
+    y
+}
+
+/// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), means over the dimension.
+fn backward<T: WithDType>(
+    x: &[T],
+    g: &[T],
+    (_, c, inner): (usize, usize, usize),
+    eps: f64,
+) -> Vec<T> {
+    let block = c * inner;
+    let mut dx = vec![T::zero(); x.len()];
+    dx.par_chunks_mut(block)
+        .zip(x.par_chunks(block).zip(g.par_chunks(block)))
+        .for_each(|(db, (xb, gb))| {
+            let (mean, rstd) = stats(xb, c, inner, eps);
+            let mut gm = vec![0f64; inner];
+            let mut gxm = vec![0f64; inner];
+            for (xr, gr) in xb.chunks_exact(inner).zip(gb.chunks_exact(inner)) {
+                for i in 0..inner {
+                    let xh = (xr[i].to_f64() - mean[i]) * rstd[i];
+                    gm[i] += gr[i].to_f64();
+                    gxm[i] += gr[i].to_f64() * xh;
+                }
+            }
+            let n = c as f64;
+            for ((dr, xr), gr) in db
+                .chunks_exact_mut(inner)
+                .zip(xb.chunks_exact(inner))
+                .zip(gb.chunks_exact(inner))
+            {
+                for i in 0..inner {
+                    let xh = (xr[i].to_f64() - mean[i]) * rstd[i];
+                    dr[i] = T::from_f64(
+                        rstd[i] * (gr[i].to_f64() - gm[i] / n - xh * gxm[i] / n),
+                    );
+                }
+            }
+        });
+    dx
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("layer norm: non-contiguous argument"),
+    }
+}
+
+impl CustomOp1 for Norm {
+    fn name(&self) -> &'static str {
+        "semcon-layer-norm"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let parts = split(l.dims(), self.dim);
+        let out = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(forward(slice::<f32>(s, l)?, parts, self.eps)),
+            CpuStorage::F64(_) => CpuStorage::F64(forward(slice::<f64>(s, l)?, parts, self.eps)),
+            _ => candle_core::bail!("layer norm: f32 or f64 only"),
+        };
+        Ok((out, l.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let g = g.contiguous()?;
+        Ok(Some(x.apply_op2_no_bwd(
+            &g,
+            &NormGrad {
+                dim: self.dim,
+                eps: self.eps,
+            },
+        )?))
+    }
+}
+
+/// (x, dy) -> dx.
+struct NormGrad {
+    dim: usize,
+    eps: f64,
+}
+
+impl candle_core::CustomOp2 for NormGrad {
+    fn name(&self) -> &'static str {
+        "semcon-layer-norm-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("layer norm grad: {:?} vs {:?}", l1.dims(), l2.dims())
+        }
+        let parts = split(l1.dims(), self.dim);
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(backward(
+                slice::<f32>(s1, l1)?,
+                slice::<f32>(s2, l2)?,
+                parts,
+                self.eps,
+            )),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(backward(
+                slice::<f64>(s1, l1)?,
+                slice::<f64>(s2, l2)?,
+                parts,
+                self.eps,
+            )),
+            _ => candle_core::bail!("layer norm grad: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Against the same normalisation composed of candle's ops, forward and
+    /// input gradient, in f64, over channels (NCHW) and the last dimension.
+    #[test]
+    fn matches_composed_ops() {
+        let dev = Device::Cpu;
+        for (shape, dim) in [(vec![2, 5, 3, 4], 1), (vec![3, 7, 6], 2), (vec![4, 9], 1)] {
+            let x = Var::from_tensor(
+                &(Tensor::randn(0f64, 1., shape.as_slice(), &dev).unwrap() * 3.0).unwrap(),
+            )
+            .unwrap();
+            let a = normalize(x.as_tensor(), dim, 1e-6).unwrap();
+            let mean = x.as_tensor().mean_keepdim(dim).unwrap();
+            let xc = x.as_tensor().broadcast_sub(&mean).unwrap();
+            let var = xc.sqr().unwrap().mean_keepdim(dim).unwrap();
+            let b = xc
+                .broadcast_div(&(var + 1e-6).unwrap().sqrt().unwrap())
+                .unwrap();
+            let d = |p: &Tensor, q: &Tensor| {
+                (p - q)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            assert!(d(&a, &b) < 1e-12, "forward {shape:?}");
+            let r = Tensor::randn(0f64, 1., shape.as_slice(), &dev).unwrap();
+            let ga = (&a * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (&b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(
+                d(ga.get(&x).unwrap(), gb.get(&x).unwrap()) < 1e-10,
+                "gradient {shape:?}"
+            );
+        }
+    }
+}
