@@ -97,6 +97,9 @@ pub enum Op {
 fn act(x: &Tensor, a: Act) -> Result<Tensor> {
     match a {
         Act::Relu => x.relu(),
+        Act::Gelu if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) => {
+            crate::model::cpu::gelu::gelu(x)
+        }
         Act::Gelu => x.gelu_erf(),
         Act::Silu => x.silu(),
         Act::Sigmoid => candle_nn::ops::sigmoid(x),

@@ -97,9 +97,7 @@ fn backward<T: WithDType>(
             {
                 for i in 0..inner {
                     let xh = (xr[i].to_f64() - mean[i]) * rstd[i];
-                    dr[i] = T::from_f64(
-                        rstd[i] * (gr[i].to_f64() - gm[i] / n - xh * gxm[i] / n),
-                    );
+                    dr[i] = T::from_f64(rstd[i] * (gr[i].to_f64() - gm[i] / n - xh * gxm[i] / n));
                 }
             }
         });

@@ -5,6 +5,7 @@
 //!   with its backward passes as candle custom ops (training, gradients);
 //! * [`depthwise`]: the depthwise convolution (`groups` = channels) with
 //!   its backward passes;
+//! * [`gelu`]: torch's exact GELU and its backward on every core;
 //! * [`layernorm`]: LayerNorm's normalisation over one dimension and its
 //!   backward pass;
 //! * [`folded`]: one convolution with BatchNorm folded in, forward with the
@@ -16,5 +17,6 @@ pub mod conv;
 pub mod depthwise;
 pub mod folded;
 pub mod fused;
+pub mod gelu;
 pub mod im2col;
 pub mod layernorm;
