@@ -5,19 +5,22 @@
 # the same run: forward, and forward + input gradient (a PGD step).
 #   bench/families.sh [THREADS] [ARCH ...]       (BATCH, SIZE, ITERS override)
 # PYTHON selects the interpreter (default: /tmp/venv/bin/python if present, else python3).
+# On a GPU machine (no Rust there): DEVICE=cuda SEMCON=.gpu/bin/semcon bench/families.sh
+# (strict fp32 on both sides; bench/gpu.sh runs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T="${1:-2}"; shift || true
 ARCHS=("$@"); [ ${#ARCHS[@]} -gt 0 ] || ARCHS=(resnext50_32x4d vit_b_16 efficientnet_b0 convnext_tiny)
 B=${BATCH:-32}; S=${SIZE:-224}; I=${ITERS:-3}
 PY="${PYTHON:-$( [ -x /tmp/venv/bin/python ] && echo /tmp/venv/bin/python || echo python3 )}"
-cargo build --release --quiet
+DEV=${DEVICE:-cpu}
+if [ -z "${SEMCON:-}" ]; then cargo build --release --quiet; SEMCON=./target/release/semcon; fi
 D=$(mktemp -d); trap 'rm -rf "$D"' EXIT
-echo "$(date -u +%F) $(nproc) cores, $T threads, batch $B, ${S}px, mean of $I iterations"
+echo "$(date -u +%F) $DEV, $(nproc) cores, $T threads, batch $B, ${S}px, mean of $I iterations"
 for arch in "${ARCHS[@]}"; do
   P=$(OMP_NUM_THREADS="$T" "$PY" bench/families_torch.py "$arch" "$D/$arch.safetensors" \
-        --threads "$T" --batch "$B" --size "$S" --iters "$I")
-  R=$(./target/release/semcon bench --checkpoint "$D/$arch.safetensors" --threads "$T" \
+        --threads "$T" --batch "$B" --size "$S" --iters "$I" --device "$DEV")
+  R=$("$SEMCON" bench --device "$DEV" --checkpoint "$D/$arch.safetensors" --threads "$T" \
         --batch "$B" --size "$S" --iters "$I" --backward --json)
   "$PY" - "$R" "$P" <<'PYEOF'
 import json, sys

@@ -4,7 +4,7 @@ seeded random weights (BatchNorm statistics randomised too) as
 threads: forward, and forward + input gradient of the cross-entropy (what a
 PGD step costs), batch B at S px, eval mode.
 
-    python3 bench/families_torch.py ARCH OUT.safetensors --threads 2 --batch 32 --size 224 --iters 3
+    python3 bench/families_torch.py ARCH OUT.safetensors --threads 2 --batch 32 --size 224 --iters 3 [--device cuda]
 """
 import argparse, json, resource, time
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -19,7 +19,11 @@ p.add_argument("--batch", type=int, default=32)
 p.add_argument("--size", type=int, default=224)
 p.add_argument("--warmup", type=int, default=1)
 p.add_argument("--iters", type=int, default=3)
+p.add_argument("--device", default="cpu", help="cpu or cuda (strict fp32 unless --tf32)")
+p.add_argument("--tf32", action="store_true", help="allow TF32 (PyTorch's default for cuDNN convolutions)")
 a = p.parse_args()
+torch.backends.cudnn.allow_tf32 = a.tf32
+torch.backends.cuda.matmul.allow_tf32 = a.tf32
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -30,10 +34,11 @@ with torch.no_grad():
             mod.running_mean.normal_(0, 0.1)
             mod.running_var.uniform_(0.75, 1.25)
 save_file({k: v.contiguous() for k, v in m.state_dict().items()}, a.out)
+m = m.to(a.device)
 for q in m.parameters():
     q.requires_grad_(False)
-x = torch.rand(a.batch, 3, a.size, a.size)
-y = torch.arange(a.batch) % 1000
+x = torch.rand(a.batch, 3, a.size, a.size).to(a.device)
+y = (torch.arange(a.batch) % 1000).to(a.device)
 
 
 def cpu():
@@ -62,5 +67,5 @@ def fwd_bwd():
 
 
 f, fb = timed(fwd), timed(fwd_bwd)
-print(json.dumps({"arch": a.arch, "batch": a.batch, "threads": a.threads, "torch": torch.__version__,
+print(json.dumps({"arch": a.arch, "batch": a.batch, "threads": a.threads, "torch": torch.__version__, "device": a.device,
                   "forward_s": f[0], "forward_cpu_s": f[1], "fwd_bwd_s": fb[0], "fwd_bwd_cpu_s": fb[1]}))

@@ -6,7 +6,8 @@
 # w.r.t. the input (one PGD step; PGD-10 = 10 of them + 1 forward); k* for
 # 10,000 x 100 and 50,000 x 1,000 features (semcon: the whole `semcon kstar`
 # process incl. reading the file and CUDA start-up, and its in-process search
-# time as it reports it; PyTorch: torch.cdist blocks, in memory). Prints semcon/PyTorch ratios (> 1 = semcon faster).
+# time as it reports it; PyTorch: torch.cdist blocks, in memory); then resnext50_32x4d,
+# vit_b_16, efficientnet_b0, convnext_tiny (bench/families.sh). Prints semcon/PyTorch ratios (> 1 = semcon faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEMCON=${SEMCON:-.gpu/bin/semcon}
@@ -61,3 +62,5 @@ print(f"k* {sys.argv[6]}x{sys.argv[7]}: semcon search {inproc:.4f} s (features i
       f"features already on the GPU: {p['seconds'] / inproc:.2f}x | semcon whole process {s:.3f} s | identical k*: {same}/{sys.argv[6]}")
 PYEOF
 done
+# The families beyond ResNet (candle's CUDA graph) beside PyTorch eager, strict fp32, batch 32 at 224 px.
+DEVICE=cuda SEMCON="$SEMCON" PYTHON="$PY" ITERS=${ITERS:-10} bench/families.sh 8
