@@ -115,8 +115,8 @@ impl LayerNet {
         (h != s || w != s).then(|| {
             format!(
                 "takes {s}x{s} images only (its position embedding holds {} patches of the \
-                 {s}x{s} image), not {h}x{w}: resize the data (--input-size {s}x{s}, or \
-                 --resize/--crop for image folders)",
+                 {s}x{s} image), not {h}x{w}: image folders are resized to it (--resize/--crop \
+                 choose how); arrays and other datasets must be {s}x{s} already",
                 self.tokens().saturating_sub(1)
             )
         })

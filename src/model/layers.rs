@@ -151,7 +151,11 @@ fn attention(x: &Tensor, op: (&Tensor, &Tensor, &Tensor, &Tensor), heads: usize)
     let k = qkv.get(1)?.contiguous()?;
     let v = qkv.get(2)?.contiguous()?;
     let att = q.matmul(&k.t()?.contiguous()?)?;
-    let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+    let att = if att.device().is_cpu() && matches!(att.dtype(), DType::F32 | DType::F64) {
+        crate::model::cpu::softmax::softmax_last_dim(&att)?
+    } else {
+        candle_nn::ops::softmax(&att, D::Minus1)?
+    };
     let o = att.matmul(&v)?.transpose(1, 2)?.reshape((n, s, d))?;
     linear(&o, out_w, out_b)
 }

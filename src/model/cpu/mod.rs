@@ -8,6 +8,7 @@
 //! * [`gelu`]: torch's exact GELU and its backward on every core;
 //! * [`layernorm`]: LayerNorm's normalisation over one dimension and its
 //!   backward pass;
+//! * [`softmax`]: softmax over the last dimension and its backward (attention);
 //! * [`folded`]: one convolution with BatchNorm folded in, forward with the
 //!   bias + residual + ReLU epilogue, and backward;
 //! * [`fused`]: the eval-mode network of folded convolutions with a
@@ -20,3 +21,4 @@ pub mod fused;
 pub mod gelu;
 pub mod im2col;
 pub mod layernorm;
+pub mod softmax;
