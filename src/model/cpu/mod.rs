@@ -19,6 +19,7 @@ pub mod depthwise;
 pub mod folded;
 pub mod fused;
 pub mod gelu;
+pub mod grouped;
 pub mod im2col;
 pub mod layernorm;
 pub mod softmax;

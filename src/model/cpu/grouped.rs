@@ -1,0 +1,87 @@
+//! A grouped convolution (ResNeXt's `groups`) as one candle op on the CPU.
+
+use super::conv::{split_groups, ConvGradInput, ConvGradWeight};
+use super::im2col::Geom;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+/// A grouped convolution as one op: forward by [`split_groups`] on
+/// untracked copies, backward as one input-gradient and one
+/// weight-gradient convolution per group, joined once. (Through candle's
+/// narrow, each group's backward would pad its gradient to the whole
+/// tensor: G full-size tensors per layer, 32 for a ResNeXt.)
+pub(crate) struct GroupedFwd {
+    pub(crate) stride: usize,
+    pub(crate) pad: usize,
+    pub(crate) groups: usize,
+}
+
+/// An untracked CPU tensor with the values of `(s, l)`.
+fn tensor_of(s: &CpuStorage, l: &Layout) -> Result<Tensor> {
+    let dev = candle_core::Device::Cpu;
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("grouped conv2d: non-contiguous argument")
+    };
+    match s {
+        CpuStorage::F32(v) => Tensor::from_slice(&v[a..b], l.shape(), &dev),
+        CpuStorage::F64(v) => Tensor::from_slice(&v[a..b], l.shape(), &dev),
+        _ => candle_core::bail!("grouped conv2d: f32 or f64 only"),
+    }
+}
+
+impl CustomOp2 for GroupedFwd {
+    fn name(&self) -> &'static str {
+        "semcon-grouped-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?);
+        let y = split_groups(&x, &w, self.stride, self.pad, self.groups)?;
+        let shape = y.shape().clone();
+        let (st, _) = y.storage_and_layout();
+        match &*st {
+            candle_core::Storage::Cpu(c) => Ok((c.clone(), shape)),
+            _ => candle_core::bail!("grouped conv2d: not on the CPU"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (c, o) = (x.dim(1)?, w.dim(0)?);
+        let (cg, og) = (c / self.groups, o / self.groups);
+        let (need_dx, need_dw) = (x.track_op(), w.track_op());
+        let (x, w, dy) = (x.detach(), w.detach(), dy.detach());
+        let mut dxs = Vec::new();
+        let mut dws = Vec::new();
+        for g in 0..self.groups {
+            let xg = x.narrow(1, g * cg, cg)?.contiguous()?;
+            let wg = w.narrow(0, g * og, og)?.contiguous()?;
+            let dyg = dy.narrow(1, g * og, og)?.contiguous()?;
+            let geom = Geom::new(xg.dims(), wg.dims(), self.stride, self.pad)?;
+            if need_dx {
+                dxs.push(dyg.apply_op2_no_bwd(&wg, &ConvGradInput(geom))?);
+            }
+            if need_dw {
+                dws.push(xg.apply_op2_no_bwd(&dyg, &ConvGradWeight(geom))?);
+            }
+        }
+        let join = |v: Vec<Tensor>, d| -> Result<Option<Tensor>> {
+            Ok(if v.is_empty() {
+                None
+            } else {
+                Some(Tensor::cat(&v, d)?)
+            })
+        };
+        Ok((join(dxs, 1)?, join(dws, 0)?))
+    }
+}
