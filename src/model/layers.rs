@@ -13,7 +13,7 @@
 //! token.
 
 use super::tap::Tap;
-use crate::model::cpu::conv::conv2d_grouped;
+use crate::model::cpu::grouped::conv2d_grouped;
 use candle_core::{DType, Result, Tensor, D};
 
 /// An elementwise activation.

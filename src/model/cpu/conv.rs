@@ -26,54 +26,6 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
     }
 }
 
-/// [`conv2d`] with `groups` groups (torchvision's `groups`): input channels
-/// and output filters are split into `groups` equal parts, part `g` of the
-/// output seeing only part `g` of the input; each part is one [`conv2d`]
-/// (differentiable through candle's narrow and cat). The weight is
-/// `[O, C / groups, KH, KW]`. A depthwise convolution (`groups` = channels
-/// = filters) runs [`super::depthwise`]'s kernel on the CPU.
-pub fn conv2d_grouped(
-    x: &Tensor,
-    w: &Tensor,
-    stride: usize,
-    pad: usize,
-    groups: usize,
-) -> Result<Tensor> {
-    if groups <= 1 {
-        return conv2d(x, w, stride, pad);
-    }
-    let (c, o) = (x.dim(1)?, w.dim(0)?);
-    if c % groups != 0 || o % groups != 0 || w.dim(1)? * groups != c {
-        candle_core::bail!(
-            "conv2d: {c} input channels and weight {:?} do not split into {groups} groups",
-            w.dims()
-        )
-    }
-    let cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
-    if !cpu {
-        // cuDNN (and candle's other back ends) take the groups themselves
-        return x.conv2d(w, pad, stride, 1, groups);
-    }
-    if groups == c && o == c && w.dim(2)? == w.dim(3)? {
-        return super::depthwise::depthwise_conv2d(x, w, stride, pad);
-    }
-    if x.dtype() != w.dtype() {
-        candle_core::bail!(
-            "conv2d: input is {:?} but weight is {:?}",
-            x.dtype(),
-            w.dtype()
-        )
-    }
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        super::grouped::GroupedFwd {
-            stride,
-            pad,
-            groups,
-        },
-    )
-}
-
 /// A grouped convolution as one [`conv2d`] per group (differentiable
 /// through candle's narrow and cat); shapes already checked.
 pub(crate) fn split_groups(

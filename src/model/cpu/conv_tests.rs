@@ -233,7 +233,8 @@ fn bad_shapes_are_errors() {
 /// f64, with only the input or only the weight tracked too.
 #[test]
 fn grouped_op_matches_split_groups() {
-    use super::{conv2d_grouped, split_groups};
+    use super::split_groups;
+    use crate::model::cpu::grouped::conv2d_grouped;
     use candle_core::Var;
     for (groups, c, o, k, s, p, hw) in [
         (4, 8, 12, 3, 1, 1, 7),

@@ -4,9 +4,9 @@
 
 use super::config::{Block, ResNetConfig, Stem, BN_EPS};
 use crate::error::Result;
-use crate::model::cpu::conv::conv2d_grouped;
 use crate::model::cpu::folded::FConv;
 use crate::model::cpu::fused::{FBlock, FusedNet};
+use crate::model::cpu::grouped::conv2d_grouped;
 use crate::model::tap::Tap;
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
