@@ -459,7 +459,8 @@ fn every_command_takes_every_family() {
             "{name}: {moved}"
         );
     }
-    // fine-tuning takes the ResNet family only, and says so
+    // a ViT fine-tunes as a linear probe only: full fine-tuning is refused,
+    // naming the flag (the probe itself: tests/transfer.rs)
     let r = semcon([
         "train",
         "--init",
@@ -469,6 +470,7 @@ fn every_command_takes_every_family() {
         "--out",
         dir.join("ft.safetensors").to_str().unwrap(),
     ]);
-    expect_error_with(&r, &["ViT", "ResNet family only"]);
+    expect_error_with(&r, &["ViT", "linear probe only", "--freeze backbone"]);
+    assert!(!dir.join("ft.safetensors").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -623,3 +623,237 @@ fn resnext_from_pth_probes_with_its_backbone_intact() {
     }
     assert_eq!(after["fc.weight"].dims()[0], 4);
 }
+
+/// The families described as layers (ViT, ConvNeXt, EfficientNet) fine-tune
+/// as a linear probe: two Adam steps of a new 4-class head on the backbone's
+/// eval-mode features, against PyTorch (tests/fixtures/make_probe.py): the
+/// losses, the first step's gradients and the head after the steps; and the
+/// inference model made from the trainer gives the trainer's logits.
+#[test]
+fn described_families_probe_as_pytorch() {
+    let f: HashMap<String, Tensor> =
+        Tensor::read_npz(fixture("transfer").join("probe_families.npz"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let opts = ModelOptions {
+        mean: Some(vec![0.5; 3]),
+        std: Some(vec![0.25; 3]),
+        ..Default::default()
+    };
+    let optim = OptimConfig {
+        kind: OptimKind::Adam,
+        lr: 1e-2,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    let cases = [
+        ("vit_tiny", "vit_tiny.safetensors", "heads.head"),
+        ("convnext_slim", "convnext_slim.pth", "classifier.2"),
+        (
+            "efficientnet_slim",
+            "efficientnet_slim.safetensors",
+            "classifier.1",
+        ),
+    ];
+    for (name, file, head) in cases {
+        let (tr, report) = Trainer::from_checkpoint(
+            &common::model_fixture(file),
+            &opts,
+            4,
+            HeadChoice::Auto,
+            Freeze::Backbone,
+            0,
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!(report.head_replaced, "{name}");
+        assert_eq!(report.head, head, "{name}");
+        let trainable = tr.trainable();
+        let names: Vec<&str> = trainable.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [format!("{head}.bias"), format!("{head}.weight")],
+            "{name}: the probe trains the head only"
+        );
+        let key = |k: &str| &f[&format!("{name}_{k}")];
+        // Both sides start from the same new head.
+        trainable[0].1.set(key("head_bias")).unwrap();
+        trainable[1].1.set(key("head_weight")).unwrap();
+        let x = (key("x_u8").to_dtype(DType::F32).unwrap() / 255.0).unwrap();
+        let y = key("y").to_dtype(DType::U32).unwrap();
+        let cfg = config(optim);
+        let mut opt = Optimizer::new(trainable.iter().map(|(_, v)| v.clone()).collect(), optim);
+        for step in 0..2 {
+            let (loss, ..) = tr.loss_of(&x, &y, &cfg, None, None).unwrap();
+            close(
+                &[loss.to_scalar::<f32>().unwrap()],
+                &vec_f32(key(&format!("loss{step}"))),
+                &format!("{name} loss at step {step}"),
+            );
+            let grads = loss.backward().unwrap();
+            if step == 0 {
+                for (part, (_, var)) in ["bias", "weight"].iter().zip(&trainable) {
+                    let g = grads.get(var.as_tensor()).expect("head gradient");
+                    close(
+                        &vec_f32(g),
+                        &vec_f32(key(&format!("grad_{part}"))),
+                        &format!("{name} grad {part}"),
+                    );
+                }
+            }
+            opt.step(&grads).unwrap();
+        }
+        for (part, (_, var)) in ["bias", "weight"].iter().zip(&trainable) {
+            close(
+                &vec_f32(var.as_tensor()),
+                &vec_f32(key(&format!("after_{part}"))),
+                &format!("{name} head {part} after two steps"),
+            );
+        }
+        let m = tr.model(PathBuf::from(name)).unwrap();
+        assert_eq!(m.num_classes(), 4);
+        close(
+            &vec_f32(&m.logits(&x).unwrap()),
+            &vec_f32(&tr.logits(&x, false).unwrap()),
+            &format!("{name}: the inference model's logits"),
+        );
+    }
+}
+
+/// `train --init` of a ViT from a `.pth` with `--freeze backbone`: every
+/// tensor but the head's is written back bit-identical, the file has
+/// exactly the keys, shapes and dtypes of torchvision's 4-class
+/// VisionTransformer (what `load_state_dict(strict=True)` checks), its
+/// sidecar keeps what the shapes do not say (the head count), and it loads
+/// in semcon again; full fine-tuning and another image size are refused,
+/// naming the flag.
+#[test]
+fn vit_probe_writes_what_torchvision_loads_strictly() {
+    let dir = tmp_dir("transfer_vit");
+    let n = 16;
+    let x = Tensor::from_vec(
+        (0..n * 3 * 32 * 32)
+            .map(|i| (i * 53 % 251) as u8)
+            .collect::<Vec<u8>>(),
+        (n, 3, 32, 32),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let y = Tensor::from_vec(
+        (0..n as i64).map(|i| i % 4).collect::<Vec<i64>>(),
+        n,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let data = dir.join("v.npz");
+    save_npz(
+        &data,
+        &[("x", NpyArray::Tensor(&x)), ("y", NpyArray::Tensor(&y))],
+    )
+    .unwrap();
+    // The fixture's sidecar comes along: it gives the head count (hidden
+    // size 64 is none of torchvision's), which the written sidecar must keep.
+    let src = dir.join("vit.pth");
+    std::fs::copy(common::model_fixture("vit_tiny.pth"), &src).unwrap();
+    std::fs::copy(common::model_fixture("vit_tiny.json"), dir.join("vit.json")).unwrap();
+    let out = dir.join("probed.safetensors");
+    let train = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "train",
+            "--init",
+            src.to_str().unwrap(),
+            "-d",
+            data.to_str().unwrap(),
+            "--batch",
+            "8",
+            "--epochs",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        semcon(a)
+    };
+    expect_error_with(
+        &train(&[]),
+        &["ViT", "linear probe only", "--freeze backbone"],
+    );
+    assert!(!out.exists(), "a refused run wrote a checkpoint");
+    let r = train(&["--freeze", "backbone"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("classifier head heads.head replaced: 10 -> 4"),
+        "{}",
+        r.stderr
+    );
+    let before = semcon::model::checkpoint::read_state_dict(&src).unwrap();
+    let after = tensors(&out);
+    for (k, t) in &before {
+        if !k.starts_with("heads.head.") {
+            assert!(same_bytes(t, &after[k]), "the probe changed {k}");
+        }
+    }
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("transfer").join("probe_keys.json")).unwrap(),
+    )
+    .unwrap();
+    let want = want["vit_tiny"].as_object().unwrap();
+    let mut names: Vec<&String> = after.keys().collect();
+    names.sort();
+    let mut want_names: Vec<&String> = want.keys().collect();
+    want_names.sort();
+    assert_eq!(names, want_names, "keys differ from torchvision's");
+    for (k, w) in want {
+        let shape: Vec<usize> = w["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(after[k].dims(), shape.as_slice(), "{k}: shape");
+        assert_eq!(w["dtype"].as_str().unwrap(), "float32", "{k}");
+        assert_eq!(after[k].dtype(), DType::F32, "{k}: dtype");
+    }
+    // The head learnt (two epochs of Adam move it off its seeded start).
+    let (w0, _) = linear_init(4, 64, 0);
+    assert!(vec_f32(&after["heads.head.weight"])
+        .iter()
+        .zip(&w0)
+        .any(|(a, b)| (a - b).abs() > 1e-4));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("probed.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["num_heads"], 4, "{sidecar}");
+    assert_eq!(sidecar["num_classes"], 4);
+    assert_eq!(sidecar["training"]["init"]["freeze"], "backbone");
+    let info = semcon_ok(["info", out.to_str().unwrap(), "--format", "json"]);
+    let info: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+    assert_eq!(info["num_classes"]["value"], 4, "{info}");
+    assert_eq!(info["family"], "ViT", "{info}");
+    // A ViT takes its own image size only: another needs --input-size.
+    let small = dir.join("small.npz");
+    let x = Tensor::zeros((4, 3, 28, 28), DType::U8, &Device::Cpu).unwrap();
+    let y = Tensor::new(&[0i64, 1, 0, 1], &Device::Cpu).unwrap();
+    save_npz(
+        &small,
+        &[("x", NpyArray::Tensor(&x)), ("y", NpyArray::Tensor(&y))],
+    )
+    .unwrap();
+    let r = semcon([
+        "train",
+        "--init",
+        src.to_str().unwrap(),
+        "-d",
+        small.to_str().unwrap(),
+        "--freeze",
+        "backbone",
+        "--out",
+        dir.join("small.safetensors").to_str().unwrap(),
+    ]);
+    expect_error_with(&r, &["32x32", "28x28", "--input-size 32x32"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -66,8 +66,9 @@ impl OptimArgs {
 #[derive(Args, Debug, Clone)]
 pub struct FineTuneArgs {
     /// With --init (or for transfer): none (full fine-tuning: every weight
-    /// learns, BatchNorm statistics update) or backbone (linear probe: only
-    /// the head fc learns; the backbone stays bit-identical, BatchNorm in eval mode).
+    /// learns, BatchNorm statistics update; the ResNet family) or backbone
+    /// (linear probe, every family: only the head learns; the backbone stays
+    /// bit-identical, BatchNorm in eval mode).
     #[arg(long, value_enum)]
     pub freeze: Option<Freeze>,
     /// The classifier head: auto (replaced when the dataset's class count
@@ -125,7 +126,8 @@ pub struct TrainArgs {
     /// Continue training this checkpoint (same architecture and classes).
     #[arg(long, conflicts_with = "init")]
     pub resume: Option<PathBuf>,
-    /// Fine-tune this checkpoint on the dataset (any family semcon trains;
+    /// Fine-tune this checkpoint on the dataset (any family semcon loads;
+    /// ViT, ConvNeXt and EfficientNet as a linear probe, --freeze backbone;
     /// --arch, --stem and --width come from it).
     #[arg(long, conflicts_with_all = ["arch", "stem", "width"])]
     pub init: Option<PathBuf>,
@@ -305,13 +307,21 @@ impl FineTune<'_> {
         .with_context(|| format!("cannot fine-tune {}", self.init.display()))?;
         let sidecar = crate::model::checkpoint::read_sidecar(self.init)?.unwrap_or_default();
         let model_size = sidecar.input_size.map(|[h, w]| (h, w));
-        let (set, notes) = fit_dataset(
-            raw,
-            tr.config.in_channels,
-            model_size,
-            size,
-            self.tune.grayscale,
-        )?;
+        if let Some(s) = tr.fixed_size() {
+            let want = size.unwrap_or((raw.height, raw.width));
+            if want != (s, s) {
+                bail!(
+                    "cannot fine-tune {}: a {} takes {s}x{s} images only (its position embedding), \
+                     not {}x{}: pass --input-size {s}x{s} to resize the dataset's images",
+                    self.init.display(),
+                    tr.arch_name(),
+                    want.0,
+                    want.1
+                );
+            }
+        }
+        let (set, notes) =
+            fit_dataset(raw, tr.in_channels(), model_size, size, self.tune.grayscale)?;
         for n in notes {
             eprintln!("notice: {n}");
         }
@@ -344,11 +354,20 @@ pub(super) fn sidecar_for(
     if let Some(r) = init {
         training["init"] = serde_json::json!(r);
     }
+    // A described family's settings that its shapes may not give, carried over.
+    let from = init
+        .and_then(|r| crate::model::checkpoint::read_sidecar(Path::new(&r.checkpoint)).ok())
+        .flatten()
+        .unwrap_or_default();
+    let resnet = tr.resnet().map(|(_, c)| c);
     Sidecar {
-        arch: Some(tr.config.arch_name()),
-        stem: Some(tr.config.stem),
-        width: Some(tr.config.width),
-        num_classes: Some(tr.config.num_classes),
+        arch: Some(tr.arch_name()),
+        stem: resnet.map(|c| c.stem),
+        width: resnet.map(|c| c.width),
+        num_classes: Some(tr.num_classes()),
+        num_heads: from.num_heads,
+        bn_eps: from.bn_eps,
+        stage_strides: from.stage_strides,
         mean: Some(tr.mean.clone()),
         std: Some(tr.std.clone()),
         input_size: Some([set.height, set.width]),
@@ -360,7 +379,6 @@ pub(super) fn sidecar_for(
         variant: Some(cfg.variant.name().to_string()),
         training: Some(training),
         metrics: None,
-        ..Default::default()
     }
 }
 

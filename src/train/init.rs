@@ -1,11 +1,15 @@
 //! Fine-tuning's starting point: a [`Trainer`] holding a checkpoint's
-//! weights (any family semcon can train), its classifier head kept or
-//! replaced for the target dataset's classes (a new head initialised as
-//! torchvision's `nn.Linear`, seeded), its backbone frozen for a linear
-//! probe or not; and the target dataset fitted to what the model takes.
+//! weights (every family semcon loads: the ResNet family fully or as a
+//! linear probe, the families described as layers as a linear probe), its
+//! classifier head kept or replaced for the target dataset's classes (a new
+//! head initialised as torchvision's `nn.Linear`, seeded), its backbone
+//! frozen for a linear probe or not; and the target dataset fitted to what
+//! the model takes.
 
-use super::Trainer;
+use super::probe::Probe;
+use super::{Body, Trainer};
 use crate::data::ImageSet;
+use crate::model::net::Net;
 use crate::model::{checkpoint, load, ModelOptions, ResNet};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -13,6 +17,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What to do with the checkpoint's classifier head (`fc`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -42,6 +47,8 @@ pub enum Freeze {
 pub struct InitReport {
     pub checkpoint: String,
     pub arch: String,
+    /// The classifier head's torchvision module (`fc`, `heads.head`).
+    pub head: String,
     /// Outputs of the checkpoint's head.
     pub from_classes: usize,
     pub to_classes: usize,
@@ -54,11 +61,14 @@ impl InitReport {
     pub fn head_line(&self) -> String {
         if self.head_replaced {
             format!(
-                "classifier head fc replaced: {} -> {} outputs (initialised as torchvision's nn.Linear, seeded)",
-                self.from_classes, self.to_classes
+                "classifier head {} replaced: {} -> {} outputs (initialised as torchvision's nn.Linear, seeded)",
+                self.head, self.from_classes, self.to_classes
             )
         } else {
-            format!("classifier head fc kept ({} outputs)", self.from_classes)
+            format!(
+                "classifier head {} kept ({} outputs)",
+                self.head, self.from_classes
+            )
         }
     }
 }
@@ -77,29 +87,76 @@ impl Trainer {
     ) -> Result<(Trainer, InitReport)> {
         // The same checks as every other command (family, shapes, values).
         let m = load::load(path, opts, &Device::Cpu)?;
-        // The ResNet family (ResNet, Wide ResNet, ResNeXt) trains through
-        // candle's graph; the families described as layers (ViT, ConvNeXt,
-        // EfficientNet) run eval mode only and are refused here, by name.
-        let Some(from) = m.resnet_config().cloned() else {
-            return Err(crate::invalid!(
-                "--init {}: a {} ({}) cannot be fine-tuned: semcon trains the ResNet family \
-                 only (ResNet, Wide ResNet, ResNeXt); every other command takes it",
-                path.display(),
-                m.net.family(),
-                m.arch_name()
-            ));
-        };
         let replace = match head {
             HeadChoice::Replace => true,
-            HeadChoice::Auto => from.num_classes != num_classes,
-            HeadChoice::Keep if from.num_classes != num_classes => {
+            HeadChoice::Auto => m.num_classes() != num_classes,
+            HeadChoice::Keep if m.num_classes() != num_classes => {
                 return Err(crate::invalid!(
                     "--head keep: checkpoint {} has {} outputs but the target dataset has {num_classes} classes (--head replace or auto gives it a new head)",
                     path.display(),
-                    from.num_classes
+                    m.num_classes()
                 ))
             }
             HeadChoice::Keep => false,
+        };
+        // The ResNet family (ResNet, Wide ResNet, ResNeXt) trains through
+        // candle's graph, fully or as a probe; the families described as
+        // layers (ViT, ConvNeXt, EfficientNet) have no training mode: they
+        // are probed, and full fine-tuning is refused by name.
+        let Some(from) = m.resnet_config().cloned() else {
+            let Net::Layers(net) = &m.net else {
+                unreachable!("a network without a ResNet configuration is described as layers")
+            };
+            if freeze == Freeze::None {
+                return Err(crate::invalid!(
+                    "--init {}: a {} ({}) fine-tunes as a linear probe only: pass --freeze \
+                     backbone (full fine-tuning, --freeze none, is for the ResNet family: \
+                     ResNet, Wide ResNet, ResNeXt)",
+                    path.display(),
+                    m.net.family(),
+                    m.arch_name()
+                ));
+            }
+            let tensors = checkpoint::read_state_dict(path)?;
+            let net = Arc::new((**net).clone().to_device(device)?);
+            let probe = Probe::new(net, tensors.clone(), num_classes)?;
+            let fan_in = probe.features_dim();
+            let (w, b) = if replace {
+                linear_init(num_classes, fan_in, seed)
+            } else {
+                let get = |n: String| -> Result<Vec<f32>> {
+                    Ok(tensors[&n].flatten_all()?.to_vec1::<f32>()?)
+                };
+                (get(probe.weight_name())?, get(probe.bias_name())?)
+            };
+            let mut varmap = VarMap::new();
+            {
+                let init = candle_nn::Init::Const(0.0);
+                let (wn, bn) = (probe.weight_name(), probe.bias_name());
+                varmap.get((num_classes, fan_in), &wn, init, DType::F32, device)?;
+                varmap.get(num_classes, &bn, init, DType::F32, device)?;
+                varmap.set_one(&wn, Tensor::from_vec(w, (num_classes, fan_in), device)?)?;
+                varmap.set_one(&bn, Tensor::from_vec(b, num_classes, device)?)?;
+            }
+            let report = InitReport {
+                checkpoint: path.display().to_string(),
+                arch: m.arch_name(),
+                head: probe.head.clone(),
+                from_classes: m.num_classes(),
+                to_classes: num_classes,
+                head_replaced: replace,
+                freeze,
+            };
+            let mut tr = Trainer::with_body(
+                varmap,
+                Body::Probe(probe),
+                m.mean.clone(),
+                m.std.clone(),
+                device,
+            )?;
+            tr.frozen = true;
+            tr.base_batches = checkpoint::read_batches_tracked(path)?;
+            return Ok((tr, report));
         };
         let mut config = from.clone();
         config.num_classes = num_classes;
@@ -132,6 +189,7 @@ impl Trainer {
         let report = InitReport {
             checkpoint: path.display().to_string(),
             arch: from.arch_name(),
+            head: "fc".into(),
             from_classes: from.num_classes,
             to_classes: num_classes,
             head_replaced: replace,

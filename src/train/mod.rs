@@ -8,6 +8,7 @@
 
 pub mod init;
 pub mod optim;
+pub mod probe;
 
 use crate::data::ImageSet;
 use crate::metrics::pgd::{self, PgdConfig};
@@ -73,11 +74,20 @@ pub struct EpochStats {
     pub accuracy: f64,
 }
 
+/// What is being trained.
+pub enum Body {
+    /// A ResNet (the whole family) as candle's graph, every weight and
+    /// BatchNorm statistic a variable of the trainer's `varmap`.
+    ResNet { net: ResNet, config: ResNetConfig },
+    /// A network described as layers (ViT, ConvNeXt, EfficientNet) as a
+    /// linear probe: its backbone fixed, its head the `varmap`'s variables.
+    Probe(probe::Probe),
+}
+
 /// A network being trained, with its variables.
 pub struct Trainer {
     pub varmap: VarMap,
-    pub net: ResNet,
-    pub config: ResNetConfig,
+    pub body: Body,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
     pub device: Device,
@@ -139,13 +149,26 @@ impl Trainer {
         std: Vec<f32>,
         device: &Device,
     ) -> Result<Self> {
-        let c = config.in_channels;
+        Self::with_body(varmap, Body::ResNet { net, config }, mean, std, device)
+    }
+
+    /// A trainer over `body`, its variables in `varmap` (their values set).
+    pub(crate) fn with_body(
+        varmap: VarMap,
+        body: Body,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        device: &Device,
+    ) -> Result<Self> {
+        let c = match &body {
+            Body::ResNet { config, .. } => config.in_channels,
+            Body::Probe(p) => p.net.in_channels,
+        };
         let mean_t = Tensor::from_slice(&mean, (1, c, 1, 1), device)?;
         let std_t = Tensor::from_slice(&std, (1, c, 1, 1), device)?;
         Ok(Trainer {
             varmap,
-            net,
-            config,
+            body,
             mean,
             std,
             device: device.clone(),
@@ -157,25 +180,71 @@ impl Trainer {
         })
     }
 
-    /// Loads weights from a checkpoint of the same architecture.
+    /// The ResNet being trained, if it is one.
+    pub fn resnet(&self) -> Option<(&ResNet, &ResNetConfig)> {
+        match &self.body {
+            Body::ResNet { net, config } => Some((net, config)),
+            Body::Probe(_) => None,
+        }
+    }
+
+    pub fn in_channels(&self) -> usize {
+        match &self.body {
+            Body::ResNet { config, .. } => config.in_channels,
+            Body::Probe(p) => p.net.in_channels,
+        }
+    }
+
+    /// The only image size the network takes (a ViT's), if it has one.
+    pub fn fixed_size(&self) -> Option<usize> {
+        match &self.body {
+            Body::ResNet { .. } => None,
+            Body::Probe(p) => p.net.image_size,
+        }
+    }
+
+    /// The classes of the head being trained.
+    pub fn num_classes(&self) -> usize {
+        match &self.body {
+            Body::ResNet { config, .. } => config.num_classes,
+            Body::Probe(p) => p.classes,
+        }
+    }
+
+    /// The torchvision variant (`resnet18`, `vit_b_16`).
+    pub fn arch_name(&self) -> String {
+        match &self.body {
+            Body::ResNet { config, .. } => config.arch_name(),
+            Body::Probe(p) => p.net.arch.clone(),
+        }
+    }
+
+    /// Loads weights from a checkpoint of the same architecture (ResNets).
     pub fn resume(&mut self, path: &Path) -> Result<()> {
+        let Some((_, config)) = self.resnet() else {
+            return Err(crate::invalid!(
+                "cannot resume {}: resuming is for the ResNet family",
+                path.display()
+            ));
+        };
+        let config = config.clone();
         let tensors = checkpoint::read_state_dict(path)?;
         let shapes: HashMap<String, Vec<usize>> = tensors
             .iter()
             .map(|(k, t)| (k.clone(), t.dims().to_vec()))
             .collect();
         let other = ResNetConfig::infer(&shapes, path)?;
-        if other != self.config {
+        if other != config {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
                 msg: format!(
                     "cannot resume: it is a {} ({:?} stem, width {}, {} classes, {} input channels) but training asks for a {} ({:?} stem, width {}, {} classes, {} input channels)",
                     other.arch_name(), other.stem, other.width, other.num_classes, other.in_channels,
-                    self.config.arch_name(), self.config.stem, self.config.width, self.config.num_classes, self.config.in_channels
+                    config.arch_name(), config.stem, config.width, config.num_classes, config.in_channels
                 ),
             });
         }
-        crate::model::load::check_values(&self.config, &tensors, path)?;
+        crate::model::load::check_values(&config, &tensors, path)?;
         let data = self.varmap.data().lock().expect("varmap lock");
         for (name, var) in data.iter() {
             let t = tensors.get(name).ok_or_else(|| Error::Checkpoint {
@@ -196,20 +265,26 @@ impl Trainer {
     /// eval mode and cuts its gradient: only `fc` learns).
     pub fn logits(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let x = self.prepare(x)?;
+        let net = match &self.body {
+            Body::ResNet { net, .. } => net,
+            Body::Probe(p) => return p.logits(&x, &self.varmap),
+        };
         if self.frozen && train {
-            let f = self.net.features(&x, Tap::Penultimate, false)?.detach();
-            return self.net.head(&f);
+            let f = net.features(&x, Tap::Penultimate, false)?.detach();
+            return net.head(&f);
         }
-        self.net.forward_t(&x, train)
+        net.forward_t(&x, train)
     }
 
     /// The variables training updates, sorted by name: every weight and bias
-    /// (not the running statistics); only `fc.*` for a frozen backbone.
+    /// (not the running statistics); only `fc.*` for a frozen backbone, and
+    /// a probe's head (all its variables).
     pub fn trainable(&self) -> Vec<(String, candle_core::Var)> {
         let data = self.varmap.data().lock().expect("varmap lock");
+        let probe = matches!(self.body, Body::Probe(_));
         let mut names: Vec<&String> = data
             .keys()
-            .filter(|k| !k.contains("running_") && (!self.frozen || k.starts_with("fc.")))
+            .filter(|k| probe || !k.contains("running_") && (!self.frozen || k.starts_with("fc.")))
             .collect();
         names.sort();
         names
@@ -329,7 +404,10 @@ impl Trainer {
 
     /// Writes the checkpoint (torchvision names) and its sidecar, atomically.
     pub fn save(&self, out: &Path, sidecar: &checkpoint::Sidecar) -> Result<()> {
-        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        let mut tensors: HashMap<String, Tensor> = match &self.body {
+            Body::ResNet { .. } => HashMap::new(),
+            Body::Probe(p) => p.backbone_tensors(&self.base_batches)?,
+        };
         for (name, var) in self.varmap.data().lock().expect("varmap lock").iter() {
             tensors.insert(name.clone(), var.as_tensor().to_device(&Device::Cpu)?);
             if let Some(p) = name.strip_suffix(".running_mean") {
@@ -363,8 +441,20 @@ impl Trainer {
 
     /// An inference [`Model`] sharing these weights.
     pub fn model(&self, path: PathBuf) -> Result<Model> {
+        let net = match &self.body {
+            Body::ResNet { net, .. } => net,
+            Body::Probe(p) => {
+                return Model::from_layers(
+                    p.with_head(&self.varmap)?,
+                    path,
+                    self.mean.clone(),
+                    self.std.clone(),
+                    &self.device,
+                )
+            }
+        };
         Model::from_net(
-            self.net.clone(),
+            net.clone(),
             path,
             self.mean.clone(),
             self.std.clone(),
@@ -461,7 +551,7 @@ pub fn train(
             set.name
         ));
     }
-    set.check_labels(tr.config.num_classes)?;
+    set.check_labels(tr.num_classes())?;
     let vars = tr.trainable().into_iter().map(|(_, v)| v).collect();
     let mut opt = Optimizer::new(vars, cfg.optim);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
