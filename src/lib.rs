@@ -11,6 +11,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod fuzz;
 pub mod metrics;
 pub mod model;

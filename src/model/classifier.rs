@@ -273,6 +273,57 @@ impl Model {
         Ok((loss, g))
     }
 
+    /// Each sample's raw logit of class `targets[i]` (eval mode) and its
+    /// gradient w.r.t. the image in [0,1] (`[N, C, H, W]`), through candle's
+    /// graph: what saliency and Integrated Gradients are made of.
+    pub fn target_logit_grad(&self, x: &Tensor, targets: &[u32]) -> Result<(Vec<f32>, Tensor)> {
+        let v = candle_core::Var::from_tensor(&x.detach())?;
+        let lg = self.features_graph(v.as_tensor(), Tap::Logits)?;
+        let (picked, grads) = self.pick_and_backward(&lg, targets)?;
+        let g = grads
+            .get(v.as_tensor())
+            .ok_or_else(|| crate::invalid!("no input gradient"))?
+            .clone();
+        Ok((picked, g))
+    }
+
+    /// GradCAM's ingredients at a convolutional stage `tap`: the unpooled
+    /// activations `[N, K, h, w]` (eval mode) and the gradient of each
+    /// sample's raw logit of class `targets[i]` w.r.t. them, with those
+    /// logits.
+    pub fn maps_and_grad(
+        &self,
+        x: &Tensor,
+        tap: Tap,
+        targets: &[u32],
+    ) -> Result<(Tensor, Tensor, Vec<f32>)> {
+        self.check_tap(tap)?;
+        let xp = self.prepare(&x.detach())?;
+        let a = self.net.maps(&xp, tap)?.detach();
+        let v = candle_core::Var::from_tensor(&a)?;
+        let lg = self.net.logits_from_maps(v.as_tensor(), tap)?;
+        let (picked, grads) = self.pick_and_backward(&lg, targets)?;
+        let g = grads
+            .get(v.as_tensor())
+            .ok_or_else(|| crate::invalid!("no gradient at {tap}"))?
+            .clone();
+        Ok((a, g, picked))
+    }
+
+    /// Sample i's logit of class `targets[i]`, and the gradients of their sum.
+    fn pick_and_backward(
+        &self,
+        logits: &Tensor,
+        targets: &[u32],
+    ) -> Result<(Vec<f32>, candle_core::backprop::GradStore)> {
+        let y = Tensor::from_slice(targets, targets.len(), &self.device)?;
+        let onehot = self.one_hot(&y)?.to_dtype(logits.dtype())?;
+        let picked = (logits * onehot)?.sum(1)?;
+        let grads = picked.sum_all()?.backward()?;
+        let values = picked.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        Ok((values, grads))
+    }
+
     /// One-hot f32 labels `[N, K]` on the model's device; a label out of
     /// range is an error.
     pub fn one_hot(&self, y: &Tensor) -> Result<Tensor> {

@@ -93,6 +93,43 @@ impl LayerNet {
         }
     }
 
+    /// The layer index of `tap`'s marker and whether what flows there is a
+    /// map (`[B, C, h, w]`, a convolutional stage) — an error otherwise.
+    fn map_index(&self, tap: Tap) -> candle_core::Result<usize> {
+        let i = self
+            .ops
+            .iter()
+            .position(|op| matches!(op, Op::Tap(t) if *t == tap));
+        match (i, tap) {
+            (Some(i), Tap::Stage(_)) => Ok(i),
+            (Some(_), _) => candle_core::bail!(
+                "{}'s layer '{tap}' is not a convolutional stage: it has no spatial map",
+                self.arch
+            ),
+            (None, _) => candle_core::bail!(
+                "{} has no layer '{tap}' (it has {})",
+                self.arch,
+                self.tap_names()
+            ),
+        }
+    }
+
+    /// The unpooled activations at a stage tap for normalised images `x`.
+    pub fn maps(&self, x: &Tensor, tap: Tap) -> candle_core::Result<Tensor> {
+        let i = self.map_index(tap)?;
+        Ok(layers::run(&self.ops[..i], x, &[Tap::Logits])?
+            .pop()
+            .expect("one output"))
+    }
+
+    /// The logits from the activations at a stage tap ([`LayerNet::maps`]).
+    pub fn logits_from_maps(&self, maps: &Tensor, tap: Tap) -> candle_core::Result<Tensor> {
+        let i = self.map_index(tap)?;
+        Ok(layers::run(&self.ops[i + 1..], maps, &[Tap::Logits])?
+            .pop()
+            .expect("one output"))
+    }
+
     /// The same network with its weights on `device`.
     pub fn to_device(mut self, device: &candle_core::Device) -> candle_core::Result<Self> {
         if !device.is_cpu() {

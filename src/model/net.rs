@@ -82,10 +82,39 @@ impl Net {
         }
     }
 
+    /// The unpooled activations at a convolutional stage `tap` for
+    /// normalised images (eval mode): GradCAM's layer.
+    pub fn maps(&self, x: &Tensor, tap: Tap) -> candle_core::Result<Tensor> {
+        match self {
+            Net::ResNet(r) => r.maps(x, resnet_stage(r, tap)?),
+            Net::Layers(l) => l.maps(x, tap),
+        }
+    }
+
+    /// The logits from [`Net::maps`]'s activations at `tap` (the rest of
+    /// the network, differentiable).
+    pub fn logits_from_maps(&self, maps: &Tensor, tap: Tap) -> candle_core::Result<Tensor> {
+        match self {
+            Net::ResNet(r) => r.logits_from_maps(maps, resnet_stage(r, tap)?),
+            Net::Layers(l) => l.logits_from_maps(maps, tap),
+        }
+    }
+
     pub fn resnet(&self) -> Option<&ResNet> {
         match self {
             Net::ResNet(r) => Some(r),
             Net::Layers(_) => None,
         }
+    }
+}
+
+/// The stage number of a ResNet's `layerN` tap.
+fn resnet_stage(r: &ResNet, tap: Tap) -> candle_core::Result<usize> {
+    let n = r.config.layers.len();
+    match tap {
+        Tap::Layer(i) if (1..=n).contains(&(i as usize)) => Ok(i as usize),
+        _ => candle_core::bail!(
+            "a ResNet's convolutional stages are layer1..layer{n}; '{tap}' is none of them"
+        ),
     }
 }

@@ -220,6 +220,32 @@ impl ResNet {
         self.fc.forward(&pooled)
     }
 
+    /// The unpooled activations after `stage` (1-based: `layer1` is 1) for
+    /// normalised input `x`, eval mode (GradCAM's layer).
+    pub fn maps(&self, x: &Tensor, stage: usize) -> candle_core::Result<Tensor> {
+        let mut y = self.stem.forward(x, false)?.relu()?;
+        if self.config.stem == Stem::Imagenet {
+            y = max_pool_3x3_s2_p1(&y)?;
+        }
+        for st in self.stages.iter().take(stage) {
+            for b in st {
+                y = b.forward(&y, false)?;
+            }
+        }
+        Ok(y)
+    }
+
+    /// The logits from the activations after `stage` ([`ResNet::maps`]).
+    pub fn logits_from_maps(&self, maps: &Tensor, stage: usize) -> candle_core::Result<Tensor> {
+        let mut y = maps.clone();
+        for st in self.stages.iter().skip(stage) {
+            for b in st {
+                y = b.forward(&y, false)?;
+            }
+        }
+        self.fc.forward(&y.mean((2, 3))?)
+    }
+
     /// The classifier `fc` on pooled penultimate features.
     pub fn head(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
         self.fc.forward(pooled)

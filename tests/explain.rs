@@ -1,0 +1,137 @@
+//! Explanations (`src/explain/`, `semcon explain`) against Captum
+//! (tests/fixtures/make_explain.py): saliency (for the label and for the
+//! prediction), Integrated Gradients with its convergence delta, GradCAM
+//! before and after upsampling, for a ResNet, a ConvNeXt, an EfficientNet
+//! and a ViT (GradCAM refused for it, by name); the quadrature's nodes.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{fixture, model_fixture};
+use semcon::explain::{self, Method, Options, Target};
+use semcon::model::{load, ModelOptions, Tap};
+use std::collections::HashMap;
+
+fn captum() -> HashMap<String, Tensor> {
+    Tensor::read_npz(fixture("explain").join("captum.npz"))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn vec_f32(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// max |diff| <= tol * max(1, max |want|) over the whole array.
+fn close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let (g, w) = (vec_f32(got), vec_f32(want));
+    let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let worst = g
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |diff| {worst} (scale {scale})"
+    );
+    assert!(w.iter().any(|v| *v != 0.0), "{what}: reference is all zero");
+}
+
+fn model(name: &str) -> semcon::model::Model {
+    let opts = ModelOptions {
+        mean: Some(vec![0.5; 3]),
+        std: Some(vec![0.25; 3]),
+        ..Default::default()
+    };
+    load(
+        &model_fixture(&format!("{name}.safetensors")),
+        &opts,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+#[test]
+fn quadrature_is_captums() {
+    let f = captum();
+    let (t, w) = explain::quadrature::gauss_legendre(50);
+    let alphas: Vec<f64> = f["gl_alphas"].to_vec1().unwrap();
+    let steps: Vec<f64> = f["gl_steps"].to_vec1().unwrap();
+    for i in 0..50 {
+        assert!((0.5 * (1.0 + t[i]) - alphas[i]).abs() < 1e-14, "alpha {i}");
+        assert!((0.5 * w[i] - steps[i]).abs() < 1e-14, "step size {i}");
+    }
+}
+
+#[test]
+fn attributions_match_captum() {
+    let f = captum();
+    for name in [
+        "resnet18_cifar",
+        "convnext_slim",
+        "efficientnet_slim",
+        "vit_tiny",
+    ] {
+        let m = model(name);
+        let x = &f[&format!("{name}_x")];
+        let labels: Vec<u32> = vec_f32(&f[&format!("{name}_y")])
+            .iter()
+            .map(|v| *v as u32)
+            .collect();
+        let want_pred: Vec<u32> = vec_f32(&f[&format!("{name}_pred")])
+            .iter()
+            .map(|v| *v as u32)
+            .collect();
+        let key = |k: &str| &f[&format!("{name}_{k}")];
+        let opts = Options::default();
+        let s = explain::explain(&m, x, &labels, Method::Saliency, &opts).unwrap();
+        assert_eq!(s.preds, want_pred, "{name}: predictions");
+        close(&s.attr, key("saliency"), 1e-4, &format!("{name} saliency"));
+        let t = explain::targets(&m, Target::Pred, &labels, &s.preds).unwrap();
+        let sp = explain::explain(&m, x, &t, Method::Saliency, &opts).unwrap();
+        close(
+            &sp.attr,
+            key("saliency_pred"),
+            1e-4,
+            &format!("{name} saliency of the prediction"),
+        );
+        let ig = explain::explain(&m, x, &labels, Method::Ig, &opts).unwrap();
+        close(&ig.attr, key("ig"), 1e-4, &format!("{name} IG"));
+        let delta = Tensor::new(ig.delta.clone().unwrap(), &Device::Cpu).unwrap();
+        // the delta is a difference of nearly equal sums: absolute tolerance
+        for (g, w) in vec_f32(&delta).iter().zip(vec_f32(key("ig_delta"))) {
+            assert!((g - w).abs() < 1e-3, "{name} IG delta {g} vs {w}");
+        }
+        let cam = explain::explain(&m, x, &t, Method::Gradcam, &opts);
+        if name == "vit_tiny" {
+            let e = cam.unwrap_err().to_string();
+            assert!(
+                e.contains("GradCAM needs a convolutional stage") && e.contains("block2"),
+                "{e}"
+            );
+            continue;
+        }
+        let cam = cam.unwrap();
+        close(
+            cam.coarse.as_ref().unwrap(),
+            key("gradcam_coarse"),
+            1e-4,
+            &format!("{name} GradCAM"),
+        );
+        close(
+            &cam.attr,
+            key("gradcam"),
+            1e-4,
+            &format!("{name} GradCAM upsampled"),
+        );
+        assert!(matches!(cam.layer, Some(Tap::Layer(4) | Tap::Stage(_))));
+    }
+}
