@@ -93,8 +93,7 @@ pub struct Explanation {
 pub fn default_layer(m: &Model) -> Result<Tap> {
     m.taps()
         .into_iter()
-        .filter(|t| matches!(t, Tap::Layer(_) | Tap::Stage(_)))
-        .next_back()
+        .rfind(|t| matches!(t, Tap::Layer(_) | Tap::Stage(_)))
         .ok_or_else(|| {
             crate::invalid!(
                 "GradCAM needs a convolutional stage; model {} ({}) has none (its layers are {}): \
