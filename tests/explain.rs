@@ -7,7 +7,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, model_fixture};
+use common::{expect_error_with, fixture, model_fixture, semcon, semcon_ok, tmp_dir};
 use semcon::explain::{self, Method, Options, Target};
 use semcon::model::{load, ModelOptions, Tap};
 use std::collections::HashMap;
@@ -134,4 +134,139 @@ fn attributions_match_captum() {
         );
         assert!(matches!(cam.layer, Some(Tap::Layer(4) | Tap::Stage(_))));
     }
+}
+
+/// `semcon explain` with two models of different families on given arrays:
+/// the .npz holds every model's attributions stacked (the ResNet's equal to
+/// Captum's), the labels, predictions and explained logits; the summary
+/// names each model; what cannot be explained is refused in one line.
+#[test]
+fn explain_command_writes_every_models_attributions() {
+    let f = captum();
+    let dir = tmp_dir("explain_cmd");
+    let x = &f["resnet18_cifar_x"];
+    let xp = dir.join("x.npy");
+    let yp = dir.join("y.npy");
+    x.write_npy(&xp).unwrap();
+    f["resnet18_cifar_y"].write_npy(&yp).unwrap();
+    let out = dir.join("sal.npz");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "explain",
+            "-c",
+            model_fixture("resnet18_cifar.safetensors")
+                .to_str()
+                .unwrap(),
+            "-c",
+            model_fixture("convnext_slim.safetensors").to_str().unwrap(),
+            "--mean",
+            "0.5,0.5,0.5",
+            "--std",
+            "0.25,0.25,0.25",
+            "--input",
+            xp.to_str().unwrap(),
+            "--labels",
+            yp.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let r = semcon_ok(args(&[
+        "--method",
+        "saliency",
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["models"][0]["model"], "resnet18_cifar", "{j}");
+    assert_eq!(j["models"][1]["model"], "convnext_slim", "{j}");
+    let got: HashMap<String, Tensor> = common::read_npz(&out);
+    let attr = &got["attributions"];
+    assert_eq!(attr.dims(), &[2, 2, 3, 32, 32]);
+    close(
+        &attr.get(0).unwrap(),
+        &f["resnet18_cifar_saliency"],
+        1e-4,
+        "explain's ResNet saliency",
+    );
+    // the ConvNeXt's row is the library's explanation of the same images
+    let m = model("convnext_slim");
+    let labels: Vec<u32> = vec_f32(&f["resnet18_cifar_y"])
+        .iter()
+        .map(|v| *v as u32)
+        .collect();
+    let e = explain::explain(&m, x, &labels, Method::Saliency, &Options::default()).unwrap();
+    close(
+        &attr.get(1).unwrap(),
+        &e.attr,
+        1e-6,
+        "explain's ConvNeXt saliency",
+    );
+    assert_eq!(got["labels"].to_vec1::<i64>().unwrap(), vec![0, 1]);
+    assert_eq!(got["preds"].dims(), &[2, 2]);
+    assert_eq!(got["logit"].dims(), &[2, 2]);
+    // GradCAM: each model's last stage; the coarse maps differ in size
+    let cam = dir.join("cam.npz");
+    let r = semcon_ok(args(&[
+        "--method",
+        "gradcam",
+        "--out",
+        cam.to_str().unwrap(),
+    ]));
+    assert!(
+        r.stdout.contains("layer layer4") && r.stdout.contains("layer stage3"),
+        "{}",
+        r.stdout
+    );
+    let got: HashMap<String, Tensor> = common::read_npz(&cam);
+    assert_eq!(got["attributions"].dims(), &[2, 2, 1, 32, 32]);
+    // refusals
+    let vit = model_fixture("vit_tiny.safetensors");
+    let bad = dir.join("bad.npz");
+    let r = semcon([
+        "explain",
+        "-c",
+        vit.to_str().unwrap(),
+        "--input",
+        xp.to_str().unwrap(),
+        "--labels",
+        yp.to_str().unwrap(),
+        "--method",
+        "gradcam",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    expect_error_with(&r, &["GradCAM needs a convolutional stage", "vit_tiny"]);
+    let r = semcon(args(&[
+        "--method",
+        "ig",
+        "--layer",
+        "layer4",
+        "--out",
+        bad.to_str().unwrap(),
+    ]));
+    expect_error_with(&r, &["--layer", "gradcam"]);
+    let r = semcon(args(&[
+        "--method",
+        "gradcam",
+        "--layer",
+        "layer9",
+        "--out",
+        bad.to_str().unwrap(),
+    ]));
+    expect_error_with(&r, &["layer9"]);
+    let r = semcon(args(&[
+        "--method",
+        "saliency",
+        "--out",
+        dir.join("a.txt").to_str().unwrap(),
+    ]));
+    expect_error_with(&r, &[".npz"]);
+    assert!(!bad.exists(), "a refused run wrote its output");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,6 @@
 //! The command line: one file per command, each holding its clap arguments
 //! and its `run` ([`explore`], [`eval`], [`attack`], [`features`],
-//! [`perturb`], [`kstar`], [`train`], [`transfer`], [`info`], [`bench`]); the argument groups they
+//! [`explain`], [`perturb`], [`kstar`], [`train`], [`transfer`], [`info`], [`bench`]); the argument groups they
 //! share in [`args`], shared helpers in [`common`]. Each command is a thin
 //! layer over the library; errors are printed as one line, exit code 1.
 
@@ -9,6 +9,7 @@ pub mod attack;
 pub mod bench;
 pub mod common;
 pub mod eval;
+pub mod explain;
 pub mod explore;
 pub mod features;
 pub mod info;
@@ -21,6 +22,7 @@ pub use args::{DataArgs, ModelArgs};
 pub use attack::AttackArgs;
 pub use bench::BenchArgs;
 pub use eval::EvalArgs;
+pub use explain::ExplainArgs;
 pub use explore::ExploreArgs;
 pub use features::FeaturesArgs;
 pub use info::InfoArgs;
@@ -57,6 +59,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// PGD-attack a dataset and write the adversarial images.
     Attack(AttackArgs),
+    /// Explain each model's decision on the same images (saliency,
+    /// Integrated Gradients, GradCAM; Captum's semantics) into an .npz.
+    Explain(ExplainArgs),
     /// Train a model variant (standard, continuity, adv, adv-continuity), or
     /// fine-tune a checkpoint on a dataset (--init, --freeze).
     Train(TrainArgs),
@@ -87,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Features(a)) => features::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Attack(a)) => attack::run(&a),
+        Some(Command::Explain(a)) => explain::run(&a),
         Some(Command::Train(a)) => train::run(&a),
         Some(Command::Transfer(a)) => transfer::run(&a),
         Some(Command::Perturb(a)) => perturb::run(&a),

@@ -177,14 +177,20 @@ pub fn expected_dataset(name: &str) -> (Vec<usize>, Vec<f32>, Vec<u32>) {
 }
 
 /// The numeric arrays of an .npz file (as semcon writes them), via candle's
-/// reader; the string arrays `semcon features` adds (`layer`, `class_names`,
-/// tests/kstar.rs checks them) are left out.
+/// reader; the string arrays `semcon features` and `semcon explain` add
+/// (`layer`, `class_names`, `models`, `method`, `target`; tests/kstar.rs
+/// checks them) are left out.
 pub fn read_npz(path: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
     let npz = candle_core::npy::NpzTensors::new(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     npz.names()
         .into_iter()
-        .filter(|n| !matches!(n.as_str(), "layer" | "class_names"))
+        .filter(|n| {
+            !matches!(
+                n.as_str(),
+                "layer" | "class_names" | "models" | "method" | "target"
+            )
+        })
         .map(|n| {
             let t = npz
                 .get(n)
