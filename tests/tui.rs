@@ -7,8 +7,9 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
-use semcon::engine::{Event, JobKey, JobResult, KstarSet, SampleImages};
+use semcon::engine::{Event, ExplainMap, JobKey, JobResult, KstarSet, SampleImages};
 use semcon::eval::{Clean, PerturbRow, PgdRow};
+use semcon::explain::Method;
 use semcon::metrics::kstar::{ClassStats, KstarReport, Metric, Summary, Thresholds};
 use semcon::metrics::Histogram;
 use semcon::model::Tap;
@@ -1445,4 +1446,105 @@ fn b_switches_the_ds_histogram_to_log_bins() {
     );
     app.update(a);
     assert!(!title(&draw(&app, 160, 45)).contains("log"));
+}
+
+/// `x` cycles the sample panel's explanations (none, saliency, IG,
+/// GradCAM); every model's explanation of the shown sample is asked right
+/// after the first numbers; a finished one is a heat map on one shared
+/// scale (its hottest pixel the ramp's palest colour), a failed one says
+/// why, one for another method is never shown; none are asked when off.
+#[test]
+fn explanations_cycle_and_show_as_heat_maps() {
+    let mut app = filled(&["standard", "continuity"]);
+    let has_explain = |app: &App| {
+        app.wanted()
+            .iter()
+            .any(|k| matches!(k, JobKey::Explain { .. }))
+    };
+    assert!(!has_explain(&app), "no explanation is asked while off");
+    assert_eq!(
+        keys::action(key(KeyCode::Char('x'))),
+        Some(Action::CycleExplain)
+    );
+    app.update(Action::CycleExplain);
+    assert_eq!(app.explain, Some(Method::Saliency));
+    let (kind, level) = app.current();
+    let index = app.sample;
+    let k = |model: usize| JobKey::Explain {
+        model,
+        method: Method::Saliency,
+        kind,
+        level,
+        index,
+    };
+    assert_eq!(
+        app.tiers()[1],
+        vec![k(0), k(1)],
+        "after the first tier, selected model first"
+    );
+    let s = draw(&app, 160, 45);
+    assert!(
+        s.contains("saliency (x)") && s.contains("explaining…"),
+        "{s}"
+    );
+    // a map with its hottest pixel at the top-left corner, for model 0
+    let (h, w) = (28, 28);
+    let mut map = vec![0.1f32; h * w];
+    map[0] = 2.0;
+    let ours = ExplainMap {
+        method: Method::Saliency,
+        height: h,
+        width: w,
+        map,
+        target: 4,
+        pred: 4,
+    };
+    // under the wrong key (another method) it is refused
+    let ig_key = JobKey::Explain {
+        model: 0,
+        method: Method::Ig,
+        kind,
+        level,
+        index,
+    };
+    assert!(!app.on_event(Event::Done {
+        key: ig_key,
+        result: Arc::new(JobResult::Explain(ours.clone())),
+    }));
+    assert!(app.explanation(0).is_none());
+    done(&mut app, k(0), JobResult::Explain(ours));
+    app.on_event(Event::Failed {
+        key: k(1),
+        error: "GradCAM needs a convolutional stage".into(),
+    });
+    let mut t = Terminal::new(TestBackend::new(160, 45)).unwrap();
+    t.draw(|f| ui::render(f, &app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    // the heat map's cells: find the brightest foreground of the panel
+    let mut brightest = (0u32, 0u16, 0u16);
+    for y in 0..45 {
+        for x in 90..160 {
+            if let ratatui::style::Color::Rgb(r, g, b) = buf[(x, y)].fg {
+                let v = r as u32 + g as u32 + b as u32;
+                if buf[(x, y)].symbol() == "▀" && v > brightest.0 {
+                    brightest = (v, x, y);
+                }
+            }
+        }
+    }
+    assert!(
+        brightest.0 > 600,
+        "no pale hot spot in the heat map: {brightest:?}"
+    );
+    let s = draw(&app, 160, 45);
+    assert!(s.contains("cannot explain"), "{s}");
+    snapshot("explain_compare", &s);
+    // cycling on: IG, GradCAM, then off again
+    app.update(Action::CycleExplain);
+    assert_eq!(app.explain, Some(Method::Ig));
+    app.update(Action::CycleExplain);
+    assert_eq!(app.explain, Some(Method::Gradcam));
+    app.update(Action::CycleExplain);
+    assert_eq!(app.explain, None);
+    assert!(!has_explain(&app));
 }

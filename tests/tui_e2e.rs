@@ -346,6 +346,55 @@ fn vit_beside_resnet() {
     assert_eq!(rc, 0);
 }
 
+/// `x` in the real explorer: every model's saliency map of the shown
+/// sample arrives from the engine; at GradCAM the ViT says why it has none
+/// while the ResNet's map is shown.
+#[test]
+fn explanations_in_the_sample_panel() {
+    if !tmux_available() {
+        eprintln!("note: tmux is not installed; skipping the end-to-end test");
+        return;
+    }
+    let m = |n: &str| {
+        repo()
+            .join(format!("tests/fixtures/models/{n}.safetensors"))
+            .display()
+            .to_string()
+    };
+    let args: Vec<String> = [
+        "explore",
+        "-c",
+        &m("resnet18_cifar"),
+        "-c",
+        &m("vit_tiny"),
+        "-d",
+        &repo()
+            .join("tests/fixtures/datasets/cifar10")
+            .display()
+            .to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let t = Tmux::start_args("explain", args, &[], &[]);
+    t.wait_for("both models' numbers", |s| {
+        s.lines().filter(|l| l.contains("   DS ")).count() == 2
+    });
+    t.send("x");
+    t.wait_for("both saliency maps", |s| {
+        s.contains("saliency (x)") && !s.contains("explaining") && !s.contains("cannot explain")
+    });
+    t.send("x");
+    t.send("x");
+    let s = t.wait_for("GradCAM: the ResNet's map, the ViT's reason", |s| {
+        s.contains("GradCAM (x)") && s.contains("cannot explain")
+    });
+    assert!(!s.contains("explaining"), "{s}");
+    t.send("q");
+    let (rc, _) = t.finished();
+    assert_eq!(rc, 0);
+}
+
 #[test]
 fn signals_restore_the_terminal() {
     if !tmux_available() {

@@ -7,6 +7,7 @@
 
 use crate::data::ImageSet;
 use crate::eval::{self, Clean, PerturbRow, PgdRow};
+use crate::explain;
 use crate::metrics::embed;
 use crate::metrics::kstar::{KstarReport, Metric};
 use crate::metrics::pgd::PgdConfig;
@@ -54,6 +55,14 @@ pub enum JobKey {
         level: usize,
         index: usize,
     },
+    /// A model's explanation of one perturbed sample (for its true label).
+    Explain {
+        model: usize,
+        method: explain::Method,
+        kind: Kind,
+        level: usize,
+        index: usize,
+    },
 }
 
 /// The samples a k* job computes the distribution of: each sample of the
@@ -83,7 +92,8 @@ impl JobKey {
             | JobKey::Perturb { model, .. }
             | JobKey::Pgd { model, .. }
             | JobKey::Kstar { model, .. }
-            | JobKey::Embed { model, .. } => Some(model),
+            | JobKey::Embed { model, .. }
+            | JobKey::Explain { model, .. } => Some(model),
             JobKey::Sample { .. } => None,
         }
     }
@@ -98,6 +108,20 @@ pub struct SampleImages {
     pub original: Vec<f32>,
     pub perturbed: Vec<f32>,
     pub label: u32,
+}
+
+/// A model's explanation of one sample as a map over its pixels (H x W,
+/// row-major, >= 0): saliency and IG summed over the channels in absolute
+/// value, GradCAM upsampled to the image.
+#[derive(Clone, Debug)]
+pub struct ExplainMap {
+    pub method: explain::Method,
+    pub height: usize,
+    pub width: usize,
+    pub map: Vec<f32>,
+    /// The class explained (the true label) and the model's prediction.
+    pub target: u32,
+    pub pred: u32,
 }
 
 /// A layer's latents in two dimensions, one point per sample, with the
@@ -118,6 +142,7 @@ pub enum JobResult {
     Kstar(KstarReport),
     Embed(Embedding),
     Sample(SampleImages),
+    Explain(ExplainMap),
 }
 
 /// The batch of a PGD job: about 2·iters+1 forward passes each, so on the
@@ -386,7 +411,8 @@ impl Worker {
                     self.cache.insert(key, result.clone());
                     let _ = self.ctl.tx.send(Event::Done { key, result });
                     let secs = started.elapsed().as_secs_f64();
-                    if !matches!(key, JobKey::Sample { .. }) && secs > 0.0 {
+                    if !matches!(key, JobKey::Sample { .. } | JobKey::Explain { .. }) && secs > 0.0
+                    {
                         let n = self.set.len() as f64;
                         let _ = self.ctl.tx.send(Event::Speed {
                             images_per_sec: n / secs,
@@ -541,6 +567,44 @@ impl Worker {
                     original: one.data,
                     perturbed,
                     label: one.labels[0],
+                }))
+            }
+            JobKey::Explain {
+                model,
+                method,
+                kind,
+                level,
+                index,
+            } => {
+                let m = &self.models[model];
+                let index = index.min(set.len().saturating_sub(1));
+                let one = set.select(&[index]);
+                let one = eval::images_for(m, &one)?;
+                let shape = (1, one.channels, one.height, one.width);
+                let perturbed = crate::perturb::apply_at(
+                    kind,
+                    level,
+                    &one.data,
+                    shape,
+                    self.settings.seed,
+                    index,
+                )?;
+                let x = candle_core::Tensor::from_vec(perturbed, shape, &m.device)?;
+                let target = one.labels[0];
+                let e = explain::explain(m, &x, &[target], method, &explain::Options::default())?;
+                let (h, w) = (one.height, one.width);
+                let a = e.attr.flatten_all()?.to_vec1::<f32>()?;
+                let c = a.len() / (h * w).max(1);
+                let map = (0..h * w)
+                    .map(|p| (0..c).map(|ch| a[ch * h * w + p].abs()).sum())
+                    .collect();
+                Some(JobResult::Explain(ExplainMap {
+                    method,
+                    height: h,
+                    width: w,
+                    map,
+                    target,
+                    pred: e.preds[0],
                 }))
             }
         };

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor, D};
 use serde::Serialize;
 
 /// An explanation method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// |d logit / d x| per channel (Captum `Saliency(abs=True)`).
@@ -34,6 +34,15 @@ impl Method {
             Method::Saliency => "saliency",
             Method::Ig => "ig",
             Method::Gradcam => "gradcam",
+        }
+    }
+
+    /// The name a figure or panel shows.
+    pub fn title(self) -> &'static str {
+        match self {
+            Method::Saliency => "saliency",
+            Method::Ig => "Integrated Gradients",
+            Method::Gradcam => "GradCAM",
         }
     }
 

@@ -178,6 +178,9 @@ pub struct App {
     pub kstar_show: KstarShow,
     /// The DS histogram over log-spaced bins (`b`) instead of equal-width ones.
     pub ds_log_bins: bool,
+    /// The sample panel's explanation heatmaps (`x` cycles none, saliency,
+    /// IG, GradCAM).
+    pub explain: Option<crate::explain::Method>,
     /// Finished results, filled only from engine events.
     pub results: HashMap<JobKey, Arc<JobResult>>,
     /// Results over the samples done so far, for jobs still running.
@@ -219,6 +222,7 @@ impl App {
             kstar_on: KstarView::Clean,
             kstar_show: KstarShow::Classes,
             ds_log_bins: false,
+            explain: None,
             results: HashMap::new(),
             partials: HashMap::new(),
             progress: None,
@@ -290,6 +294,15 @@ impl App {
             Action::PrevMetric => self.metric = cycle(&METRICS, self.metric, -1),
             Action::Level(l) => self.set_level(l),
             Action::ToggleLogBins => self.ds_log_bins = !self.ds_log_bins,
+            Action::CycleExplain => {
+                use crate::explain::Method;
+                self.explain = match self.explain {
+                    None => Some(Method::Saliency),
+                    Some(Method::Saliency) => Some(Method::Ig),
+                    Some(Method::Ig) => Some(Method::Gradcam),
+                    Some(Method::Gradcam) => None,
+                }
+            }
             Action::CycleKstarShow => {
                 self.kstar_show = match self.kstar_show {
                     KstarShow::Classes => KstarShow::Pca,

@@ -4,7 +4,7 @@
 //! priority order ([`App::tiers`], [`App::request`]).
 
 use super::app::{eps_label, metric_name, App, JobState, KstarShow, KstarView, Progress};
-use crate::engine::{Embedding, Event, JobKey, JobResult, KstarSet, SampleImages};
+use crate::engine::{Embedding, Event, ExplainMap, JobKey, JobResult, KstarSet, SampleImages};
 use crate::eval::{Clean, PerturbRow, PgdRow};
 use crate::metrics::embed::Method;
 use crate::metrics::kstar::KstarReport;
@@ -57,6 +57,25 @@ impl App {
     pub fn sample_images(&self) -> Option<&SampleImages> {
         match self.results.get(&self.sample_key()).map(|r| &**r) {
             Some(JobResult::Sample(s)) => Some(s),
+            _ => None,
+        }
+    }
+    /// The explanation job of `model` for the shown sample at the current
+    /// level, when the sample panel shows explanations (`x`).
+    pub fn explain_key(&self, model: usize) -> Option<JobKey> {
+        let (kind, level) = self.current();
+        Some(JobKey::Explain {
+            model,
+            method: self.explain?,
+            kind,
+            level,
+            index: self.sample,
+        })
+    }
+    /// `model`'s finished explanation of the shown sample, if asked for.
+    pub fn explanation(&self, model: usize) -> Option<&ExplainMap> {
+        match self.results.get(&self.explain_key(model)?).map(|r| &**r) {
+            Some(JobResult::Explain(e)) => Some(e),
             _ => None,
         }
     }
@@ -292,6 +311,9 @@ impl App {
                 level,
             });
         }
+        // The explanations of the shown sample (`x`), every model's, right
+        // after the first numbers: the user asked for them.
+        let t_explain: Vec<JobKey> = models.iter().filter_map(|&m| self.explain_key(m)).collect();
         let mut others: Vec<usize> = (1..=kind.levels()).filter(|&l| l != level).collect();
         others.sort_by_key(|&l| (l as isize - level as isize).abs());
         let mut t2 = Vec::new();
@@ -341,7 +363,7 @@ impl App {
                 }
             }
         }
-        vec![t1, t2, t3, t4, t5]
+        vec![t1, t_explain, t2, t3, t4, t5]
     }
 
     /// Whether `key` must be finished before later tiers are asked for
@@ -431,6 +453,12 @@ impl App {
                 model: m, method, ..
             } => format!("{} of {} [{}]", method.name(), self.tap, model(m)),
             JobKey::Sample { index, .. } => format!("sample {}", index + 1),
+            JobKey::Explain {
+                model: m,
+                method,
+                index,
+                ..
+            } => format!("{} of sample {} [{}]", method.title(), index + 1, model(m)),
         }
     }
 }
@@ -446,6 +474,7 @@ pub fn fits(key: &JobKey, result: &JobResult) -> bool {
         (JobKey::Kstar { .. }, JobResult::Kstar(_)) => true,
         (JobKey::Embed { method, .. }, JobResult::Embed(e)) => e.method == *method,
         (JobKey::Sample { .. }, JobResult::Sample(_)) => true,
+        (JobKey::Explain { method, .. }, JobResult::Explain(e)) => e.method == *method,
         _ => false,
     }
 }

@@ -37,6 +37,8 @@ pub enum Action {
     CycleKstarSet,
     /// Below the k* counts: the classes, a PCA view, a t-SNE view.
     CycleKstarShow,
+    /// The sample panel's explanations: none, saliency, IG, GradCAM.
+    CycleExplain,
 }
 
 /// Where [`Action::Jump`] goes.
@@ -66,6 +68,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("v", "k* of: clean / selected perturbation / each PGD"),
     ("s", "k* panel: classes / PCA / t-SNE of the same latents"),
     ("b", "DS histogram: equal-width / log-spaced bins"),
+    (
+        "x",
+        "sample: each model's explanation: none / saliency / IG / GradCAM",
+    ),
     ("e", "export the current view (JSON + PNG charts)"),
     ("space", "demo: pause / resume (starts it when off)"),
     ("?", "this help"),
@@ -113,6 +119,7 @@ pub fn action(k: KeyEvent) -> Option<Action> {
         KeyCode::Char('b') => Action::ToggleLogBins,
         KeyCode::Char('v') => Action::CycleKstarSet,
         KeyCode::Char('s') => Action::CycleKstarShow,
+        KeyCode::Char('x') => Action::CycleExplain,
         KeyCode::Char(' ') => Action::ToggleDemo,
         _ => return None,
     })

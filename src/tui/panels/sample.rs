@@ -1,11 +1,14 @@
 //! The sample viewer: one sample of the evaluated set as half-block images,
-//! original and at the current perturbation level, and per model its
-//! prediction before and after (✓/✗ against the true label) and its DS.
+//! original and at the current perturbation level (or, with `x`, the
+//! perturbed image beside each model's explanation of it as a heat map on
+//! one shared scale), and per model its prediction before and after (✓/✗
+//! against the true label) and its DS.
 
 use super::common::{model_col_width, num, panel_block, short_model_name, DIM};
 use super::table;
+use crate::engine::SampleImages;
 use crate::tui::app::{App, JobState, Panel};
-use crate::tui::image::HalfBlock;
+use crate::tui::image::{heat_overlay, HalfBlock};
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
@@ -14,8 +17,12 @@ use ratatui::Frame;
 
 pub fn render(f: &mut Frame, app: &App, area: Rect) {
     let (kind, level) = app.current();
+    let explained = match app.explain {
+        Some(m) => format!(" · {} (x)", m.title()),
+        None => String::new(),
+    };
     let extra = format!(
-        "{}/{} · {} (n/p)",
+        "{}/{} · {} (n/p){explained}",
         app.sample + 1,
         app.meta.samples,
         app.label(kind, level)
@@ -39,6 +46,17 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         f.render_widget(Paragraph::new(msg).style(DIM), inner);
         return;
     };
+    if app.explain.is_some() {
+        explained_images(f, app, s, imgs, caption);
+    } else {
+        side_by_side(f, app, s, imgs, caption);
+    }
+    sample_lines(f, app, s, text);
+}
+
+/// The original and the perturbed image, captioned.
+fn side_by_side(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, caption: Rect) {
+    let (kind, level) = app.current();
     let [a, _, b] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(2),
@@ -75,6 +93,79 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
             .style(DIM),
         cb,
     );
+}
+
+/// The perturbed image, then each model's explanation of it as a heat map
+/// over it, every map on one scale (the largest value of any model's map);
+/// a model whose explanation is not in yet, or failed, says so.
+fn explained_images(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, caption: Rect) {
+    let (kind, level) = app.current();
+    let n = app.n_models();
+    let mut cols = vec![Constraint::Fill(1)];
+    for _ in 0..n {
+        cols.push(Constraint::Length(1));
+        cols.push(Constraint::Fill(1));
+    }
+    let areas = Layout::horizontal(cols.clone()).split(imgs);
+    let caps = Layout::horizontal(cols).split(caption);
+    let img = |pixels: &[f32], channels: usize, r: Rect, f: &mut Frame| {
+        f.render_widget(
+            HalfBlock {
+                pixels,
+                channels,
+                height: s.height,
+                width: s.width,
+                mode: app.meta.color,
+            },
+            r,
+        );
+    };
+    img(&s.perturbed, s.channels, areas[0], f);
+    f.render_widget(
+        Paragraph::new(app.label(kind, level))
+            .alignment(Alignment::Center)
+            .style(DIM),
+        caps[0],
+    );
+    let maps: Vec<Option<&crate::engine::ExplainMap>> =
+        (0..n).map(|m| app.explanation(m)).collect();
+    let max = maps
+        .iter()
+        .flatten()
+        .flat_map(|e| e.map.iter().copied())
+        .fold(0f32, f32::max);
+    for (m, e) in maps.iter().enumerate() {
+        let (r, cap) = (areas[2 * m + 2], caps[2 * m + 2]);
+        let name = short_model_name(&app.meta.models[m], cap.width.max(1) as usize);
+        f.render_widget(
+            Paragraph::new(name).alignment(Alignment::Center).style(DIM),
+            cap,
+        );
+        match e {
+            Some(e) if e.map.len() == s.height * s.width => {
+                let px = heat_overlay(&e.map, max, &s.perturbed, s.channels);
+                img(&px, 3, r, f);
+            }
+            _ => {
+                let key = app.explain_key(m).expect("explanations are shown");
+                let msg = match app.state(&key) {
+                    JobState::Failed(e) => format!("cannot explain: {e}"),
+                    _ => "explaining…".into(),
+                };
+                f.render_widget(
+                    Paragraph::new(msg)
+                        .wrap(ratatui::widgets::Wrap { trim: true })
+                        .style(DIM),
+                    r,
+                );
+            }
+        }
+    }
+}
+
+/// The true label, then per model its prediction before → after and DS.
+fn sample_lines(f: &mut Frame, app: &App, s: &SampleImages, text: Rect) {
+    let (_, level) = app.current();
     let class = |c: u32| {
         app.meta
             .class_names
