@@ -270,3 +270,45 @@ fn explain_command_writes_every_models_attributions() {
     assert!(!bad.exists(), "a refused run wrote its output");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The numbers for explanations: Captum's `sensitivity_max` given the same
+/// noise; RISE's deletion AUC against the fixture's loop; the background
+/// share on a colour-shift image; the seeded default perturbation repeats.
+#[test]
+fn explanation_scores_match_the_references() {
+    use semcon::explain::scores;
+    let f = captum();
+    let m = model("resnet18_cifar");
+    let x = &f["resnet18_cifar_x"];
+    let y = [0u32, 1];
+    let noise = &f["resnet18_cifar_sens_noise"];
+    let copies: Vec<Tensor> = (0..3)
+        .map(|d| {
+            let rows: Vec<Tensor> = (0..2).map(|i| noise.get(i * 3 + d).unwrap()).collect();
+            (x + Tensor::stack(&rows, 0).unwrap()).unwrap()
+        })
+        .collect();
+    let opts = Options::default();
+    let got = scores::sensitivity_max_with(&m, x, &y, Method::Saliency, &opts, &copies).unwrap();
+    let want = vec_f32(&f["resnet18_cifar_sens_saliency"]);
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() < 1e-4 * w.max(1.0),
+            "sensitivity_max {g} vs Captum {w}"
+        );
+    }
+    let a = scores::sensitivity_max(&m, x, &y, Method::Saliency, &opts, 3, 0.02, 7).unwrap();
+    let b = scores::sensitivity_max(&m, x, &y, Method::Saliency, &opts, 3, 0.02, 7).unwrap();
+    assert_eq!(a, b, "seeded");
+    assert!(a.iter().all(|v| *v > 0.0 && v.is_finite()));
+    let sal = &f["resnet18_cifar_saliency"];
+    let got = scores::deletion_auc(&m, x, &y, sal, 32).unwrap();
+    let want = vec_f32(&f["resnet18_cifar_deletion_auc"]);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-5, "deletion AUC {g} vs reference {w}");
+    }
+    // background share: a 2x2 image whose first two pixels are background
+    let attr = Tensor::new(&[[[[1f32, -1.0], [2.0, 0.0]]]], &Device::Cpu).unwrap();
+    let share = scores::background_share(&attr, &[vec![true, true, false, false]]).unwrap();
+    assert!((share[0] - 0.5).abs() < 1e-6, "{share:?}");
+}

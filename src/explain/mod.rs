@@ -8,6 +8,7 @@
 //! candle's graph, so every model family gets every method.
 
 pub mod quadrature;
+pub mod scores;
 
 use crate::model::{Model, Tap};
 use crate::Result;

@@ -1,0 +1,166 @@
+//! Numbers for explanations, which the semantic-continuity paper only shows
+//! as pictures: how far an explanation moves when the image moves a little
+//! (Captum's `sensitivity_max`) or changes only in colour (the same ratio
+//! under one of the paper's perturbations), how much of it falls on a known
+//! background (the colour-shift set), and how fast the explained class's
+//! probability falls as the pixels it names are deleted (RISE's deletion
+//! AUC).
+
+use super::{explain, Method, Options};
+use crate::model::Model;
+use crate::Result;
+use candle_core::{DType, Device, Tensor, D};
+use rand::{Rng, SeedableRng};
+
+/// Per sample, ||a_i - b_i|| / ||a_i|| (Frobenius norms; a zero ||a_i||
+/// counts as 1, as Captum does).
+pub fn relative_change(a: &Tensor, b: &Tensor) -> Result<Vec<f32>> {
+    let a = a.to_dtype(DType::F32)?.flatten_from(1)?;
+    let b = b.to_dtype(DType::F32)?.flatten_from(1)?;
+    let num = (&a - &b)?.sqr()?.sum(D::Minus1)?.sqrt()?.to_vec1::<f32>()?;
+    let den = a.sqr()?.sum(D::Minus1)?.sqrt()?.to_vec1::<f32>()?;
+    Ok(num
+        .iter()
+        .zip(&den)
+        .map(|(n, d)| if *d == 0.0 { *n } else { n / d })
+        .collect())
+}
+
+/// Captum's `sensitivity_max` given the perturbed copies of `x` (each
+/// `[N, C, H, W]`, the explanations' targets unchanged): per sample, the
+/// largest [`relative_change`] from the explanation of `x` to that of a copy.
+pub fn sensitivity_max_with(
+    m: &Model,
+    x: &Tensor,
+    targets: &[u32],
+    method: Method,
+    opts: &Options,
+    copies: &[Tensor],
+) -> Result<Vec<f32>> {
+    let base = explain(m, x, targets, method, opts)?.attr;
+    let mut best = vec![0f32; targets.len()];
+    for c in copies {
+        let e = explain(m, c, targets, method, opts)?.attr;
+        for (b, v) in best.iter_mut().zip(relative_change(&base, &e)?) {
+            *b = b.max(v);
+        }
+    }
+    Ok(best)
+}
+
+/// Captum's `sensitivity_max` with its default perturbation: `draws` copies
+/// of `x` plus noise uniform in [-radius, radius] per value (not clipped),
+/// seeded by `seed`.
+#[allow(clippy::too_many_arguments)]
+pub fn sensitivity_max(
+    m: &Model,
+    x: &Tensor,
+    targets: &[u32],
+    method: Method,
+    opts: &Options,
+    draws: usize,
+    radius: f32,
+    seed: u64,
+) -> Result<Vec<f32>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n = x.elem_count();
+    let copies = (0..draws)
+        .map(|_| {
+            let noise: Vec<f32> = (0..n).map(|_| rng.gen_range(-radius..=radius)).collect();
+            Ok((x + Tensor::from_vec(noise, x.shape(), x.device())?)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    sensitivity_max_with(m, x, targets, method, opts, &copies)
+}
+
+/// Per sample, the share of the absolute attribution (summed over the
+/// channels) that falls on pixels `background[i][p]`.
+pub fn background_share(attr: &Tensor, background: &[Vec<bool>]) -> Result<Vec<f32>> {
+    let (n, c, h, w) = attr.dims4()?;
+    let a = attr.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let hw = h * w;
+    Ok((0..n)
+        .map(|i| {
+            let (mut bg, mut all) = (0f64, 0f64);
+            for ch in 0..c {
+                for p in 0..hw {
+                    let v = a[(i * c + ch) * hw + p].abs() as f64;
+                    all += v;
+                    if background[i].get(p).copied().unwrap_or(false) {
+                        bg += v;
+                    }
+                }
+            }
+            if all > 0.0 {
+                (bg / all) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect())
+}
+
+/// RISE's deletion metric: pixels are set to 0 (black, every channel) in
+/// order of the attribution summed over the channels, largest first (ties:
+/// lower pixel index first), `step` pixels at a time; the softmax
+/// probability of each sample's target is read before the first and after
+/// every step, and the curve's area is the trapezoid rule over [0, 1]
+/// (RISE's `auc`). Returns the area per sample (lower: the attribution
+/// found the evidence).
+pub fn deletion_auc(
+    m: &Model,
+    x: &Tensor,
+    targets: &[u32],
+    attr: &Tensor,
+    step: usize,
+) -> Result<Vec<f32>> {
+    let (n, c, h, w) = x.dims4()?;
+    let hw = h * w;
+    let step = step.clamp(1, hw.max(1));
+    let a = attr.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    let scores: Vec<f32> = a.sum(1)?.flatten_all()?.to_vec1()?;
+    let orders: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            let s = &scores[i * hw..(i + 1) * hw];
+            let mut o: Vec<usize> = (0..hw).collect();
+            o.sort_by(|&p, &q| s[q].total_cmp(&s[p]).then(p.cmp(&q)));
+            o
+        })
+        .collect();
+    let mut img = x
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let steps = hw.div_ceil(step);
+    let mut curves = vec![Vec::with_capacity(steps + 1); n];
+    for k in 0..=steps {
+        let t = Tensor::from_slice(&img, (n, c, h, w), x.device())?.to_dtype(x.dtype())?;
+        let p = candle_nn::ops::softmax_last_dim(&m.logits(&t)?.to_dtype(DType::F32)?)?
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
+        for i in 0..n {
+            curves[i].push(p[i][targets[i] as usize]);
+        }
+        if k < steps {
+            for (i, order) in orders.iter().enumerate() {
+                for &px in &order[k * step..((k + 1) * step).min(hw)] {
+                    for ch in 0..c {
+                        img[(i * c + ch) * hw + px] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+    Ok(curves
+        .iter()
+        .map(|s| {
+            let l = s.len();
+            if l < 2 {
+                return s.first().copied().unwrap_or(0.0);
+            }
+            let sum: f64 = s.iter().map(|v| *v as f64).sum();
+            ((sum - s[0] as f64 / 2.0 - s[l - 1] as f64 / 2.0) / (l - 1) as f64) as f32
+        })
+        .collect())
+}
