@@ -40,6 +40,9 @@ pub struct ModelReport {
     /// With `--layer all`: the clean set's k* at every layer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kstar_layers: Vec<KstarReport>,
+    /// With `--explain`: the numbers of its explanations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanations: Option<crate::explain::scores::ExplainReport>,
 }
 
 /// An accuracy in [0,1] as a percentage with two decimals.
@@ -149,6 +152,25 @@ pub fn table(r: &Report) -> String {
                     opt(sm.all.skew),
                     opt(sm.all.accuracy)
                 );
+            }
+        }
+        if let Some(e) = &m.explanations {
+            let _ = write!(
+                s,
+                "{} of {} images: sensitivity_max mean {:.4} (max {:.4}), deletion AUC {:.4}",
+                e.method.title(),
+                e.samples,
+                e.sensitivity_max_mean,
+                e.sensitivity_max_max,
+                e.deletion_auc
+            );
+            if let Some(b) = e.background_share {
+                let _ = write!(s, ", background share {}", pct(b));
+            }
+            let _ = writeln!(s);
+            let _ = writeln!(s, "  moved by colour (||E(x) - E(P(x))|| / ||E(x)||):");
+            for c in &e.colour_sensitivity {
+                let _ = writeln!(s, "  {:<24} {:.4}", c.label, c.mean);
             }
         }
     }

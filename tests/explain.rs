@@ -312,3 +312,67 @@ fn explanation_scores_match_the_references() {
     let share = scores::background_share(&attr, &[vec![true, true, false, false]]).unwrap();
     assert!((share[0] - 0.5).abs() < 1e-6, "{share:?}");
 }
+
+/// `eval --explain`: each model's explanation numbers in the JSON, equal to
+/// the library's on the same images, with the background share on the
+/// colour-shift set; the table says them too.
+#[test]
+fn eval_reports_explanation_numbers() {
+    let tiny = fixture("train").join("tiny.safetensors");
+    let args = |format: &str| {
+        vec![
+            "eval".to_string(),
+            "-c".into(),
+            tiny.display().to_string(),
+            "-d".into(),
+            "builtin:fashion-mnist:colour".into(),
+            "--samples".into(),
+            "6".into(),
+            "--perturb".into(),
+            "none".into(),
+            "--explain".into(),
+            "gradcam".into(),
+            "--explain-samples".into(),
+            "3".into(),
+            "--format".into(),
+            format.into(),
+        ]
+    };
+    let r = semcon_ok(args("json"));
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let e = &j["models"][0]["explanations"];
+    assert_eq!(e["method"], "gradcam", "{e}");
+    assert_eq!(e["samples"], 3);
+    assert_eq!(e["colour_sensitivity"].as_array().unwrap().len(), 16);
+    let share = e["background_share"].as_f64().expect("colour-shift set");
+    assert!((0.0..=1.0).contains(&share), "{share}");
+    let auc = e["deletion_auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc), "{auc}");
+    // the library on the same images gives the same numbers
+    let m = load(&tiny, &ModelOptions::default(), &Device::Cpu).unwrap();
+    let set = semcon::session::DataChoice {
+        dataset: Some("builtin:fashion-mnist:colour".into()),
+        samples: Some(6),
+        ..Default::default()
+    }
+    .load(None)
+    .unwrap();
+    let rep =
+        explain::scores::report(&m, &set, Method::Gradcam, &Options::default(), 3, 0).unwrap();
+    assert!(
+        (rep.deletion_auc - auc).abs() < 1e-6,
+        "{} vs {auc}",
+        rep.deletion_auc
+    );
+    assert!((rep.background_share.unwrap() - share).abs() < 1e-6);
+    assert!((rep.sensitivity_max_mean - e["sensitivity_max_mean"].as_f64().unwrap()).abs() < 1e-6);
+    let t = semcon_ok(args("table"));
+    assert!(
+        t.stdout
+            .contains("GradCAM of 3 images: sensitivity_max mean")
+            && t.stdout.contains("background share")
+            && t.stdout.contains("hue 0.1"),
+        "{}",
+        t.stdout
+    );
+}

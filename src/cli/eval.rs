@@ -57,6 +57,15 @@ pub struct EvalArgs {
     #[arg(long)]
     pub shift_dataset: Option<String>,
     /// table (readable) or json (keys: docs/json.md).
+    /// Also the numbers of each model's explanations (saliency, ig or
+    /// gradcam) of the first --explain-samples images: Captum's
+    /// sensitivity_max, the same ratio under each colour perturbation, the
+    /// background share (colour-shift sets) and RISE's deletion AUC.
+    #[arg(long, value_enum)]
+    pub explain: Option<crate::explain::Method>,
+    /// Images whose explanations --explain measures.
+    #[arg(long, default_value_t = 16, requires = "explain")]
+    pub explain_samples: usize,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Images per forward pass (a device out of memory halves it and retries).
@@ -222,6 +231,17 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                 kstar_layers.push(kstar_of(&f, &clean.preds, t)?);
             }
         }
+        let explanations = match a.explain {
+            Some(method) => Some(crate::explain::scores::report(
+                m,
+                &mset,
+                method,
+                &crate::explain::Options::default(),
+                a.explain_samples,
+                a.data.seed,
+            )?),
+            None => None,
+        };
         let kstar = (!kstar_layers.is_empty()).then(|| kstar_layers[0].clone());
         if taps.len() == 1 {
             kstar_layers.clear();
@@ -239,6 +259,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             pgd: pgd_rows,
             kstar,
             kstar_layers,
+            explanations,
         });
     }
     let report = Report {

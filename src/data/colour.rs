@@ -55,3 +55,20 @@ pub fn colour_shift(set: &ImageSet, split: Split) -> Result<ImageSet> {
         norm: None,
     })
 }
+
+/// Whether `set` is a colour-shift set (its background pixels known).
+pub fn is_colour_shift(set: &ImageSet) -> bool {
+    set.channels == 3 && set.name.ends_with(":colour")
+}
+
+/// The background pixels of one colour-shift image (CHW, `hw` pixels per
+/// channel): those of exactly [`RED`] or [`BLUE`] (a foreground pixel keeps
+/// its gray, equal in every channel, so it is never either).
+pub fn background(image: &[f32], hw: usize) -> Vec<bool> {
+    (0..hw)
+        .map(|p| {
+            let px = [image[p], image[hw + p], image[2 * hw + p]];
+            px == RED || px == BLUE
+        })
+        .collect()
+}

@@ -7,10 +7,13 @@
 //! AUC).
 
 use super::{explain, Method, Options};
+use crate::data::{colour, ImageSet};
 use crate::model::Model;
+use crate::perturb::Kind;
 use crate::Result;
 use candle_core::{DType, Device, Tensor, D};
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
 /// Per sample, ||a_i - b_i|| / ||a_i|| (Frobenius norms; a zero ||a_i||
 /// counts as 1, as Captum does).
@@ -163,4 +166,114 @@ pub fn deletion_auc(
             ((sum - s[0] as f64 / 2.0 - s[l - 1] as f64 / 2.0) / (l - 1) as f64) as f32
         })
         .collect())
+}
+
+/// How the perturbation of one kind and level moves an explanation.
+#[derive(Clone, Debug, Serialize)]
+pub struct PerturbSensitivity {
+    /// The perturbation's name (`hue`), level and label (`hue 0.2`).
+    pub name: String,
+    pub level: usize,
+    pub label: String,
+    /// Mean over the samples of ||E(x) - E(P(x))|| / ||E(x)||.
+    pub mean: f64,
+}
+
+/// One model's explanation numbers on the first `samples` images of a set
+/// (`eval --explain`; JSON shape in docs/json.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct ExplainReport {
+    pub method: Method,
+    pub samples: usize,
+    /// Captum's `sensitivity_max` (10 draws of uniform noise of radius
+    /// 0.02, seeded), mean and largest over the samples.
+    pub sensitivity_max_mean: f64,
+    pub sensitivity_max_max: f64,
+    /// The same ratio under each colour perturbation at each level (the
+    /// paper's non-semantic perturbations: the explanation should not move).
+    pub colour_sensitivity: Vec<PerturbSensitivity>,
+    /// The colour-shift set only: the mean share of the absolute
+    /// attribution on the (tinted) background.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background_share: Option<f64>,
+    /// RISE's deletion AUC (one image row of pixels per step), mean.
+    pub deletion_auc: f64,
+}
+
+/// Draws for [`sensitivity_max`] (Captum's default).
+pub const SENSITIVITY_DRAWS: usize = 10;
+/// Noise radius for [`sensitivity_max`] (Captum's default).
+pub const SENSITIVITY_RADIUS: f32 = 0.02;
+
+fn mean(v: &[f32]) -> f64 {
+    v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The explanation numbers of `m` for the true labels of the first
+/// `samples` images of `set` (already fitted to the model's channels).
+pub fn report(
+    m: &Model,
+    set: &ImageSet,
+    method: Method,
+    opts: &Options,
+    samples: usize,
+    seed: u64,
+) -> Result<ExplainReport> {
+    let n = samples.min(set.len());
+    if n == 0 {
+        return Err(crate::invalid!("no images to explain"));
+    }
+    let one = set.select(&(0..n).collect::<Vec<_>>());
+    let shape = (n, one.channels, one.height, one.width);
+    let x = Tensor::from_slice(&one.data, shape, &m.device)?;
+    let y = one.labels.clone();
+    let base = explain(m, &x, &y, method, opts)?;
+    let sens = sensitivity_max(
+        m,
+        &x,
+        &y,
+        method,
+        opts,
+        SENSITIVITY_DRAWS,
+        SENSITIVITY_RADIUS,
+        seed,
+    )?;
+    let mut colour_sensitivity = Vec::new();
+    for kind in Kind::COLOUR {
+        for level in 1..=kind.levels() {
+            let p = crate::perturb::apply(kind, level, &one.data, shape, seed)?;
+            let xp = Tensor::from_vec(p, shape, &m.device)?;
+            let e = explain(m, &xp, &y, method, opts)?;
+            colour_sensitivity.push(PerturbSensitivity {
+                name: kind.name().to_string(),
+                level,
+                label: kind.param_label(level, one.height.min(one.width)),
+                mean: mean(&relative_change(&base.attr, &e.attr)?),
+            });
+        }
+    }
+    let background_share = if colour::is_colour_shift(set) {
+        let hw = one.height * one.width;
+        let masks: Vec<Vec<bool>> = (0..n)
+            .map(|i| {
+                colour::background(
+                    &one.data[i * one.image_len()..(i + 1) * one.image_len()],
+                    hw,
+                )
+            })
+            .collect();
+        Some(mean(&background_share(&base.attr, &masks)?))
+    } else {
+        None
+    };
+    let deletion = deletion_auc(m, &x, &y, &base.attr, one.width)?;
+    Ok(ExplainReport {
+        method,
+        samples: n,
+        sensitivity_max_mean: mean(&sens),
+        sensitivity_max_max: sens.iter().fold(0f32, |a, &b| a.max(b)) as f64,
+        colour_sensitivity,
+        background_share,
+        deletion_auc: mean(&deletion),
+    })
 }
