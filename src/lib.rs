@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod explain;
+pub mod figure;
 pub mod fuzz;
 pub mod metrics;
 pub mod model;

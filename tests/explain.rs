@@ -225,6 +225,31 @@ fn explain_command_writes_every_models_attributions() {
     );
     let got: HashMap<String, Tensor> = common::read_npz(&cam);
     assert_eq!(got["attributions"].dims(), &[2, 2, 1, 32, 32]);
+    // the figure: the image column and one heat-map column per model,
+    // rows of 128 px cells; the first cell is the image itself, scaled
+    let png = dir.join("cam.png");
+    semcon_ok(args(&[
+        "--method",
+        "gradcam",
+        "--out",
+        png.to_str().unwrap(),
+    ]));
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(
+        img.width(),
+        10 + 3 * 138 + 74,
+        "three columns and a colour bar"
+    );
+    assert_eq!(img.height(), 50 + 2 * 158 + 10, "two rows");
+    let x0: Vec<f32> = vec_f32(&x.get(0).unwrap());
+    for (px, py) in [(0u32, 0u32), (31, 31), (5, 20)] {
+        let p = img.get_pixel(10 + px * 4 + 1, 50 + py * 4 + 1);
+        for c in 0..3 {
+            let want = (x0[c * 1024 + (py * 32 + px) as usize] * 255.0).round() as i32;
+            assert!((p[c] as i32 - want).abs() <= 1, "image pixel ({px},{py})");
+        }
+    }
+    assert!(!png.with_extension("png.tmp").exists());
     // refusals
     let vit = model_fixture("vit_tiny.safetensors");
     let bad = dir.join("bad.npz");

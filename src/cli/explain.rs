@@ -8,6 +8,7 @@ use crate::data::input::read_input_set;
 use crate::data::npyz::{save_npz, NpyArray};
 use crate::data::ImageSet;
 use crate::explain::{self, Method, Options, Target};
+use crate::figure::explain::{Column, Figure, Scale};
 use crate::model::Tap;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
@@ -45,11 +46,17 @@ pub struct ExplainArgs {
     /// stage1..N [default: the last].
     #[arg(long)]
     pub layer: Option<String>,
-    /// Output .npz: images, labels, models, method, target, attributions
-    /// [models, N, C, H, W] (C = 1 for GradCAM), targets, preds, logit
-    /// (the explained logit) [models, N], and delta (IG) or gradcam_coarse.
+    /// Output: .npz (images, labels, models, method, target, attributions
+    /// [models, N, C, H, W] (C = 1 for GradCAM), targets, preds, logit (the
+    /// explained logit) [models, N], and delta (IG) or gradcam_coarse), or
+    /// .png (the paper's figure: one row per sample, the image then each
+    /// model's explanation, captions and a colour bar).
     #[arg(long)]
     pub out: PathBuf,
+    /// The figure's heat-map scaling: row (one scale per sample, shared by
+    /// the models) or image (each map to its own maximum).
+    #[arg(long, value_enum, default_value_t = Scale::Row)]
+    pub scale: Scale,
     /// The summary on stdout: table or json.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -71,7 +78,7 @@ struct Summary {
 }
 
 pub fn run(a: &ExplainArgs) -> Result<()> {
-    check_out(&a.out, &["npz"])?;
+    check_out(&a.out, &["npz", "png"])?;
     let choice = a.model.choice()?;
     let device = choice.device()?;
     let models = choice.load_all(&device)?;
@@ -129,7 +136,14 @@ pub fn run(a: &ExplainArgs) -> Result<()> {
         let e = explain::explain(m, &x, &targets, a.method, &opts)?;
         runs.push(e);
     }
-    write(a, &set, &models, &runs)?;
+    if a.out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        figure(a, &set, &models, &runs)?;
+    } else {
+        write(a, &set, &models, &runs)?;
+    }
     let rows: Vec<Summary> = models
         .iter()
         .zip(&runs)
@@ -266,5 +280,67 @@ fn write(
         Method::Saliency => {}
     }
     save_npz(&a.out, &arrays)?;
+    Ok(())
+}
+
+/// The PNG figure: per model and sample the attribution summed over the
+/// channels in absolute value (GradCAM: its map).
+fn figure(
+    a: &ExplainArgs,
+    set: &ImageSet,
+    models: &[crate::model::Model],
+    runs: &[explain::Explanation],
+) -> Result<()> {
+    let (h, w) = (set.height, set.width);
+    let maps: Vec<Vec<Vec<f32>>> = runs
+        .iter()
+        .map(|e| {
+            let v = e.attr.flatten_all()?.to_vec1::<f32>()?;
+            let c = e.attr.dim(1)?;
+            Ok((0..set.len())
+                .map(|i| {
+                    (0..h * w)
+                        .map(|p| (0..c).map(|ch| v[(i * c + ch) * h * w + p].abs()).sum())
+                        .collect()
+                })
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    let columns: Vec<Column> = models
+        .iter()
+        .zip(runs)
+        .zip(&maps)
+        .map(|((m, e), maps)| Column {
+            name: &m.name,
+            maps,
+            preds: &e.preds,
+        })
+        .collect();
+    let names = models[0]
+        .class_names
+        .clone()
+        .unwrap_or_else(|| set.class_names.clone());
+    let title = format!(
+        "{} of the {}",
+        a.method.title(),
+        match a.target {
+            Target::Label => "true label",
+            Target::Pred => "prediction",
+        }
+    );
+    let canvas = crate::figure::explain::draw(
+        &Figure {
+            images: &set.data,
+            channels: set.channels,
+            height: h,
+            width: w,
+            labels: &set.labels,
+            class_names: &names,
+            title: &title,
+            scale: a.scale,
+        },
+        &columns,
+    );
+    crate::figure::save_png(&canvas, &a.out)?;
     Ok(())
 }

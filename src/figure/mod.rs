@@ -1,0 +1,220 @@
+//! Figures written as PNG without a plotting library: an RGB canvas,
+//! text laid out on its baseline with the embedded DejaVu Sans (each glyph
+//! placed by its own bearing, so '.' and ',' sit on the line and 'g' hangs
+//! below it), the heat-map colour ramp and its colour bar, and the atomic
+//! PNG write. The explanation figure (`explain.rs`) is built from them.
+
+pub mod explain;
+
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+use std::path::Path;
+
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// An RGB image being drawn.
+pub struct Canvas {
+    pub width: u32,
+    pub height: u32,
+    pub px: Vec<[u8; 3]>,
+}
+
+impl Canvas {
+    /// A white canvas.
+    pub fn new(width: u32, height: u32) -> Canvas {
+        Canvas {
+            width,
+            height,
+            px: vec![[255; 3]; (width * height) as usize],
+        }
+    }
+
+    /// Sets a pixel (outside the canvas: ignored).
+    pub fn put(&mut self, x: i64, y: i64, c: [u8; 3]) {
+        if x >= 0 && y >= 0 && (x as u32) < self.width && (y as u32) < self.height {
+            self.px[(y as u32 * self.width + x as u32) as usize] = c;
+        }
+    }
+
+    /// Blends `c` over a pixel with coverage `a` in [0,1].
+    fn blend(&mut self, x: i64, y: i64, c: [u8; 3], a: f32) {
+        if x < 0 || y < 0 || x as u32 >= self.width || y as u32 >= self.height {
+            return;
+        }
+        let p = &mut self.px[(y as u32 * self.width + x as u32) as usize];
+        for k in 0..3 {
+            p[k] = (p[k] as f32 * (1.0 - a) + c[k] as f32 * a).round() as u8;
+        }
+    }
+
+    /// An RGB image (CHW in [0,1], 1 or 3 channels) scaled by nearest
+    /// neighbour into the `w` x `h` box at (x, y).
+    #[allow(clippy::too_many_arguments)]
+    pub fn image(
+        &mut self,
+        x: i64,
+        y: i64,
+        w: u32,
+        h: u32,
+        chw: &[f32],
+        c: usize,
+        ih: usize,
+        iw: usize,
+    ) {
+        let hw = ih * iw;
+        for dy in 0..h {
+            let sy = (dy as usize * ih / h as usize).min(ih - 1);
+            for dx in 0..w {
+                let sx = (dx as usize * iw / w as usize).min(iw - 1);
+                let v = |ch: usize| {
+                    let ch = if c == 1 { 0 } else { ch };
+                    (chw[ch * hw + sy * iw + sx].clamp(0.0, 1.0) * 255.0).round() as u8
+                };
+                self.put(x + dx as i64, y + dy as i64, [v(0), v(1), v(2)]);
+            }
+        }
+    }
+
+    /// A filled rectangle.
+    pub fn rect(&mut self, x: i64, y: i64, w: u32, h: u32, c: [u8; 3]) {
+        for dy in 0..h as i64 {
+            for dx in 0..w as i64 {
+                self.put(x + dx, y + dy, c);
+            }
+        }
+    }
+
+    /// Draws `text` of `size` px with its baseline at `baseline`, starting
+    /// at `x` (`Align::Center`: centred on `x`). Returns its advance width.
+    pub fn text(
+        &mut self,
+        x: f32,
+        baseline: f32,
+        size: f32,
+        text: &str,
+        c: [u8; 3],
+        align: Align,
+    ) -> f32 {
+        let font = FontRef::try_from_slice(FONT).expect("the embedded font parses");
+        let sf = font.as_scaled(PxScale::from(size));
+        let width = text_width(text, size);
+        let mut pen = match align {
+            Align::Left => x,
+            Align::Center => x - width / 2.0,
+            Align::Right => x - width,
+        };
+        let mut last = None;
+        for ch in text.chars() {
+            let id = sf.glyph_id(ch);
+            if let Some(prev) = last {
+                pen += sf.kern(prev, id);
+            }
+            let g = id.with_scale_and_position(size, ab_glyph::point(pen, baseline));
+            if let Some(o) = font.outline_glyph(g) {
+                let b = o.px_bounds();
+                o.draw(|gx, gy, a| {
+                    self.blend(b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64, c, a)
+                });
+            }
+            pen += sf.h_advance(id);
+            last = Some(id);
+        }
+        width
+    }
+}
+
+/// Horizontal placement of text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Center,
+    Right,
+}
+
+/// The advance width of `text` at `size` px.
+pub fn text_width(text: &str, size: f32) -> f32 {
+    let font = FontRef::try_from_slice(FONT).expect("the embedded font parses");
+    let sf = font.as_scaled(PxScale::from(size));
+    let mut w = 0.0;
+    let mut last = None;
+    for ch in text.chars() {
+        let id = sf.glyph_id(ch);
+        if let Some(prev) = last {
+            w += sf.kern(prev, id);
+        }
+        w += sf.h_advance(id);
+        last = Some(id);
+    }
+    w
+}
+
+/// The heat-map ramp (inferno-like: black - purple - red - orange - pale
+/// yellow) at `t` in [0,1], as RGB in [0,1]; the explorer's heat maps and
+/// the figures share it.
+pub fn heat(t: f32) -> [f32; 3] {
+    const STOPS: [[f32; 3]; 5] = [
+        [0.0, 0.0, 0.02],
+        [0.34, 0.06, 0.43],
+        [0.73, 0.21, 0.33],
+        [0.98, 0.55, 0.04],
+        [0.99, 1.0, 0.64],
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let s = t * (STOPS.len() - 1) as f32;
+    let i = (s.floor() as usize).min(STOPS.len() - 2);
+    let f = s - i as f32;
+    let mut out = [0f32; 3];
+    for c in 0..3 {
+        out[c] = STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c]);
+    }
+    out
+}
+
+/// Writes the canvas as PNG, whole or not at all (a temporary file renamed
+/// into place).
+pub fn save_png(canvas: &Canvas, path: &Path) -> crate::Result<()> {
+    let raw: Vec<u8> = canvas.px.iter().flat_map(|p| p.iter().copied()).collect();
+    let img = image::RgbImage::from_raw(canvas.width, canvas.height, raw)
+        .ok_or_else(|| crate::invalid!("bad figure buffer"))?;
+    let tmp = path.with_extension("png.tmp");
+    let written = img
+        .save_with_format(&tmp, image::ImageFormat::Png)
+        .map_err(|e| crate::Error::io(&tmp, std::io::Error::other(e.to_string())))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| crate::Error::io(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A '.' sits on the baseline (its ink ends at the baseline, as an 'a'
+    /// does), not at mid-height as plotters' text drew it; a 'g' hangs below.
+    #[test]
+    fn text_sits_on_its_baseline() {
+        let ink_rows = |s: &str| {
+            let mut c = Canvas::new(40, 40);
+            c.text(5.0, 25.0, 20.0, s, [0, 0, 0], Align::Left);
+            let rows: Vec<usize> = (0..40)
+                .filter(|&y| (0..40).any(|x| c.px[y * 40 + x][0] < 128))
+                .collect();
+            (rows[0], *rows.last().unwrap())
+        };
+        let (_, dot_bottom) = ink_rows(".");
+        let (a_top, a_bottom) = ink_rows("a");
+        let (_, g_bottom) = ink_rows("g");
+        assert!(
+            (dot_bottom as i64 - a_bottom as i64).abs() <= 1,
+            "dot {dot_bottom} vs a {a_bottom}"
+        );
+        assert!(dot_bottom >= 23, "the dot floats: bottom row {dot_bottom}");
+        assert!(g_bottom > a_bottom + 2, "g does not descend");
+        assert!(a_top > 10);
+    }
+}
