@@ -401,3 +401,70 @@ fn eval_reports_explanation_numbers() {
         t.stdout
     );
 }
+
+/// LIME against the `lime` package given the masks it drew: every
+/// superpixel's coefficient and the intercept of its weighted ridge
+/// regression, on a trained model whose probabilities move.
+#[test]
+fn lime_matches_the_lime_package() {
+    use semcon::explain::lime;
+    let f = captum();
+    let m = load(
+        &fixture("train").join("tiny.safetensors"),
+        &ModelOptions::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let x = &f["lime_x"];
+    let y: Vec<u32> = vec_f32(&f["lime_y"]).iter().map(|v| *v as u32).collect();
+    let (segments, n_seg) = lime::grid_segments(28, 28, 4);
+    assert_eq!(n_seg, 49);
+    let data = &f["lime_data"]; // [2, 200, 49] u8
+    let coefs = &f["lime_coef"];
+    let inter = vec_f32(&f["lime_intercept"]);
+    for i in 0..2 {
+        let rows: Vec<Vec<bool>> = data
+            .get(i)
+            .unwrap()
+            .to_dtype(DType::U32)
+            .unwrap()
+            .to_vec2::<u32>()
+            .unwrap()
+            .iter()
+            .map(|r| r.iter().map(|&v| v == 1).collect())
+            .collect();
+        assert!(rows[0].iter().all(|&b| b), "lime's first mask is all on");
+        let (coef, b) = lime::explain_with(
+            &m,
+            &x.narrow(0, i, 1).unwrap(),
+            y[i],
+            &segments,
+            n_seg,
+            &rows,
+            0.25,
+        )
+        .unwrap();
+        let want: Vec<f32> = vec_f32(&coefs.get(i).unwrap());
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert!(scale > 1e-3, "the reference barely moves: {scale}");
+        for (s, (g, w)) in coef.iter().zip(&want).enumerate() {
+            assert!(
+                (*g as f32 - w).abs() <= 1e-3 * scale,
+                "sample {i} superpixel {s}: {g} vs lime {w}"
+            );
+        }
+        assert!(
+            (b as f32 - inter[i]).abs() < 1e-5,
+            "intercept {b} vs {}",
+            inter[i]
+        );
+    }
+    // the method as explain runs it: [N, 1, H, W], seeded, constant per superpixel
+    let a = explain::explain(&m, x, &y, Method::Lime, &Options::default()).unwrap();
+    let b = explain::explain(&m, x, &y, Method::Lime, &Options::default()).unwrap();
+    assert_eq!(a.attr.dims(), &[2, 1, 28, 28]);
+    assert_eq!(vec_f32(&a.attr), vec_f32(&b.attr), "seeded");
+    let v = vec_f32(&a.attr.get(0).unwrap());
+    assert_eq!(v[0], v[3 * 28 + 3], "one value per 4x4 cell");
+    assert!(v.iter().any(|x| *x != 0.0));
+}

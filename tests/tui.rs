@@ -1449,7 +1449,7 @@ fn b_switches_the_ds_histogram_to_log_bins() {
 }
 
 /// `x` cycles the sample panel's explanations (none, saliency, IG,
-/// GradCAM); every model's explanation of the shown sample is asked right
+/// GradCAM, LIME); every model's explanation of the shown sample is asked right
 /// after the first numbers; a finished one is a heat map on one shared
 /// scale (its hottest pixel the ramp's palest colour), a failed one says
 /// why, one for another method is never shown; none are asked when off.
@@ -1544,6 +1544,8 @@ fn explanations_cycle_and_show_as_heat_maps() {
     assert_eq!(app.explain, Some(Method::Ig));
     app.update(Action::CycleExplain);
     assert_eq!(app.explain, Some(Method::Gradcam));
+    app.update(Action::CycleExplain);
+    assert_eq!(app.explain, Some(Method::Lime));
     app.update(Action::CycleExplain);
     assert_eq!(app.explain, None);
     assert!(!has_explain(&app));

@@ -32,8 +32,10 @@ pub struct ExplainArgs {
     #[arg(long, requires = "input")]
     pub labels: Option<PathBuf>,
     /// saliency (|d logit / d x|, Captum's Saliency), ig (Integrated
-    /// Gradients from a black image, Gauss-Legendre nodes) or gradcam (at the
-    /// last convolutional stage, or --layer; upsampled by nearest neighbour).
+    /// Gradients from a black image, Gauss-Legendre nodes), gradcam (at the
+    /// last convolutional stage, or --layer; upsampled by nearest neighbour)
+    /// or lime (a grid of superpixels, the lime package's sampling, kernel
+    /// and ridge regression, seeded by --seed).
     #[arg(long, value_enum)]
     pub method: Method,
     /// The class explained: label (the true one) or pred (each model's prediction).
@@ -42,6 +44,9 @@ pub struct ExplainArgs {
     /// Integrated Gradients' steps.
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
+    /// LIME's masked images per explanation (lime's num_samples).
+    #[arg(long, default_value_t = 1000)]
+    pub lime_samples: usize,
     /// GradCAM's layer: a ResNet's layer1..4, a ConvNeXt's or EfficientNet's
     /// stage1..N [default: the last].
     #[arg(long)]
@@ -116,6 +121,11 @@ pub fn run(a: &ExplainArgs) -> Result<()> {
         bail!("no images to explain");
     }
     let opts = Options {
+        lime: explain::lime::LimeConfig {
+            samples: a.lime_samples,
+            seed: a.data.seed,
+            ..Default::default()
+        },
         steps: a.steps,
         layer: match &a.layer {
             Some(l) => Some(l.parse::<Tap>()?),
@@ -277,14 +287,13 @@ fn write(
                 .collect();
             arrays.push(("layer", NpyArray::Strings(&layers)));
         }
-        Method::Saliency => {}
+        Method::Saliency | Method::Lime => {}
     }
     save_npz(&a.out, &arrays)?;
     Ok(())
 }
 
-/// The PNG figure: per model and sample the attribution summed over the
-/// channels in absolute value (GradCAM: its map).
+/// The PNG figure: per model and sample its [`explain::heat_maps`].
 fn figure(
     a: &ExplainArgs,
     set: &ImageSet,
@@ -294,17 +303,7 @@ fn figure(
     let (h, w) = (set.height, set.width);
     let maps: Vec<Vec<Vec<f32>>> = runs
         .iter()
-        .map(|e| {
-            let v = e.attr.flatten_all()?.to_vec1::<f32>()?;
-            let c = e.attr.dim(1)?;
-            Ok((0..set.len())
-                .map(|i| {
-                    (0..h * w)
-                        .map(|p| (0..c).map(|ch| v[(i * c + ch) * h * w + p].abs()).sum())
-                        .collect()
-                })
-                .collect())
-        })
+        .map(|e| Ok(explain::heat_maps(&e.attr, a.method)?))
         .collect::<Result<_>>()?;
     let columns: Vec<Column> = models
         .iter()

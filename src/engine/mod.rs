@@ -111,8 +111,7 @@ pub struct SampleImages {
 }
 
 /// A model's explanation of one sample as a map over its pixels (H x W,
-/// row-major, >= 0): saliency and IG summed over the channels in absolute
-/// value, GradCAM upsampled to the image.
+/// row-major, >= 0: [`explain::heat_maps`]).
 #[derive(Clone, Debug)]
 pub struct ExplainMap {
     pub method: explain::Method,
@@ -593,11 +592,9 @@ impl Worker {
                 let target = one.labels[0];
                 let e = explain::explain(m, &x, &[target], method, &explain::Options::default())?;
                 let (h, w) = (one.height, one.width);
-                let a = e.attr.flatten_all()?.to_vec1::<f32>()?;
-                let c = a.len() / (h * w).max(1);
-                let map = (0..h * w)
-                    .map(|p| (0..c).map(|ch| a[ch * h * w + p].abs()).sum())
-                    .collect();
+                let map = explain::heat_maps(&e.attr, method)?
+                    .pop()
+                    .expect("one sample explained");
                 Some(JobResult::Explain(ExplainMap {
                     method,
                     height: h,

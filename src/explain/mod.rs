@@ -7,6 +7,7 @@
 //! upsampled to the image by nearest neighbour). Gradients come from
 //! candle's graph, so every model family gets every method.
 
+pub mod lime;
 pub mod quadrature;
 pub mod scores;
 
@@ -27,6 +28,9 @@ pub enum Method {
     /// GradCAM at a convolutional stage (Captum `LayerGradCam`,
     /// `relu_attributions=True`), upsampled by nearest neighbour.
     Gradcam,
+    /// LIME over a grid of superpixels (the `lime` package's sampling,
+    /// kernel and weighted ridge regression), seeded.
+    Lime,
 }
 
 impl Method {
@@ -35,6 +39,7 @@ impl Method {
             Method::Saliency => "saliency",
             Method::Ig => "ig",
             Method::Gradcam => "gradcam",
+            Method::Lime => "lime",
         }
     }
 
@@ -44,10 +49,11 @@ impl Method {
             Method::Saliency => "saliency",
             Method::Ig => "Integrated Gradients",
             Method::Gradcam => "GradCAM",
+            Method::Lime => "LIME",
         }
     }
 
-    pub const ALL: [Method; 3] = [Method::Saliency, Method::Ig, Method::Gradcam];
+    pub const ALL: [Method; 4] = [Method::Saliency, Method::Ig, Method::Gradcam, Method::Lime];
 }
 
 /// Which class is explained.
@@ -67,6 +73,8 @@ pub struct Options {
     pub steps: usize,
     /// GradCAM's layer; the model's last convolutional stage when `None`.
     pub layer: Option<Tap>,
+    /// LIME's samples, kernel width and seed.
+    pub lime: lime::LimeConfig,
 }
 
 impl Default for Options {
@@ -74,6 +82,7 @@ impl Default for Options {
         Options {
             steps: 50,
             layer: None,
+            lime: lime::LimeConfig::default(),
         }
     }
 }
@@ -81,7 +90,7 @@ impl Default for Options {
 /// One model's explanations of a batch.
 #[derive(Clone, Debug)]
 pub struct Explanation {
-    /// `[N, C, H, W]` (saliency, IG) or `[N, 1, H, W]` (GradCAM), f32, CPU.
+    /// `[N, C, H, W]` (saliency, IG) or `[N, 1, H, W]` (GradCAM, LIME), f32, CPU.
     pub attr: Tensor,
     /// GradCAM before upsampling, `[N, 1, h, w]`.
     pub coarse: Option<Tensor>,
@@ -183,9 +192,36 @@ pub fn explain(
             e.logit = logit;
             e.layer = Some(layer);
         }
+        Method::Lime => {
+            e.attr = lime::lime(m, x, targets, &opts.lime)?;
+            e.logit = m.target_logit_grad(x, targets)?.0;
+        }
     }
     e.attr = e.attr.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
     Ok(e)
+}
+
+/// Per sample, what a heat map of `attr` (`[N, C, H, W]`) shows, `H x W`
+/// and >= 0: saliency and IG summed over the channels in absolute value,
+/// GradCAM as it is, LIME's positive coefficients only (the superpixels
+/// that speak for the class, as lime's `positive_only`).
+pub fn heat_maps(attr: &Tensor, method: Method) -> Result<Vec<Vec<f32>>> {
+    let (n, c, h, w) = attr.dims4()?;
+    let v = attr.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let hw = h * w;
+    Ok((0..n)
+        .map(|i| {
+            (0..hw)
+                .map(|p| {
+                    let vals = (0..c).map(|ch| v[(i * c + ch) * hw + p]);
+                    match method {
+                        Method::Lime => vals.sum::<f32>().max(0.0),
+                        _ => vals.map(f32::abs).sum(),
+                    }
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// Integrated Gradients from the zero baseline as Captum computes it with

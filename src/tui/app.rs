@@ -179,7 +179,7 @@ pub struct App {
     /// The DS histogram over log-spaced bins (`b`) instead of equal-width ones.
     pub ds_log_bins: bool,
     /// The sample panel's explanation heatmaps (`x` cycles none, saliency,
-    /// IG, GradCAM).
+    /// IG, GradCAM, LIME).
     pub explain: Option<crate::explain::Method>,
     /// Finished results, filled only from engine events.
     pub results: HashMap<JobKey, Arc<JobResult>>,
@@ -300,7 +300,8 @@ impl App {
                     None => Some(Method::Saliency),
                     Some(Method::Saliency) => Some(Method::Ig),
                     Some(Method::Ig) => Some(Method::Gradcam),
-                    Some(Method::Gradcam) => None,
+                    Some(Method::Gradcam) => Some(Method::Lime),
+                    Some(Method::Lime) => None,
                 }
             }
             Action::CycleKstarShow => {

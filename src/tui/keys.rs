@@ -37,7 +37,7 @@ pub enum Action {
     CycleKstarSet,
     /// Below the k* counts: the classes, a PCA view, a t-SNE view.
     CycleKstarShow,
-    /// The sample panel's explanations: none, saliency, IG, GradCAM.
+    /// The sample panel's explanations: none, saliency, IG, GradCAM, LIME.
     CycleExplain,
 }
 
@@ -70,7 +70,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("b", "DS histogram: equal-width / log-spaced bins"),
     (
         "x",
-        "sample: each model's explanation: none / saliency / IG / GradCAM",
+        "sample: each model's explanation: none / saliency / IG / GradCAM / LIME",
     ),
     ("e", "export the current view (JSON + PNG charts)"),
     ("space", "demo: pause / resume (starts it when off)"),
