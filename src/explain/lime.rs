@@ -178,12 +178,12 @@ pub fn lime(m: &Model, x: &Tensor, targets: &[u32], cfg: &LimeConfig) -> Result<
     let (n, _, h, w) = x.dims4()?;
     let (segments, n_seg) = grid_segments(h, w, default_cell(h, w));
     let mut out = Vec::with_capacity(n * h * w);
-    for i in 0..n {
+    for (i, &target) in targets.iter().enumerate().take(n) {
         let rows = masks(cfg.samples.max(1), n_seg, cfg.seed.wrapping_add(i as u64));
         let (coef, _) = explain_with(
             m,
             &x.narrow(0, i, 1)?,
-            targets[i],
+            target,
             &segments,
             n_seg,
             &rows,
