@@ -130,6 +130,35 @@ pub enum Align {
     Right,
 }
 
+/// Rasterises `text` at `size` px with its baseline at y = 0 and its pen
+/// starting at x = 0: `put(x, y, coverage)` for every pixel of ink.
+pub fn glyphs(text: &str, size: f32, mut put: impl FnMut(i32, i32, f32)) {
+    let font = FontRef::try_from_slice(FONT).expect("the embedded font parses");
+    let sf = font.as_scaled(PxScale::from(size));
+    let mut pen = 0f32;
+    let mut last = None;
+    for ch in text.chars() {
+        let id = sf.glyph_id(ch);
+        if let Some(prev) = last {
+            pen += sf.kern(prev, id);
+        }
+        let g = id.with_scale_and_position(size, ab_glyph::point(pen, 0.0));
+        if let Some(o) = font.outline_glyph(g) {
+            let b = o.px_bounds();
+            o.draw(|gx, gy, a| put(b.min.x as i32 + gx as i32, b.min.y as i32 + gy as i32, a));
+        }
+        pen += sf.h_advance(id);
+        last = Some(id);
+    }
+}
+
+/// The font's ascent and descent (both >= 0) at `size` px.
+pub fn line_metrics(size: f32) -> (f32, f32) {
+    let font = FontRef::try_from_slice(FONT).expect("the embedded font parses");
+    let sf = font.as_scaled(PxScale::from(size));
+    (sf.ascent(), -sf.descent())
+}
+
 /// The advance width of `text` at `size` px.
 pub fn text_width(text: &str, size: f32) -> f32 {
     let font = FontRef::try_from_slice(FONT).expect("the embedded font parses");

@@ -9,7 +9,6 @@ use crate::tui::app::App;
 use crate::tui::panels::common::num;
 use crate::tui::panels::table::{self, ModelRow};
 use anyhow::Result;
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -95,7 +94,7 @@ pub(super) fn accuracy_chart(app: &App, path: &Path) -> Result<bool> {
 
 #[allow(clippy::too_many_arguments)]
 fn line_chart(
-    root: &DrawingArea<BitMapBackend, Shift>,
+    root: &super::plot::Area,
     title: &str,
     x_desc: &str,
     y_desc: &str,
