@@ -1539,6 +1539,23 @@ fn explanations_cycle_and_show_as_heat_maps() {
     let s = draw(&app, 160, 45);
     assert!(s.contains("cannot explain"), "{s}");
     snapshot("explain_compare", &s);
+    // the export's sample.png: original, perturbed, then per model its
+    // heat map (model 0: the hot corner) or the perturbed image (model 1)
+    let dir = temp_dir("explain_export");
+    let e = export::export(&app, &dir).unwrap();
+    let img = image::open(e.dir.join("sample.png")).unwrap().to_rgb8();
+    assert_eq!(
+        (img.width(), img.height()),
+        (12 + 4 * 172, 44 + 160 + 36 + 12)
+    );
+    let hot = img.get_pixel(12 + 2 * 172 + 2, 44 + 2);
+    let cold = img.get_pixel(12 + 2 * 172 + 80, 44 + 80);
+    assert!(
+        hot[0] as u32 + hot[1] as u32 + hot[2] as u32 > 550,
+        "model 0's hot corner: {hot:?}"
+    );
+    assert!(hot[1] > cold[1] + 80, "hot {hot:?} vs cold {cold:?}");
+    let _ = std::fs::remove_dir_all(&dir);
     // cycling on: IG, GradCAM, then off again
     app.update(Action::CycleExplain);
     assert_eq!(app.explain, Some(Method::Ig));

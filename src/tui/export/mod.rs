@@ -18,6 +18,7 @@ pub use plot::register_font;
 pub use violin::kstar_violins;
 
 use super::app::App;
+use super::panels;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -84,33 +85,181 @@ pub fn export(app: &App, base: &Path) -> Result<Exported> {
     Ok(Exported { dir, files })
 }
 
-/// The original and perturbed sample side by side, upscaled.
+/// The shown sample as a captioned figure: the original (with its true
+/// label), the perturbed copy (with the perturbation), then one column per
+/// model: its explanation as a heat map when the sample panel shows one
+/// (`x`; every model on the scale of the largest map), else the perturbed
+/// image, captioned with the model's name and its prediction before → after
+/// (✓/✗ against the label) and the sample's DS. Text on its baseline
+/// ([`crate::figure`]).
 fn sample_png(app: &App, path: &Path) -> Result<bool> {
+    use crate::figure::{heat, Align, Canvas};
     let Some(s) = app.sample_images() else {
         return Ok(false);
     };
-    let scale = (256 / s.width.max(s.height).max(1)).max(1) as u32;
-    let (w, h) = (s.width as u32 * scale, s.height as u32 * scale);
-    let gap = 8;
-    let mut img = image::RgbImage::from_pixel(2 * w + gap, h, image::Rgb([255, 255, 255]));
-    let plane = s.width * s.height;
-    for (k, px) in [&s.original, &s.perturbed].into_iter().enumerate() {
-        let ox = k as u32 * (w + gap);
-        for y in 0..h {
-            for x in 0..w {
-                let (sx, sy) = ((x / scale) as usize, (y / scale) as usize);
-                let v = |c: usize| {
-                    let c = if s.channels >= 3 { c } else { 0 };
-                    let f = px
-                        .get(c * plane + sy * s.width + sx)
-                        .copied()
-                        .unwrap_or(0.0);
-                    (f.clamp(0.0, 1.0) * 255.0).round() as u8
-                };
-                img.put_pixel(ox + x, y, image::Rgb([v(0), v(1), v(2)]));
+    let (kind, level) = app.current();
+    let side = s.width.max(s.height).max(1);
+    let scale = (160.0 / side as f32).max(0.25);
+    let (cw, ch) = (
+        ((s.width as f32 * scale).round() as i64).max(8),
+        ((s.height as f32 * scale).round() as i64).max(8),
+    );
+    let n = app.n_models() as i64;
+    let (gap, top, cap) = (12i64, 44i64, 36i64);
+    let width = gap + (2 + n) * (cw + gap);
+    let height = top + ch + cap + gap;
+    let mut c = Canvas::new(width as u32, height as u32);
+    let class = |k: u32| {
+        app.meta
+            .class_names
+            .get(k as usize)
+            .cloned()
+            .unwrap_or_else(|| k.to_string())
+    };
+    let (black, dim) = ([0, 0, 0], [90, 90, 90]);
+    let title = match app.explain {
+        Some(m) => format!(
+            "sample {} of {} · {} · {} (one scale for every model)",
+            app.sample + 1,
+            app.meta.samples,
+            app.label(kind, level),
+            m.title()
+        ),
+        None => format!(
+            "sample {} of {} · {}",
+            app.sample + 1,
+            app.meta.samples,
+            app.label(kind, level)
+        ),
+    };
+    c.text(gap as f32, 18.0, 14.0, &title, black, Align::Left);
+    let x_of = |k: i64| gap + k * (cw + gap);
+    let cap_y = (top + ch + 15) as f32;
+    let centre = |k: i64| (x_of(k) + cw / 2) as f32;
+    c.image(
+        x_of(0),
+        top,
+        cw as u32,
+        ch as u32,
+        &s.original,
+        s.channels,
+        s.height,
+        s.width,
+    );
+    c.image(
+        x_of(1),
+        top,
+        cw as u32,
+        ch as u32,
+        &s.perturbed,
+        s.channels,
+        s.height,
+        s.width,
+    );
+    c.text(
+        centre(0),
+        (top - 6) as f32,
+        12.0,
+        "original",
+        dim,
+        Align::Center,
+    );
+    c.text(
+        centre(1),
+        (top - 6) as f32,
+        12.0,
+        &app.label(kind, level),
+        dim,
+        Align::Center,
+    );
+    c.text(
+        centre(0),
+        cap_y,
+        12.0,
+        &format!("label: {}", class(s.label)),
+        black,
+        Align::Center,
+    );
+    let maps: Vec<Option<&crate::engine::ExplainMap>> =
+        (0..app.n_models()).map(|m| app.explanation(m)).collect();
+    let max = maps
+        .iter()
+        .flatten()
+        .flat_map(|e| e.map.iter().copied())
+        .fold(0f32, f32::max);
+    let hw = s.width * s.height;
+    for (k, r) in panels::table::rows(app).iter().enumerate() {
+        let col = 2 + k as i64;
+        match maps.get(k).copied().flatten() {
+            Some(e) if e.map.len() == hw => {
+                let mut px = vec![0f32; 3 * hw];
+                for p in 0..hw {
+                    let gray = (0..s.channels)
+                        .map(|ch| s.perturbed[ch * hw + p])
+                        .sum::<f32>()
+                        / s.channels.max(1) as f32;
+                    let hc = heat(if max > 0.0 { e.map[p] / max } else { 0.0 });
+                    for ch in 0..3 {
+                        px[ch * hw + p] = 0.3 * gray + 0.7 * hc[ch];
+                    }
+                }
+                c.image(
+                    x_of(col),
+                    top,
+                    cw as u32,
+                    ch as u32,
+                    &px,
+                    3,
+                    s.height,
+                    s.width,
+                );
             }
+            _ => c.image(
+                x_of(col),
+                top,
+                cw as u32,
+                ch as u32,
+                &s.perturbed,
+                s.channels,
+                s.height,
+                s.width,
+            ),
+        }
+        c.text(
+            centre(col),
+            (top - 6) as f32,
+            12.0,
+            r.name,
+            black,
+            Align::Center,
+        );
+        let p = r.sample(app.sample, level);
+        let mark = |v: Option<u32>| match v {
+            Some(v) if v == s.label => format!("{} ✓", class(v)),
+            Some(v) => format!("{} ✗", class(v)),
+            None => "…".into(),
+        };
+        let ok = p.after == Some(s.label);
+        let colour = if ok { [20, 130, 40] } else { [200, 30, 30] };
+        c.text(
+            centre(col),
+            cap_y,
+            11.0,
+            &format!("{} → {}", mark(p.before), mark(p.after)),
+            colour,
+            Align::Center,
+        );
+        if let Some(d) = p.ds {
+            c.text(
+                centre(col),
+                cap_y + 15.0,
+                11.0,
+                &format!("DS {d:.4}"),
+                dim,
+                Align::Center,
+            );
         }
     }
-    img.save(path)?;
+    crate::figure::save_png(&c, path)?;
     Ok(true)
 }
