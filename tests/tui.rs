@@ -1498,6 +1498,7 @@ fn explanations_cycle_and_show_as_heat_maps() {
         map,
         target: 4,
         pred: 4,
+        moved: 0.25,
     };
     // under the wrong key (another method) it is refused
     let ig_key = JobKey::Explain {
@@ -1538,6 +1539,7 @@ fn explanations_cycle_and_show_as_heat_maps() {
     );
     let s = draw(&app, 160, 45);
     assert!(s.contains("cannot explain"), "{s}");
+    assert!(s.contains("Δexpl 0.250"), "{s}");
     snapshot("explain_compare", &s);
     // the export's sample.png: original, perturbed, then per model its
     // heat map (model 0: the hot corner) or the perturbed image (model 1)

@@ -121,6 +121,9 @@ pub struct ExplainMap {
     /// The class explained (the true label) and the model's prediction.
     pub target: u32,
     pub pred: u32,
+    /// How far the perturbation moved the explanation: ||E(x) - E(P(x))|| /
+    /// ||E(x)|| between the original's explanation and this one.
+    pub moved: f32,
 }
 
 /// A layer's latents in two dimensions, one point per sample, with the
@@ -590,7 +593,11 @@ impl Worker {
                 )?;
                 let x = candle_core::Tensor::from_vec(perturbed, shape, &m.device)?;
                 let target = one.labels[0];
-                let e = explain::explain(m, &x, &[target], method, &explain::Options::default())?;
+                let opts = explain::Options::default();
+                let e = explain::explain(m, &x, &[target], method, &opts)?;
+                let x0 = candle_core::Tensor::from_slice(&one.data, shape, &m.device)?;
+                let e0 = explain::explain(m, &x0, &[target], method, &opts)?;
+                let moved = explain::scores::relative_change(&e0.attr, &e.attr)?[0];
                 let (h, w) = (one.height, one.width);
                 let map = explain::heat_maps(&e.attr, method)?
                     .pop()
@@ -602,6 +609,7 @@ impl Worker {
                     map,
                     target,
                     pred: e.preds[0],
+                    moved,
                 }))
             }
         };

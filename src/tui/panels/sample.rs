@@ -163,7 +163,9 @@ fn explained_images(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, capt
     }
 }
 
-/// The true label, then per model its prediction before → after and DS.
+/// The true label, then per model its prediction before → after, DS, and
+/// with explanations shown how far the perturbation moved the model's
+/// explanation (||E(x) - E(P(x))|| / ||E(x)||, "Δexpl").
 fn sample_lines(f: &mut Frame, app: &App, s: &SampleImages, text: Rect) {
     let (_, level) = app.current();
     let class = |c: u32| {
@@ -221,6 +223,14 @@ fn sample_lines(f: &mut Frame, app: &App, s: &SampleImages, text: Rect) {
                 Some(d) => format!("   DS {}", num(d as f64)),
                 None => String::new(),
             }),
+            // how far the perturbation moved this model's explanation
+            Span::styled(
+                match app.explanation(r.model) {
+                    Some(e) if app.explain.is_some() => format!("  Δexpl {}", num(e.moved as f64)),
+                    _ => String::new(),
+                },
+                DIM,
+            ),
         ]));
     }
     f.render_widget(Paragraph::new(lines), text);
