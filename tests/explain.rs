@@ -7,7 +7,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{expect_error_with, fixture, model_fixture, semcon, semcon_ok, tmp_dir};
+use common::{expect_error_with, fixture, model_fixture, semcon, semcon_ok, tensor_f32, tmp_dir};
 use semcon::explain::{self, Method, Options, Target};
 use semcon::model::{load, ModelOptions, Tap};
 use std::collections::HashMap;
@@ -19,19 +19,10 @@ fn captum() -> HashMap<String, Tensor> {
         .collect()
 }
 
-fn vec_f32(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
 /// max |diff| <= tol * max(1, max |want|) over the whole array.
 fn close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (vec_f32(got), vec_f32(want));
+    let (g, w) = (tensor_f32(got), tensor_f32(want));
     let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
     let worst = g
         .iter()
@@ -82,11 +73,11 @@ fn attributions_match_captum() {
     ] {
         let m = model(name);
         let x = &f[&format!("{name}_x")];
-        let labels: Vec<u32> = vec_f32(&f[&format!("{name}_y")])
+        let labels: Vec<u32> = tensor_f32(&f[&format!("{name}_y")])
             .iter()
             .map(|v| *v as u32)
             .collect();
-        let want_pred: Vec<u32> = vec_f32(&f[&format!("{name}_pred")])
+        let want_pred: Vec<u32> = tensor_f32(&f[&format!("{name}_pred")])
             .iter()
             .map(|v| *v as u32)
             .collect();
@@ -107,7 +98,7 @@ fn attributions_match_captum() {
         close(&ig.attr, key("ig"), 1e-4, &format!("{name} IG"));
         let delta = Tensor::new(ig.delta.clone().unwrap(), &Device::Cpu).unwrap();
         // the delta is a difference of nearly equal sums: absolute tolerance
-        for (g, w) in vec_f32(&delta).iter().zip(vec_f32(key("ig_delta"))) {
+        for (g, w) in tensor_f32(&delta).iter().zip(tensor_f32(key("ig_delta"))) {
             assert!((g - w).abs() < 1e-3, "{name} IG delta {g} vs {w}");
         }
         let cam = explain::explain(&m, x, &t, Method::Gradcam, &opts);
@@ -196,7 +187,7 @@ fn explain_command_writes_every_models_attributions() {
     );
     // the ConvNeXt's row is the library's explanation of the same images
     let m = model("convnext_slim");
-    let labels: Vec<u32> = vec_f32(&f["resnet18_cifar_y"])
+    let labels: Vec<u32> = tensor_f32(&f["resnet18_cifar_y"])
         .iter()
         .map(|v| *v as u32)
         .collect();
@@ -241,7 +232,7 @@ fn explain_command_writes_every_models_attributions() {
         "three columns and a colour bar"
     );
     assert_eq!(img.height(), 50 + 2 * 158 + 10, "two rows");
-    let x0: Vec<f32> = vec_f32(&x.get(0).unwrap());
+    let x0: Vec<f32> = tensor_f32(&x.get(0).unwrap());
     for (px, py) in [(0u32, 0u32), (31, 31), (5, 20)] {
         let p = img.get_pixel(10 + px * 4 + 1, 50 + py * 4 + 1);
         for c in 0..3 {
@@ -292,6 +283,15 @@ fn explain_command_writes_every_models_attributions() {
         dir.join("a.txt").to_str().unwrap(),
     ]));
     expect_error_with(&r, &[".npz"]);
+    let y3 = dir.join("y3.npy");
+    Tensor::new(&[0i64, 1, 2], &Device::Cpu)
+        .unwrap()
+        .write_npy(&y3)
+        .unwrap();
+    let mut a3 = args(&["--method", "saliency", "--out", bad.to_str().unwrap()]);
+    let i = a3.iter().position(|s| s == "--labels").unwrap();
+    a3[i + 1] = y3.display().to_string();
+    expect_error_with(&semcon(a3), &["has 3 labels but", "has 2 images"]);
     assert!(!bad.exists(), "a refused run wrote its output");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -315,7 +315,7 @@ fn explanation_scores_match_the_references() {
         .collect();
     let opts = Options::default();
     let got = scores::sensitivity_max_with(&m, x, &y, Method::Saliency, &opts, &copies).unwrap();
-    let want = vec_f32(&f["resnet18_cifar_sens_saliency"]);
+    let want = tensor_f32(&f["resnet18_cifar_sens_saliency"]);
     for (g, w) in got.iter().zip(&want) {
         assert!(
             (g - w).abs() < 1e-4 * w.max(1.0),
@@ -328,7 +328,7 @@ fn explanation_scores_match_the_references() {
     assert!(a.iter().all(|v| *v > 0.0 && v.is_finite()));
     let sal = &f["resnet18_cifar_saliency"];
     let got = scores::deletion_auc(&m, x, &y, sal, 32).unwrap();
-    let want = vec_f32(&f["resnet18_cifar_deletion_auc"]);
+    let want = tensor_f32(&f["resnet18_cifar_deletion_auc"]);
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() < 1e-5, "deletion AUC {g} vs reference {w}");
     }
@@ -416,12 +416,12 @@ fn lime_matches_the_lime_package() {
     )
     .unwrap();
     let x = &f["lime_x"];
-    let y: Vec<u32> = vec_f32(&f["lime_y"]).iter().map(|v| *v as u32).collect();
+    let y: Vec<u32> = tensor_f32(&f["lime_y"]).iter().map(|v| *v as u32).collect();
     let (segments, n_seg) = lime::grid_segments(28, 28, 4);
     assert_eq!(n_seg, 49);
     let data = &f["lime_data"]; // [2, 200, 49] u8
     let coefs = &f["lime_coef"];
-    let inter = vec_f32(&f["lime_intercept"]);
+    let inter = tensor_f32(&f["lime_intercept"]);
     for i in 0..2 {
         let rows: Vec<Vec<bool>> = data
             .get(i)
@@ -444,7 +444,7 @@ fn lime_matches_the_lime_package() {
             0.25,
         )
         .unwrap();
-        let want: Vec<f32> = vec_f32(&coefs.get(i).unwrap());
+        let want: Vec<f32> = tensor_f32(&coefs.get(i).unwrap());
         let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
         assert!(scale > 1e-3, "the reference barely moves: {scale}");
         for (s, (g, w)) in coef.iter().zip(&want).enumerate() {
@@ -463,8 +463,8 @@ fn lime_matches_the_lime_package() {
     let a = explain::explain(&m, x, &y, Method::Lime, &Options::default()).unwrap();
     let b = explain::explain(&m, x, &y, Method::Lime, &Options::default()).unwrap();
     assert_eq!(a.attr.dims(), &[2, 1, 28, 28]);
-    assert_eq!(vec_f32(&a.attr), vec_f32(&b.attr), "seeded");
-    let v = vec_f32(&a.attr.get(0).unwrap());
+    assert_eq!(tensor_f32(&a.attr), tensor_f32(&b.attr), "seeded");
+    let v = tensor_f32(&a.attr.get(0).unwrap());
     assert_eq!(v[0], v[3 * 28 + 3], "one value per 4x4 cell");
     assert!(v.iter().any(|x| *x != 0.0));
 }

@@ -2,8 +2,7 @@
 //! adversarial accuracy and writes the adversarial images.
 
 use super::args::{parse_batch, parse_frac, DataArgs, ModelArgs};
-use super::common::{check_out, progress};
-use crate::data::input::read_input_set;
+use super::common::{check_out, input_with_labels, progress};
 use crate::eval;
 use crate::metrics::pgd::{self, PgdConfig};
 use crate::report::pct;
@@ -54,19 +53,7 @@ pub fn run(a: &AttackArgs) -> Result<()> {
     let m = choice.load_one(&device)?;
     let (x, y) = match (&a.input, &a.labels) {
         (Some(xp), Some(yp)) => {
-            let mut set = read_input_set(xp)?;
-            let yt = crate::data::npyz::read_npy_file(yp)?;
-            let y = crate::data::npz::labels_from(&yt, yp)?;
-            if y.len() != set.len() {
-                bail!(
-                    "{} has {} labels but {} has {} images",
-                    yp.display(),
-                    y.len(),
-                    xp.display(),
-                    set.len()
-                );
-            }
-            set.labels = y;
+            let set = input_with_labels(xp, yp)?;
             let set = a.data.choice()?.subset(set)?;
             (set.batch(0, set.len(), &Device::Cpu)?, set.labels)
         }

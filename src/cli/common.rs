@@ -58,3 +58,22 @@ pub fn progress(total: u64, msg: String) -> indicatif::ProgressBar {
     pb.set_message(msg);
     pb
 }
+
+/// Images (`--input`, float32 NCHW .npy) with their labels (`--labels`,
+/// integer .npy), one label per image or an error naming both files.
+pub fn input_with_labels(xp: &Path, yp: &Path) -> Result<crate::data::ImageSet> {
+    let mut set = crate::data::input::read_input_set(xp)?;
+    let yt = crate::data::npyz::read_npy_file(yp)?;
+    let y = crate::data::npz::labels_from(&yt, yp)?;
+    if y.len() != set.len() {
+        bail!(
+            "{} has {} labels but {} has {} images",
+            yp.display(),
+            y.len(),
+            xp.display(),
+            set.len()
+        );
+    }
+    set.labels = y;
+    Ok(set)
+}

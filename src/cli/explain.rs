@@ -3,8 +3,7 @@
 //! with a summary per model on stdout.
 
 use super::args::{DataArgs, Format, ModelArgs};
-use super::common::check_out;
-use crate::data::input::read_input_set;
+use super::common::{check_out, input_with_labels};
 use crate::data::npyz::{save_npz, NpyArray};
 use crate::data::ImageSet;
 use crate::explain::{self, Method, Options, Target};
@@ -89,19 +88,7 @@ pub fn run(a: &ExplainArgs) -> Result<()> {
     let models = choice.load_all(&device)?;
     let set = match (&a.input, &a.labels) {
         (Some(xp), Some(yp)) => {
-            let mut set = read_input_set(xp)?;
-            let yt = crate::data::npyz::read_npy_file(yp)?;
-            let y = crate::data::npz::labels_from(&yt, yp)?;
-            if y.len() != set.len() {
-                bail!(
-                    "{} has {} labels but {} has {} images",
-                    yp.display(),
-                    y.len(),
-                    xp.display(),
-                    set.len()
-                );
-            }
-            set.labels = y;
+            let set = input_with_labels(xp, yp)?;
             a.data.choice()?.subset(set)?
         }
         _ => {
