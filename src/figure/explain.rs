@@ -5,7 +5,7 @@
 //! image), a colour bar per row, and captions: the method and scaling, the
 //! model names, the true label and each model's prediction.
 
-use super::{heat, text_width, Align, Canvas};
+use super::{heat, heat_overlay, text_width, Align, Canvas};
 
 /// One model's column.
 pub struct Column<'a> {
@@ -126,16 +126,7 @@ pub fn draw(fig: &Figure, columns: &[Column]) -> Canvas {
                 Scale::Row => row_max,
                 Scale::Image => map.iter().copied().fold(0f32, f32::max),
             };
-            let mut px = vec![0f32; 3 * hw];
-            for p in 0..hw {
-                let gray =
-                    (0..fig.channels).map(|ch| img[ch * hw + p]).sum::<f32>() / fig.channels as f32;
-                let t = if max > 0.0 { map[p] / max } else { 0.0 };
-                let col = heat(t);
-                for k in 0..3 {
-                    px[k * hw + p] = 0.3 * gray + 0.7 * col[k];
-                }
-            }
+            let px = heat_overlay(map, max, img, fig.channels);
             c.image(x0, y0, cw as u32, ch as u32, &px, 3, h, w);
             if let Some(&p) = col.preds.get(i) {
                 let ok = p == fig.labels[i];

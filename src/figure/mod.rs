@@ -202,6 +202,26 @@ pub fn heat(t: f32) -> [f32; 3] {
     out
 }
 
+/// A heat map over an image, as RGB CHW pixels in [0,1]: the image's
+/// brightness at 30% under the colours of `map` (H x W, >= 0) scaled by
+/// `max` on [`heat`]'s ramp (the explorer's heat maps and every figure's).
+pub fn heat_overlay(map: &[f32], max: f32, image: &[f32], channels: usize) -> Vec<f32> {
+    let n = map.len();
+    let mut out = vec![0f32; 3 * n];
+    for (p, &v) in map.iter().enumerate() {
+        let t = if max > 0.0 { v / max } else { 0.0 };
+        let col = heat(t);
+        let gray = (0..channels)
+            .map(|c| image.get(c * n + p).copied().unwrap_or(0.0))
+            .sum::<f32>()
+            / channels.max(1) as f32;
+        for c in 0..3 {
+            out[c * n + p] = 0.3 * gray + 0.7 * col[c];
+        }
+    }
+    out
+}
+
 /// Writes the canvas as PNG, whole or not at all (a temporary file renamed
 /// into place).
 pub fn save_png(canvas: &Canvas, path: &Path) -> crate::Result<()> {

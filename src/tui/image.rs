@@ -183,40 +183,6 @@ impl Widget for HalfBlock<'_> {
     }
 }
 
-/// A heat map over an image, as RGB CHW pixels in [0,1]: the image's
-/// brightness at 30% under colours of `map` (H x W, >= 0) scaled by `max`
-/// on the inferno-like ramp black - purple - red - orange - pale yellow.
-pub fn heat_overlay(map: &[f32], max: f32, image: &[f32], channels: usize) -> Vec<f32> {
-    const STOPS: [[f32; 3]; 5] = [
-        [0.0, 0.0, 0.02],
-        [0.34, 0.06, 0.43],
-        [0.73, 0.21, 0.33],
-        [0.98, 0.55, 0.04],
-        [0.99, 1.0, 0.64],
-    ];
-    let n = map.len();
-    let mut out = vec![0f32; 3 * n];
-    for (p, &v) in map.iter().enumerate() {
-        let t = if max > 0.0 {
-            (v / max).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        let s = t * (STOPS.len() - 1) as f32;
-        let i = (s.floor() as usize).min(STOPS.len() - 2);
-        let f = s - i as f32;
-        let gray = (0..channels)
-            .map(|c| image.get(c * n + p).copied().unwrap_or(0.0))
-            .sum::<f32>()
-            / channels.max(1) as f32;
-        for c in 0..3 {
-            let col = STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c]);
-            out[c * n + p] = 0.3 * gray + 0.7 * col;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,7 +93,7 @@ pub fn export(app: &App, base: &Path) -> Result<Exported> {
 /// (✓/✗ against the label) and the sample's DS. Text on its baseline
 /// ([`crate::figure`]).
 fn sample_png(app: &App, path: &Path) -> Result<bool> {
-    use crate::figure::{heat, Align, Canvas};
+    use crate::figure::{heat_overlay, Align, Canvas};
     let Some(s) = app.sample_images() else {
         return Ok(false);
     };
@@ -192,17 +192,7 @@ fn sample_png(app: &App, path: &Path) -> Result<bool> {
         let col = 2 + k as i64;
         match maps.get(k).copied().flatten() {
             Some(e) if e.map.len() == hw => {
-                let mut px = vec![0f32; 3 * hw];
-                for p in 0..hw {
-                    let gray = (0..s.channels)
-                        .map(|ch| s.perturbed[ch * hw + p])
-                        .sum::<f32>()
-                        / s.channels.max(1) as f32;
-                    let hc = heat(if max > 0.0 { e.map[p] / max } else { 0.0 });
-                    for ch in 0..3 {
-                        px[ch * hw + p] = 0.3 * gray + 0.7 * hc[ch];
-                    }
-                }
+                let px = heat_overlay(&e.map, max, &s.perturbed, s.channels);
                 c.image(
                     x_of(col),
                     top,

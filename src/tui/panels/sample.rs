@@ -7,8 +7,9 @@
 use super::common::{model_col_width, num, panel_block, short_model_name, DIM};
 use super::table;
 use crate::engine::SampleImages;
+use crate::figure::heat_overlay;
 use crate::tui::app::{App, JobState, Panel};
-use crate::tui::image::{heat_overlay, HalfBlock};
+use crate::tui::image::HalfBlock;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
