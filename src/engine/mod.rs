@@ -550,18 +550,8 @@ impl Worker {
                 })
             }
             JobKey::Sample { kind, level, index } => {
-                let index = index.min(set.len().saturating_sub(1));
-                let one = set.select(&[index]);
-                // Image `index` of the set: the same random stream as in the metrics.
-                let shape = (1, one.channels, one.height, one.width);
-                let perturbed = crate::perturb::apply_at(
-                    kind,
-                    level,
-                    &one.data,
-                    shape,
-                    self.settings.seed,
-                    index,
-                )?;
+                let (one, perturbed) =
+                    perturbed_one(&set, index, kind, level, self.settings.seed, Ok)?;
                 Some(JobResult::Sample(SampleImages {
                     channels: one.channels,
                     height: one.height,
@@ -579,18 +569,11 @@ impl Worker {
                 index,
             } => {
                 let m = &self.models[model];
-                let index = index.min(set.len().saturating_sub(1));
-                let one = set.select(&[index]);
-                let one = eval::images_for(m, &one)?;
+                let (one, perturbed) =
+                    perturbed_one(&set, index, kind, level, self.settings.seed, |s| {
+                        eval::images_for(m, &s)
+                    })?;
                 let shape = (1, one.channels, one.height, one.width);
-                let perturbed = crate::perturb::apply_at(
-                    kind,
-                    level,
-                    &one.data,
-                    shape,
-                    self.settings.seed,
-                    index,
-                )?;
                 let x = candle_core::Tensor::from_vec(perturbed, shape, &m.device)?;
                 let target = one.labels[0];
                 let opts = explain::Options::default();
@@ -615,6 +598,24 @@ impl Worker {
         };
         Ok(res)
     }
+}
+
+/// Image `index` of `set` (clamped to the set), fitted by `fit`, and its
+/// copy under `kind` at `level`, from the same random stream as the
+/// metrics' perturbation of that image.
+fn perturbed_one(
+    set: &ImageSet,
+    index: usize,
+    kind: Kind,
+    level: usize,
+    seed: u64,
+    fit: impl FnOnce(ImageSet) -> crate::Result<ImageSet>,
+) -> crate::Result<(ImageSet, Vec<f32>)> {
+    let index = index.min(set.len().saturating_sub(1));
+    let one = fit(set.select(&[index]))?;
+    let shape = (1, one.channels, one.height, one.width);
+    let perturbed = crate::perturb::apply_at(kind, level, &one.data, shape, seed, index)?;
+    Ok((one, perturbed))
 }
 
 /// Wraps a progress observer so that it also streams partial results (at most
