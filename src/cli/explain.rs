@@ -324,6 +324,7 @@ fn figure(
             class_names: &names,
             title: &title,
             scale: a.scale,
+            palette: crate::figure::Palette::of(a.method),
         },
         &columns,
     );

@@ -111,7 +111,7 @@ pub struct SampleImages {
 }
 
 /// A model's explanation of one sample as a map over its pixels (H x W,
-/// row-major, >= 0: [`explain::heat_maps`]).
+/// row-major, as [`explain::heat_maps`] gives it: signed for IG, else >= 0).
 #[derive(Clone, Debug)]
 pub struct ExplainMap {
     pub method: explain::Method,

@@ -53,6 +53,12 @@ impl Method {
         }
     }
 
+    /// Whether [`heat_maps`] keeps the sign (Integrated Gradients) rather
+    /// than showing magnitudes.
+    pub fn signed(self) -> bool {
+        self == Method::Ig
+    }
+
     pub const ALL: [Method; 4] = [Method::Saliency, Method::Ig, Method::Gradcam, Method::Lime];
 }
 
@@ -201,10 +207,12 @@ pub fn explain(
     Ok(e)
 }
 
-/// Per sample, what a heat map of `attr` (`[N, C, H, W]`) shows, `H x W`
-/// and >= 0: saliency and IG summed over the channels in absolute value,
-/// GradCAM as it is, LIME's positive coefficients only (the superpixels
-/// that speak for the class, as lime's `positive_only`).
+/// Per sample, what a heat map of `attr` (`[N, C, H, W]`) shows, `H x W`:
+/// saliency's magnitudes summed over the channels, Integrated Gradients
+/// summed over the channels with their sign (as Captum's
+/// `visualize_image_attr(sign="all")`; [`Method::signed`]), GradCAM as it
+/// is (>= 0), LIME's positive coefficients only (the superpixels that speak
+/// for the class, as lime's `positive_only`).
 pub fn heat_maps(attr: &Tensor, method: Method) -> Result<Vec<Vec<f32>>> {
     let (n, c, h, w) = attr.dims4()?;
     let v = attr.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -216,7 +224,8 @@ pub fn heat_maps(attr: &Tensor, method: Method) -> Result<Vec<Vec<f32>>> {
                     let vals = (0..c).map(|ch| v[(i * c + ch) * hw + p]);
                     match method {
                         Method::Lime => vals.sum::<f32>().max(0.0),
-                        _ => vals.map(f32::abs).sum(),
+                        Method::Ig => vals.sum(),
+                        Method::Saliency | Method::Gradcam => vals.map(f32::abs).sum(),
                     }
                 })
                 .collect()

@@ -1,16 +1,17 @@
 //! The explanation figure (the semantic-continuity paper's Figures 12–14):
 //! one row per sample, the image, then one column per model with its
 //! explanation as a heat map over the image (30% image brightness under the
-//! colour ramp), one colour scale per row shared by the models (or one per
+//! palette: viridis for magnitudes, red-white-blue for signed maps), one colour scale per row shared by the models (or one per
 //! image), a colour bar per row, and captions: the method and scaling, the
 //! model names, the true label and each model's prediction.
 
-use super::{heat, heat_overlay, text_width, Align, Canvas};
+use super::{heat_overlay, scale_max, text_width, Align, Canvas, Palette};
 
 /// One model's column.
 pub struct Column<'a> {
     pub name: &'a str,
-    /// Per sample, its map (H x W, row-major, >= 0).
+    /// Per sample, its map (H x W, row-major; >= 0 unless the palette is
+    /// signed).
     pub maps: &'a [Vec<f32>],
     pub preds: &'a [u32],
 }
@@ -36,6 +37,7 @@ pub struct Figure<'a> {
     pub class_names: &'a [String],
     pub title: &'a str,
     pub scale: Scale,
+    pub palette: Palette,
 }
 
 const CELL: usize = 128;
@@ -112,11 +114,12 @@ pub fn draw(fig: &Figure, columns: &[Column]) -> Canvas {
             dim,
             Align::Center,
         );
-        let row_max = columns
-            .iter()
-            .filter_map(|col| col.maps.get(i))
-            .flat_map(|m| m.iter().copied())
-            .fold(0f32, f32::max);
+        let row_max = scale_max(
+            columns
+                .iter()
+                .filter_map(|col| col.maps.get(i))
+                .map(|m| m.as_slice()),
+        );
         for (k, col) in columns.iter().enumerate() {
             let x0 = GAP + (k as i64 + 1) * (cw + GAP);
             let Some(map) = col.maps.get(i).filter(|m| m.len() == hw) else {
@@ -124,9 +127,9 @@ pub fn draw(fig: &Figure, columns: &[Column]) -> Canvas {
             };
             let max = match fig.scale {
                 Scale::Row => row_max,
-                Scale::Image => map.iter().copied().fold(0f32, f32::max),
+                Scale::Image => scale_max([map.as_slice()]),
             };
-            let px = heat_overlay(map, max, img, fig.channels);
+            let px = heat_overlay(map, max, fig.palette, img, fig.channels);
             c.image(x0, y0, cw as u32, ch as u32, &px, 3, h, w);
             if let Some(&p) = col.preds.get(i) {
                 let ok = p == fig.labels[i];
@@ -149,7 +152,7 @@ pub fn draw(fig: &Figure, columns: &[Column]) -> Canvas {
             let bx = GAP + cols * (cw + GAP);
             for dy in 0..ch {
                 let t = 1.0 - dy as f32 / (ch - 1).max(1) as f32;
-                let col = heat(t).map(|v| (v * 255.0).round() as u8);
+                let col = fig.palette.at(t).map(|v| (v * 255.0).round() as u8);
                 c.rect(bx, y0 + dy, BAR as u32, 1, col);
             }
             c.text(
@@ -164,7 +167,7 @@ pub fn draw(fig: &Figure, columns: &[Column]) -> Canvas {
                 (bx + BAR + 4) as f32,
                 (y0 + ch) as f32,
                 FONT - 2.0,
-                "0",
+                &short(fig.palette.low(row_max)),
                 dim,
                 Align::Left,
             );

@@ -1,7 +1,8 @@
 //! Figures written as PNG without a plotting library: an RGB canvas,
 //! text laid out on its baseline with the embedded DejaVu Sans (each glyph
 //! placed by its own bearing, so '.' and ',' sit on the line and 'g' hangs
-//! below it), the heat-map colour ramp and its colour bar, and the atomic
+//! below it), the heat maps' palettes (colorgrad's viridis and a diverging
+//! map) and their overlay on an image, and the atomic
 //! PNG write. The explanation figure (`explain.rs`) is built from them.
 
 pub mod explain;
@@ -176,41 +177,110 @@ pub fn text_width(text: &str, size: f32) -> f32 {
     w
 }
 
-/// The heat-map ramp (inferno-like: black - purple - red - orange - pale
-/// yellow) at `t` in [0,1], as RGB in [0,1]; the explorer's heat maps and
-/// the figures share it.
-pub fn heat(t: f32) -> [f32; 3] {
-    const STOPS: [[f32; 3]; 5] = [
-        [0.0, 0.0, 0.02],
-        [0.34, 0.06, 0.43],
-        [0.73, 0.21, 0.33],
-        [0.98, 0.55, 0.04],
-        [0.99, 1.0, 0.64],
-    ];
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let s = t * (STOPS.len() - 1) as f32;
-    let i = (s.floor() as usize).min(STOPS.len() - 2);
-    let f = s - i as f32;
-    let mut out = [0f32; 3];
-    for c in 0..3 {
-        out[c] = STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c]);
+/// How a map's values become colours: magnitudes (>= 0) on viridis from 0
+/// to the scale's maximum, signed values (Integrated Gradients, as Captum's
+/// `visualize_image_attr(sign="all")` sums them over the channels) on the
+/// diverging red-white-blue map from -max (red) through 0 (white) to +max
+/// (blue). Viridis is `colorgrad`'s preset (a smooth spline through
+/// matplotlib's colours); red-white-blue is matplotlib's `RdBu` as
+/// matplotlib defines it: linear between its eleven colours, which
+/// `colorgrad`'s `rd_bu` preset smooths away from white at 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Palette {
+    Magnitude,
+    Signed,
+}
+
+impl Palette {
+    /// The palette of a method's heat maps ([`crate::explain::Method::signed`]).
+    pub fn of(method: crate::explain::Method) -> Palette {
+        if method.signed() {
+            Palette::Signed
+        } else {
+            Palette::Magnitude
+        }
     }
-    out
+
+    /// The colour of `v` on a scale of `max` (> 0; the largest |value|
+    /// shown), as RGB in [0,1].
+    pub fn colour(self, v: f32, max: f32) -> [f32; 3] {
+        let r = if max > 0.0 && v.is_finite() {
+            v / max
+        } else {
+            0.0
+        };
+        self.at(match self {
+            Palette::Magnitude => r,
+            Palette::Signed => 0.5 + 0.5 * r,
+        })
+    }
+
+    /// The map at `t` in [0,1] (clamped), as RGB in [0,1].
+    pub fn at(self, t: f32) -> [f32; 3] {
+        use colorgrad::Gradient;
+        let t = if t.is_finite() {
+            t.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let c = match self {
+            Palette::Magnitude => colorgrad::preset::viridis().at(t),
+            Palette::Signed => rd_bu().at(t),
+        };
+        [c.r, c.g, c.b].map(|v| v.clamp(0.0, 1.0))
+    }
+
+    /// The smallest value of the scale for a maximum of `max`: 0, or -max.
+    pub fn low(self, max: f32) -> f32 {
+        match self {
+            Palette::Magnitude => 0.0,
+            Palette::Signed => -max,
+        }
+    }
+}
+
+/// matplotlib's `RdBu`: linear through ColorBrewer's eleven colours, red
+/// to white (#f7f7f7, at 0.5) to blue.
+fn rd_bu() -> &'static colorgrad::LinearGradient {
+    static G: std::sync::OnceLock<colorgrad::LinearGradient> = std::sync::OnceLock::new();
+    G.get_or_init(|| {
+        const RD_BU: [u32; 11] = [
+            0x67001f, 0xb2182b, 0xd6604d, 0xf4a582, 0xfddbc7, 0xf7f7f7, 0xd1e5f0, 0x92c5de,
+            0x4393c3, 0x2166ac, 0x053061,
+        ];
+        let colors: Vec<colorgrad::Color> = RD_BU
+            .iter()
+            .map(|c| colorgrad::Color::from_rgba8((c >> 16) as u8, (c >> 8) as u8, *c as u8, 255))
+            .collect();
+        colorgrad::GradientBuilder::new()
+            .colors(&colors)
+            .build::<colorgrad::LinearGradient>()
+            .expect("eleven colours make a gradient")
+    })
+}
+
+/// The scale of a set of maps: the largest |value| (0 for none).
+pub fn scale_max<'a>(maps: impl IntoIterator<Item = &'a [f32]>) -> f32 {
+    maps.into_iter()
+        .flat_map(|m| m.iter())
+        .filter(|v| v.is_finite())
+        .fold(0f32, |a, v| a.max(v.abs()))
 }
 
 /// A heat map over an image, as RGB CHW pixels in [0,1]: the image's
-/// brightness at 30% under the colours of `map` (H x W, >= 0) scaled by
-/// `max` on [`heat`]'s ramp (the explorer's heat maps and every figure's).
-pub fn heat_overlay(map: &[f32], max: f32, image: &[f32], channels: usize) -> Vec<f32> {
+/// brightness at 30% under the colours of `map` (H x W) on `palette` with
+/// the scale `max` (the explorer's heat maps and every figure's).
+pub fn heat_overlay(
+    map: &[f32],
+    max: f32,
+    palette: Palette,
+    image: &[f32],
+    channels: usize,
+) -> Vec<f32> {
     let n = map.len();
     let mut out = vec![0f32; 3 * n];
     for (p, &v) in map.iter().enumerate() {
-        let t = if max > 0.0 { v / max } else { 0.0 };
-        let col = heat(t);
+        let col = palette.colour(v, max);
         let gray = (0..channels)
             .map(|c| image.get(c * n + p).copied().unwrap_or(0.0))
             .sum::<f32>()
@@ -265,5 +335,46 @@ mod tests {
         assert!(dot_bottom >= 23, "the dot floats: bottom row {dot_bottom}");
         assert!(g_bottom > a_bottom + 2, "g does not descend");
         assert!(a_top > 10);
+    }
+
+    /// The palettes' ends are matplotlib's: viridis runs from #440154 to
+    /// #fde725 (colorgrad's preset ends on #fee825), RdBu from #67001f
+    /// through #f7f7f7 to #053061; a signed 0 is the white middle.
+    #[test]
+    fn palettes_match_matplotlibs_ends() {
+        let rgb = |c: [f32; 3]| c.map(|v| (v * 255.0).round() as i32);
+        let near = |a: [i32; 3], b: [i32; 3]| (0..3).all(|i| (a[i] - b[i]).abs() <= 2);
+        assert!(near(
+            rgb(Palette::Magnitude.colour(0.0, 5.0)),
+            [0x44, 0x01, 0x54]
+        ));
+        assert!(near(
+            rgb(Palette::Magnitude.colour(5.0, 5.0)),
+            [0xfd, 0xe7, 0x25]
+        ));
+        assert!(near(
+            rgb(Palette::Signed.colour(-2.0, 2.0)),
+            [0x67, 0x00, 0x1f]
+        ));
+        let mid = rgb(Palette::Signed.colour(0.0, 2.0));
+        assert!(near(mid, [0xf7, 0xf7, 0xf7]), "{mid:?}");
+        assert!(near(
+            rgb(Palette::Signed.colour(2.0, 2.0)),
+            [0x05, 0x30, 0x61]
+        ));
+        // beyond the scale, NaN and an empty scale stay on the map's ends
+        assert_eq!(
+            Palette::Signed.colour(9.0, 2.0),
+            Palette::Signed.colour(2.0, 2.0)
+        );
+        assert_eq!(
+            Palette::Magnitude.colour(f32::NAN, 1.0),
+            Palette::Magnitude.colour(0.0, 1.0)
+        );
+        assert_eq!(
+            Palette::Signed.colour(1.0, 0.0),
+            Palette::Signed.colour(0.0, 1.0)
+        );
+        assert_eq!(scale_max([&[1.0, -3.0][..], &[2.0, f32::NAN][..]]), 3.0);
     }
 }

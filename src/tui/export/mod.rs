@@ -93,7 +93,7 @@ pub fn export(app: &App, base: &Path) -> Result<Exported> {
 /// (✓/✗ against the label) and the sample's DS. Text on its baseline
 /// ([`crate::figure`]).
 fn sample_png(app: &App, path: &Path) -> Result<bool> {
-    use crate::figure::{heat_overlay, Align, Canvas};
+    use crate::figure::{heat_overlay, scale_max, Align, Canvas, Palette};
     let Some(s) = app.sample_images() else {
         return Ok(false);
     };
@@ -182,17 +182,15 @@ fn sample_png(app: &App, path: &Path) -> Result<bool> {
     );
     let maps: Vec<Option<&crate::engine::ExplainMap>> =
         (0..app.n_models()).map(|m| app.explanation(m)).collect();
-    let max = maps
-        .iter()
-        .flatten()
-        .flat_map(|e| e.map.iter().copied())
-        .fold(0f32, f32::max);
+    let max = scale_max(maps.iter().flatten().map(|e| e.map.as_slice()));
+    let palette = maps.iter().flatten().next().map(|e| Palette::of(e.method));
     let hw = s.width * s.height;
     for (k, r) in panels::table::rows(app).iter().enumerate() {
         let col = 2 + k as i64;
         match maps.get(k).copied().flatten() {
             Some(e) if e.map.len() == hw => {
-                let px = heat_overlay(&e.map, max, &s.perturbed, s.channels);
+                let palette = palette.unwrap_or(Palette::Magnitude);
+                let px = heat_overlay(&e.map, max, palette, &s.perturbed, s.channels);
                 c.image(
                     x_of(col),
                     top,

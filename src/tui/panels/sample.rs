@@ -7,7 +7,7 @@
 use super::common::{model_col_width, num, panel_block, short_model_name, DIM};
 use super::table;
 use crate::engine::SampleImages;
-use crate::figure::heat_overlay;
+use crate::figure::{heat_overlay, scale_max, Palette};
 use crate::tui::app::{App, JobState, Panel};
 use crate::tui::image::HalfBlock;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -130,11 +130,7 @@ fn explained_images(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, capt
     );
     let maps: Vec<Option<&crate::engine::ExplainMap>> =
         (0..n).map(|m| app.explanation(m)).collect();
-    let max = maps
-        .iter()
-        .flatten()
-        .flat_map(|e| e.map.iter().copied())
-        .fold(0f32, f32::max);
+    let max = scale_max(maps.iter().flatten().map(|e| e.map.as_slice()));
     for (m, e) in maps.iter().enumerate() {
         let (r, cap) = (areas[2 * m + 2], caps[2 * m + 2]);
         let name = short_model_name(&app.meta.models[m], cap.width.max(1) as usize);
@@ -144,7 +140,7 @@ fn explained_images(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, capt
         );
         match e {
             Some(e) if e.map.len() == s.height * s.width => {
-                let px = heat_overlay(&e.map, max, &s.perturbed, s.channels);
+                let px = heat_overlay(&e.map, max, Palette::of(e.method), &s.perturbed, s.channels);
                 img(&px, 3, r, f);
             }
             _ => {
