@@ -1569,3 +1569,63 @@ fn explanations_cycle_and_show_as_heat_maps() {
     assert_eq!(app.explain, None);
     assert!(!has_explain(&app));
 }
+
+/// The sample panel's colours, as ratatui's `Buffer` debug output carries
+/// them: the perturbed image and a model's heat map (viridis over the
+/// image) in half blocks, in truecolor and in the 256-colour fallback;
+/// without a graphics protocol every picture is half blocks.
+#[test]
+fn sample_panel_colours_snapshot() {
+    let mut app = filled(&["standard"]);
+    assert!(
+        app.graphics.is_none(),
+        "half blocks unless a terminal says otherwise"
+    );
+    app.update(Action::CycleExplain);
+    let (kind, level) = app.current();
+    let key = JobKey::Explain {
+        model: 0,
+        method: Method::Saliency,
+        kind,
+        level,
+        index: app.sample,
+    };
+    let (h, w) = (28, 28);
+    let map = (0..h * w).map(|p| (p % w) as f32 / w as f32).collect();
+    let e = ExplainMap {
+        method: Method::Saliency,
+        height: h,
+        width: w,
+        map,
+        target: 4,
+        pred: 4,
+        moved: 0.5,
+    };
+    done(&mut app, key, JobResult::Explain(e));
+    for (mode, name) in [
+        (ColorMode::TrueColor, "sample_colours_truecolor"),
+        (ColorMode::Ansi256, "sample_colours_ansi256"),
+    ] {
+        app.meta.color = mode;
+        let mut t = Terminal::new(TestBackend::new(36, 14)).unwrap();
+        t.draw(|f| semcon::tui::panels::sample::render(f, &app, f.area()))
+            .unwrap();
+        let buf = t.backend().buffer();
+        // the heat map's left column is viridis' dark purple end, its right
+        // column the yellow end (over the image at 30%)
+        if mode == ColorMode::TrueColor {
+            let green = |x: u16| match buf[(x, 4)].fg {
+                ratatui::style::Color::Rgb(_, g, _) => g as i32,
+                c => panic!("{c:?}"),
+            };
+            assert!(
+                green(34) > green(19) + 100,
+                "{} vs {}",
+                green(34),
+                green(19)
+            );
+        }
+        let got = format!("{buf:?}");
+        snapshot(name, &got);
+    }
+}

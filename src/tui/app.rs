@@ -196,6 +196,11 @@ pub struct App {
     pub engine_stopped: bool,
     /// The job list last sent to the engine.
     pub requested: Vec<JobKey>,
+    /// The sample panel's pictures through the terminal's graphics
+    /// protocol, once the terminal said it has one (else half blocks).
+    pub graphics: Option<crate::tui::graphics::Graphics>,
+    /// How pictures are drawn, and why (the help screen says it).
+    pub pictures: String,
 }
 
 impl App {
@@ -234,6 +239,8 @@ impl App {
             quit: false,
             engine_stopped: false,
             requested: Vec::new(),
+            graphics: None,
+            pictures: "half blocks".into(),
         }
     }
 

@@ -75,6 +75,7 @@ pub fn ansi256(r: u8, g: u8, b: u8) -> u8 {
 
 /// A CHW float image in [0,1] (1 or 3 channels) drawn with half blocks,
 /// scaled to fit the area (integer upscaling, box downscaling) and centred.
+#[derive(Clone, Copy)]
 pub struct HalfBlock<'a> {
     pub pixels: &'a [f32],
     pub channels: usize,

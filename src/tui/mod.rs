@@ -23,6 +23,7 @@
 
 pub mod app;
 pub mod export;
+pub mod graphics;
 pub mod image;
 pub mod jobs;
 pub mod keys;
@@ -105,6 +106,16 @@ pub fn run(opened: setup::Opened, t0: Instant) -> Result<()> {
     let result = match terminal::setup() {
         Ok(mut term) => {
             let _guard = terminal::Guard;
+            // Asked before any key is read, so the replies never reach the keys.
+            match graphics::detect(tty.fd(), &mut std::io::stdout()) {
+                Ok(g) => {
+                    app.pictures = g.name().to_string();
+                    app.graphics = Some(g);
+                }
+                Err(why) => app.pictures = format!("half blocks ({why})"),
+            }
+            // A terminal that printed part of the query must not keep it.
+            let _ = term.clear();
             let io = Io {
                 events: &events,
                 signals: &signals,

@@ -53,7 +53,7 @@ pub fn render(f: &mut Frame, app: &App) {
     };
     f.render_widget(Paragraph::new(keys_line).style(DIM), footer);
     if app.help {
-        help::render(f, area);
+        help::render(f, area, &app.pictures);
     }
 }
 

@@ -9,11 +9,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
-/// Draws over `area`, the whole screen (it shows no state, so it takes no
+/// Draws over `area`, the whole screen; `pictures` says how the sample
+/// panel draws images (it shows no other state, so it takes no
 /// [`App`](crate::tui::app::App)).
-pub fn render(f: &mut Frame, area: Rect) {
+pub fn render(f: &mut Frame, area: Rect, pictures: &str) {
     let w = 78.min(area.width);
-    let h = (keys::KEYS.len() as u16 + 7).min(area.height);
+    let h = (keys::KEYS.len() as u16 + 9).min(area.height);
     let r = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height - h) / 2,
@@ -35,6 +36,11 @@ pub fn render(f: &mut Frame, area: Rect) {
     ));
     lines.push(Line::from(
         " Numbers fill in as the background worker finishes them.",
+    ));
+    lines.push(Line::from(format!(" Pictures: {pictures}.")));
+    lines.push(Line::styled(
+        " SEMCON_GRAPHICS=auto|kitty|sixel|iterm2|halfblocks chooses them.",
+        DIM,
     ));
     lines.push(Line::styled(" Any key closes this help.", DIM));
     f.render_widget(Clear, r);

@@ -1,4 +1,5 @@
-//! The sample viewer: one sample of the evaluated set as half-block images,
+//! The sample viewer: one sample of the evaluated set as pictures (the
+//! terminal's graphics protocol, else half blocks),
 //! original and at the current perturbation level (or, with `x`, the
 //! perturbed image beside each model's explanation of it as a heat map on
 //! one shared scale), and per model its prediction before and after (✓/✗
@@ -55,6 +56,15 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
     sample_lines(f, app, s, text);
 }
 
+/// A picture through the terminal's graphics protocol when it has one,
+/// else as half blocks.
+fn picture(f: &mut Frame, app: &App, img: HalfBlock, r: Rect) {
+    match &app.graphics {
+        Some(g) => g.render(f, &img, r),
+        None => f.render_widget(img, r),
+    }
+}
+
 /// The original and the perturbed image, captioned.
 fn side_by_side(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, caption: Rect) {
     let (kind, level) = app.current();
@@ -65,7 +75,9 @@ fn side_by_side(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, caption:
     ])
     .areas(imgs);
     for (pixels, r) in [(&s.original, a), (&s.perturbed, b)] {
-        f.render_widget(
+        picture(
+            f,
+            app,
             HalfBlock {
                 pixels,
                 channels: s.channels,
@@ -110,7 +122,9 @@ fn explained_images(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, capt
     let areas = Layout::horizontal(cols.clone()).split(imgs);
     let caps = Layout::horizontal(cols).split(caption);
     let img = |pixels: &[f32], channels: usize, r: Rect, f: &mut Frame| {
-        f.render_widget(
+        picture(
+            f,
+            app,
             HalfBlock {
                 pixels,
                 channels,
