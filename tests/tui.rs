@@ -1476,6 +1476,7 @@ fn explanations_cycle_and_show_as_heat_maps() {
         kind,
         level,
         index,
+        scored: false,
     };
     assert_eq!(
         app.tiers()[1],
@@ -1499,6 +1500,7 @@ fn explanations_cycle_and_show_as_heat_maps() {
         target: 4,
         pred: 4,
         moved: 0.25,
+        scores: None,
     };
     // under the wrong key (another method) it is refused
     let ig_key = JobKey::Explain {
@@ -1507,6 +1509,7 @@ fn explanations_cycle_and_show_as_heat_maps() {
         kind,
         level,
         index,
+        scored: false,
     };
     assert!(!app.on_event(Event::Done {
         key: ig_key,
@@ -1539,8 +1542,41 @@ fn explanations_cycle_and_show_as_heat_maps() {
     );
     let s = draw(&app, 160, 45);
     assert!(s.contains("cannot explain"), "{s}");
-    assert!(s.contains("Δexpl 0.250"), "{s}");
+    assert!(s.contains("Δexpl 0.250 · sens_max …"), "{s}");
     snapshot("explain_compare", &s);
+    // the numbers: a job of their own, after k*, shown under each model
+    let ks = |model: usize| JobKey::Explain {
+        model,
+        method: Method::Saliency,
+        kind,
+        level,
+        index,
+        scored: true,
+    };
+    let tiers = app.tiers();
+    let at = |key: &JobKey| tiers.iter().position(|t| t.contains(key)).unwrap();
+    assert!(at(&ks(0)) > at(&app.kstar_key(0)), "{tiers:?}");
+    assert_eq!(at(&ks(0)), at(&ks(1)));
+
+    let scored = ExplainMap {
+        scores: Some(semcon::engine::ExplainScores {
+            sensitivity_max: 0.402,
+            background_share: Some(0.35),
+            deletion_auc: 0.38,
+        }),
+        ..app.explanation(0).unwrap().clone()
+    };
+    // a result with numbers under the key without them is refused
+    assert!(!app.on_event(Event::Done {
+        key: k(1),
+        result: Arc::new(JobResult::Explain(scored.clone())),
+    }));
+    done(&mut app, ks(0), JobResult::Explain(scored));
+    let s = draw(&app, 160, 45);
+    assert!(
+        s.contains("Δexpl 0.250 · sens_max 0.402 · bg 35% · del AUC 0.380"),
+        "{s}"
+    );
     // the export's sample.png: original, perturbed, then per model its
     // heat map (model 0: the hot corner) or the perturbed image (model 1)
     let dir = temp_dir("explain_export");
@@ -1589,6 +1625,7 @@ fn sample_panel_colours_snapshot() {
         kind,
         level,
         index: app.sample,
+        scored: false,
     };
     let (h, w) = (28, 28);
     let map = (0..h * w).map(|p| (p % w) as f32 / w as f32).collect();
@@ -1600,6 +1637,7 @@ fn sample_panel_colours_snapshot() {
         target: 4,
         pred: 4,
         moved: 0.5,
+        scores: None,
     };
     done(&mut app, key, JobResult::Explain(e));
     for (mode, name) in [
@@ -1618,12 +1656,11 @@ fn sample_panel_colours_snapshot() {
                 ratatui::style::Color::Rgb(_, g, _) => g as i32,
                 c => panic!("{c:?}"),
             };
-            assert!(
-                green(34) > green(19) + 100,
-                "{} vs {}",
-                green(34),
-                green(19)
-            );
+            // the heat map: the right half's picture cells on row 4
+            let cols: Vec<u16> = (18..36).filter(|&x| buf[(x, 4)].symbol() == "▀").collect();
+            let (l, r) = (cols[0], *cols.last().unwrap());
+            assert!(r > l + 4, "{cols:?}");
+            assert!(green(r) > green(l) + 100, "{} vs {}", green(r), green(l));
         }
         let got = format!("{buf:?}");
         snapshot(name, &got);

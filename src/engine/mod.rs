@@ -55,13 +55,16 @@ pub enum JobKey {
         level: usize,
         index: usize,
     },
-    /// A model's explanation of one perturbed sample (for its true label).
+    /// A model's explanation of one perturbed sample (for its true label);
+    /// `scored`: with its numbers too ([`ExplainScores`]: a dozen more
+    /// explanations and a deletion curve, so a job of its own).
     Explain {
         model: usize,
         method: explain::Method,
         kind: Kind,
         level: usize,
         index: usize,
+        scored: bool,
     },
 }
 
@@ -124,6 +127,20 @@ pub struct ExplainMap {
     /// How far the perturbation moved the explanation: ||E(x) - E(P(x))|| /
     /// ||E(x)|| between the original's explanation and this one.
     pub moved: f32,
+    /// The explanation's numbers, for a `scored` job.
+    pub scores: Option<ExplainScores>,
+}
+
+/// The numbers `eval --explain` reports, for one explained (perturbed)
+/// sample: [`explain::scores`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExplainScores {
+    /// Captum's `sensitivity_max` (10 draws, radius 0.02, seeded).
+    pub sensitivity_max: f32,
+    /// On the colour-shift set: the share of |attribution| on the background.
+    pub background_share: Option<f32>,
+    /// RISE's deletion AUC (one image row of pixels per step).
+    pub deletion_auc: f32,
 }
 
 /// A layer's latents in two dimensions, one point per sample, with the
@@ -567,6 +584,7 @@ impl Worker {
                 kind,
                 level,
                 index,
+                scored,
             } => {
                 let m = &self.models[model];
                 let (one, perturbed) =
@@ -585,6 +603,14 @@ impl Worker {
                 let map = explain::heat_maps(&e.attr, method)?
                     .pop()
                     .expect("one sample explained");
+                let scores = if scored {
+                    let seed = self.settings.seed;
+                    Some(explain_scores(
+                        m, &set, &one.data, &x, &e.attr, target, method, seed,
+                    )?)
+                } else {
+                    None
+                };
                 Some(JobResult::Explain(ExplainMap {
                     method,
                     height: h,
@@ -593,11 +619,54 @@ impl Worker {
                     target,
                     pred: e.preds[0],
                     moved,
+                    scores,
                 }))
             }
         };
         Ok(res)
     }
+}
+
+/// The numbers of one explained image `x` (`[1, C, H, W]`, attributions
+/// `attr`) as `eval --explain` computes them over many; the background is
+/// that of the image before the perturbation (`original`, CHW), whose
+/// background pixels are the same ones.
+#[allow(clippy::too_many_arguments)]
+fn explain_scores(
+    m: &Model,
+    set: &ImageSet,
+    original: &[f32],
+    x: &candle_core::Tensor,
+    attr: &candle_core::Tensor,
+    target: u32,
+    method: explain::Method,
+    seed: u64,
+) -> crate::Result<ExplainScores> {
+    use explain::scores;
+    let opts = explain::Options::default();
+    let sens = scores::sensitivity_max(
+        m,
+        x,
+        &[target],
+        method,
+        &opts,
+        scores::SENSITIVITY_DRAWS,
+        scores::SENSITIVITY_RADIUS,
+        seed,
+    )?[0];
+    let (_, _, h, w) = x.dims4()?;
+    let background_share = if crate::data::colour::is_colour_shift(set) {
+        let mask = crate::data::colour::background(original, h * w);
+        Some(scores::background_share(attr, &[mask])?[0])
+    } else {
+        None
+    };
+    let deletion_auc = scores::deletion_auc(m, x, &[target], attr, w)?[0];
+    Ok(ExplainScores {
+        sensitivity_max: sens,
+        background_share,
+        deletion_auc,
+    })
 }
 
 /// Image `index` of `set` (clamped to the set), fitted by `fit`, and its

@@ -63,6 +63,13 @@ impl App {
     /// The explanation job of `model` for the shown sample at the current
     /// level, when the sample panel shows explanations (`x`).
     pub fn explain_key(&self, model: usize) -> Option<JobKey> {
+        self.explain_job(model, false)
+    }
+    /// The job of the same explanation with its numbers.
+    pub fn explain_scores_key(&self, model: usize) -> Option<JobKey> {
+        self.explain_job(model, true)
+    }
+    fn explain_job(&self, model: usize, scored: bool) -> Option<JobKey> {
         let (kind, level) = self.current();
         Some(JobKey::Explain {
             model,
@@ -70,14 +77,20 @@ impl App {
             kind,
             level,
             index: self.sample,
+            scored,
         })
     }
-    /// `model`'s finished explanation of the shown sample, if asked for.
+    /// `model`'s finished explanation of the shown sample, if asked for
+    /// (the scored job's once it is in, else the map's).
     pub fn explanation(&self, model: usize) -> Option<&ExplainMap> {
-        match self.results.get(&self.explain_key(model)?).map(|r| &**r) {
-            Some(JobResult::Explain(e)) => Some(e),
-            _ => None,
-        }
+        let scored = self.explain_scores_key(model)?;
+        let plain = self.explain_key(model)?;
+        [scored, plain]
+            .iter()
+            .find_map(|k| match self.results.get(k).map(|r| &**r) {
+                Some(JobResult::Explain(e)) => Some(e),
+                _ => None,
+            })
     }
     /// The k* job of the set the panel shows (`kstar_on`).
     pub fn kstar_key(&self, model: usize) -> JobKey {
@@ -288,10 +301,11 @@ impl App {
 
     /// The jobs the view needs, grouped in tiers of decreasing priority:
     /// (1) the sample (and its neighbours), then clean and the current level
-    /// per model (selected model first); (2) the other levels of the current
-    /// perturbation; (3) k* at the current layer and distance; (4) PGD at
-    /// every eps; (5) prefetch: every other perturbation level, nearest in
-    /// the list first. k* comes before PGD because PGD costs about
+    /// per model (selected model first); with explanations shown (`x`), each
+    /// model's explanation of the sample; (2) the other levels of the
+    /// current perturbation; (3) k* at the current layer and distance; then
+    /// the explanations' numbers; (4) PGD at every eps; (5) prefetch: every
+    /// other perturbation level, nearest in the list first. k* comes before PGD because PGD costs about
     /// 2·iters+1 forward passes and would otherwise hold k* back for minutes on a CPU.
     pub fn tiers(&self) -> Vec<Vec<JobKey>> {
         let (kind, level) = self.current();
@@ -363,7 +377,12 @@ impl App {
                 }
             }
         }
-        vec![t1, t_explain, t2, t3, t4, t5]
+        // The explanations' numbers (a dozen explanations each): after k*.
+        let t_scores: Vec<JobKey> = models
+            .iter()
+            .filter_map(|&m| self.explain_scores_key(m))
+            .collect();
+        vec![t1, t_explain, t2, t3, t_scores, t4, t5]
     }
 
     /// Whether `key` must be finished before later tiers are asked for
@@ -457,8 +476,15 @@ impl App {
                 model: m,
                 method,
                 index,
+                scored,
                 ..
-            } => format!("{} of sample {} [{}]", method.title(), index + 1, model(m)),
+            } => format!(
+                "{}{} of sample {} [{}]",
+                method.title(),
+                if scored { " numbers" } else { "" },
+                index + 1,
+                model(m)
+            ),
         }
     }
 }
@@ -474,7 +500,9 @@ pub fn fits(key: &JobKey, result: &JobResult) -> bool {
         (JobKey::Kstar { .. }, JobResult::Kstar(_)) => true,
         (JobKey::Embed { method, .. }, JobResult::Embed(e)) => e.method == *method,
         (JobKey::Sample { .. }, JobResult::Sample(_)) => true,
-        (JobKey::Explain { method, .. }, JobResult::Explain(e)) => e.method == *method,
+        (JobKey::Explain { method, scored, .. }, JobResult::Explain(e)) => {
+            e.method == *method && e.scores.is_some() == *scored
+        }
         _ => false,
     }
 }

@@ -33,7 +33,9 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let n = app.n_models() as u16;
-    let text_h = (n + 2).min(inner.height);
+    // with explanations, a second line per model carries their numbers
+    let per_model = if app.explain.is_some() { 2 } else { 1 };
+    let text_h = (per_model * n + 2).min(inner.height);
     let [imgs, caption, text] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Length(1),
@@ -174,9 +176,12 @@ fn explained_images(f: &mut Frame, app: &App, s: &SampleImages, imgs: Rect, capt
     }
 }
 
-/// The true label, then per model its prediction before → after, DS, and
-/// with explanations shown how far the perturbation moved the model's
-/// explanation (||E(x) - E(P(x))|| / ||E(x)||, "Δexpl").
+/// The true label, then per model its prediction before → after and DS;
+/// with explanations shown, a line below each model: how far the
+/// perturbation moved the model's explanation (||E(x) - E(P(x))|| /
+/// ||E(x)||, "Δexpl") and the explanation's numbers as `eval --explain`
+/// reports them: Captum's `sensitivity_max`, the share on the background
+/// (colour-shift sets), deletion AUC.
 fn sample_lines(f: &mut Frame, app: &App, s: &SampleImages, text: Rect) {
     let (_, level) = app.current();
     let class = |c: u32| {
@@ -234,15 +239,36 @@ fn sample_lines(f: &mut Frame, app: &App, s: &SampleImages, text: Rect) {
                 Some(d) => format!("   DS {}", num(d as f64)),
                 None => String::new(),
             }),
-            // how far the perturbation moved this model's explanation
-            Span::styled(
-                match app.explanation(r.model) {
-                    Some(e) if app.explain.is_some() => format!("  Δexpl {}", num(e.moved as f64)),
-                    _ => String::new(),
-                },
-                DIM,
-            ),
         ]));
+        if app.explain.is_some() {
+            lines.push(scores_line(app, r.model, 4));
+        }
     }
     f.render_widget(Paragraph::new(lines), text);
+}
+
+/// A model's explanation numbers, indented under its line: how far the
+/// perturbation moved it (`Δexpl`), then `sens_max`, `bg` (the share on
+/// the background) and `del AUC` once their job is in.
+fn scores_line(app: &App, model: usize, indent: usize) -> Line<'static> {
+    let pad = " ".repeat(indent);
+    let e = app.explanation(model);
+    let mut t = match e {
+        Some(e) => format!("Δexpl {} · ", num(e.moved as f64)),
+        None => "Δexpl … · ".into(),
+    };
+    match e.and_then(|e| e.scores) {
+        Some(sc) => {
+            t.push_str(&format!("sens_max {}", num(sc.sensitivity_max as f64)));
+            if let Some(b) = sc.background_share {
+                t.push_str(&format!(" · bg {:.0}%", 100.0 * b));
+            }
+            t.push_str(&format!(" · del AUC {}", num(sc.deletion_auc as f64)));
+        }
+        None => match app.explain_scores_key(model).map(|k| app.state(&k)) {
+            Some(JobState::Failed(e)) => t.push_str(&format!("no numbers: {e}")),
+            _ => t.push_str("sens_max …"),
+        },
+    }
+    Line::styled(format!("{pad}{t}"), DIM)
 }
