@@ -1,8 +1,9 @@
 //! SLIC superpixels (`src/explain/slic.rs`) against scikit-image's
 //! `slic` with its defaults (tests/fixtures/make_slic.py): three RGB photos
 //! and a grayscale one at 96x96, 120x160, 64x64 and 224x224, two settings
-//! of `n_segments` / `compactness` for some; every pixel's label must equal
-//! skimage's (minus one) exactly, in every case.
+//! of `n_segments` / `compactness` for some (one with a segment that
+//! empties and a component the connectivity search truncates); every
+//! pixel's label must equal skimage's (minus one) exactly, in every case.
 
 mod common;
 

@@ -238,7 +238,7 @@ fn kmeans(
     }
     // The search windows' steps come from the grid for the seeds' count.
     let [(_, step_z), (_, step_y), (_, step_x)] = regular_grid([1, h, w], nseg);
-    let (step_z, step_y, step_x) = (
+    let (two_step_z, two_step_y, two_step_x) = (
         (2 * step_z) as f64,
         (2 * step_y) as f64,
         (2 * step_x) as f64,
@@ -258,44 +258,32 @@ fn kmeans(
             if cz.is_nan() || cy.is_nan() || cx.is_nan() {
                 continue;
             }
-            let Some((z_min, z_max)) = window(cz, step_z, 1) else {
+            let Some((z_min, z_max)) = window(cz, two_step_z, 1) else {
                 continue;
             };
             if z_min >= z_max {
                 continue;
             }
-            let Some((y_min, y_max)) = window(cy, step_y, h) else {
+            let Some((y_min, y_max)) = window(cy, two_step_y, h) else {
                 continue;
             };
-            let Some((x_min, x_max)) = window(cx, step_x, w) else {
+            let Some((x_min, x_max)) = window(cx, two_step_x, w) else {
                 continue;
             };
-            let colour = &seg[3..];
-            let dz = cz;
-            let dz = dz * dz;
-            for y in y_min..y_max {
-                let dy = cy - y as f64;
-                let dy = dy * dy;
-                let dzy = dz + dy;
-                for x in x_min..x_max {
-                    let dx = cx - x as f64;
-                    let dx = dx * dx;
-                    let mut dist = (dzy + dx) * spatial_weight;
-                    let p = y * w + x;
-                    let px = &image[p * channels..(p + 1) * channels];
-                    let mut dist_color = 0.0;
-                    for (a, b) in px.iter().zip(colour) {
-                        let t = a - b;
-                        dist_color += t * t;
-                    }
-                    dist += dist_color;
-                    if distance[p] > dist {
-                        nearest[p] = k + 1;
-                        distance[p] = dist;
-                        change = true;
-                    }
-                }
-            }
+            let win = Window {
+                centre: (cz, cy, cx),
+                colour: &seg[3..],
+                ys: y_min..y_max,
+                xs: x_min..x_max,
+                spatial_weight,
+                label: k + 1,
+            };
+            // Constant channel counts let the compiler unroll the colour.
+            change |= match channels {
+                1 => scan(&win, image, 1, w, &mut nearest, &mut distance),
+                3 => scan(&win, image, 3, w, &mut nearest, &mut distance),
+                c => scan(&win, image, c, w, &mut nearest, &mut distance),
+            };
         }
         // The Cython recomputes the means after the last assignment too;
         // they are not returned, so that pass is skipped.
@@ -331,6 +319,62 @@ fn kmeans(
         }
     }
     nearest
+}
+
+/// One segment's search window.
+struct Window<'a> {
+    /// (z, y, x) of the centre.
+    centre: (f64, f64, f64),
+    /// The centre's colour.
+    colour: &'a [f64],
+    ys: std::ops::Range<usize>,
+    xs: std::ops::Range<usize>,
+    spatial_weight: f64,
+    /// The segment's label (1-based).
+    label: usize,
+}
+
+/// The Cython's inner loops for one segment: each pixel of the window
+/// whose distance, `(dz² + dy² + dx²) / step² + sum (colour difference)²`
+/// in that order, is strictly below its best so far takes the segment.
+/// Returns whether any pixel did.
+#[inline(always)]
+fn scan(
+    win: &Window,
+    image: &[f64],
+    channels: usize,
+    w: usize,
+    nearest: &mut [usize],
+    distance: &mut [f64],
+) -> bool {
+    let (cz, cy, cx) = win.centre;
+    let colour = &win.colour[..channels];
+    let mut change = false;
+    // z = 0 on a depth-1 image.
+    let dz = cz * cz;
+    for y in win.ys.clone() {
+        let dy = cy - y as f64;
+        let dzy = dz + dy * dy;
+        let (a, b) = (y * w + win.xs.start, y * w + win.xs.end);
+        let pixels = image[a * channels..b * channels].chunks_exact(channels);
+        let rows = distance[a..b].iter_mut().zip(&mut nearest[a..b]);
+        for ((x, px), (d, near)) in win.xs.clone().zip(pixels).zip(rows) {
+            let dx = cx - x as f64;
+            let mut dist = (dzy + dx * dx) * win.spatial_weight;
+            let mut dist_color = 0.0;
+            for (a, b) in px.iter().zip(colour) {
+                let t = a - b;
+                dist_color += t * t;
+            }
+            dist += dist_color;
+            // Branch-free: the updates are too irregular to predict.
+            let better = *d > dist;
+            *near = if better { win.label } else { *near };
+            *d = if better { dist } else { *d };
+            change |= better;
+        }
+    }
+    change
 }
 
 /// The Cython's window `[max(c - 2 step, 0), min(c + 2 step + 1, size))`,
