@@ -10,6 +10,7 @@
 pub mod lime;
 pub mod quadrature;
 pub mod scores;
+pub mod slic;
 
 use crate::model::{Model, Tap};
 use crate::Result;
