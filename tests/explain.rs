@@ -7,7 +7,9 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{expect_error_with, fixture, model_fixture, semcon, semcon_ok, tensor_f32, tmp_dir};
+use common::{
+    expect_error_with, fixture, model_fixture, read_npz, semcon, semcon_ok, tensor_f32, tmp_dir,
+};
 use semcon::explain::{self, Method, Options, Target};
 use semcon::model::{load, ModelOptions, Tap};
 use std::collections::HashMap;
@@ -467,4 +469,53 @@ fn lime_matches_the_lime_package() {
     let v = tensor_f32(&a.attr.get(0).unwrap());
     assert_eq!(v[0], v[3 * 28 + 3], "one value per 4x4 cell");
     assert!(v.iter().any(|x| *x != 0.0));
+}
+
+/// LIME on an image larger than 64 px: its superpixels are SLIC's (as
+/// scikit-image computes them, tests/slic.rs), so the attribution is one
+/// value per SLIC segment, seeded.
+#[test]
+fn lime_uses_slic_superpixels_on_large_images() {
+    use semcon::explain::{lime, slic};
+    let m = load(
+        &fixture("train").join("tiny.safetensors"),
+        &ModelOptions::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let npz = read_npz(&fixture("explain").join("slic.npz"));
+    let image = npz["image0"].to_dtype(DType::F32).unwrap(); // astronaut, 3x96x96
+    let (c, h, w) = image.dims3().unwrap();
+    assert!(h.max(w) > lime::GRID_UP_TO);
+    let pixels = tensor_f32(&image);
+    let (seg, n) = lime::segments(&pixels, c, h, w);
+    assert_eq!(
+        (seg.clone(), n),
+        slic::slic(&pixels, c, h, w, &Default::default())
+    );
+    assert!(n > 30, "{n} segments");
+    let x = image.unsqueeze(0).unwrap();
+    let opts = Options {
+        lime: lime::LimeConfig {
+            samples: 100,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let a = tensor_f32(
+        &explain::explain(&m, &x, &[3], Method::Lime, &opts)
+            .unwrap()
+            .attr,
+    );
+    let mut value = vec![None; n];
+    for (p, &s) in seg.iter().enumerate() {
+        let v = value[s as usize].get_or_insert(a[p]);
+        assert_eq!(*v, a[p], "pixel {p}: one value per segment");
+    }
+    let distinct: std::collections::BTreeSet<u32> = a.iter().map(|v| v.to_bits()).collect();
+    assert!(
+        distinct.len() > n / 2,
+        "{} values for {n} segments",
+        distinct.len()
+    );
 }

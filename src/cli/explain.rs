@@ -33,8 +33,9 @@ pub struct ExplainArgs {
     /// saliency (|d logit / d x|, Captum's Saliency), ig (Integrated
     /// Gradients from a black image, Gauss-Legendre nodes), gradcam (at the
     /// last convolutional stage, or --layer; upsampled by nearest neighbour)
-    /// or lime (a grid of superpixels, the lime package's sampling, kernel
-    /// and ridge regression, seeded by --seed).
+    /// or lime (superpixels: a 4 px grid up to 64 px, scikit-image's SLIC
+    /// beyond; the lime package's sampling, kernel and ridge regression,
+    /// seeded by --seed).
     #[arg(long, value_enum)]
     pub method: Method,
     /// The class explained: label (the true one) or pred (each model's prediction).

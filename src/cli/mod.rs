@@ -60,7 +60,8 @@ pub enum Command {
     /// PGD-attack a dataset and write the adversarial images.
     Attack(AttackArgs),
     /// Explain each model's decision on the same images (saliency,
-    /// Integrated Gradients, GradCAM; Captum's semantics) into an .npz.
+    /// Integrated Gradients, GradCAM with Captum's semantics; LIME as the
+    /// lime package) into an .npz or the paper's figure (.png).
     Explain(ExplainArgs),
     /// Train a model variant (standard, continuity, adv, adv-continuity), or
     /// fine-tune a checkpoint on a dataset (--init, --freeze).

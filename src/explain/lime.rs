@@ -1,6 +1,7 @@
 //! LIME for images as the `lime` package computes it
 //! (`LimeImageExplainer.explain_instance` with its defaults): superpixels
-//! (here a square grid), random on/off masks over them (the first all on), a
+//! (a square grid of 4 px cells up to 64 px, SLIC as scikit-image computes
+//! it for larger images: [`super::slic`]), random on/off masks over them (the first all on), a
 //! superpixel switched off takes its mean colour, the model's softmax
 //! probability of the explained class per masked image, cosine distance of
 //! each mask to the all-on one, kernel sqrt(exp(-d^2 / 0.25^2)), and a ridge
@@ -46,14 +47,19 @@ pub fn grid_segments(h: usize, w: usize, cell: usize) -> (Vec<u32>, usize) {
     (seg, gh * gw)
 }
 
-/// The grid cell semcon uses for an image of `h` x `w`: 4 pixels up to 64
-/// px (49 superpixels at 28 px), else an 8 x 8 grid.
-pub fn default_cell(h: usize, w: usize) -> usize {
-    let side = h.max(w);
-    if side <= 64 {
-        4
+/// Images up to this side get grid superpixels, larger ones SLIC.
+pub const GRID_UP_TO: usize = 64;
+
+/// The superpixels of one image (CHW in [0,1]): up to [`GRID_UP_TO`] px a
+/// grid of 4 px cells (49 superpixels at 28 px, where SLIC's ~100 segments
+/// would be a few pixels each); larger images SLIC with scikit-image's
+/// defaults (about 100 segments, compactness 10; deterministic, so nothing
+/// to seed).
+pub fn segments(pixels: &[f32], channels: usize, h: usize, w: usize) -> (Vec<u32>, usize) {
+    if h.max(w) <= GRID_UP_TO {
+        grid_segments(h, w, 4)
     } else {
-        side.div_ceil(8)
+        super::slic::slic(pixels, channels, h, w, &super::slic::SlicConfig::default())
     }
 }
 
@@ -171,24 +177,18 @@ fn weighted_ridge(x: &[Vec<bool>], y: &[f64], w: &[f64], alpha: f64) -> (Vec<f64
     (coef.iter().copied().collect(), intercept)
 }
 
-/// LIME of each image of `x` (`[N, C, H, W]`) for `targets`, over the grid
-/// of [`default_cell`]: `[N, 1, H, W]`, each pixel its superpixel's
+/// LIME of each image of `x` (`[N, C, H, W]`, in [0,1]) for `targets`,
+/// over its [`segments`]: `[N, 1, H, W]`, each pixel its superpixel's
 /// coefficient.
 pub fn lime(m: &Model, x: &Tensor, targets: &[u32], cfg: &LimeConfig) -> Result<Tensor> {
-    let (n, _, h, w) = x.dims4()?;
-    let (segments, n_seg) = grid_segments(h, w, default_cell(h, w));
+    let (n, c, h, w) = x.dims4()?;
     let mut out = Vec::with_capacity(n * h * w);
     for (i, &target) in targets.iter().enumerate().take(n) {
+        let xi = x.narrow(0, i, 1)?;
+        let pixels: Vec<f32> = xi.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let (segments, n_seg) = segments(&pixels, c, h, w);
         let rows = masks(cfg.samples.max(1), n_seg, cfg.seed.wrapping_add(i as u64));
-        let (coef, _) = explain_with(
-            m,
-            &x.narrow(0, i, 1)?,
-            target,
-            &segments,
-            n_seg,
-            &rows,
-            cfg.kernel_width,
-        )?;
+        let (coef, _) = explain_with(m, &xi, target, &segments, n_seg, &rows, cfg.kernel_width)?;
         out.extend(segments.iter().map(|&s| coef[s as usize] as f32));
     }
     Ok(Tensor::from_vec(out, (n, 1, h, w), &Device::Cpu)?)

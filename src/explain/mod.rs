@@ -29,7 +29,7 @@ pub enum Method {
     /// GradCAM at a convolutional stage (Captum `LayerGradCam`,
     /// `relu_attributions=True`), upsampled by nearest neighbour.
     Gradcam,
-    /// LIME over a grid of superpixels (the `lime` package's sampling,
+    /// LIME over superpixels (a grid up to 64 px, SLIC beyond; the `lime` package's sampling,
     /// kernel and weighted ridge regression), seeded.
     Lime,
 }
