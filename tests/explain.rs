@@ -74,6 +74,10 @@ fn attributions_match_captum() {
         "vit_tiny",
     ] {
         let m = model(name);
+        if name == "resnet18_cifar" {
+            // saliency and IG of a ResNet go through the fused CPU network
+            assert_eq!(m.path_name().unwrap(), "fused");
+        }
         let x = &f[&format!("{name}_x")];
         let labels: Vec<u32> = tensor_f32(&f[&format!("{name}_y")])
             .iter()

@@ -63,6 +63,11 @@ pub struct BenchArgs {
     /// With --load: the resampling.
     #[arg(long, value_enum, default_value_t = crate::data::resample::Filter::Bilinear)]
     pub interpolation: crate::data::resample::Filter,
+    /// Also time explaining the batch (each image for its label) with this
+    /// method and its defaults (Integrated Gradients: 50 steps and the
+    /// convergence delta), as `semcon explain` runs it (bench/explain.sh).
+    #[arg(long, value_enum)]
+    pub explain: Option<crate::explain::Method>,
 }
 
 /// `--load`: images/s of reading a folder, cold (no cache), then the first
@@ -222,6 +227,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let explained = match a.explain {
+        Some(method) => {
+            let labels: Vec<u32> = (0..a.batch as u32).map(|i| i % classes as u32).collect();
+            let opts = crate::explain::Options::default();
+            Some(time(&|| {
+                let e = crate::explain::explain(&model, &x, &labels, method, &opts)?;
+                e.attr.sum_all()?.to_scalar::<f32>()?;
+                Ok(())
+            })?)
+        }
+        None => None,
+    };
     let ips = |s: f64| a.batch as f64 / s;
     if a.json {
         let mut j = serde_json::json!({"arch": arch, "width": a.width, "classes": classes, "size": a.size,
@@ -232,6 +249,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             j["fwd_bwd_s"] = b.0.into();
             j["fwd_bwd_cpu_s"] = b.1.into();
             j["fwd_bwd_images_per_s"] = ips(b.0).into();
+        }
+        if let (Some(m), Some(e)) = (a.explain, explained) {
+            j["explain"] = m.name().into();
+            j["explain_s"] = e.0.into();
+            j["explain_cpu_s"] = e.1.into();
+            j["explain_images_per_s"] = ips(e.0).into();
         }
         println!("{j}");
     } else {
@@ -256,6 +279,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         line("forward:         ", fwd);
         if let Some(b) = bwd {
             line("forward+backward:", b);
+        }
+        if let (Some(m), Some(e)) = (a.explain, explained) {
+            line(&format!("{:<17}", format!("{}:", m.name())), e);
         }
     }
     Ok(())

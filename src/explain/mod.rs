@@ -263,8 +263,17 @@ pub fn integrated_gradients(
         });
     }
     let attr = (total.expect("at least one step") * x)?;
-    let (fx, _) = m.target_logit_grad(x, targets)?;
-    let (f0, _) = m.target_logit_grad(&x.zeros_like()?, targets)?;
+    // f(x) and f(baseline) for the delta: forward passes only, as Captum.
+    let pick = |x: &Tensor| -> Result<Vec<f32>> {
+        let lg = m.logits(x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        Ok(lg
+            .iter()
+            .zip(targets)
+            .map(|(r, &t)| r[t as usize])
+            .collect())
+    };
+    let fx = pick(x)?;
+    let f0 = pick(&x.zeros_like()?)?;
     let sums = attr.flatten_from(1)?.sum(D::Minus1)?.to_vec1::<f32>()?;
     let delta = sums
         .iter()

@@ -274,9 +274,26 @@ impl Model {
     }
 
     /// Each sample's raw logit of class `targets[i]` (eval mode) and its
-    /// gradient w.r.t. the image in [0,1] (`[N, C, H, W]`), through candle's
-    /// graph: what saliency and Integrated Gradients are made of.
+    /// gradient w.r.t. the image in [0,1] (`[N, C, H, W]`): what saliency
+    /// and Integrated Gradients are made of. The fused CPU network where it
+    /// runs this model, else candle's graph.
     pub fn target_logit_grad(&self, x: &Tensor, targets: &[u32]) -> Result<(Vec<f32>, Tensor)> {
+        if let Some(net) = self.fused()? {
+            let (b, c, h, w) = x.dims4()?;
+            self.check_input(c, h, w)?;
+            if targets.len() != b {
+                return Err(crate::invalid!("{} targets for {b} images", targets.len()));
+            }
+            let k = self.num_classes();
+            if let Some(bad) = targets.iter().find(|&&t| t as usize >= k) {
+                return Err(crate::invalid!(
+                    "class {bad} is out of range for a model with {k} classes"
+                ));
+            }
+            let px = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let (picked, g) = net.target_logit_grad(&px, (b, c, h, w), targets)?;
+            return Ok((picked, Tensor::from_vec(g, (b, c, h, w), &self.device)?));
+        }
         let v = candle_core::Var::from_tensor(&x.detach())?;
         let lg = self.features_graph(v.as_tensor(), Tap::Logits)?;
         let (picked, grads) = self.pick_and_backward(&lg, targets)?;

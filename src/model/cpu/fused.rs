@@ -1,7 +1,8 @@
 //! The eval-mode ResNet on the CPU without candle's autograd, for PGD and
 //! inference: BatchNorm folded into the convolutions, bias + residual + ReLU
 //! fused after each convolution, and the input gradient of the cross-entropy
-//! by a hand-written backward pass.
+//! (or of each image's raw target logit, for saliency and Integrated
+//! Gradients) by a hand-written backward pass.
 //!
 //! Why: a PGD step is a forward and a backward pass. candle's autograd
 //! allocates and zero-fills a gradient per node and every op synchronises the
@@ -67,6 +68,15 @@ struct ChunkOut {
 /// Input batch shape `[b, c, h, w]` of NCHW images in [0, 1].
 pub type Dims = (usize, usize, usize, usize);
 
+/// What the backward pass differentiates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Objective {
+    /// The mean cross-entropy over the batch.
+    CrossEntropy,
+    /// The sum of each image's raw logit of its class.
+    TargetLogit,
+}
+
 impl FusedNet {
     fn classes(&self) -> usize {
         self.fc_b.len()
@@ -94,15 +104,44 @@ impl FusedNet {
 
     /// Mean cross-entropy over the batch and its gradient w.r.t. the images.
     pub fn loss_and_grad(&self, x: &[f32], dims: Dims, labels: &[u32]) -> Result<(f32, Vec<f32>)> {
-        let (_, loss, grad) = self.run(x, dims, Some(labels), &[Tap::Logits])?;
+        let (_, loss, grad) = self.run(
+            x,
+            dims,
+            Some((labels, Objective::CrossEntropy)),
+            &[Tap::Logits],
+        )?;
         Ok((loss, grad))
+    }
+
+    /// Each image's raw logit of class `targets[i]` and its gradient w.r.t.
+    /// the image (what saliency and Integrated Gradients are made of).
+    pub fn target_logit_grad(
+        &self,
+        x: &[f32],
+        dims: Dims,
+        targets: &[u32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (mut taps, _, grad) = self.run(
+            x,
+            dims,
+            Some((targets, Objective::TargetLogit)),
+            &[Tap::Logits],
+        )?;
+        let logits = taps.remove(0);
+        let k = self.classes();
+        let picked = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| logits[i * k + t as usize])
+            .collect();
+        Ok((picked, grad))
     }
 
     fn run(
         &self,
         x: &[f32],
         dims: Dims,
-        labels: Option<&[u32]>,
+        labels: Option<(&[u32], Objective)>,
         want: &[Tap],
     ) -> Result<(Vec<Vec<f32>>, f32, Vec<f32>)> {
         let (b, cx, h, w) = dims;
@@ -112,7 +151,7 @@ impl FusedNet {
                 "fused forward: input {dims:?} does not fit a model taking {c0} channels"
             )
         }
-        if let Some(l) = labels {
+        if let Some((l, _)) = labels {
             if l.len() != b {
                 candle_core::bail!("fused forward: {} labels for {b} images", l.len())
             }
@@ -138,7 +177,7 @@ impl FusedNet {
                     let r = self.chunk(
                         xs,
                         (e - s, cx, h, w),
-                        labels.map(|l| (&l[s..e], b)),
+                        labels.map(|(l, o)| (&l[s..e], b, o)),
                         want,
                         &mut col,
                     );
@@ -165,7 +204,7 @@ impl FusedNet {
         &self,
         x: &[f32],
         (nb, cx, h, w): Dims,
-        labels: Option<(&[u32], usize)>,
+        labels: Option<(&[u32], usize, Objective)>,
         want: &[Tap],
         col: &mut Vec<f32>,
     ) -> Result<ChunkOut> {
@@ -289,14 +328,20 @@ impl FusedNet {
                     self.fc_b[ki] + wr.iter().zip(pr).map(|(a, b)| a * b).sum::<f32>();
             }
         }
-        let Some((labels, total)) = labels else {
+        let Some((labels, total, objective)) = labels else {
             put(Tap::Logits, &|| logits.clone());
             return Ok(done(got));
         };
-        // Cross-entropy (mean over the whole batch) and d/dlogits.
+        // Cross-entropy (mean over the whole batch) and d/dlogits, or each
+        // image's target logit (d/dlogits one-hot).
         let mut loss = 0f64;
         let mut dlog = vec![0f32; nb * k];
-        for i in 0..nb {
+        for i in (0..nb).filter(|_| objective == Objective::TargetLogit) {
+            let yi = labels[i] as usize;
+            loss += logits[i * k + yi] as f64;
+            dlog[i * k + yi] = 1.0;
+        }
+        for i in (0..nb).filter(|_| objective == Objective::CrossEntropy) {
             let row = &logits[i * k..][..k];
             let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             let se: f32 = row.iter().map(|v| (v - mx).exp()).sum();
@@ -370,6 +415,7 @@ impl FusedNet {
                 }
             }
         }
+        // labelled: the logits are the one output
         Ok(ChunkOut {
             taps: vec![logits],
             loss,
