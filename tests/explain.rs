@@ -523,3 +523,23 @@ fn lime_uses_slic_superpixels_on_large_images() {
         distinct.len()
     );
 }
+
+/// Heat maps sum the channels: Integrated Gradients keep their sign (and
+/// are drawn on the signed palette), saliency shows magnitudes, LIME its
+/// positive coefficients.
+#[test]
+fn heat_maps_keep_igs_sign_only() {
+    use semcon::figure::Palette;
+    // one sample, 2 channels, 1 x 2 pixels: pixel 0 sums to -3, pixel 1 to +1
+    let attr = Tensor::from_vec(vec![-1f32, 2.0, -2.0, -1.0], (1, 2, 1, 2), &Device::Cpu).unwrap();
+    let ig = explain::heat_maps(&attr, Method::Ig).unwrap();
+    assert_eq!(ig, vec![vec![-3.0, 1.0]]);
+    let sal = explain::heat_maps(&attr, Method::Saliency).unwrap();
+    assert_eq!(sal, vec![vec![3.0, 3.0]]);
+    let lime = explain::heat_maps(&attr, Method::Lime).unwrap();
+    assert_eq!(lime, vec![vec![0.0, 1.0]]);
+    assert_eq!(Palette::of(Method::Ig), Palette::Signed);
+    for m in [Method::Saliency, Method::Gradcam, Method::Lime] {
+        assert_eq!(Palette::of(m), Palette::Magnitude);
+    }
+}

@@ -542,18 +542,20 @@ impl Worker {
                 level,
                 index,
                 scored,
-            } => Some(JobResult::Explain(sample::explanation(
-                &self.models[model],
-                &set,
-                sample::Explained {
+            } => {
+                let what = sample::Explained {
                     method,
                     kind,
                     level,
                     index,
                     scored,
-                },
-                self.settings.seed,
-            )?)),
+                };
+                let ctl = &mut self.ctl;
+                let mut wanted = || ctl.poll(key);
+                let m = &self.models[model];
+                let seed = self.settings.seed;
+                sample::explanation(m, &set, what, seed, &mut wanted)?.map(JobResult::Explain)
+            }
         };
         Ok(res)
     }

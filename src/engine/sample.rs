@@ -82,8 +82,16 @@ pub fn sample(
 }
 
 /// `m`'s explanation of the perturbed sample (for its true label), how far
-/// the perturbation moved it, and its numbers when `scored`.
-pub fn explanation(m: &Model, set: &ImageSet, what: Explained, seed: u64) -> Result<ExplainMap> {
+/// the perturbation moved it, and its numbers when `scored`. `None` when
+/// `wanted` says the job was superseded (asked between the numbers' dozen
+/// explanations).
+pub fn explanation(
+    m: &Model,
+    set: &ImageSet,
+    what: Explained,
+    seed: u64,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<Option<ExplainMap>> {
     let Explained {
         method,
         kind,
@@ -105,13 +113,22 @@ pub fn explanation(m: &Model, set: &ImageSet, what: Explained, seed: u64) -> Res
         .pop()
         .expect("one sample explained");
     let scores = if scored {
-        Some(explain_scores(
-            m, set, &one.data, &x, &e.attr, target, method, seed,
-        )?)
+        let on = Scored {
+            original: &one.data,
+            kind,
+            x: &x,
+            attr: &e.attr,
+            target,
+            method,
+        };
+        match explain_scores(m, set, on, seed, wanted)? {
+            Some(sc) => Some(sc),
+            None => return Ok(None),
+        }
     } else {
         None
     };
-    Ok(ExplainMap {
+    Ok(Some(ExplainMap {
         method,
         height: one.height,
         width: one.width,
@@ -120,49 +137,75 @@ pub fn explanation(m: &Model, set: &ImageSet, what: Explained, seed: u64) -> Res
         pred: e.preds[0],
         moved,
         scores,
-    })
+    }))
 }
 
-/// The numbers of one explained image `x` (`[1, C, H, W]`, attributions
-/// `attr`) as `eval --explain` computes them over many; the background is
-/// that of the image before the perturbation (`original`, CHW), whose
-/// background pixels are the same ones.
-#[allow(clippy::too_many_arguments)]
+/// What the numbers are taken of: the explained (perturbed) image `x`
+/// (`[1, C, H, W]`) with its attributions, and the image before the
+/// perturbation `kind` (CHW).
+struct Scored<'a> {
+    original: &'a [f32],
+    kind: Kind,
+    x: &'a candle_core::Tensor,
+    attr: &'a candle_core::Tensor,
+    target: u32,
+    method: explain::Method,
+}
+
+/// The numbers of one explained image as `eval --explain` computes them
+/// over many: Captum's `sensitivity_max` (the same seeded draws as
+/// [`explain::scores::sensitivity_max`], one explanation per draw, `wanted`
+/// asked between them: `None` once superseded), the share on the
+/// background (colour-shift sets, for perturbations that keep every pixel
+/// in place: the colour ones and noise, whose background pixels are those
+/// of the original), and deletion AUC.
 fn explain_scores(
     m: &Model,
     set: &ImageSet,
-    original: &[f32],
-    x: &candle_core::Tensor,
-    attr: &candle_core::Tensor,
-    target: u32,
-    method: explain::Method,
+    on: Scored,
     seed: u64,
-) -> Result<ExplainScores> {
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<Option<ExplainScores>> {
     use explain::scores;
+    use rand::{Rng, SeedableRng};
     let opts = explain::Options::default();
-    let sens = scores::sensitivity_max(
-        m,
+    let Scored {
+        original,
+        kind,
         x,
-        &[target],
+        attr,
+        target,
         method,
-        &opts,
-        scores::SENSITIVITY_DRAWS,
-        scores::SENSITIVITY_RADIUS,
-        seed,
-    )?[0];
+    } = on;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let r = scores::SENSITIVITY_RADIUS;
+    let mut sens = 0f32;
+    for _ in 0..scores::SENSITIVITY_DRAWS {
+        if !wanted() {
+            return Ok(None);
+        }
+        let noise: Vec<f32> = (0..x.elem_count()).map(|_| rng.gen_range(-r..=r)).collect();
+        let xd = (x + candle_core::Tensor::from_vec(noise, x.shape(), x.device())?)?;
+        let e = explain::explain(m, &xd, &[target], method, &opts)?;
+        sens = sens.max(scores::relative_change(attr, &e.attr)?[0]);
+    }
+    if !wanted() {
+        return Ok(None);
+    }
     let (_, _, h, w) = x.dims4()?;
-    let background_share = if crate::data::colour::is_colour_shift(set) {
+    let in_place = Kind::COLOUR.contains(&kind) || kind == Kind::Noise;
+    let background_share = if in_place && crate::data::colour::is_colour_shift(set) {
         let mask = crate::data::colour::background(original, h * w);
         Some(scores::background_share(attr, &[mask])?[0])
     } else {
         None
     };
     let deletion_auc = scores::deletion_auc(m, x, &[target], attr, w)?[0];
-    Ok(ExplainScores {
+    Ok(Some(ExplainScores {
         sensitivity_max: sens,
         background_share,
         deletion_auc,
-    })
+    }))
 }
 
 /// Image `index` of `set` (clamped to the set), fitted by `fit`, and its

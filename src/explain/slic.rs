@@ -540,24 +540,18 @@ mod tests {
         ];
         for (h, w) in sizes {
             for c in [1, 3] {
-                for (seed, img) in [
+                for img in [
                     vec![0.0; c * h * w],
                     vec![0.7; c * h * w],
                     noise(c * h * w, 7),
-                ]
-                .into_iter()
-                .enumerate()
-                {
+                ] {
                     for (n_segments, compactness, max_num_iter) in settings {
                         let cfg = SlicConfig {
                             n_segments,
                             compactness,
                             max_num_iter,
                         };
-                        let count = check(&img, c, h, w, &cfg);
-                        if seed < 2 && max_num_iter > 0 {
-                            assert!(count >= 1);
-                        }
+                        check(&img, c, h, w, &cfg);
                     }
                 }
             }

@@ -224,7 +224,7 @@ impl Palette {
             0.0
         };
         let c = match self {
-            Palette::Magnitude => colorgrad::preset::viridis().at(t),
+            Palette::Magnitude => viridis().at(t),
             Palette::Signed => rd_bu().at(t),
         };
         [c.r, c.g, c.b].map(|v| v.clamp(0.0, 1.0))
@@ -237,6 +237,12 @@ impl Palette {
             Palette::Signed => -max,
         }
     }
+}
+
+/// colorgrad's viridis, built once.
+fn viridis() -> &'static colorgrad::BasisGradient {
+    static G: std::sync::OnceLock<colorgrad::BasisGradient> = std::sync::OnceLock::new();
+    G.get_or_init(colorgrad::preset::viridis)
 }
 
 /// matplotlib's `RdBu`: linear through ColorBrewer's eleven colours, red

@@ -30,6 +30,13 @@ use std::time::{Duration, Instant};
 
 /// How long the terminal may take to answer the query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a timeout, how long late replies are still read and dropped
+/// (then the tty's input queue is flushed), so that none reaches the keys.
+pub const LATE_REPLIES: Duration = Duration::from_millis(1500);
+/// Cell sizes believed, in pixels: (width, height) ranges; a reply outside
+/// them is ignored (it would size pictures absurdly).
+const CELL_W: std::ops::RangeInclusive<u16> = 2..=128;
+const CELL_H: std::ops::RangeInclusive<u16> = 4..=256;
 
 /// What the environment decides before anything is asked.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,7 +99,9 @@ pub fn interpret(replies: &[Response]) -> (Option<ProtocolType>, Option<(u16, u1
         match r {
             Response::Kitty => proto = Some(ProtocolType::Kitty),
             Response::Sixel if proto.is_none() => proto = Some(ProtocolType::Sixel),
-            Response::CellSize(Some((w, h))) if *w > 0 && *h > 0 => cell = Some((*w, *h)),
+            Response::CellSize(Some((w, h))) if CELL_W.contains(w) && CELL_H.contains(h) => {
+                cell = Some((*w, *h))
+            }
             _ => {}
         }
     }
@@ -115,7 +124,9 @@ fn parse(parser: &mut Parser, bytes: &[u8], replies: &mut Vec<Response>) -> bool
 
 /// Asks the terminal (raw mode, nothing reading keys yet): writes the query
 /// to `out` and reads the replies from `input` until the status report or
-/// `timeout`. `None`: no complete answer in time.
+/// `timeout`. `None`: no complete answer in time; the replies still on
+/// their way are then read and dropped for up to [`LATE_REPLIES`] and the
+/// input queue is flushed, so that none is taken for keys.
 pub fn query(
     input: RawFd,
     out: &mut impl std::io::Write,
@@ -129,14 +140,31 @@ pub fn query(
     );
     out.write_all(q.as_bytes()).ok()?;
     out.flush().ok()?;
-    let deadline = Instant::now() + timeout;
     let mut parser = Parser::new();
     let mut replies = Vec::new();
+    if read_replies(input, &mut parser, &mut replies, timeout) {
+        return Some(replies);
+    }
+    read_replies(input, &mut parser, &mut Vec::new(), LATE_REPLIES);
+    // SAFETY: discards unread input of the tty (a no-op on a pipe).
+    unsafe { libc::tcflush(input, libc::TCIFLUSH) };
+    None
+}
+
+/// Reads replies from `input` into `replies` until the status report
+/// (true) or `timeout`, a hang-up or an error (false).
+fn read_replies(
+    input: RawFd,
+    parser: &mut Parser,
+    replies: &mut Vec<Response>,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 256];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return None;
+            return false;
         }
         let mut pfd = libc::pollfd {
             fd: input,
@@ -149,27 +177,28 @@ pub fn query(
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return None;
+            return false;
         }
         if r == 0 || pfd.revents & libc::POLLIN == 0 {
             if pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-                return None;
+                return false;
             }
             continue;
         }
         // SAFETY: reads at most buf.len() bytes into buf.
         let n = unsafe { libc::read(input, buf.as_mut_ptr().cast(), buf.len()) };
         if n <= 0 {
-            return None;
+            return false;
         }
-        if parse(&mut parser, &buf[..n as usize], &mut replies) {
-            return Some(replies);
+        if parse(parser, &buf[..n as usize], replies) {
+            return true;
         }
     }
 }
 
-/// The cell size in pixels the kernel knows for the tty `fd` (0 where the
-/// terminal does not tell it, as over many SSH connections).
+/// The cell size in pixels the kernel knows for the tty `fd` (`None` where
+/// the terminal does not tell it, as over many SSH connections, or tells
+/// an implausible one).
 fn winsize_cell(fd: RawFd) -> Option<(u16, u16)> {
     // SAFETY: TIOCGWINSZ fills a winsize.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
@@ -179,7 +208,8 @@ fn winsize_cell(fd: RawFd) -> Option<(u16, u16)> {
     if ws.ws_col == 0 || ws.ws_row == 0 || ws.ws_xpixel == 0 || ws.ws_ypixel == 0 {
         return None;
     }
-    Some((ws.ws_xpixel / ws.ws_col, ws.ws_ypixel / ws.ws_row))
+    let cell = (ws.ws_xpixel / ws.ws_col, ws.ws_ypixel / ws.ws_row);
+    (CELL_W.contains(&cell.0) && CELL_H.contains(&cell.1)).then_some(cell)
 }
 
 /// Decides how pictures are drawn on the terminal of `input`/`out` (raw
@@ -214,7 +244,11 @@ const CACHE: usize = 64;
 impl Graphics {
     /// `proto` with cells of `cell` = (width, height) pixels.
     pub fn new(proto: ProtocolType, cell: (u16, u16)) -> Graphics {
-        let mut picker = Picker::from_fontsize((cell.0.max(1), cell.1.max(1)));
+        let cell = (
+            cell.0.clamp(*CELL_W.start(), *CELL_W.end()),
+            cell.1.clamp(*CELL_H.start(), *CELL_H.end()),
+        );
+        let mut picker = Picker::from_fontsize(cell);
         picker.set_protocol_type(proto);
         Graphics {
             picker,
@@ -384,6 +418,17 @@ mod tests {
     /// The query's replies as kitty, a sixel terminal (xterm -ti vt340) and
     /// a plain xterm send them.
     #[test]
+    fn implausible_cell_sizes_are_ignored() {
+        let cell = |w, h| interpret(&[Response::Kitty, Response::CellSize(Some((w, h)))]).1;
+        assert_eq!(cell(10, 20), Some((10, 20)));
+        assert_eq!(cell(60000, 60000), None);
+        assert_eq!(cell(0, 20), None);
+        // forced sizes are clamped
+        let g = Graphics::new(ProtocolType::Kitty, (60000, 0));
+        assert_eq!(g.picker.font_size(), (128, 4));
+    }
+
+    #[test]
     fn replies_are_read_until_the_status_report() {
         let run = |bytes: &[u8]| {
             let mut p = Parser::new();
@@ -407,7 +452,8 @@ mod tests {
         assert!(!run(&kitty[..12]).0);
     }
 
-    /// A terminal that never answers: the query gives up at its timeout.
+    /// A terminal that never answers: the query gives up at its timeout (and
+    /// after the grace for late replies).
     #[test]
     fn a_silent_terminal_times_out() {
         let mut fds = [0 as libc::c_int; 2];
@@ -422,10 +468,12 @@ mod tests {
             libc::close(fds[1]);
         }
         assert!(r.is_none());
+        // the timeout, then late replies are waited for and dropped
         assert!(
-            took >= Duration::from_millis(140) && took < Duration::from_secs(2),
+            took >= Duration::from_millis(140) + LATE_REPLIES,
             "{took:?}"
         );
+        assert!(took < Duration::from_secs(5), "{took:?}");
         assert!(sink.starts_with(b"\x1b_G"), "the kitty query goes first");
     }
 

@@ -59,11 +59,13 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
 }
 
 /// A picture through the terminal's graphics protocol when it has one,
-/// else as half blocks.
+/// else as half blocks. Under the help popup, half blocks: a kitty picture
+/// is transmitted once, with its first draw, and the popup would erase
+/// that transmission before it reached the terminal.
 fn picture(f: &mut Frame, app: &App, img: HalfBlock, r: Rect) {
     match &app.graphics {
-        Some(g) => g.render(f, &img, r),
-        None => f.render_widget(img, r),
+        Some(g) if !app.help => g.render(f, &img, r),
+        _ => f.render_widget(img, r),
     }
 }
 
