@@ -154,8 +154,8 @@ struct Scored<'a> {
 
 /// The numbers of one explained image as `eval --explain` computes them
 /// over many: Captum's `sensitivity_max` (the same seeded draws as
-/// [`explain::scores::sensitivity_max`], one explanation per draw, `wanted`
-/// asked between them: `None` once superseded), the share on the
+/// [`explain::scores::sensitivity_max`], `wanted` asked between them:
+/// `None` once superseded), the share on the
 /// background (colour-shift sets, for perturbations that keep every pixel
 /// in place: the colour ones and noise, whose background pixels are those
 /// of the original), and deletion AUC.
@@ -167,7 +167,6 @@ fn explain_scores(
     wanted: &mut dyn FnMut() -> bool,
 ) -> Result<Option<ExplainScores>> {
     use explain::scores;
-    use rand::{Rng, SeedableRng};
     let opts = explain::Options::default();
     let Scored {
         original,
@@ -177,18 +176,18 @@ fn explain_scores(
         target,
         method,
     } = on;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let r = scores::SENSITIVITY_RADIUS;
-    let mut sens = 0f32;
-    for _ in 0..scores::SENSITIVITY_DRAWS {
-        if !wanted() {
-            return Ok(None);
-        }
-        let noise: Vec<f32> = (0..x.elem_count()).map(|_| rng.gen_range(-r..=r)).collect();
-        let xd = (x + candle_core::Tensor::from_vec(noise, x.shape(), x.device())?)?;
-        let e = explain::explain(m, &xd, &[target], method, &opts)?;
-        sens = sens.max(scores::relative_change(attr, &e.attr)?[0]);
-    }
+    let copies = scores::noisy_copies(
+        x,
+        scores::SENSITIVITY_DRAWS,
+        scores::SENSITIVITY_RADIUS,
+        seed,
+    );
+    let targets = [target];
+    let Some(sens) =
+        scores::sensitivity_max_over(m, x, &targets, method, &opts, Some(attr), copies, wanted)?
+    else {
+        return Ok(None);
+    };
     if !wanted() {
         return Ok(None);
     }
@@ -202,7 +201,7 @@ fn explain_scores(
     };
     let deletion_auc = scores::deletion_auc(m, x, &[target], attr, w)?[0];
     Ok(Some(ExplainScores {
-        sensitivity_max: sens,
+        sensitivity_max: sens[0],
         background_share,
         deletion_auc,
     }))

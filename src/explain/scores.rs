@@ -40,20 +40,61 @@ pub fn sensitivity_max_with(
     opts: &Options,
     copies: &[Tensor],
 ) -> Result<Vec<f32>> {
-    let base = explain(m, x, targets, method, opts)?.attr;
+    let copies = copies.iter().cloned().map(Ok);
+    let best = sensitivity_max_over(m, x, targets, method, opts, None, copies, &mut || true)?;
+    Ok(best.unwrap_or_default())
+}
+
+/// [`sensitivity_max_with`] over copies made as they are taken, with the
+/// explanation of `x` given (`base`) or computed, asking `wanted` before
+/// each copy: `None` once it says stop (the explorer's job was superseded).
+#[allow(clippy::too_many_arguments)]
+pub fn sensitivity_max_over(
+    m: &Model,
+    x: &Tensor,
+    targets: &[u32],
+    method: Method,
+    opts: &Options,
+    base: Option<&Tensor>,
+    copies: impl IntoIterator<Item = Result<Tensor>>,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<Option<Vec<f32>>> {
+    let base = match base {
+        Some(b) => b.clone(),
+        None => explain(m, x, targets, method, opts)?.attr,
+    };
     let mut best = vec![0f32; targets.len()];
     for c in copies {
-        let e = explain(m, c, targets, method, opts)?.attr;
+        if !wanted() {
+            return Ok(None);
+        }
+        let e = explain(m, &c?, targets, method, opts)?.attr;
         for (b, v) in best.iter_mut().zip(relative_change(&base, &e)?) {
             *b = b.max(v);
         }
     }
-    Ok(best)
+    Ok(Some(best))
 }
 
-/// Captum's `sensitivity_max` with its default perturbation: `draws` copies
-/// of `x` plus noise uniform in [-radius, radius] per value (not clipped),
-/// seeded by `seed`.
+/// Captum's default perturbation for `sensitivity_max`: `draws` copies of
+/// `x` plus noise uniform in [-radius, radius] per value (not clipped),
+/// seeded by `seed`, each made when taken.
+pub fn noisy_copies(
+    x: &Tensor,
+    draws: usize,
+    radius: f32,
+    seed: u64,
+) -> impl Iterator<Item = Result<Tensor>> + '_ {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n = x.elem_count();
+    (0..draws).map(move |_| {
+        let noise: Vec<f32> = (0..n).map(|_| rng.gen_range(-radius..=radius)).collect();
+        Ok((x + Tensor::from_vec(noise, x.shape(), x.device())?)?)
+    })
+}
+
+/// Captum's `sensitivity_max` with its default perturbation
+/// ([`noisy_copies`]).
 #[allow(clippy::too_many_arguments)]
 pub fn sensitivity_max(
     m: &Model,
@@ -65,15 +106,9 @@ pub fn sensitivity_max(
     radius: f32,
     seed: u64,
 ) -> Result<Vec<f32>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let n = x.elem_count();
-    let copies = (0..draws)
-        .map(|_| {
-            let noise: Vec<f32> = (0..n).map(|_| rng.gen_range(-radius..=radius)).collect();
-            Ok((x + Tensor::from_vec(noise, x.shape(), x.device())?)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    sensitivity_max_with(m, x, targets, method, opts, &copies)
+    let copies = noisy_copies(x, draws, radius, seed);
+    let best = sensitivity_max_over(m, x, targets, method, opts, None, copies, &mut || true)?;
+    Ok(best.unwrap_or_default())
 }
 
 /// Per sample, the share of the absolute attribution (summed over the
