@@ -37,6 +37,13 @@ fn cache_is_written_read_and_never_trusted_when_wrong() {
     copy_dir(&dataset_fixture("imagenet_like").join("tree"), &tree);
 
     let fresh = load(&tree);
+    assert!(
+        fresh.data.is_mapped(),
+        "the pixels are mapped from the cache just written: {:?}",
+        fresh.data
+    );
+    // Owned copies: the files are altered in place below (semcon never does).
+    let fresh_px = fresh.data.to_f32().into_owned();
     let files = cache_files(&cache);
     assert_eq!(
         files.len(),
@@ -48,34 +55,63 @@ fn cache_is_written_read_and_never_trusted_when_wrong() {
     let n = fresh.len();
     assert_eq!(
         std::fs::metadata(file).unwrap().len() as usize,
-        header + n * 4 + n * 3 * 40 * 40
+        header + n * 3 * 40 * 40 + n * 4
     );
 
     // The second read comes from the cache: alter one pixel there (same
     // size) and it shows.
     let mut bytes = std::fs::read(file).unwrap();
-    let px = header + n * 4;
-    bytes[px] ^= 0xFF;
+    bytes[header] ^= 0xFF;
     std::fs::write(file, &bytes).unwrap();
     let cached = load(&tree);
+    assert!(cached.data.is_mapped());
     assert_eq!(cached.labels, fresh.labels);
+    let cached_px = cached.data.to_f32().into_owned();
+    drop(cached);
     assert_ne!(
-        cached.data[0], fresh.data[0],
+        cached_px[0], fresh_px[0],
         "the second read did not use the cache"
     );
-    assert_eq!(cached.data[1..], fresh.data[1..]);
+    assert_eq!(cached_px[1..], fresh_px[1..]);
+    // Labels come from the cache too: a changed label there is another
+    // count than the folder's, so never trusted... but the same count with
+    // a label altered is read as written.
+    let mut relabelled = bytes.clone();
+    let last = relabelled.len() - 4;
+    relabelled[last] ^= 1;
+    std::fs::write(file, &relabelled).unwrap();
+    let l = load(&tree).labels;
+    assert_eq!(l[..n - 1], fresh.labels[..n - 1]);
+    assert_eq!(l[n - 1], fresh.labels[n - 1] ^ 1);
 
     // Truncated: ignored and rebuilt.
     std::fs::write(file, &bytes[..bytes.len() - 7]).unwrap();
-    assert_eq!(load(&tree).data, fresh.data);
+    let rebuilt = load(&tree);
+    assert_eq!(rebuilt.data.to_f32(), fresh_px);
+    assert_eq!(rebuilt.labels, fresh.labels);
+    drop(rebuilt);
     assert_eq!(std::fs::metadata(file).unwrap().len() as usize, bytes.len());
 
     // Another version: ignored and rebuilt.
     let mut other = std::fs::read(file).unwrap();
     other[8] = other[8].wrapping_add(1);
     std::fs::write(file, &other).unwrap();
-    assert_eq!(load(&tree).data, fresh.data);
+    assert_eq!(load(&tree).data.to_f32(), fresh_px);
     assert_eq!(std::fs::read(file).unwrap()[8], bytes[8]);
+
+    // Without the cache: the same pixels, uint8 in memory.
+    let spec: DatasetSpec = tree.to_str().unwrap().parse().unwrap();
+    let opts = LoadOptions {
+        preprocess: Some(Preprocess::new(48, 40, Filter::Bilinear).unwrap()),
+        cache: false,
+        ..Default::default()
+    };
+    let memory = data::load(&spec, &opts).unwrap();
+    assert!(!memory.data.is_mapped());
+    assert_eq!(memory.data.to_f32(), fresh_px);
+    assert_eq!(memory.labels, fresh.labels);
+    // No temporary file is left behind.
+    assert_eq!(cache_files(&cache).len(), 1, "{:?}", cache_files(&cache));
 
     // A changed folder (one file removed) is another cache; its numbers are its own.
     std::fs::remove_file(tree.join("n01440764/a_q75.jpg")).unwrap();

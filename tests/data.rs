@@ -31,7 +31,7 @@ fn assert_matches_expected(set: &ImageSet, name: &str) {
         "{name}: shape"
     );
     assert_eq!(set.labels, y, "{name}: labels");
-    assert_exact(&set.data, &x, name);
+    assert_exact(&set.data.to_f32(), &x, name);
 }
 
 fn cifar10_names() -> Vec<String> {
@@ -154,13 +154,13 @@ fn image_folder_like_torchvision() {
             .sum::<f32>()
             / l as f32;
         if *k == 0 {
-            assert_exact(got, want, &what);
+            assert_exact(&got, want, &what);
         } else {
             // JPEG: libjpeg (PIL) and the image crate decode within a few
             // levels; resized: image's Triangle filter vs PIL's BILINEAR
             // (measured: at most 4 levels, 0.4 on average)
             assert!(mean < 1.5 / 255.0, "{what}: mean difference {mean}");
-            assert_close(got, want, 8.0 / 255.0, &what);
+            assert_close(&got, want, 8.0 / 255.0, &what);
         }
     }
 }
@@ -186,7 +186,7 @@ fn image_folder_walks_and_decodes_like_torchvision_image_folder() {
     let l = set.image_len();
     for (i, f) in files.iter().enumerate() {
         assert_exact(
-            set.image(i),
+            &set.image(i),
             &x[i * l..(i + 1) * l],
             &format!("sample {i} ({f})"),
         );
@@ -221,7 +221,7 @@ fn image_folder_resize_option_gives_the_shape() {
         (9, 3, 16, 20)
     );
     assert_eq!(set.data.len(), 9 * 3 * 16 * 20);
-    assert!(set.data.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!(set.data.to_f32().iter().all(|v| (0.0..=1.0).contains(v)));
 }
 
 #[test]
@@ -283,15 +283,19 @@ fn builtin_fashion_mnist_matches_numpy() {
     // every pixel is an exact k/255
     assert!(set
         .data
+        .to_f32()
         .iter()
         .all(|&p| ((p * 255.0).round() / 255.0).to_bits() == p.to_bits()));
-    assert_eq!(u8_sum(&set.data), e["pixel_sum_u8"].as_u64().unwrap());
     assert_eq!(
-        u8_sum(set.image(0)),
+        u8_sum(&set.data.to_f32()),
+        e["pixel_sum_u8"].as_u64().unwrap()
+    );
+    assert_eq!(
+        u8_sum(&set.image(0)),
         e["first_image_pixel_sum_u8"].as_u64().unwrap()
     );
     assert_eq!(
-        u8_sum(set.image(9999)),
+        u8_sum(&set.image(9999)),
         e["last_image_pixel_sum_u8"].as_u64().unwrap()
     );
     assert_eq!(set.class_names[0], "T-shirt/top");
@@ -317,7 +321,11 @@ fn assets_idx_directory_equals_builtin() {
     let dir = root().join("assets/fashion-mnist");
     let set = load_path(&dir, Split::Test);
     assert_eq!(set.labels, builtin.labels);
-    assert_exact(&set.data, &builtin.data, "assets/fashion-mnist");
+    assert_exact(
+        &set.data.to_f32(),
+        &builtin.data.to_f32(),
+        "assets/fashion-mnist",
+    );
     assert_eq!(
         set.class_names, builtin.class_names,
         "family told by the path"
@@ -362,7 +370,7 @@ fn subset_is_seeded_sorted_and_deterministic() {
     let c = set.subset(100, 8);
     assert_eq!(a.len(), 100);
     assert_eq!(a.labels, b.labels);
-    assert_exact(&a.data, &b.data, "same seed");
+    assert_exact(&a.data.to_f32(), &b.data.to_f32(), "same seed");
     assert_ne!(a.data, c.data, "another seed, another subset");
     // the subset is made of whole images of the set, in dataset order
     let l = set.image_len();
@@ -446,7 +454,7 @@ fn check_colour_split(gray: &ImageSet, col: &ImageSet, want_red: bool) {
         let (g, c) = (gray.image(i), col.image(i));
         let tint = if c[..hw]
             .iter()
-            .zip(g)
+            .zip(g.iter())
             .any(|(&r, &v)| v < colour::THRESHOLD && r == 1.0)
         {
             colour::RED
@@ -494,7 +502,11 @@ fn colour_split_test_is_mostly_blue() {
     check_colour_split(&gray, &col, false);
     // seeded: the same on every load
     let again = load_with("builtin:fashion-mnist:colour", Split::Test);
-    assert_exact(&again.data, &col.data, "colour split twice");
+    assert_exact(
+        &again.data.to_f32(),
+        &col.data.to_f32(),
+        "colour split twice",
+    );
 }
 
 #[test]
@@ -534,11 +546,7 @@ fn batch_tensors_have_the_set_layout() {
     let set = load_path(&dataset_fixture("npz/u8_nhwc.npz"), Split::Test);
     let t = set.batch(1, 3, &candle_core::Device::Cpu).unwrap();
     assert_eq!(t.dims(), &[2, 3, 6, 7]);
-    assert_exact(
-        &tensor_f32(&t),
-        &set.data[set.image_len()..3 * set.image_len()],
-        "batch",
-    );
+    assert_exact(&tensor_f32(&t), &set.images(1, 3), "batch");
     let y = set.batch_labels(1, 3, &candle_core::Device::Cpu).unwrap();
     assert_eq!(y.to_vec1::<u32>().unwrap(), set.labels[1..3]);
 }
@@ -556,10 +564,10 @@ fn npz_compressed_fortran_bigendian_and_keras_keys() {
     let p = dataset_fixture("npz/keras_split.npz");
     let train = load_path(&p, Split::Train);
     assert_eq!(train.labels, y[..3]);
-    assert_exact(&train.data, &x[..3 * l], "keras x_train");
+    assert_exact(&train.data.to_f32(), &x[..3 * l], "keras x_train");
     let test = load_path(&p, Split::Test);
     assert_eq!(test.labels, y[3..]);
-    assert_exact(&test.data, &x[3 * l..], "keras x_test");
+    assert_exact(&test.data.to_f32(), &x[3 * l..], "keras x_test");
 }
 
 /// The channel axis is told by its size (1 or 3): uint8 NCHW (as saved from a
@@ -590,7 +598,7 @@ fn npz_other_layouts() {
         let set = load_path(&p, Split::Test);
         assert_eq!((set.channels, set.height, set.width), (c, h, w), "{file}");
         assert_eq!(set.labels, y, "{file}");
-        assert_exact(&set.data, &x, file);
+        assert_exact(&set.data.to_f32(), &x, file);
     }
     // float NHW: gray
     let (shape, x, y) = expected_dataset("npz_u8_gray");
@@ -601,7 +609,7 @@ fn npz_other_layouts() {
     let set = load_path(&p, Split::Test);
     assert_eq!((set.channels, set.height, set.width), (1, 6, 7));
     assert_eq!(set.labels, y, "u32 labels");
-    assert_exact(&set.data, &x, "f32_nhw");
+    assert_exact(&set.data.to_f32(), &x, "f32_nhw");
     // float16 NCHW: within half precision
     let (shape, x, y) = expected_dataset("npz_f32_nchw");
     let half = Tensor::from_vec(x.clone(), shape.clone(), &Device::Cpu)
@@ -613,7 +621,7 @@ fn npz_other_layouts() {
     Tensor::write_npz(&[("x", &half), ("y", &labels)], &p).unwrap();
     let set = load_path(&p, Split::Test);
     assert_eq!((set.channels, set.height, set.width), (3, 6, 7));
-    assert_close(&set.data, &x, 1e-3, "f16_nchw");
+    assert_close(&set.data.to_f32(), &x, 1e-3, "f16_nchw");
 }
 
 /// The roots torchvision's `download=True` leaves are found

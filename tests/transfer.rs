@@ -215,7 +215,12 @@ fn dataset(dir: &Path, classes: u32, n: usize) -> PathBuf {
         let idx: Vec<usize> = (0..count).map(|i| (i + offset) % src.len()).collect();
         let x: Vec<u8> = idx
             .iter()
-            .flat_map(|&i| src.image(i).iter().map(|v| (v * 255.0).round() as u8))
+            .flat_map(|&i| {
+                src.image(i)
+                    .iter()
+                    .map(|v| (v * 255.0).round() as u8)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let y: Vec<i64> = idx
             .iter()

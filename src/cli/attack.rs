@@ -51,18 +51,15 @@ pub fn run(a: &AttackArgs) -> Result<()> {
     let choice = a.model.choice()?;
     let device = choice.device()?;
     let m = choice.load_one(&device)?;
-    let (x, y) = match (&a.input, &a.labels) {
-        (Some(xp), Some(yp)) => {
-            let set = input_with_labels(xp, yp)?;
-            let set = a.data.choice()?.subset(set)?;
-            (set.batch(0, set.len(), &Device::Cpu)?, set.labels)
-        }
+    // Read batch by batch below: a large uint8 set is never expanded whole.
+    let set = match (&a.input, &a.labels) {
+        (Some(xp), Some(yp)) => a.data.choice()?.subset(input_with_labels(xp, yp)?)?,
         _ => {
             let set = session::load_data(&a.data.choice()?, std::slice::from_ref(&m))?;
-            let set = eval::images_for(&m, &set)?;
-            (set.batch(0, set.len(), &Device::Cpu)?, set.labels.clone())
+            eval::images_for(&m, &set)?
         }
     };
+    let y = set.labels.as_slice();
     if let Some((i, l)) = y
         .iter()
         .enumerate()
@@ -92,7 +89,7 @@ pub fn run(a: &AttackArgs) -> Result<()> {
         n,
         a.batch,
         |s, e| {
-            let xb = x.narrow(0, s, e - s)?.to_device(&device)?;
+            let xb = set.batch(s, e, &device)?;
             let yb = Tensor::from_slice(&y[s..e], e - s, &device)?;
             let c = PgdConfig {
                 seed: cfg.seed.wrapping_add(s as u64),
@@ -110,8 +107,8 @@ pub fn run(a: &AttackArgs) -> Result<()> {
         },
     )?
     .unwrap_or_default();
-    let clean_ok = preds.iter().zip(&y).filter(|((p, _), l)| p == *l).count();
-    let adv_ok = preds.iter().zip(&y).filter(|((_, p), l)| p == *l).count();
+    let clean_ok = preds.iter().zip(y).filter(|((p, _), l)| p == *l).count();
+    let adv_ok = preds.iter().zip(y).filter(|((_, p), l)| p == *l).count();
     pb.finish_and_clear();
     println!(
         "clean accuracy {} adversarial accuracy {} ({} samples, eps {:.5}, step {:.5}, {} iterations{})",

@@ -215,13 +215,19 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         let mut kstar_layers = Vec::new();
         if a.kstar {
             let others: Vec<Tap> = taps.iter().copied().filter(|&t| t != Tap::Logits).collect();
-            let mut feats =
-                eval::features_many(m, &mset, &mset.data, &others, a.batch, &mut |d, _| {
+            let mut feats = eval::features_many(
+                m,
+                &mset,
+                eval::Images::Clean,
+                &others,
+                a.batch,
+                &mut |d, _| {
                     pb.set_position(base + d as u64);
                     true
-                })?
-                .expect("never cancelled")
-                .into_iter();
+                },
+            )?
+            .expect("never cancelled")
+            .into_iter();
             for &t in &taps {
                 let f = if t == Tap::Logits {
                     clean.logits.clone()

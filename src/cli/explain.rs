@@ -317,7 +317,7 @@ fn figure(
     );
     let canvas = crate::figure::explain::draw(
         &Figure {
-            images: &set.data,
+            images: &set.data.to_f32(),
             channels: set.channels,
             height: h,
             width: w,

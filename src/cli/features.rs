@@ -74,8 +74,15 @@ pub fn run(a: &FeaturesArgs) -> Result<()> {
         want.push(Tap::Logits);
     }
     let n = set.len();
-    let outs = eval::features_many(&m, &set, &set.data, &want, a.batch, &mut |_, _| true)?
-        .expect("never cancelled");
+    let outs = eval::features_many(
+        &m,
+        &set,
+        eval::Images::Clean,
+        &want,
+        a.batch,
+        &mut |_, _| true,
+    )?
+    .expect("never cancelled");
     let tensors: Vec<Tensor> = outs
         .into_iter()
         .map(|v| {

@@ -38,7 +38,8 @@ pub fn run(a: &PerturbArgs) -> Result<()> {
         None => a.data.choice()?.load(None)?,
     };
     let shape = (set.len(), set.channels, set.height, set.width);
-    let y = crate::perturb::apply(kind, a.level, &set.data, shape, a.data.seed)?;
+    let x = set.data.to_f32();
+    let y = crate::perturb::apply(kind, a.level, &x, shape, a.data.seed)?;
     let label = kind.param_label(a.level, set.height.min(set.width));
     if png {
         let cols = set.len().min(16);
@@ -48,7 +49,7 @@ pub fn run(a: &PerturbArgs) -> Result<()> {
         let (gw, gh) = (cols * (cw + gap) + gap, 2 * (chh + gap) + gap);
         let mut img =
             image::RgbImage::from_pixel(gw as u32, gh as u32, image::Rgb([255, 255, 255]));
-        for (row, data) in [&set.data, &y].into_iter().enumerate() {
+        for (row, data) in [&x[..], &y[..]].into_iter().enumerate() {
             for i in 0..cols {
                 let im = &data[i * c * h * w..(i + 1) * c * h * w];
                 for py in 0..chh {

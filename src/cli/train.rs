@@ -475,10 +475,10 @@ pub(super) fn contains_training_images(
         img.iter().for_each(|v| v.to_bits().hash(&mut h));
         h.finish()
     };
-    let seen: HashSet<u64> = test.data.chunks_exact(l).map(key).collect();
+    let seen: HashSet<u64> = (0..test.len()).map(|i| key(&test.image(i))).collect();
     let n = train.len();
     let probes = n.min(64);
     (0..probes)
         .map(|i| i * n / probes)
-        .all(|i| seen.contains(&key(&train.data[i * l..(i + 1) * l])))
+        .all(|i| seen.contains(&key(&train.image(i))))
 }

@@ -7,14 +7,18 @@
 //! preprocessing. Any change gives another name, so a stale file is never
 //! found; a file whose header, size or labels do not match what is asked
 //! is ignored and rebuilt. Files are written through a temporary name and a
-//! rename, so a crash never leaves a half-written cache under a real name.
+//! rename, so a crash never leaves a half-written cache under a real name,
+//! and a file is never changed in place. A cache is read by mapping it, so
+//! the images take no memory of the process's own.
 
-use std::io::{Read, Write};
+use super::pixels::{Bytes, Pixels};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"SEMCONU8";
 /// Bumped whenever decoding, preprocessing or the layout change.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// FNV-1a, 64 bits: stable across builds and platforms (std's hasher is not).
 #[derive(Clone, Copy)]
@@ -75,23 +79,36 @@ pub fn dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("semcon"))
 }
 
-/// What a cache file holds.
+/// What a cache file holds: the pixels stay in the file, mapped.
 pub struct Cached {
     pub labels: Vec<u32>,
-    pub pixels: Vec<u8>,
+    /// uint8 CHW images, mapped read-only from the file.
+    pub pixels: Pixels,
     /// Files that did not decode (skipped when the cache was written).
     pub skipped: u64,
 }
 
+/// Layout: the header (magic, version, then n, c, h, w and the skipped
+/// count as u64), `n * c * h * w` pixel bytes, then `n` u32 labels; all
+/// little-endian. The labels come last so that the pixels can be written
+/// as they are decoded.
 const HEADER: usize = 8 + 4 + 8 * 5;
 
-/// Reads `path` if it holds images of `c`x`h`x`w`; `None` (to be rebuilt)
+/// Maps `path` if it holds images of `c`x`h`x`w`; `None` (to be rebuilt)
 /// for a missing, truncated, foreign or other-version file.
-pub fn read(path: &Path, (c, h, w): (usize, usize, usize)) -> Option<Cached> {
-    let mut f = std::fs::File::open(path).ok()?;
+///
+/// The cache is only ever replaced by a rename, never written in place, so
+/// a mapping stays valid while another run rebuilds the file.
+pub fn map(path: &Path, (c, h, w): (usize, usize, usize)) -> Option<Cached> {
+    let f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
-    let mut head = [0u8; HEADER];
-    f.read_exact(&mut head).ok()?;
+    if len < HEADER as u64 {
+        return None;
+    }
+    // SAFETY: the file is opened read-only and semcon never writes a cache
+    // file in place (it writes another name and renames it over).
+    let map = unsafe { memmap2::Mmap::map(&f) }.ok()?;
+    let head = &map[..HEADER];
     if &head[..8] != MAGIC || u32::from_le_bytes(head[8..12].try_into().ok()?) != VERSION {
         return None;
     }
@@ -102,55 +119,104 @@ pub fn read(path: &Path, (c, h, w): (usize, usize, usize)) -> Option<Cached> {
         return None;
     }
     let img = (c * h * w) as u64;
-    let want = (HEADER as u64).checked_add(n.checked_mul(4 + img)?)?;
-    if len != want {
+    let px = n.checked_mul(img)?;
+    let want = (HEADER as u64)
+        .checked_add(px)?
+        .checked_add(n.checked_mul(4)?)?;
+    if len != want || map.len() as u64 != len {
         return None;
     }
-    let mut lb = vec![0u8; n as usize * 4];
-    f.read_exact(&mut lb).ok()?;
-    let labels = lb
+    let (px, n) = (px as usize, n as usize);
+    let labels = map[HEADER + px..]
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .collect();
-    let mut pixels = vec![0u8; (n * img) as usize];
-    f.read_exact(&mut pixels).ok()?;
+        .collect::<Vec<u32>>();
+    debug_assert_eq!(labels.len(), n);
+    #[cfg(unix)]
+    let _ = map.advise(memmap2::Advice::Sequential);
     Some(Cached {
         labels,
-        pixels,
+        pixels: Pixels::U8(Arc::new(Bytes::Mapped {
+            map,
+            offset: HEADER,
+            len: px,
+        })),
         skipped,
     })
 }
 
-/// Writes a cache file atomically (temporary name, then rename).
-pub fn write(
-    path: &Path,
-    (c, h, w): (usize, usize, usize),
-    labels: &[u32],
-    pixels: &[u8],
-    skipped: u64,
-) -> std::io::Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        f.write_all(MAGIC)?;
-        f.write_all(&VERSION.to_le_bytes())?;
-        for v in [labels.len() as u64, c as u64, h as u64, w as u64, skipped] {
-            f.write_all(&v.to_le_bytes())?;
+/// A cache file being written as images are decoded: a temporary name,
+/// renamed to the real one by [`Writer::finish`]; dropped unfinished (an
+/// error, a bad image, Ctrl-C unwinding), the temporary file is removed.
+pub struct Writer {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    shape: (usize, usize, usize),
+}
+
+impl Writer {
+    /// Starts `path` (its directory created) for images of `shape`.
+    pub fn create(path: &Path, shape: (usize, usize, usize)) -> std::io::Result<Writer> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
         }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        // Made first, so that a failure below removes the temporary file.
+        let mut w = Writer {
+            file: None,
+            tmp,
+            path: path.to_path_buf(),
+            shape,
+        };
+        // The real header is written by `finish`, when the count is known.
+        file.write_all(&[0u8; HEADER])?;
+        w.file = Some(file);
+        Ok(w)
+    }
+
+    /// Appends decoded images' bytes.
+    pub fn pixels(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.file.as_mut().expect("not finished").write_all(b)
+    }
+
+    /// Writes the labels and the header, syncs, renames the file to its real
+    /// name and maps it.
+    pub fn finish(mut self, labels: &[u32], skipped: u64) -> std::io::Result<Cached> {
+        let mut f = self.file.take().expect("not finished");
         for l in labels {
             f.write_all(&l.to_le_bytes())?;
         }
-        f.write_all(pixels)?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let mut f = f.into_inner().map_err(|e| e.into_error())?;
+        let (c, h, w) = self.shape;
+        let mut head = Vec::with_capacity(HEADER);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        for v in [labels.len() as u64, c as u64, h as u64, w as u64, skipped] {
+            head.extend_from_slice(&v.to_le_bytes());
+        }
+        f.seek(std::io::SeekFrom::Start(0))?;
+        f.write_all(&head)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&self.tmp, &self.path)?;
+        map(&self.path, self.shape).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the cache file just written does not read back",
+            )
+        })
     }
-    result
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.file.is_some() || self.tmp.exists() {
+            drop(self.file.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }

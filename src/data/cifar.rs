@@ -36,8 +36,9 @@ fn parse(path: &Path, b: &[u8], label_bytes: usize, out: &mut ImageSet) -> Resul
             ));
         }
         out.labels.push(y);
-        out.data
-            .extend(r[label_bytes..].iter().map(|&p| p as f32 / 255.0));
+        if let super::pixels::Pixels::F32(data) = &mut out.data {
+            data.extend(r[label_bytes..].iter().map(|&p| p as f32 / 255.0));
+        }
     }
     Ok(())
 }
@@ -48,7 +49,7 @@ fn empty(name: String, fam: Family, class_names: Vec<String>) -> ImageSet {
         channels: 3,
         height: 32,
         width: 32,
-        data: Vec::new(),
+        data: Vec::new().into(),
         labels: Vec::new(),
         class_names,
         norm: fam.norm(),

@@ -49,7 +49,7 @@ pub fn colour_shift(set: &ImageSet, split: Split) -> Result<ImageSet> {
         channels: 3,
         height: set.height,
         width: set.width,
-        data,
+        data: data.into(),
         labels: set.labels.clone(),
         class_names: set.class_names.clone(),
         norm: None,

@@ -19,10 +19,12 @@
 use super::cache;
 use super::imagenet;
 use super::jpeg;
+use super::pixels::{Bytes, Pixels};
 use super::set::{per_class_indices, Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// torchvision's `IMG_EXTENSIONS`.
 const IMAGE_EXTENSIONS: &[&str] = &[
@@ -291,7 +293,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         .map(|d| d.join(format!("{}.u8", cache_key(&root, &files, opts, size).hex())));
     let cached = cache_path
         .as_deref()
-        .and_then(|p| cache::read(p, shape))
+        .and_then(|p| cache::map(p, shape))
         .filter(|c| c.labels.len() as u64 + c.skipped == files.len() as u64);
     let (pixels, labels, resized) = match cached {
         Some(c) => {
@@ -305,36 +307,37 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
             (c.pixels, c.labels, 0)
         }
         None => {
-            let (pixels, labels, skipped, resized) = decode_all(&files, opts, size, &bad)?;
-            if !skipped.is_empty() {
+            let no_cache = |p: &Path, e: std::io::Error| {
+                eprintln!(
+                    "notice: cannot write the decoded-image cache {} ({e}); working without it (SEMCON_CACHE_DIR chooses another place)",
+                    p.display()
+                );
+            };
+            let mut writer = cache_path.as_deref().and_then(|p| {
+                cache::Writer::create(p, shape)
+                    .map_err(|e| no_cache(p, e))
+                    .ok()
+            });
+            // A cache that fails while being written costs a second decode,
+            // into memory.
+            let d = loop {
+                match decode_all(&files, opts, size, &bad, writer.take())? {
+                    Ok(d) => break d,
+                    Err(e) => no_cache(cache_path.as_deref().expect("a writer had a path"), e),
+                }
+            };
+            if !d.skipped.is_empty() {
                 eprintln!(
                     "warning: image folder {}: skipped {} image file(s) that do not decode, first: {} ({})",
                     root.display(),
-                    skipped.len(),
-                    skipped[0].0.display(),
-                    skipped[0].1
+                    d.skipped.len(),
+                    d.skipped[0].0.display(),
+                    d.skipped[0].1
                 );
             }
-            if let Some(p) = &cache_path {
-                if let Err(e) = cache::write(p, shape, &labels, &pixels, skipped.len() as u64) {
-                    eprintln!(
-                        "notice: cannot write the decoded-image cache {} ({e}); working without it (SEMCON_CACHE_DIR chooses another place)",
-                        p.display()
-                    );
-                }
-            }
-            (pixels, labels, resized)
+            (d.pixels, d.labels, d.resized)
         }
     };
-    let mut data = vec![0f32; pixels.len()];
-    data.par_chunks_mut(1 << 16)
-        .zip(pixels.par_chunks(1 << 16))
-        .for_each(|(d, p)| {
-            d.iter_mut()
-                .zip(p)
-                .for_each(|(d, &p)| *d = p as f32 / 255.0)
-        });
-    drop(pixels);
     if labels.is_empty() {
         return Err(Error::format(&root, "no image in the folder decodes"));
     }
@@ -350,7 +353,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         channels: 3,
         height: h,
         width: w,
-        data,
+        data: pixels,
         labels,
         class_names,
         norm: Family::Unknown.norm(),
@@ -358,20 +361,33 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     .validated()
 }
 
-type Decoded = (Vec<u8>, Vec<u32>, Vec<(PathBuf, String)>, usize);
+/// A folder decoded: its pixels (uint8 CHW, mapped from the cache file
+/// when one was written), the labels, the files skipped (with
+/// `skip_bad_images`) and how many images were resized to the set's size.
+struct Decoded {
+    pixels: Pixels,
+    labels: Vec<u32>,
+    skipped: Vec<(PathBuf, String)>,
+    resized: usize,
+}
 
-/// Decodes and prepares every file on all cores, in order: the CHW bytes,
-/// the labels, the files skipped (with `skip_bad_images`) and how many were
-/// resized to the set's size.
+/// Decodes and prepares every file on all cores, in order, into the cache
+/// `writer` (then mapped from it: nothing grows in memory with the folder)
+/// or, without one, into memory. The outer error is a bad image; the inner
+/// one the cache failing to be written.
 fn decode_all(
     files: &[(PathBuf, u32)],
     opts: &LoadOptions,
     size: (usize, usize),
     bad: &dyn Fn(&Path, &str) -> Error,
-) -> Result<Decoded> {
+    mut writer: Option<cache::Writer>,
+) -> Result<std::result::Result<Decoded, std::io::Error>> {
     let pb = progress(files.len());
-    // Room for every image up front: no copies while the set grows.
-    let mut pixels = Vec::with_capacity(files.len().saturating_mul(3 * size.0 * size.1));
+    let mut memory = Vec::new();
+    if writer.is_none() {
+        // Room for every image up front: no copies while the set grows.
+        memory.reserve(files.len().saturating_mul(3 * size.0 * size.1));
+    }
     let mut labels: Vec<u32> = Vec::new();
     let mut skipped = Vec::new();
     let mut resized = 0usize;
@@ -385,7 +401,15 @@ fn decode_all(
             match r {
                 Ok((chw, r)) => {
                     resized += usize::from(r);
-                    pixels.extend_from_slice(&chw);
+                    match &mut writer {
+                        Some(w) => {
+                            if let Err(e) = w.pixels(&chw) {
+                                pb.finish_and_clear();
+                                return Ok(Err(e));
+                            }
+                        }
+                        None => memory.extend_from_slice(&chw),
+                    }
                     labels.push(*label);
                 }
                 Err(why) if opts.skip_bad_images => skipped.push((f.clone(), why)),
@@ -398,7 +422,19 @@ fn decode_all(
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    Ok((pixels, labels, skipped, resized))
+    let pixels = match writer {
+        Some(w) => match w.finish(&labels, skipped.len() as u64) {
+            Ok(c) => c.pixels,
+            Err(e) => return Ok(Err(e)),
+        },
+        None => Pixels::U8(Arc::new(Bytes::Owned(memory))),
+    };
+    Ok(Ok(Decoded {
+        pixels,
+        labels,
+        skipped,
+        resized,
+    }))
 }
 
 /// The cache name of a folder read: its files (path, size, time, label),

@@ -153,7 +153,7 @@ pub fn assemble(name: String, img: IdxImages, labels: Vec<u32>, fam: Family) -> 
         channels: 1,
         height: img.h,
         width: img.w,
-        data: img.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        data: super::pixels::to_unit(&img.pixels).into(),
         labels,
         class_names,
         norm: fam.norm(),

@@ -45,7 +45,7 @@ pub fn read_input_set(p: &Path) -> Result<ImageSet> {
         channels: c,
         height: h,
         width: w,
-        data: t.flatten_all()?.to_vec1::<f32>()?,
+        data: t.flatten_all()?.to_vec1::<f32>()?.into(),
         labels: vec![0; n],
         class_names: Vec::new(),
         norm: None,

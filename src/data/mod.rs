@@ -18,11 +18,12 @@ pub mod resample;
 
 pub mod files;
 pub mod input;
+pub mod pixels;
 pub mod set;
 
 pub use files::is_pickle;
 pub use set::{
-    Family, ImageSet, LoadOptions, Norm, Split, CIFAR10_CLASSES, FASHION_MNIST_CLASSES,
+    Family, ImageSet, LoadOptions, Norm, Pixels, Split, CIFAR10_CLASSES, FASHION_MNIST_CLASSES,
     MNIST_CLASSES,
 };
 

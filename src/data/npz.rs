@@ -191,7 +191,7 @@ pub fn load(p: &Path, split: Split) -> Result<ImageSet> {
         channels: c,
         height: h,
         width: w,
-        data,
+        data: data.into(),
         labels,
         class_names: (0..k).map(|i| i.to_string()).collect(),
         norm: Family::Unknown.norm(),

@@ -1,11 +1,15 @@
-//! The in-memory dataset every reader fills ([`ImageSet`]: float32 NCHW in
-//! [0,1] plus labels), the names of the splits and of the dataset families
+//! The dataset every reader fills ([`ImageSet`]: NCHW pixels in [0,1],
+//! float32 or uint8 ([`Pixels`]), plus labels), the names of the splits and of the dataset families
 //! semcon knows (class names, normalisation), and the options every reader
 //! takes.
 
 use super::files::checked_product;
+use super::pixels::Bytes;
+pub use super::pixels::Pixels;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// The Fashion-MNIST class names (Zalando, MIT licence).
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
@@ -50,7 +54,8 @@ pub struct Norm {
     pub std: Vec<f32>,
 }
 
-/// A labelled set of images, float32 NCHW in [0,1], kept on the CPU.
+/// A labelled set of images, NCHW in [0,1], kept on the CPU (or mapped from
+/// the decoded-image cache); read batch by batch as float32.
 #[derive(Clone, Debug)]
 pub struct ImageSet {
     /// Human-readable name (the spec it came from).
@@ -59,7 +64,7 @@ pub struct ImageSet {
     pub height: usize,
     pub width: usize,
     /// `n * channels * height * width` values in [0,1].
-    pub data: Vec<f32>,
+    pub data: Pixels,
     pub labels: Vec<u32>,
     pub class_names: Vec<String>,
     /// Normalisation usually used with this data, when the family is known.
@@ -80,16 +85,19 @@ impl ImageSet {
         self.class_names.len()
     }
     /// Pixels of image `i` (CHW).
-    pub fn image(&self, i: usize) -> &[f32] {
+    pub fn image(&self, i: usize) -> Cow<'_, [f32]> {
+        self.images(i, i + 1)
+    }
+    /// Pixels of images `start..end` (NCHW), as float32.
+    pub fn images(&self, start: usize, end: usize) -> Cow<'_, [f32]> {
         let l = self.image_len();
-        &self.data[i * l..(i + 1) * l]
+        self.data.range(start * l, end * l)
     }
 
     /// Images `start..end` as a `[b, c, h, w]` tensor on `device`.
     pub fn batch(&self, start: usize, end: usize, device: &Device) -> Result<Tensor> {
-        let l = self.image_len();
         let t = Tensor::from_slice(
-            &self.data[start * l..end * l],
+            &self.images(start, end),
             (end - start, self.channels, self.height, self.width),
             device,
         )?;
@@ -108,13 +116,13 @@ impl ImageSet {
     pub fn replicate_channels(&self, c: usize) -> ImageSet {
         let hw = self.height * self.width;
         let mut data = Vec::with_capacity(self.data.len() * c);
-        for img in self.data.chunks_exact(hw * self.channels) {
+        for img in self.data.to_f32().chunks_exact(hw * self.channels) {
             for _ in 0..c {
                 data.extend_from_slice(&img[..hw]);
             }
         }
         ImageSet {
-            data,
+            data: data.into(),
             labels: self.labels.clone(),
             channels: c,
             ..self.clone_meta()
@@ -127,7 +135,7 @@ impl ImageSet {
     pub fn to_grayscale(&self) -> ImageSet {
         let hw = self.height * self.width;
         let mut data = Vec::with_capacity(self.len() * hw);
-        for img in self.data.chunks_exact(hw * self.channels) {
+        for img in self.data.to_f32().chunks_exact(hw * self.channels) {
             let (r, rest) = img.split_at(hw);
             let (g, b) = rest.split_at(hw);
             data.extend(
@@ -138,7 +146,7 @@ impl ImageSet {
             );
         }
         ImageSet {
-            data,
+            data: data.into(),
             labels: self.labels.clone(),
             channels: 1,
             ..self.clone_meta()
@@ -151,7 +159,7 @@ impl ImageSet {
         use image::{imageops, ImageBuffer, Luma};
         let hw = self.height * self.width;
         let mut data = Vec::with_capacity(self.len() * self.channels * h * w);
-        for plane in self.data.chunks_exact(hw) {
+        for plane in self.data.to_f32().chunks_exact(hw) {
             let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
                 ImageBuffer::from_raw(self.width as u32, self.height as u32, plane.to_vec())
                     .expect("plane has width x height values");
@@ -159,7 +167,7 @@ impl ImageSet {
             data.extend(out.into_raw());
         }
         ImageSet {
-            data,
+            data: data.into(),
             labels: self.labels.clone(),
             height: h,
             width: w,
@@ -167,15 +175,27 @@ impl ImageSet {
         }
     }
 
-    /// Keep the images at `idx` (in that order).
+    /// Keep the images at `idx` (in that order), stored as they were.
     pub fn select(&self, idx: &[usize]) -> ImageSet {
         let l = self.image_len();
-        let mut data = Vec::with_capacity(idx.len() * l);
-        let mut labels = Vec::with_capacity(idx.len());
-        for &i in idx {
-            data.extend_from_slice(self.image(i));
-            labels.push(self.labels[i]);
-        }
+        let labels = idx.iter().map(|&i| self.labels[i]).collect();
+        let data = match &self.data {
+            Pixels::F32(v) => Pixels::F32(
+                idx.iter()
+                    .flat_map(|&i| &v[i * l..(i + 1) * l])
+                    .copied()
+                    .collect(),
+            ),
+            Pixels::U8(b) => {
+                let b = b.as_slice();
+                Pixels::U8(Arc::new(Bytes::Owned(
+                    idx.iter()
+                        .flat_map(|&i| &b[i * l..(i + 1) * l])
+                        .copied()
+                        .collect(),
+                )))
+            }
+        };
         ImageSet {
             data,
             labels,
@@ -189,7 +209,7 @@ impl ImageSet {
             channels: self.channels,
             height: self.height,
             width: self.width,
-            data: Vec::new(),
+            data: Pixels::default(),
             labels: Vec::new(),
             class_names: self.class_names.clone(),
             norm: self.norm.clone(),

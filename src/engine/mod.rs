@@ -173,12 +173,14 @@ fn set_features(
         (Some(lg), _) => Some((eval::argmax_rows(&lg, k), (*lg).clone())),
         (None, KstarSet::Clean | KstarSet::Perturb { .. }) => {
             let images = match on {
-                KstarSet::Perturb { kind, level } => {
-                    eval::perturbed_images(set, kind, level, src.settings.seed)?
-                }
-                _ => set.data.clone(),
+                KstarSet::Perturb { kind, level } => eval::Images::Perturbed {
+                    kind,
+                    level,
+                    seed: src.settings.seed,
+                },
+                _ => eval::Images::Clean,
             };
-            eval::features_many(m, set, &images, &taps, batch, obs)?.map(|mut out| {
+            eval::features_many(m, set, images, &taps, batch, obs)?.map(|mut out| {
                 let f = out.pop().expect("one output per tap");
                 let preds = eval::argmax_rows(out.first().unwrap_or(&f), k);
                 (preds, f)
@@ -458,19 +460,30 @@ impl Worker {
                 let mut stream = partial_stream(key, tx.clone(), &mut obs, |lg| {
                     JobResult::Clean(eval::clean_from(&set, lg.to_vec(), k))
                 });
-                eval::features_with(m, &set, &set.data, Tap::Logits, batch, &mut stream)?
-                    .map(|lg| JobResult::Clean(eval::clean_from(&set, lg, k)))
+                eval::features_with(
+                    m,
+                    &set,
+                    eval::Images::Clean,
+                    Tap::Logits,
+                    batch,
+                    &mut stream,
+                )?
+                .map(|lg| JobResult::Clean(eval::clean_from(&set, lg, k)))
             }
             JobKey::Perturb { model, kind, level } => {
                 let Some(JobResult::Clean(c)) = clean.as_deref() else {
                     unreachable!("clean result computed above")
                 };
                 let m = &self.models[model];
-                let images = eval::perturbed_images(&set, kind, level, self.settings.seed)?;
+                let images = eval::Images::Perturbed {
+                    kind,
+                    level,
+                    seed: self.settings.seed,
+                };
                 let row =
                     |lg: &[f32]| JobResult::Perturb(eval::perturb_row(&set, c, kind, level, lg));
                 let mut stream = partial_stream(key, tx.clone(), &mut obs, row);
-                let lg = eval::features_with(m, &set, &images, Tap::Logits, batch, &mut stream)?;
+                let lg = eval::features_with(m, &set, images, Tap::Logits, batch, &mut stream)?;
                 lg.map(|lg| {
                     let row = eval::perturb_row(&set, c, kind, level, &lg);
                     keep_logits(&mut self.logits, key, lg);

@@ -75,7 +75,7 @@ pub fn sample(
         channels: one.channels,
         height: one.height,
         width: one.width,
-        original: one.data,
+        original: one.data.into_f32(),
         perturbed,
         label: one.labels[0],
     })
@@ -106,7 +106,8 @@ pub fn explanation(
     let target = one.labels[0];
     let opts = explain::Options::default();
     let e = explain::explain(m, &x, &[target], method, &opts)?;
-    let x0 = candle_core::Tensor::from_slice(&one.data, shape, &m.device)?;
+    let original = one.data.to_f32();
+    let x0 = candle_core::Tensor::from_slice(&original, shape, &m.device)?;
     let e0 = explain::explain(m, &x0, &[target], method, &opts)?;
     let moved = explain::scores::relative_change(&e0.attr, &e.attr)?[0];
     let map = explain::heat_maps(&e.attr, method)?
@@ -114,7 +115,7 @@ pub fn explanation(
         .expect("one sample explained");
     let scores = if scored {
         let on = Scored {
-            original: &one.data,
+            original: &original,
             kind,
             x: &x,
             attr: &e.attr,
@@ -221,6 +222,6 @@ pub fn perturbed_one(
     let index = index.min(set.len().saturating_sub(1));
     let one = fit(set.select(&[index]))?;
     let shape = (1, one.channels, one.height, one.width);
-    let perturbed = crate::perturb::apply_at(kind, level, &one.data, shape, seed, index)?;
+    let perturbed = crate::perturb::apply_at(kind, level, &one.data.to_f32(), shape, seed, index)?;
     Ok((one, perturbed))
 }

@@ -13,12 +13,62 @@ use crate::perturb::{self, Kind};
 use crate::Result;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
+use std::borrow::Cow;
 
 mod batch;
 pub use batch::{batched, in_batches, is_oom};
 
 /// Called after every batch with (done, total); returning `false` cancels.
 pub type Observer<'a> = &'a mut dyn FnMut(usize, usize) -> bool;
+
+/// The images a batched computation runs over, made batch by batch: a
+/// whole perturbed (or float32) copy of a large set is never held.
+#[derive(Clone, Copy, Debug)]
+pub enum Images<'a> {
+    /// The set's own images.
+    Clean,
+    /// The set's images under a perturbation. Each image has its own seeded
+    /// random stream ([`perturb::apply_at`]), so batching does not change them.
+    Perturbed { kind: Kind, level: usize, seed: u64 },
+    /// Given values with the set's geometry (`n * c * h * w`).
+    Given(&'a [f32]),
+}
+
+impl Images<'_> {
+    /// How many images.
+    pub fn count(&self, set: &ImageSet) -> usize {
+        match self {
+            Images::Given(v) => v.len() / set.image_len().max(1),
+            _ => set.len(),
+        }
+    }
+    /// Images `s..e` (NCHW float32).
+    pub fn get<'s>(&'s self, set: &'s ImageSet, s: usize, e: usize) -> Result<Cow<'s, [f32]>> {
+        Ok(match *self {
+            Images::Clean => set.images(s, e),
+            Images::Perturbed { kind, level, seed } => Cow::Owned(perturb::apply_at(
+                kind,
+                level,
+                &set.images(s, e),
+                (e - s, set.channels, set.height, set.width),
+                seed,
+                s,
+            )?),
+            Images::Given(v) => {
+                let l = set.image_len();
+                Cow::Borrowed(&v[s * l..e * l])
+            }
+        })
+    }
+    /// Images `s..e` as one batch on `device`.
+    fn tensor(&self, set: &ImageSet, s: usize, e: usize, device: &Device) -> Result<Tensor> {
+        Ok(Tensor::from_slice(
+            &self.get(set, s, e)?,
+            (e - s, set.channels, set.height, set.width),
+            device,
+        )?)
+    }
+}
 
 /// Images prepared for a model: gray replicated to the model's channels.
 pub fn images_for(model: &Model, set: &ImageSet) -> Result<ImageSet> {
@@ -56,12 +106,12 @@ pub fn gray_notice(set: &ImageSet, models: &[Model]) -> Option<String> {
     })
 }
 
-/// Logits of `images` (`n * c * h * w` values with the set's geometry), row-major [n, k].
+/// Logits of `images` (with the set's geometry), row-major [n, k].
 /// `None` when cancelled.
 pub fn logits(
     model: &Model,
     set: &ImageSet,
-    images: &[f32],
+    images: Images,
     batch: usize,
     obs: Observer,
 ) -> Result<Option<Vec<f32>>> {
@@ -72,7 +122,7 @@ pub fn logits(
 pub fn features(
     model: &Model,
     set: &ImageSet,
-    images: &[f32],
+    images: Images,
     tap: Tap,
     batch: usize,
     obs: Observer,
@@ -87,18 +137,16 @@ pub fn features(
 pub fn features_with(
     model: &Model,
     set: &ImageSet,
-    images: &[f32],
+    images: Images,
     tap: Tap,
     batch: usize,
     obs: &mut dyn FnMut(&[f32], usize, usize) -> bool,
 ) -> Result<Option<Vec<f32>>> {
-    let l = set.image_len();
-    let n = images.len() / l;
     in_batches(
-        n,
+        images.count(set),
         batch,
         |s, e| {
-            let x = images_tensor(set, images, s, e, &model.device)?;
+            let x = images.tensor(set, s, e, &model.device)?;
             Ok(model
                 .features(&x, tap)?
                 .to_device(&Device::Cpu)?
@@ -107,22 +155,6 @@ pub fn features_with(
         },
         obs,
     )
-}
-
-/// Images `s..e` of `images` (laid out as `set`'s) as one batch on `device`.
-fn images_tensor(
-    set: &ImageSet,
-    images: &[f32],
-    s: usize,
-    e: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let l = set.image_len();
-    Ok(Tensor::from_slice(
-        &images[s * l..e * l],
-        (e - s, set.channels, set.height, set.width),
-        device,
-    )?)
 }
 
 /// Clean predictions and logits of a model on a set.
@@ -135,7 +167,7 @@ pub struct Clean {
 }
 
 pub fn clean(model: &Model, set: &ImageSet, batch: usize, obs: Observer) -> Result<Option<Clean>> {
-    let Some(lg) = logits(model, set, &set.data, batch, obs)? else {
+    let Some(lg) = logits(model, set, Images::Clean, batch, obs)? else {
         return Ok(None);
     };
     Ok(Some(clean_from(set, lg, model.num_classes())))
@@ -194,17 +226,6 @@ pub struct PerturbRow {
 
 pub const DS_BINS: usize = 20;
 
-/// Applies a perturbation to the whole set (pure, seeded).
-pub fn perturbed_images(set: &ImageSet, kind: Kind, level: usize, seed: u64) -> Result<Vec<f32>> {
-    perturb::apply(
-        kind,
-        level,
-        &set.data,
-        (set.len(), set.channels, set.height, set.width),
-        seed,
-    )
-}
-
 /// Accuracy, DS and continuity of `model` under a perturbation.
 #[allow(clippy::too_many_arguments)]
 pub fn perturbation(
@@ -217,8 +238,8 @@ pub fn perturbation(
     batch: usize,
     obs: Observer,
 ) -> Result<Option<PerturbRow>> {
-    let images = perturbed_images(set, kind, level, seed)?;
-    let Some(lg) = logits(model, set, &images, batch, obs)? else {
+    let images = Images::Perturbed { kind, level, seed };
+    let Some(lg) = logits(model, set, images, batch, obs)? else {
         return Ok(None);
     };
     Ok(Some(perturb_row(set, clean, kind, level, &lg)))
@@ -272,13 +293,13 @@ pub fn perturbation_features(
     batch: usize,
     obs: Observer,
 ) -> Result<Option<(PerturbRow, Vec<f32>)>> {
-    let images = perturbed_images(set, kind, level, seed)?;
+    let images = Images::Perturbed { kind, level, seed };
     let taps = if tap == Tap::Logits {
         vec![Tap::Logits]
     } else {
         vec![Tap::Logits, tap]
     };
-    let Some(mut out) = features_many(model, set, &images, &taps, batch, obs)? else {
+    let Some(mut out) = features_many(model, set, images, &taps, batch, obs)? else {
         return Ok(None);
     };
     let f = out.pop().expect("one output per tap");
@@ -291,18 +312,16 @@ pub fn perturbation_features(
 pub fn features_many(
     model: &Model,
     set: &ImageSet,
-    images: &[f32],
+    images: Images,
     taps: &[Tap],
     batch: usize,
     obs: Observer,
 ) -> Result<Option<Vec<Vec<f32>>>> {
-    let l = set.image_len();
-    let n = images.len() / l;
     let parts = in_batches(
-        n,
+        images.count(set),
         batch,
         |s, e| {
-            let x = images_tensor(set, images, s, e, &model.device)?;
+            let x = images.tensor(set, s, e, &model.device)?;
             let outs = model
                 .features_many(&x, taps)?
                 .into_iter()

@@ -260,7 +260,8 @@ pub fn report(
     }
     let one = set.select(&(0..n).collect::<Vec<_>>());
     let shape = (n, one.channels, one.height, one.width);
-    let x = Tensor::from_slice(&one.data, shape, &m.device)?;
+    let pixels = one.data.to_f32();
+    let x = Tensor::from_slice(&pixels, shape, &m.device)?;
     let y = one.labels.clone();
     let base = explain(m, &x, &y, method, opts)?;
     let sens = sensitivity_max(
@@ -276,7 +277,7 @@ pub fn report(
     let mut colour_sensitivity = Vec::new();
     for kind in Kind::COLOUR {
         for level in 1..=kind.levels() {
-            let p = crate::perturb::apply(kind, level, &one.data, shape, seed)?;
+            let p = crate::perturb::apply(kind, level, &pixels, shape, seed)?;
             let xp = Tensor::from_vec(p, shape, &m.device)?;
             let e = explain(m, &xp, &y, method, opts)?;
             colour_sensitivity.push(PerturbSensitivity {
@@ -291,10 +292,7 @@ pub fn report(
         let hw = one.height * one.width;
         let masks: Vec<Vec<bool>> = (0..n)
             .map(|i| {
-                colour::background(
-                    &one.data[i * one.image_len()..(i + 1) * one.image_len()],
-                    hw,
-                )
+                colour::background(&pixels[i * one.image_len()..(i + 1) * one.image_len()], hw)
             })
             .collect();
         Some(mean(&background_share(&base.attr, &masks)?))

@@ -106,11 +106,15 @@ pub fn channel_stats(set: &ImageSet) -> (Vec<f32>, Vec<f32>) {
     let hw = set.height * set.width;
     let mut mean = vec![0f64; set.channels];
     let mut sq = vec![0f64; set.channels];
-    for img in set.data.chunks_exact(set.image_len()) {
-        for c in 0..set.channels {
-            for &v in &img[c * hw..(c + 1) * hw] {
-                mean[c] += v as f64;
-                sq[c] += (v as f64) * (v as f64);
+    // 256 images at a time: a uint8 set is never expanded whole.
+    for s in (0..set.len()).step_by(256) {
+        let batch = set.images(s, (s + 256).min(set.len()));
+        for img in batch.chunks_exact(set.image_len()) {
+            for c in 0..set.channels {
+                for &v in &img[c * hw..(c + 1) * hw] {
+                    mean[c] += v as f64;
+                    sq[c] += (v as f64) * (v as f64);
+                }
             }
         }
     }
