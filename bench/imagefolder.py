@@ -27,14 +27,14 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_folder(root, n, seed=0):
+def make_folder(root, n, seed=0, classes=100):
     from skimage import data
     from sklearn.datasets import load_sample_images
     photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(),
               *load_sample_images().images]
     rng = np.random.default_rng(seed)
     for i in range(n):
-        c = os.path.join(root, f"c{i % 100:03d}")
+        c = os.path.join(root, f"c{i % classes:03d}")
         os.makedirs(c, exist_ok=True)
         p = photos[rng.integers(len(photos))]
         h, w = p.shape[:2]

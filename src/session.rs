@@ -61,6 +61,7 @@ impl DataChoice {
             skip_bad_images: self.skip_bad_images,
             preprocess: self.preprocess,
             per_class: self.per_class,
+            samples: self.samples,
             seed: self.seed,
             num_classes: self.num_classes,
             cache: self.cache,
@@ -72,9 +73,9 @@ impl DataChoice {
         self.subset(set)
     }
 
-    /// A seeded subset of `set`: `self.per_class` images per class (an
-    /// image folder sampled them already), then `self.samples` images (all
-    /// without them).
+    /// A seeded subset of `set`: `self.per_class` images per class, then
+    /// `self.samples` images (all without them). An image folder took both
+    /// from its file list already, and then this keeps the whole set.
     pub fn subset(&self, set: ImageSet) -> Result<ImageSet> {
         let set = match self.per_class {
             Some(0) => bail!("--per-class must be at least 1"),

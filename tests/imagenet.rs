@@ -112,6 +112,29 @@ fn per_class_sample_is_seeded_and_stratified() {
     // Sampling the files before decoding picks what sampling the decoded set would.
     let all = load(pre, None, 0);
     assert_eq!(all.per_class(3, 1).data, a.data);
+    // So does --samples: a seeded subset of the files, the one the decoded
+    // set would give (then the session's subset keeps it whole).
+    let spec: DatasetSpec = tree().to_str().unwrap().parse().unwrap();
+    for (n, seed) in [(5, 1), (5, 2), (1, 0)] {
+        let some = data::load(
+            &spec,
+            &LoadOptions {
+                preprocess: Some(pre),
+                samples: Some(n),
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let want = all.subset(n, seed);
+        assert_eq!(some.len(), n);
+        assert_eq!(
+            (&some.labels, &some.data),
+            (&want.labels, &want.data),
+            "{n} {seed}"
+        );
+        assert_eq!(some.subset(n, seed).data, some.data);
+    }
     // Through the command line.
     let out = tmp_dir("imagenet_pc").join("f.npz");
     semcon_ok([

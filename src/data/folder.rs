@@ -20,7 +20,7 @@ use super::cache;
 use super::imagenet;
 use super::jpeg;
 use super::pixels::{Bytes, Pixels};
-use super::set::{per_class_indices, Family, ImageSet, LoadOptions, Split};
+use super::set::{per_class_indices, subset_indices, Family, ImageSet, LoadOptions, Split};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -254,6 +254,10 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         }
         let labels: Vec<u32> = files.iter().map(|(_, l)| *l).collect();
         let keep = per_class_indices(&labels, n, opts.seed);
+        files = keep.into_iter().map(|i| files[i].clone()).collect();
+    }
+    if let Some(n) = opts.samples.filter(|&n| n > 0 && n < files.len()) {
+        let keep = subset_indices(files.len(), n, opts.seed);
         files = keep.into_iter().map(|i| files[i].clone()).collect();
     }
     let bad = |f: &Path, why: &str| {

@@ -228,11 +228,7 @@ impl ImageSet {
         if n >= self.len() {
             return self.clone();
         }
-        use rand::SeedableRng;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut idx = rand::seq::index::sample(&mut rng, self.len(), n).into_vec();
-        idx.sort_unstable();
-        self.select(&idx)
+        self.select(&subset_indices(self.len(), n, seed))
     }
 
     /// Checks that every label fits `num_classes` (a model's output size).
@@ -313,6 +309,17 @@ pub fn per_class_indices(labels: &[u32], n: usize, seed: u64) -> Vec<usize> {
     keep
 }
 
+/// The indices of a seeded random subset of `n` of `len` items, in order
+/// (`n < len`). Image folders sample their file list with it before
+/// decoding, other sets their images after loading.
+pub fn subset_indices(len: usize, n: usize, seed: u64) -> Vec<usize> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut idx = rand::seq::index::sample(&mut rng, len, n).into_vec();
+    idx.sort_unstable();
+    idx
+}
+
 /// Options that apply to every reader.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -326,6 +333,10 @@ pub struct LoadOptions {
     pub preprocess: Option<super::resample::Preprocess>,
     /// Keep a seeded sample of at most this many images per class.
     pub per_class: Option<usize>,
+    /// Then a seeded random subset of this many images (image folders take
+    /// it from their file list, before decoding; [`ImageSet::subset`] takes
+    /// the same one from a loaded set).
+    pub samples: Option<usize>,
     /// Seed of the per-class sample.
     pub seed: u64,
     /// The fewest outputs of the models the set is for: an image folder
