@@ -48,6 +48,9 @@ pub struct DataChoice {
     pub num_classes: Option<usize>,
     /// Use the decoded-image cache for image folders.
     pub cache: bool,
+    /// Image folders not yet cached are decoded in the background while
+    /// they are read (the explorer).
+    pub stream: bool,
 }
 
 impl DataChoice {
@@ -65,6 +68,7 @@ impl DataChoice {
             seed: self.seed,
             num_classes: self.num_classes,
             cache: self.cache,
+            stream: self.stream,
         };
         let set = data::load(&spec, &opts)?;
         if set.is_empty() {

@@ -29,6 +29,7 @@ const N: usize = 50;
 
 fn meta(models: &[&str]) -> Meta {
     Meta {
+        decoding: None,
         models: models.iter().map(|s| s.to_string()).collect(),
         dataset: "builtin:fashion-mnist".into(),
         samples: N,

@@ -197,6 +197,7 @@ impl DataArgs {
             per_class: self.per_class,
             num_classes: None,
             cache: !self.no_cache,
+            stream: false,
         })
     }
 }

@@ -11,7 +11,7 @@
 //! and a file is never changed in place. A cache is read by mapping it, so
 //! the images take no memory of the process's own.
 
-use super::pixels::{Bytes, Pixels};
+use super::pixels::{Bytes, Growing, Pixels};
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -160,10 +160,9 @@ impl Writer {
     pub fn create(path: &Path, shape: (usize, usize, usize)) -> std::io::Result<Writer> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
+            remove_stale(d);
         }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
+        let tmp = tmp_name(path);
         let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
         // Made first, so that a failure below removes the temporary file.
         let mut w = Writer {
@@ -191,15 +190,8 @@ impl Writer {
             f.write_all(&l.to_le_bytes())?;
         }
         let mut f = f.into_inner().map_err(|e| e.into_error())?;
-        let (c, h, w) = self.shape;
-        let mut head = Vec::with_capacity(HEADER);
-        head.extend_from_slice(MAGIC);
-        head.extend_from_slice(&VERSION.to_le_bytes());
-        for v in [labels.len() as u64, c as u64, h as u64, w as u64, skipped] {
-            head.extend_from_slice(&v.to_le_bytes());
-        }
         f.seek(std::io::SeekFrom::Start(0))?;
-        f.write_all(&head)?;
+        f.write_all(&header(labels.len(), self.shape, skipped))?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&self.tmp, &self.path)?;
@@ -209,6 +201,121 @@ impl Writer {
                 "the cache file just written does not read back",
             )
         })
+    }
+}
+
+/// A cache file filled through a mapping while it is read (the explorer on
+/// a folder not yet cached): the pixels go straight into the file's pages,
+/// and [`GrowingFile::finish`] adds the labels and header and renames it.
+/// Dropped unfinished, the temporary file is removed.
+pub struct GrowingFile {
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    shape: (usize, usize, usize),
+    images: usize,
+}
+
+impl GrowingFile {
+    /// A temporary file sized for `images` images of `shape`, and the store
+    /// mapped on it.
+    pub fn create(
+        path: &Path,
+        shape: (usize, usize, usize),
+        images: usize,
+    ) -> std::io::Result<(GrowingFile, Growing)> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+            remove_stale(d);
+        }
+        let tmp = tmp_name(path);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut g = GrowingFile {
+            file: None,
+            tmp,
+            path: path.to_path_buf(),
+            shape,
+            images,
+        };
+        let img = shape.0 * shape.1 * shape.2;
+        let len = images
+            .checked_mul(img + 4)
+            .and_then(|b| b.checked_add(HEADER))
+            .ok_or_else(|| std::io::Error::other("too many images for one cache file"))?;
+        file.set_len(len as u64)?;
+        // SAFETY: a file of our own, just created; nothing else maps it.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file) }?;
+        g.file = Some(file);
+        Ok((g, Growing::new(map, HEADER, images, img)))
+    }
+
+    /// The store is complete: labels and header written, flushed, renamed.
+    pub fn finish(mut self, store: &Growing, labels: &[u32]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let f = self.file.take().expect("not finished");
+        let (c, h, w) = self.shape;
+        if labels.len() != self.images || store.progress().0 != self.images {
+            return Err(std::io::Error::other("the store is not complete"));
+        }
+        let mut tail = Vec::with_capacity(labels.len() * 4);
+        for l in labels {
+            tail.extend_from_slice(&l.to_le_bytes());
+        }
+        f.write_all_at(&tail, (HEADER + self.images * c * h * w) as u64)?;
+        f.write_all_at(&header(self.images, self.shape, 0), 0)?;
+        store.flush()?;
+        f.sync_all()?;
+        std::fs::rename(&self.tmp, &self.path)
+    }
+}
+
+impl Drop for GrowingFile {
+    fn drop(&mut self) {
+        if self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn header(n: usize, (c, h, w): (usize, usize, usize), skipped: u64) -> Vec<u8> {
+    let mut head = Vec::with_capacity(HEADER);
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&VERSION.to_le_bytes());
+    for v in [n as u64, c as u64, h as u64, w as u64, skipped] {
+        head.extend_from_slice(&v.to_le_bytes());
+    }
+    head
+}
+
+/// `path.tmpPID`: this process's temporary name for `path`.
+fn tmp_name(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    PathBuf::from(tmp)
+}
+
+/// Removes temporary files left in `dir` by runs that are gone (a process
+/// killed while it decoded); only where /proc tells which processes live.
+fn remove_stale(dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some((_, pid)) = name.to_str().and_then(|n| n.rsplit_once(".u8.tmp")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

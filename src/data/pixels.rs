@@ -5,9 +5,14 @@
 //! and not the process's own memory. uint8 values are turned into float32
 //! (`v / 255`, the same division every reader uses) only for the images
 //! asked, batch by batch.
+//!
+//! A [`Growing`] store is filled by a decoding thread while it is read
+//! (the explorer on a folder not yet cached): a read waits until its
+//! images are decoded, and learns of a decoding failure instead of reading
+//! pixels that never came.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// The pixel values of a set, `n * c * h * w` of them, in [0,1] once read.
 #[derive(Clone)]
@@ -16,7 +21,7 @@ pub enum Pixels {
     U8(Arc<Bytes>),
 }
 
-/// uint8 values held in memory or mapped from a file.
+/// uint8 values held in memory, mapped from a file, or being decoded.
 pub enum Bytes {
     Owned(Vec<u8>),
     /// `len` bytes at `offset` of a read-only mapping.
@@ -25,17 +30,162 @@ pub enum Bytes {
         offset: usize,
         len: usize,
     },
+    Growing(Growing),
 }
 
 impl Bytes {
+    /// Every value (waiting for a growing store to be complete; what a
+    /// failed one never decoded reads as 0).
     pub fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Owned(v) => v,
             Bytes::Mapped { map, offset, len } => &map[*offset..*offset + *len],
+            Bytes::Growing(g) => {
+                let _ = g.wait(g.images);
+                g.slice(0, g.len())
+            }
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Bytes::Growing(g) => g.len(),
+            b => b.as_slice().len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values `a..b`, once they are there; an error when a growing store's
+    /// decoding failed before them.
+    pub fn range(&self, a: usize, b: usize) -> Result<&[u8], String> {
+        match self {
+            Bytes::Growing(g) => {
+                g.wait(b.div_ceil(g.image_len.max(1)))?;
+                Ok(g.slice(a, b))
+            }
+            b_ => Ok(&b_.as_slice()[a..b]),
         }
     }
     pub fn is_mapped(&self) -> bool {
-        matches!(self, Bytes::Mapped { .. })
+        matches!(self, Bytes::Mapped { .. } | Bytes::Growing(_))
+    }
+}
+
+/// A uint8 store filled in order, image by image, by one decoding thread
+/// while others read what is done. The memory is a mapping: of the cache
+/// file being written (the kernel's page cache, not the process's memory),
+/// or anonymous when there is no cache.
+pub struct Growing {
+    map: memmap2::MmapMut,
+    /// The mapping's start, taken once from `&mut map`: every access goes
+    /// through it (reads before `ready`, the one writer after it).
+    base: *mut u8,
+    /// Where the pixels start in the mapping.
+    offset: usize,
+    images: usize,
+    image_len: usize,
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    ready: usize,
+    failed: Option<String>,
+}
+
+// SAFETY: the writer writes only images at and after `ready`, readers read
+// only before it, and `ready` moves under the mutex (which orders the
+// writes before the reads); the mapping lives as long as the store.
+unsafe impl Sync for Growing {}
+unsafe impl Send for Growing {}
+
+impl Growing {
+    /// A store for `images` images of `image_len` bytes at `offset` of `map`.
+    pub fn new(
+        mut map: memmap2::MmapMut,
+        offset: usize,
+        images: usize,
+        image_len: usize,
+    ) -> Growing {
+        assert!(
+            offset + images * image_len <= map.len(),
+            "the mapping holds the images"
+        );
+        let base = map.as_mut_ptr();
+        Growing {
+            map,
+            base,
+            offset,
+            images,
+            image_len,
+            state: Mutex::new(State::default()),
+            done: Condvar::new(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.images * self.image_len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// (images decoded, images in all).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.lock().ready, self.images)
+    }
+    /// Why decoding stopped, if it failed.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Waits until the first `n` images are decoded, or decoding failed
+    /// before them.
+    fn wait(&self, n: usize) -> Result<(), String> {
+        let mut st = self.lock();
+        loop {
+            if st.ready >= n.min(self.images) {
+                return Ok(());
+            }
+            if let Some(why) = &st.failed {
+                return Err(why.clone());
+            }
+            st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+    /// Bytes `a..b` of the pixels: only called for decoded images.
+    fn slice(&self, a: usize, b: usize) -> &[u8] {
+        assert!(a <= b && b <= self.len());
+        // SAFETY: in the mapping (checked above); decoded, so never written again.
+        unsafe { std::slice::from_raw_parts(self.base.add(self.offset + a), b - a) }
+    }
+    /// The decoding thread: the next images' bytes (the store's order).
+    /// Returns false (and writes nothing) past the end.
+    pub fn push(&self, bytes: &[u8]) -> bool {
+        let ready = self.lock().ready;
+        let n = bytes.len() / self.image_len.max(1);
+        if bytes.len() % self.image_len.max(1) != 0 || ready + n > self.images {
+            return false;
+        }
+        let at = self.offset + ready * self.image_len;
+        // SAFETY: one decoding thread pushes; these bytes are past `ready`,
+        // which no reader reads until `ready` moves below (under the lock).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len());
+        }
+        self.lock().ready += n;
+        self.done.notify_all();
+        true
+    }
+    /// The decoding thread: decoding stopped, for this reason.
+    pub fn fail(&self, why: String) {
+        self.lock().failed = Some(why);
+        self.done.notify_all();
+    }
+    /// Flushes the mapping into its file (the cache file, once complete).
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.map.flush()
     }
 }
 
@@ -49,17 +199,34 @@ impl Pixels {
     pub fn len(&self) -> usize {
         match self {
             Pixels::F32(v) => v.len(),
-            Pixels::U8(b) => b.as_slice().len(),
+            Pixels::U8(b) => b.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Values `a..b` as float32 (borrowed when they are float32 already).
+    /// Values `a..b` as float32 (borrowed when they are float32 already);
+    /// of a growing store, once they are decoded (what a failed decoding
+    /// never reached reads as 0: [`Pixels::try_range`] says so instead).
     pub fn range(&self, a: usize, b: usize) -> Cow<'_, [f32]> {
-        match self {
+        self.try_range(a, b)
+            .unwrap_or_else(|_| Cow::Owned(vec![0.0; b - a]))
+    }
+    /// [`Pixels::range`], or why a growing store never decoded them.
+    pub fn try_range(&self, a: usize, b: usize) -> Result<Cow<'_, [f32]>, String> {
+        Ok(match self {
             Pixels::F32(v) => Cow::Borrowed(&v[a..b]),
-            Pixels::U8(u) => Cow::Owned(to_unit(&u.as_slice()[a..b])),
+            Pixels::U8(u) => Cow::Owned(to_unit(u.range(a, b)?)),
+        })
+    }
+    /// Of a store being decoded: (images decoded, images in all).
+    pub fn decoding(&self) -> Option<(usize, usize)> {
+        match self {
+            Pixels::U8(b) => match &**b {
+                Bytes::Growing(g) => Some(g.progress()),
+                _ => None,
+            },
+            _ => None,
         }
     }
     /// Every value as float32: for the small sets that are worked on whole

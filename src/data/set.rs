@@ -94,10 +94,19 @@ impl ImageSet {
         self.data.range(start * l, end * l)
     }
 
+    /// [`ImageSet::images`], or the error that stopped the decoding of a
+    /// folder read in the background before them.
+    pub fn try_images(&self, start: usize, end: usize) -> Result<Cow<'_, [f32]>> {
+        let l = self.image_len();
+        self.data
+            .try_range(start * l, end * l)
+            .map_err(Error::Invalid)
+    }
+
     /// Images `start..end` as a `[b, c, h, w]` tensor on `device`.
     pub fn batch(&self, start: usize, end: usize, device: &Device) -> Result<Tensor> {
         let t = Tensor::from_slice(
-            &self.images(start, end),
+            &self.try_images(start, end)?,
             (end - start, self.channels, self.height, self.width),
             device,
         )?;
@@ -186,15 +195,15 @@ impl ImageSet {
                     .copied()
                     .collect(),
             ),
-            Pixels::U8(b) => {
-                let b = b.as_slice();
-                Pixels::U8(Arc::new(Bytes::Owned(
-                    idx.iter()
-                        .flat_map(|&i| &b[i * l..(i + 1) * l])
-                        .copied()
-                        .collect(),
-                )))
-            }
+            Pixels::U8(b) => Pixels::U8(Arc::new(Bytes::Owned(
+                idx.iter()
+                    .flat_map(|&i| {
+                        // A growing store waits for these images only.
+                        b.range(i * l, (i + 1) * l)
+                            .map_or_else(|_| vec![0; l], <[u8]>::to_vec)
+                    })
+                    .collect(),
+            ))),
         };
         ImageSet {
             data,
@@ -219,7 +228,11 @@ impl ImageSet {
     /// A seeded, stratified sample: at most `n` images of each class (kept
     /// in dataset order).
     pub fn per_class(&self, n: usize, seed: u64) -> ImageSet {
-        self.select(&per_class_indices(&self.labels, n, seed))
+        let keep = per_class_indices(&self.labels, n, seed);
+        if keep.len() == self.len() {
+            return self.clone(); // all of them (an image folder sampled already)
+        }
+        self.select(&keep)
     }
 
     /// A seeded random subset of `n` samples (kept in dataset order); the
@@ -345,6 +358,10 @@ pub struct LoadOptions {
     /// Keep image folders' decoded images in the cache directory and read
     /// them from there next time (`cache.rs`).
     pub cache: bool,
+    /// An image folder not in the cache returns at once and is decoded by a
+    /// background thread while it is read (the explorer; not with
+    /// `skip_bad_images`, which changes the count as it goes).
+    pub stream: bool,
 }
 
 /// Dataset families with known class names and normalisation.

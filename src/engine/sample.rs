@@ -220,6 +220,8 @@ pub fn perturbed_one(
     fit: impl FnOnce(ImageSet) -> Result<ImageSet>,
 ) -> Result<(ImageSet, Vec<f32>)> {
     let index = index.min(set.len().saturating_sub(1));
+    // A folder decoded in the background: wait for this image, or its error.
+    set.try_images(index, index + 1)?;
     let one = fit(set.select(&[index]))?;
     let shape = (1, one.channels, one.height, one.width);
     let perturbed = crate::perturb::apply_at(kind, level, &one.data.to_f32(), shape, seed, index)?;

@@ -45,11 +45,11 @@ impl Images<'_> {
     /// Images `s..e` (NCHW float32).
     pub fn get<'s>(&'s self, set: &'s ImageSet, s: usize, e: usize) -> Result<Cow<'s, [f32]>> {
         Ok(match *self {
-            Images::Clean => set.images(s, e),
+            Images::Clean => set.try_images(s, e)?,
             Images::Perturbed { kind, level, seed } => Cow::Owned(perturb::apply_at(
                 kind,
                 level,
-                &set.images(s, e),
+                &set.try_images(s, e)?,
                 (e - s, set.channels, set.height, set.width),
                 seed,
                 s,

@@ -97,6 +97,9 @@ pub struct Meta {
     /// The layers every model has (`l` cycles through them); empty: a
     /// ResNet's.
     pub taps: Vec<Tap>,
+    /// The set's pixels while an image folder is decoded in the background
+    /// (the status line shows how far it is).
+    pub decoding: Option<crate::data::Pixels>,
 }
 
 /// The running job's progress as last reported.

@@ -100,6 +100,7 @@ pub fn load(a: &ExploreOptions) -> Result<Opened> {
         );
     }
     let mut data = a.data.clone();
+    data.stream = true;
     data.samples = match data.samples {
         None => Some(DEFAULT_SAMPLES),
         Some(0) => None,
@@ -152,6 +153,7 @@ pub fn load(a: &ExploreOptions) -> Result<Opened> {
             .collect(),
         seed: data.seed,
         taps: crate::model::common_taps(&models),
+        decoding: set.data.decoding().map(|_| set.data.clone()),
     };
     Ok(Opened {
         models,

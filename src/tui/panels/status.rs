@@ -15,10 +15,11 @@ pub fn render(f: &mut Frame, app: &App, area: Rect) {
         Some(s) => format!("{s:.0} img/s"),
         None => "- img/s".into(),
     };
-    let left = format!(
-        " {} │ {speed} │ {} samples │ ",
-        app.meta.device, app.meta.samples
-    );
+    let samples = match app.meta.decoding.as_ref().and_then(|p| p.decoding()) {
+        Some((done, total)) if done < total => format!("decoding {done}/{total}"),
+        _ => format!("{} samples", app.meta.samples),
+    };
+    let left = format!(" {} │ {speed} │ {samples} │ ", app.meta.device);
     let (job, gauge) = if app.engine_stopped {
         ("engine stopped".to_string(), None)
     } else if let Some(p) = app.running() {
