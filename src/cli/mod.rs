@@ -130,13 +130,17 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    match run(cli) {
+    let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {}", format_error(&e));
             1
         }
-    }
+    };
+    // A folder still being decoded in the background (the explorer quit
+    // early): its unfinished cache file goes too.
+    crate::data::cache::remove_unfinished();
+    code
 }
 
 /// A clap usage error on one line: its message with the details clap puts on

@@ -235,6 +235,7 @@ impl GrowingFile {
             .create(true)
             .truncate(true)
             .open(&tmp)?;
+        unfinished(&tmp, true);
         let mut g = GrowingFile {
             file: None,
             tmp,
@@ -279,6 +280,7 @@ impl Drop for GrowingFile {
         if self.tmp.exists() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+        unfinished(&self.tmp, false);
     }
 }
 
@@ -290,6 +292,27 @@ fn header(n: usize, (c, h, w): (usize, usize, usize), skipped: u64) -> Vec<u8> {
         head.extend_from_slice(&v.to_le_bytes());
     }
     head
+}
+
+/// Temporary files of growing caches not yet renamed (removed at exit by
+/// [`remove_unfinished`], since the decoding thread does not outlive it).
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the temporary files of caches still being written (called as
+/// semcon exits).
+pub fn remove_unfinished() {
+    let files = std::mem::take(&mut *UNFINISHED.lock().unwrap_or_else(|e| e.into_inner()));
+    for f in files {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+fn unfinished(tmp: &Path, add: bool) {
+    let mut v = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
+    v.retain(|p| p != tmp);
+    if add {
+        v.push(tmp.to_path_buf());
+    }
 }
 
 /// `path.tmpPID`: this process's temporary name for `path`.

@@ -165,7 +165,7 @@ impl Growing {
     pub fn push(&self, bytes: &[u8]) -> bool {
         let ready = self.lock().ready;
         let n = bytes.len() / self.image_len.max(1);
-        if bytes.len() % self.image_len.max(1) != 0 || ready + n > self.images {
+        if !bytes.len().is_multiple_of(self.image_len.max(1)) || ready + n > self.images {
             return false;
         }
         let at = self.offset + ready * self.image_len;
@@ -218,6 +218,20 @@ impl Pixels {
             Pixels::F32(v) => Cow::Borrowed(&v[a..b]),
             Pixels::U8(u) => Cow::Owned(to_unit(u.range(a, b)?)),
         })
+    }
+    /// Whether reading the first `images` images would not wait: decoded,
+    /// or their decoding failed (then the read says why).
+    pub fn decoded(&self, images: usize) -> bool {
+        match self {
+            Pixels::U8(b) => match &**b {
+                Bytes::Growing(g) => {
+                    let st = g.lock();
+                    st.ready >= images.min(g.images) || st.failed.is_some()
+                }
+                _ => true,
+            },
+            _ => true,
+        }
     }
     /// Of a store being decoded: (images decoded, images in all).
     pub fn decoding(&self) -> Option<(usize, usize)> {

@@ -370,14 +370,37 @@ impl Control {
 impl Worker {
     fn run(&mut self) {
         while !self.ctl.shutdown {
+            let todo = |k: &JobKey| !self.cache.contains_key(k);
+            // The most wanted job's sample is about to be decoded (the
+            // first images at launch): wait for it rather than start a long
+            // job before it.
+            if let Some(k) = self.ctl.want.iter().find(|k| todo(k)) {
+                if !self.decoded(k) && self.decoded_soon(k) {
+                    match self.ctl.rx.recv_timeout(Duration::from_millis(10)) {
+                        Ok(r) => self.ctl.apply(r),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(_) => self.ctl.shutdown = true,
+                    }
+                    continue;
+                }
+            }
             let next = self
                 .ctl
                 .want
                 .iter()
                 .copied()
-                .find(|k| !self.cache.contains_key(k));
+                .find(|k| todo(k) && self.decoded(k));
             let Some(key) = next else {
-                // Nothing to do: block until the UI asks for something.
+                // Nothing to do: block until the UI asks for something, or
+                // (a sample of a folder still being decoded) a while.
+                if self.ctl.want.iter().any(todo) {
+                    match self.ctl.rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(r) => self.ctl.apply(r),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(_) => self.ctl.shutdown = true,
+                    }
+                    continue;
+                }
                 match self.ctl.rx.recv() {
                     Ok(r) => self.ctl.apply(r),
                     Err(_) => self.ctl.shutdown = true,
@@ -411,6 +434,29 @@ impl Worker {
                     });
                 }
             }
+        }
+    }
+
+    /// Whether a job's one sample is there (an image folder decoded in the
+    /// background): a sample job waits its turn instead of blocking the
+    /// worker. Jobs over the whole set read batch by batch as decoding goes.
+    fn decoded(&self, key: &JobKey) -> bool {
+        match *key {
+            JobKey::Sample { index, .. } | JobKey::Explain { index, .. } => {
+                self.set.data.decoded(index + 1)
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether a job's sample is among the next images being decoded.
+    fn decoded_soon(&self, key: &JobKey) -> bool {
+        const SOON: usize = 256;
+        match (*key, self.set.data.decoding()) {
+            (JobKey::Sample { index, .. } | JobKey::Explain { index, .. }, Some((ready, _))) => {
+                index < ready + SOON
+            }
+            _ => false,
         }
     }
 

@@ -194,6 +194,8 @@ pub struct App {
     pub speed: Option<f64>,
     pub help: bool,
     pub message: Option<(String, Instant)>,
+    /// Images decoded when the status line was last drawn.
+    pub decoded_shown: usize,
     pub demo: Option<Demo>,
     pub quit: bool,
     pub engine_stopped: bool,
@@ -238,6 +240,7 @@ impl App {
             speed: None,
             help: false,
             message: None,
+            decoded_shown: 0,
             demo,
             quit: false,
             engine_stopped: false,
@@ -439,6 +442,13 @@ impl App {
         if let Some((_, at)) = &self.message {
             if now.saturating_duration_since(*at) >= MESSAGE_TTL {
                 self.message = None;
+                changed = true;
+            }
+        }
+        // The status line's decoding count (an image folder read in the background).
+        if let Some((done, _)) = self.meta.decoding.as_ref().and_then(|p| p.decoding()) {
+            if done != self.decoded_shown {
+                self.decoded_shown = done;
                 changed = true;
             }
         }
