@@ -249,6 +249,7 @@ impl GrowingFile {
             .and_then(|b| b.checked_add(HEADER))
             .ok_or_else(|| std::io::Error::other("too many images for one cache file"))?;
         file.set_len(len as u64)?;
+        reserve(&file, len)?;
         // SAFETY: a file of our own, just created; nothing else maps it.
         let map = unsafe { memmap2::MmapMut::map_mut(&file) }?;
         g.file = Some(file);
@@ -281,6 +282,30 @@ impl Drop for GrowingFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
         unfinished(&self.tmp, false);
+    }
+}
+
+/// Reserves the disk blocks of a file written through a mapping: a full
+/// disk is then an error here (and the folder decodes into memory instead)
+/// rather than a SIGBUS when a page is written. Where the file system cannot
+/// reserve, the cache is not written through a mapping at all.
+fn reserve(file: &std::fs::File, len: usize) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open file descriptor; mode 0 allocates.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+        if r == 0 {
+            return Ok(());
+        }
+        Err(std::io::Error::last_os_error())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, len);
+        Err(std::io::Error::other(
+            "disk space cannot be reserved on this system",
+        ))
     }
 }
 
