@@ -44,6 +44,25 @@ fn cache_is_written_read_and_never_trusted_when_wrong() {
     );
     // Owned copies: the files are altered in place below (semcon never does).
     let fresh_px = fresh.data.to_f32().into_owned();
+    // --samples on a folder whose whole list is cached: the same images as
+    // the subset of the whole set, served from that cache (no new file).
+    for (n, seed) in [(5, 1), (7, 2)] {
+        let spec: DatasetSpec = tree.to_str().unwrap().parse().unwrap();
+        let some = data::load(
+            &spec,
+            &LoadOptions {
+                preprocess: Some(Preprocess::new(48, 40, Filter::Bilinear).unwrap()),
+                cache: true,
+                samples: Some(n),
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let want = fresh.subset(n, seed);
+        assert_eq!((&some.labels, &some.data), (&want.labels, &want.data));
+        assert_eq!(cache_files(&cache).len(), 1, "{:?}", cache_files(&cache));
+    }
     let files = cache_files(&cache);
     assert_eq!(
         files.len(),

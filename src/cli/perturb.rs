@@ -37,8 +37,10 @@ pub fn run(a: &PerturbArgs) -> Result<()> {
         Some(p) => a.data.choice()?.subset(read_input_set(p)?)?,
         None => a.data.choice()?.load(None)?,
     };
-    let shape = (set.len(), set.channels, set.height, set.width);
-    let x = set.data.to_f32();
+    // A PNG shows the first 16 images: only those are read and perturbed.
+    let n = if png { set.len().min(16) } else { set.len() };
+    let shape = (n, set.channels, set.height, set.width);
+    let x = set.try_images(0, n)?;
     let y = crate::perturb::apply(kind, a.level, &x, shape, a.data.seed)?;
     let label = kind.param_label(a.level, set.height.min(set.width));
     if png {

@@ -115,7 +115,7 @@ pub fn map(path: &Path, (c, h, w): (usize, usize, usize)) -> Option<Cached> {
     let num =
         |i: usize| u64::from_le_bytes(head[12 + 8 * i..20 + 8 * i].try_into().expect("8 bytes"));
     let (n, fc, fh, fw, skipped) = (num(0), num(1), num(2), num(3), num(4));
-    if (fc, fh, fw) != (c as u64, h as u64, w as u64) {
+    if (fc, fh, fw) != (c as u64, h as u64, w as u64) || skipped.checked_add(n).is_none() {
         return None;
     }
     let img = (c * h * w) as u64;
@@ -163,7 +163,7 @@ impl Writer {
             remove_stale(d);
         }
         let tmp = tmp_name(path);
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, create_locked(&tmp)?);
         // Made first, so that a failure below removes the temporary file.
         let mut w = Writer {
             file: None,
@@ -193,8 +193,9 @@ impl Writer {
         f.seek(std::io::SeekFrom::Start(0))?;
         f.write_all(&header(labels.len(), self.shape, skipped))?;
         f.sync_all()?;
-        drop(f);
+        // Renamed while still locked, so no other run takes it for stale.
         std::fs::rename(&self.tmp, &self.path)?;
+        drop(f);
         map(&self.path, self.shape).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -229,12 +230,7 @@ impl GrowingFile {
             remove_stale(d);
         }
         let tmp = tmp_name(path);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let file = create_locked(&tmp)?;
         unfinished(&tmp, true);
         let mut g = GrowingFile {
             file: None,
@@ -340,29 +336,64 @@ fn unfinished(tmp: &Path, add: bool) {
     }
 }
 
-/// `path.tmpPID`: this process's temporary name for `path`.
+/// `path.tmpPID.N`: a temporary name for `path` that no other writer has
+/// (the process id, then a count and the clock within it).
 fn tmp_name(path: &Path) -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    tmp.push(format!(".tmp{}.{n}{t:09}", std::process::id()));
     PathBuf::from(tmp)
 }
 
-/// Removes temporary files left in `dir` by runs that are gone (a process
-/// killed while it decoded); only where /proc tells which processes live.
-fn remove_stale(dir: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return;
+/// Creates a temporary file that did not exist, locked for writing (an
+/// advisory lock: [`remove_stale`] leaves a locked file alone, whichever
+/// process or container holds it).
+fn create_locked(tmp: &Path) -> std::io::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(tmp)?;
+    if !try_lock(&f) {
+        return Err(std::io::Error::other("cannot lock a new temporary file"));
     }
+    Ok(f)
+}
+
+/// Takes the exclusive advisory lock of `f` if no one holds it.
+fn try_lock(f: &std::fs::File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open file descriptor.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = f;
+        true
+    }
+}
+
+/// Removes temporary files left in `dir` by runs that are gone (a process
+/// killed while it decoded): those whose writer's lock is free.
+fn remove_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some((_, pid)) = name.to_str().and_then(|n| n.rsplit_once(".u8.tmp")) else {
+        if !name.to_str().is_some_and(|n| n.contains(".u8.tmp")) {
             continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(e.path());
+        }
+        if let Ok(f) = std::fs::OpenOptions::new().read(true).open(e.path()) {
+            if try_lock(&f) {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 }

@@ -256,10 +256,6 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         let keep = per_class_indices(&labels, n, opts.seed);
         files = keep.into_iter().map(|i| files[i].clone()).collect();
     }
-    if let Some(n) = opts.samples.filter(|&n| n > 0 && n < files.len()) {
-        let keep = subset_indices(files.len(), n, opts.seed);
-        files = keep.into_iter().map(|i| files[i].clone()).collect();
-    }
     let bad = |f: &Path, why: &str| bad_image(&root, f, why);
     // The size every image is brought to: the crop, the requested size, or
     // the first image that decodes.
@@ -282,15 +278,41 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
         }
     };
     let shape = (3, size.0, size.1);
-    let cache_path = opts
-        .cache
-        .then(cache::dir)
-        .flatten()
-        .map(|d| d.join(format!("{}.u8", cache_key(&root, &files, opts, size).hex())));
-    let cached = cache_path
-        .as_deref()
-        .and_then(|p| cache::map(p, shape))
-        .filter(|c| c.labels.len() as u64 + c.skipped == files.len() as u64);
+    let cache_of = |files: &[(PathBuf, u32)]| {
+        opts.cache
+            .then(cache::dir)
+            .flatten()
+            .map(|d| d.join(format!("{}.u8", cache_key(&root, files, opts, size).hex())))
+    };
+    let mapped = |p: &Path, files: &[(PathBuf, u32)]| {
+        cache::map(p, shape).filter(|c| c.labels.len() as u64 + c.skipped == files.len() as u64)
+    };
+    // --samples: a seeded subset of the file list (after the size is known,
+    // as it was from the whole folder). A cache of the whole list with no
+    // file skipped serves it as it is: the same images, not decoded again.
+    let mut cached = None;
+    if let Some(n) = opts.samples.filter(|&n| n > 0 && n < files.len()) {
+        let keep = subset_indices(files.len(), n, opts.seed);
+        let full = cache_of(&files)
+            .and_then(|p| mapped(&p, &files))
+            .filter(|c| c.skipped == 0);
+        if let Some((c, Pixels::U8(b))) = full.as_ref().map(|c| (c, &c.pixels)) {
+            let (img, b) = (3 * size.0 * size.1, b.as_slice());
+            cached = Some(cache::Cached {
+                labels: keep.iter().map(|&i| c.labels[i]).collect(),
+                pixels: Pixels::U8(Arc::new(Bytes::Owned(
+                    keep.iter()
+                        .flat_map(|&i| &b[i * img..(i + 1) * img])
+                        .copied()
+                        .collect(),
+                ))),
+                skipped: 0,
+            });
+        }
+        files = keep.into_iter().map(|i| files[i].clone()).collect();
+    }
+    let cache_path = cache_of(&files);
+    let cached = cached.or_else(|| cache_path.as_deref().and_then(|p| mapped(p, &files)));
     let stream = opts.stream && !opts.skip_bad_images && cached.is_none();
     let (pixels, labels, resized) = match cached {
         None if stream => {
@@ -459,9 +481,15 @@ fn stream_decode(
     let shape = (3, size.0, size.1);
     let img = 3 * size.0 * size.1;
     let n = files.len();
-    let (store, file) = match cache_path.map(|p| cache::GrowingFile::create(p, shape, n)) {
-        Some(Ok((file, store))) => (store, Some(file)),
-        _ => {
+    let (store, file) = match cache_path.map(|p| (p, cache::GrowingFile::create(p, shape, n))) {
+        Some((_, Ok((file, store)))) => (store, Some(file)),
+        other => {
+            if let Some((p, Err(e))) = other {
+                eprintln!(
+                    "notice: cannot write the decoded-image cache {} ({e}); working without it (SEMCON_CACHE_DIR chooses another place)",
+                    p.display()
+                );
+            }
             let map = memmap2::MmapMut::map_anon((n * img).max(1))
                 .map_err(|e| crate::invalid!("cannot map memory for {n} images: {e}"))?;
             (Growing::new(map, 0, n, img), None)
@@ -497,7 +525,10 @@ fn stream_decode(
                     }
                 }
             }
-            g.push(&bytes);
+            if !g.push(&bytes) {
+                g.fail("the decoding thread stopped (a bug: please report it)".into());
+                return;
+            }
             start += chunk.len();
         }
         if let (Some(file), Some(store)) = (file, weak.upgrade()) {

@@ -160,27 +160,35 @@ impl Growing {
         // SAFETY: in the mapping (checked above); decoded, so never written again.
         unsafe { std::slice::from_raw_parts(self.base.add(self.offset + a), b - a) }
     }
-    /// The decoding thread: the next images' bytes (the store's order).
-    /// Returns false (and writes nothing) past the end.
+    /// The next images' bytes (the store's order). Returns false (and
+    /// writes nothing) for a partial image, past the end, or after
+    /// [`Growing::fail`].
     pub fn push(&self, bytes: &[u8]) -> bool {
-        let ready = self.lock().ready;
+        // The lock is held while copying: pushes never overlap, and a
+        // reader only ever reads before `ready`, which moves after the copy.
+        let mut st = self.lock();
         let n = bytes.len() / self.image_len.max(1);
-        if !bytes.len().is_multiple_of(self.image_len.max(1)) || ready + n > self.images {
+        if !bytes.len().is_multiple_of(self.image_len.max(1))
+            || st.ready + n > self.images
+            || st.failed.is_some()
+        {
             return false;
         }
-        let at = self.offset + ready * self.image_len;
-        // SAFETY: one decoding thread pushes; these bytes are past `ready`,
-        // which no reader reads until `ready` moves below (under the lock).
+        let at = self.offset + st.ready * self.image_len;
+        // SAFETY: in the mapping (checked above); past `ready`, so no reader
+        // holds these bytes, and no other push runs (the lock).
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len());
         }
-        self.lock().ready += n;
+        st.ready += n;
+        drop(st);
         self.done.notify_all();
         true
     }
-    /// The decoding thread: decoding stopped, for this reason.
+    /// Decoding stopped, for this reason: readers waiting for images not
+    /// decoded get it, and nothing more is pushed.
     pub fn fail(&self, why: String) {
-        self.lock().failed = Some(why);
+        self.lock().failed.get_or_insert(why);
         self.done.notify_all();
     }
     /// Flushes the mapping into its file (the cache file, once complete).
@@ -255,7 +263,8 @@ impl Pixels {
             Pixels::U8(u) => to_unit(u.as_slice()),
         }
     }
-    /// Whether the values are mapped from a file (not held in memory).
+    /// Whether the values are mapped (from the cache file, or a growing
+    /// store's mapping) rather than held in a vector.
     pub fn is_mapped(&self) -> bool {
         matches!(self, Pixels::U8(b) if b.is_mapped())
     }
@@ -290,7 +299,7 @@ impl std::fmt::Debug for Pixels {
             Pixels::U8(b) => write!(
                 f,
                 "Pixels::U8({} values{})",
-                b.as_slice().len(),
+                b.len(),
                 if b.is_mapped() { ", mapped" } else { "" }
             ),
         }
