@@ -365,6 +365,20 @@ impl Control {
             Request::Shutdown => self.shutdown = true,
         }
     }
+    /// Waits for the UI's next request, at most `limit` (none: forever).
+    fn wait(&mut self, limit: Option<Duration>) {
+        let r = match limit {
+            Some(d) => match self.rx.recv_timeout(d) {
+                Err(mpsc::RecvTimeoutError::Timeout) => return,
+                r => r.map_err(|_| ()),
+            },
+            None => self.rx.recv().map_err(|_| ()),
+        };
+        match r {
+            Ok(r) => self.apply(r),
+            Err(()) => self.shutdown = true,
+        }
+    }
 }
 
 impl Worker {
@@ -376,11 +390,7 @@ impl Worker {
             // job before it.
             if let Some(k) = self.ctl.want.iter().find(|k| todo(k)) {
                 if !self.decoded(k) && self.decoded_soon(k) {
-                    match self.ctl.rx.recv_timeout(Duration::from_millis(10)) {
-                        Ok(r) => self.ctl.apply(r),
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(_) => self.ctl.shutdown = true,
-                    }
+                    self.ctl.wait(Some(Duration::from_millis(10)));
                     continue;
                 }
             }
@@ -393,18 +403,8 @@ impl Worker {
             let Some(key) = next else {
                 // Nothing to do: block until the UI asks for something, or
                 // (a sample of a folder still being decoded) a while.
-                if self.ctl.want.iter().any(todo) {
-                    match self.ctl.rx.recv_timeout(Duration::from_millis(100)) {
-                        Ok(r) => self.ctl.apply(r),
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(_) => self.ctl.shutdown = true,
-                    }
-                    continue;
-                }
-                match self.ctl.rx.recv() {
-                    Ok(r) => self.ctl.apply(r),
-                    Err(_) => self.ctl.shutdown = true,
-                }
+                let waiting = self.ctl.want.iter().any(todo);
+                self.ctl.wait(waiting.then_some(Duration::from_millis(100)));
                 continue;
             };
             if !self.ctl.poll(key) {
