@@ -21,14 +21,6 @@ fn load(tree: &Path) -> ImageSet {
     data::load(&spec, &opts).unwrap()
 }
 
-fn cache_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 #[test]
 fn cache_is_written_read_and_never_trusted_when_wrong() {
     let cache = tmp_dir("cache_dir");
@@ -61,9 +53,9 @@ fn cache_is_written_read_and_never_trusted_when_wrong() {
         .unwrap();
         let want = fresh.subset(n, seed);
         assert_eq!((&some.labels, &some.data), (&want.labels, &want.data));
-        assert_eq!(cache_files(&cache).len(), 1, "{:?}", cache_files(&cache));
+        assert_eq!(dir_files(&cache).len(), 1, "{:?}", dir_files(&cache));
     }
-    let files = cache_files(&cache);
+    let files = dir_files(&cache);
     assert_eq!(
         files.len(),
         1,
@@ -130,13 +122,13 @@ fn cache_is_written_read_and_never_trusted_when_wrong() {
     assert_eq!(memory.data.to_f32(), fresh_px);
     assert_eq!(memory.labels, fresh.labels);
     // No temporary file is left behind.
-    assert_eq!(cache_files(&cache).len(), 1, "{:?}", cache_files(&cache));
+    assert_eq!(dir_files(&cache).len(), 1, "{:?}", dir_files(&cache));
 
     // A changed folder (one file removed) is another cache; its numbers are its own.
     std::fs::remove_file(tree.join("n01440764/a_q75.jpg")).unwrap();
     let smaller = load(&tree);
     assert_eq!(smaller.len(), n - 1);
-    assert_eq!(cache_files(&cache).len(), 2);
+    assert_eq!(dir_files(&cache).len(), 2);
 
     // A cache directory that cannot be written: the folder still loads, with a notice.
     let r = semcon_env(

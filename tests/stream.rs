@@ -24,17 +24,6 @@ fn load(tree: &Path, stream: bool, cache: bool) -> ImageSet {
     data::load(&spec, &opts).unwrap()
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// Waits (at most 20 s) until `ok` holds.
 fn eventually(what: &str, ok: impl Fn() -> bool) {
     let t = Instant::now();
@@ -61,7 +50,7 @@ fn folders_stream_while_decoded_and_stop_at_a_bad_file() {
     assert_eq!(streamed.labels, plain.labels);
     assert_eq!(streamed.try_images(0, n).unwrap(), plain.images(0, n));
     eventually("the cache file is renamed into place", || {
-        let v = names(&cache);
+        let v = dir_names(&cache);
         v.len() == 1 && !v[0].contains(".tmp")
     });
     assert_eq!(streamed.data.decoding(), Some((n, n)));
@@ -98,9 +87,9 @@ fn folders_stream_while_decoded_and_stop_at_a_bad_file() {
     assert!(e.contains("b_gray.jpg"), "{e}");
     drop(s);
     eventually("no temporary file left", || {
-        names(&cache).iter().all(|f| !f.contains(".tmp"))
+        dir_names(&cache).iter().all(|f| !f.contains(".tmp"))
     });
-    assert_eq!(names(&cache).len(), 1, "only the good folder's cache");
+    assert_eq!(dir_names(&cache).len(), 1, "only the good folder's cache");
 
     // Without a cache directory: anonymous memory, the same pixels.
     let s = load(&tree, true, false);

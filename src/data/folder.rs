@@ -19,8 +19,9 @@
 use super::cache;
 use super::imagenet;
 use super::jpeg;
-use super::pixels::{Bytes, Growing, Pixels};
+use super::pixels::{Bytes, Pixels};
 use super::set::{per_class_indices, subset_indices, Family, ImageSet, LoadOptions, Split};
+use super::stream;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -316,12 +317,17 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {
     let stream = opts.stream && !opts.skip_bad_images && cached.is_none();
     let (pixels, labels, resized) = match cached {
         None if stream => {
-            let labels = files.iter().map(|(_, l)| *l).collect();
-            (
-                stream_decode(&root, files, opts, size, cache_path.as_deref())?,
-                labels,
-                0,
-            )
+            let labels: Vec<u32> = files.iter().map(|(_, l)| *l).collect();
+            let (root, o) = (root.clone(), opts.clone());
+            let pixels = stream::decode(
+                files.into_iter().map(|(f, _)| f).collect(),
+                labels.clone(),
+                shape,
+                cache_path.as_deref(),
+                move |f: &Path| prepare(f, &o, size).map(|(chw, _)| chw),
+                move |f: &Path, why: &str| bad_image(&root, f, why).to_string(),
+            )?;
+            (pixels, labels, 0)
         }
         Some(c) => {
             if c.skipped > 0 {
@@ -462,98 +468,6 @@ fn decode_all(
         skipped,
         resized,
     }))
-}
-
-/// Starts decoding `files` in a background thread into a growing store
-/// (mapped on the cache file being written, else anonymous memory) and
-/// returns the store at once: reads wait for their images. The first
-/// images come in a small chunk, so that the first batches are soon there.
-/// A file that does not decode stops the decoding, and reads past it get
-/// the error. When the set is dropped the thread stops (the temporary file
-/// removed).
-fn stream_decode(
-    root: &Path,
-    files: Vec<(PathBuf, u32)>,
-    opts: &LoadOptions,
-    size: (usize, usize),
-    cache_path: Option<&Path>,
-) -> Result<Pixels> {
-    let shape = (3, size.0, size.1);
-    let img = 3 * size.0 * size.1;
-    let n = files.len();
-    let (store, file) = match cache_path.map(|p| (p, cache::GrowingFile::create(p, shape, n))) {
-        Some((_, Ok((file, store)))) => (store, Some(file)),
-        other => {
-            if let Some((p, Err(e))) = other {
-                eprintln!(
-                    "notice: cannot write the decoded-image cache {} ({e}); working without it (SEMCON_CACHE_DIR chooses another place)",
-                    p.display()
-                );
-            }
-            let map = memmap2::MmapMut::map_anon((n * img).max(1))
-                .map_err(|e| crate::invalid!("cannot map memory for {n} images: {e}"))?;
-            (Growing::new(map, 0, n, img), None)
-        }
-    };
-    let store = Arc::new(Bytes::Growing(store));
-    let weak = Arc::downgrade(&store);
-    let (root, opts) = (root.to_path_buf(), opts.clone());
-    let labels: Vec<u32> = files.iter().map(|(_, l)| *l).collect();
-    let run = move || {
-        let mut start = 0;
-        while start < n {
-            let Some(store) = weak.upgrade() else {
-                return; // the set is gone; `file` removes the temporary file
-            };
-            let Bytes::Growing(g) = &*store else {
-                unreachable!("a growing store")
-            };
-            let len = if start == 0 { 16 } else { 128 };
-            let chunk = &files[start..(start + len).min(n)];
-            let out: Vec<_> = chunk
-                .par_iter()
-                .map(|(f, _)| prepare(f, &opts, size))
-                .collect();
-            let mut bytes = Vec::with_capacity(chunk.len() * img);
-            for ((f, _), r) in chunk.iter().zip(out) {
-                match r {
-                    Ok((chw, _)) => bytes.extend_from_slice(&chw),
-                    Err(why) => {
-                        g.push(&bytes);
-                        g.fail(bad_image(&root, f, &why).to_string());
-                        return;
-                    }
-                }
-            }
-            if !g.push(&bytes) {
-                g.fail("the decoding thread stopped (a bug: please report it)".into());
-                return;
-            }
-            start += chunk.len();
-        }
-        if let (Some(file), Some(store)) = (file, weak.upgrade()) {
-            if let Bytes::Growing(g) = &*store {
-                // Without a cache file the next run decodes again: nothing lost.
-                let _ = file.finish(g, &labels);
-            }
-        }
-    };
-    let spawned = std::thread::Builder::new()
-        .name("semcon-decode".into())
-        .spawn({
-            let store = Arc::downgrade(&store);
-            move || {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
-                    if let Some(s) = store.upgrade() {
-                        if let Bytes::Growing(g) = &*s {
-                            g.fail("the decoding thread stopped (a bug: please report it)".into());
-                        }
-                    }
-                }
-            }
-        });
-    spawned.map_err(|e| crate::invalid!("cannot start the decoding thread: {e}"))?;
-    Ok(Pixels::U8(store))
 }
 
 /// The error of a file that does not decode (not skipped).

@@ -20,6 +20,7 @@ pub mod files;
 pub mod input;
 pub mod pixels;
 pub mod set;
+pub mod stream;
 
 pub use files::is_pickle;
 pub use set::{

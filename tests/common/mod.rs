@@ -455,3 +455,20 @@ pub fn tie_grid(seed: u64, n: usize, dim: usize, classes: u32) -> (Vec<f64>, Vec
     let y: Vec<u32> = (0..n).map(|_| rng.gen_range(0..classes)).collect();
     (x, y)
 }
+
+/// The files in `dir`, sorted (none when it cannot be read).
+pub fn dir_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The names of the files in `dir`, sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    dir_files(dir)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
