@@ -325,3 +325,100 @@ fn each_model_gets_its_sidecars_preprocessing() {
     ]);
     expect_error_with(&r, &["different preprocessing", "--resize"]);
 }
+
+/// Decoding only a window of a JPEG (rows skipped above, never decoded
+/// below, columns cropped) gives the pixels of the whole decode: every
+/// fixture JPEG (4:2:0, 4:2:2, 4:4:4, gray, CMYK, progressive,
+/// arithmetic-coded, odd sizes), windows at random and at the edges. Set
+/// SEMCON_MORE_JPEGS=DIR to check every JPEG under DIR as well.
+#[test]
+fn a_window_of_a_jpeg_decodes_as_the_whole() {
+    use semcon::data::{jpeg, resample::Window};
+    let mut files = Vec::new();
+    let mut roots = vec![common::fixture("datasets"), common::fixture("fuzz")];
+    roots.extend(std::env::var_os("SEMCON_MORE_JPEGS").map(PathBuf::from));
+    fn walk(d: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for p in dir_files(d) {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p
+                .extension()
+                .is_some_and(|e| e == "jpg" || e == "jpeg" || e == "JPEG")
+            {
+                out.push(p);
+            }
+        }
+    }
+    for root in roots {
+        walk(&root, &mut files);
+    }
+    assert!(files.len() >= 18, "{files:?}");
+    let mut seed = 11u64;
+    let mut next = |m: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % m.max(1)
+    };
+    let (mut windows, mut smaller) = (0, 0);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let Ok((w, h, whole)) = jpeg::decode_rgb(&bytes, u64::MAX) else {
+            continue; // the fuzz seeds include files that are not valid
+        };
+        let mut wants = vec![
+            Window::whole(w, h),
+            Window {
+                x: 0,
+                y: 0,
+                w: 1,
+                h: 1,
+            },
+            Window {
+                x: w - 1,
+                y: h - 1,
+                w: 1,
+                h: 1,
+            },
+            Window {
+                x: w / 3,
+                y: h / 4,
+                w: (w / 3).max(1),
+                h: (h / 2).max(1),
+            },
+        ];
+        for _ in 0..6 {
+            let (ww, wh) = (1 + next(w), 1 + next(h));
+            wants.push(Window {
+                x: next(w - ww + 1),
+                y: next(h - wh + 1),
+                w: ww,
+                h: wh,
+            });
+        }
+        for want in wants {
+            let d = jpeg::decode_window(&bytes, u64::MAX, |_, _| Ok(want)).unwrap();
+            assert_eq!((d.width, d.height), (w, h));
+            assert!(
+                d.window.contains(&want),
+                "{f:?}: {:?} misses {want:?}",
+                d.window
+            );
+            let expect = semcon::data::resample::crop(
+                &whole,
+                (w, h, 3),
+                (d.window.x, d.window.y),
+                (d.window.w, d.window.h),
+            );
+            assert!(
+                d.rgb == expect,
+                "{f:?}: window {want:?} (decoded {:?}) differs",
+                d.window
+            );
+            windows += 1;
+            smaller += usize::from(d.window.w * d.window.h < w * h);
+        }
+    }
+    // Most windows really were decoded in part.
+    assert!(smaller * 2 > windows, "{smaller} of {windows}");
+}

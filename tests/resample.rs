@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::Tensor;
 use semcon::data::npyz::Npz;
-use semcon::data::resample::{self, Filter, Order};
+use semcon::data::resample::{self, Filter, Order, Preprocess, Window};
 
 fn u8s(t: &Tensor) -> Vec<u8> {
     t.flatten_all().unwrap().to_vec1::<u8>().unwrap()
@@ -110,6 +110,7 @@ fn a_window_equals_the_window_of_the_whole() {
                     let got = resample::resize_crop(
                         &src,
                         (w, h, c),
+                        Window::whole(w, h),
                         (ow, oh),
                         filter,
                         order,
@@ -120,10 +121,71 @@ fn a_window_equals_the_window_of_the_whole() {
                         got, want,
                         "{filter:?} {order:?} {ow}x{oh} window {cw}x{ch} at ({l},{t})"
                     );
+                    // Given only the source region it reads (as a decoder
+                    // decoding part of a JPEG gives it), or a little more.
+                    let need = resample::source_window((w, h), (ow, oh), filter, (l, t), (cw, ch));
+                    assert!(need.w >= 1 && need.h >= 1 && Window::whole(w, h).contains(&need));
+                    let (x0, y0) = (need.x - next(need.x + 1), need.y - next(need.y + 1));
+                    let (x1, y1) = (
+                        need.x + need.w + next(w - need.x - need.w + 1),
+                        need.y + need.h + next(h - need.y - need.h + 1),
+                    );
+                    let (ww, wh) = (x1 - x0, y1 - y0);
+                    let part = resample::crop(&src, (w, h, c), (x0, y0), (ww, wh));
+                    let win = Window {
+                        x: x0,
+                        y: y0,
+                        w: ww,
+                        h: wh,
+                    };
+                    let got = resample::resize_crop(
+                        &part,
+                        (w, h, c),
+                        win,
+                        (ow, oh),
+                        filter,
+                        order,
+                        (l, t),
+                        (cw, ch),
+                    );
+                    assert_eq!(got, want, "{filter:?} {order:?} {ow}x{oh} from {win:?}");
                 }
             }
         }
     }
+}
+
+/// torchvision's 256/224 preset on a 500x375 photo reads only the middle
+/// of it: the columns and rows under the taps of the crop (what the JPEG
+/// decoder is asked for), the values below computed by hand from PIL's
+/// support (scale 375/256, support 1.46 source pixels either side).
+#[test]
+fn the_center_crop_reads_the_middle_of_the_image() {
+    let p = Preprocess::new(256, 224, Filter::Bilinear).unwrap();
+    // Resized to 341x256, the crop starts at (58, 16).
+    let win = p.source_window(500, 375).unwrap();
+    let scale = 375.0 / 256.0;
+    let (first_x, end_x) = (58.5 * scale - scale, (58.0 + 224.0 - 0.5) * scale + scale);
+    let (first_y, end_y) = (16.5 * scale - scale, (16.0 + 224.0 - 0.5) * scale + scale);
+    assert_eq!(win.x, (first_x + 0.5) as usize, "{win:?}");
+    assert_eq!(win.x + win.w, (end_x + 0.5) as usize, "{win:?}");
+    assert_eq!(win.y, (first_y + 0.5) as usize, "{win:?}");
+    assert_eq!(win.y + win.h, (end_y + 0.5) as usize, "{win:?}");
+    assert!(win.w * win.h < 500 * 375 * 6 / 10, "{win:?}");
+    // Bicubic reads two source pixels further each side; nearest everything.
+    let b = Preprocess::new(256, 224, Filter::Bicubic)
+        .unwrap()
+        .source_window(500, 375)
+        .unwrap();
+    assert!(
+        b.contains(&win) && b.w > win.w && b.h > win.h,
+        "{b:?} {win:?}"
+    );
+    let n = Preprocess::new(256, 224, Filter::Nearest)
+        .unwrap()
+        .source_window(500, 375)
+        .unwrap();
+    assert_eq!(n, Window::whole(500, 375));
 }
 
 /// Empty images and strips whose resize would pass PIL's bomb limit are

@@ -132,7 +132,14 @@ fn prepare(
     opts: &LoadOptions,
     size: (usize, usize),
 ) -> std::result::Result<(Vec<u8>, bool), String> {
-    let img = decode(path, MAX_PIXELS)?;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if let (Some(p), true) = (&opts.preprocess, jpeg::is_jpeg(&bytes)) {
+        // Only the part of the JPEG under the crop's taps is decoded.
+        let d = jpeg::decode_window(&bytes, MAX_PIXELS, |w, h| p.source_window(w, h))?;
+        let hwc = p.apply_window(&d.rgb, (d.width, d.height), d.window)?;
+        return Ok((to_chw(&hwc), false));
+    }
+    let img = decode_bytes(&bytes, MAX_PIXELS)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (hwc, resized) = match &opts.preprocess {
         Some(p) => (p.apply(img.as_raw(), w, h)?, false),
@@ -148,11 +155,16 @@ fn prepare(
         ),
         None => (img.into_raw(), false),
     };
+    Ok((to_chw(&hwc), resized))
+}
+
+/// Interleaved RGB -> channel planes.
+fn to_chw(hwc: &[u8]) -> Vec<u8> {
     let mut chw = Vec::with_capacity(hwc.len());
     for c in 0..3 {
         chw.extend(hwc.iter().skip(c).step_by(3));
     }
-    Ok((chw, resized))
+    chw
 }
 
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<ImageSet> {

@@ -74,6 +74,30 @@ const PRECISION_BITS: u32 = 32 - 8 - 2;
 /// (`folder::MAX_PIXELS`) and resized ones alike.
 pub const MAX_PIXELS: u64 = 178_956_970;
 
+/// A rectangle of an image: columns `x..x + w`, rows `y..y + h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub x: usize,
+    pub y: usize,
+    pub w: usize,
+    pub h: usize,
+}
+
+impl Window {
+    /// The whole of a `w`x`h` image.
+    pub fn whole(w: usize, h: usize) -> Self {
+        Window { x: 0, y: 0, w, h }
+    }
+
+    /// Whether `other` lies inside this window.
+    pub fn contains(&self, other: &Window) -> bool {
+        other.x >= self.x
+            && other.y >= self.y
+            && other.x + other.w <= self.x + self.w
+            && other.y + other.h <= self.y + self.h
+    }
+}
+
 /// Per output position: the first source index, the taps' fixed-point weights.
 struct Coeffs {
     bounds: Vec<(usize, usize)>,
@@ -312,28 +336,72 @@ fn span(co: &Coeffs, r: &std::ops::Range<usize>) -> (usize, usize) {
     (first, end)
 }
 
-/// The `cw`x`ch` window at (`left`, `top`) of PIL's resize of `src` to
-/// `out_w`x`out_h`, computing only what the window needs (each value as
-/// the full resize computes it).
+/// The source region that [`resize_crop`] with these arguments reads: the
+/// columns and rows under the taps of the window's pixels (the whole image
+/// for nearest neighbour).
+pub fn source_window(
+    (w, h): (usize, usize),
+    (out_w, out_h): (usize, usize),
+    filter: Filter,
+    (left, top): (usize, usize),
+    (cw, ch): (usize, usize),
+) -> Window {
+    if filter == Filter::Nearest && (w, h) != (out_w, out_h) {
+        return Window::whole(w, h);
+    }
+    let axis = |size: usize, out: usize, start: usize, len: usize| -> (usize, usize) {
+        if size == out {
+            (start, start + len)
+        } else {
+            span(&coeffs(size, out, filter), &(start..start + len))
+        }
+    };
+    let (x0, x1) = axis(w, out_w, left, cw);
+    let (y0, y1) = axis(h, out_h, top, ch);
+    Window {
+        x: x0,
+        y: y0,
+        w: x1 - x0,
+        h: y1 - y0,
+    }
+}
+
+/// The `cw`x`ch` window at (`left`, `top`) of PIL's resize of a `w`x`h`
+/// image to `out_w`x`out_h`, computing only what the window needs (each
+/// value as the full resize computes it). `src` holds the region `win` of
+/// the image, which must contain [`source_window`]'s region.
 #[allow(clippy::too_many_arguments)]
 pub fn resize_crop(
     src: &[u8],
     (w, h, c): (usize, usize, usize),
+    win: Window,
     (out_w, out_h): (usize, usize),
     filter: Filter,
     order: Order,
     (left, top): (usize, usize),
     (cw, ch): (usize, usize),
 ) -> Vec<u8> {
-    debug_assert_eq!(src.len(), w * h * c);
+    debug_assert_eq!(src.len(), win.w * win.h * c);
     debug_assert!(left + cw <= out_w && top + ch <= out_h);
+    debug_assert!(win.contains(&source_window(
+        (w, h),
+        (out_w, out_h),
+        filter,
+        (left, top),
+        (cw, ch)
+    )));
     let (cols, rows) = (left..left + cw, top..top + ch);
-    if filter == Filter::Nearest || (w, h) == (out_w, out_h) {
-        let full = if (w, h) == (out_w, out_h) {
-            src.to_vec()
-        } else {
-            nearest(src, (w, h, c), (out_w, out_h))
-        };
+    if (w, h) == (out_w, out_h) {
+        return crop(
+            src,
+            (win.w, win.h, c),
+            (left - win.x, top - win.y),
+            (cw, ch),
+        );
+    }
+    if filter == Filter::Nearest {
+        // The window is the whole image (`source_window`).
+        let full = nearest(src, (w, h, c), (out_w, out_h));
         return crop(&full, (out_w, out_h, c), (left, top), (cw, ch));
     }
     let vertical_first =
@@ -347,14 +415,14 @@ pub fn resize_crop(
             (left, left + cw)
         };
         // The source columns the horizontal pass reads, every row.
-        let sub = crop(src, (w, h, c), (x0, 0), (x1 - x0, h));
+        let sub = crop(src, (win.w, win.h, c), (x0 - win.x, 0), (x1 - x0, win.h));
         let sub = Plane {
             px: &sub,
             w: x1 - x0,
-            h,
+            h: win.h,
             c,
         };
-        let tmp = vertical(&sub, 0, rows, &coeffs(h, out_h, filter));
+        let tmp = vertical(&sub, win.y, rows, &coeffs(h, out_h, filter));
         let tmp = Plane {
             px: &tmp,
             w: x1 - x0,
@@ -374,15 +442,20 @@ pub fn resize_crop(
             (top, top + ch)
         };
         let band = Plane {
-            px: &src[y0 * w * c..y1 * w * c],
-            w,
+            px: &src[(y0 - win.y) * win.w * c..(y1 - win.y) * win.w * c],
+            w: win.w,
             h: y1 - y0,
             c,
         };
         let tmp = if need_h {
-            horizontal(&band, 0, cols, &coeffs(w, out_w, filter))
+            horizontal(&band, win.x, cols, &coeffs(w, out_w, filter))
         } else {
-            crop(band.px, (w, y1 - y0, c), (left, 0), (cw, y1 - y0))
+            crop(
+                band.px,
+                (win.w, y1 - y0, c),
+                (left - win.x, 0),
+                (cw, y1 - y0),
+            )
         };
         let tmp = Plane {
             px: &tmp,
@@ -447,6 +520,7 @@ pub fn resize(
     resize_crop(
         src,
         (w, h, c),
+        Window::whole(w, h),
         (out_w, out_h),
         filter,
         order,
@@ -499,6 +573,9 @@ pub fn crop(
     out
 }
 
+/// A (width, height) or a (left, top).
+type Size = (usize, usize);
+
 /// torchvision's evaluation preprocessing of a PIL image
 /// (`ImageClassification`): resize the shorter side to `resize` with
 /// `filter` (antialiased, PIL's), center crop `crop`x`crop`.
@@ -533,6 +610,11 @@ impl Preprocess {
     /// image, or one whose resized size would pass PIL's decompression-bomb
     /// limit (a 1-pixel-high strip made thousands of times wider), is an error.
     pub fn apply(&self, rgb: &[u8], w: usize, h: usize) -> Result<Vec<u8>, String> {
+        self.apply_window(rgb, (w, h), Window::whole(w, h))
+    }
+
+    /// The resized size and the crop's offsets for a `w`x`h` image.
+    fn plan(&self, w: usize, h: usize) -> Result<(Size, Size), String> {
         if w == 0 || h == 0 {
             return Err(format!("the image is {w}x{h} pixels"));
         }
@@ -545,12 +627,49 @@ impl Preprocess {
         }
         // The shorter side is `resize` >= `crop`, the longer no shorter.
         debug_assert!(rw >= self.crop && rh >= self.crop);
-        let off = center_crop_offsets(rw, rh, self.crop, self.crop);
+        Ok(((rw, rh), center_crop_offsets(rw, rh, self.crop, self.crop)))
+    }
+
+    /// The region of a `w`x`h` image that the result depends on (what a
+    /// decoder needs to decode).
+    pub fn source_window(&self, w: usize, h: usize) -> Result<Window, String> {
+        let (size, off) = self.plan(w, h)?;
+        Ok(source_window(
+            (w, h),
+            size,
+            self.filter,
+            off,
+            (self.crop, self.crop),
+        ))
+    }
+
+    /// [`Preprocess::apply`] given only the region `win` of the image, which
+    /// must contain [`Preprocess::source_window`]'s.
+    pub fn apply_window(
+        &self,
+        rgb: &[u8],
+        (w, h): (usize, usize),
+        win: Window,
+    ) -> Result<Vec<u8>, String> {
+        let (size, off) = self.plan(w, h)?;
+        if !win.contains(&source_window(
+            (w, h),
+            size,
+            self.filter,
+            off,
+            (self.crop, self.crop),
+        )) || rgb.len() != win.w * win.h * 3
+        {
+            return Err(format!(
+                "{win:?} does not hold what the preprocessing of a {w}x{h} image reads"
+            ));
+        }
         // Only the crop is computed: the same values as resizing everything.
         Ok(resize_crop(
             rgb,
             (w, h, 3),
-            (rw, rh),
+            win,
+            size,
             self.filter,
             Order::default(),
             off,
