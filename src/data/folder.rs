@@ -160,9 +160,14 @@ fn prepare(
 
 /// Interleaved RGB -> channel planes.
 fn to_chw(hwc: &[u8]) -> Vec<u8> {
-    let mut chw = Vec::with_capacity(hwc.len());
-    for c in 0..3 {
-        chw.extend(hwc.iter().skip(c).step_by(3));
+    let n = hwc.len() / 3;
+    let mut chw = vec![0u8; n * 3];
+    let (r, gb) = chw.split_at_mut(n);
+    let (g, b) = gb.split_at_mut(n);
+    for (i, px) in hwc.chunks_exact(3).enumerate() {
+        r[i] = px[0];
+        g[i] = px[1];
+        b[i] = px[2];
     }
     chw
 }

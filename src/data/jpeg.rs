@@ -203,11 +203,10 @@ impl<'a> Decoder<'a> {
                 )
             } else {
                 let (a, b) = ((want.x - x0) * comps, (want.x - x0 + want.w) * comps);
-                let kept = out
-                    .chunks_exact(stride)
-                    .flat_map(|r| &r[a..b])
-                    .copied()
-                    .collect();
+                let mut kept = Vec::with_capacity((y1 - y0) * (b - a));
+                for r in out.chunks_exact(stride) {
+                    kept.extend_from_slice(&r[a..b]);
+                }
                 (
                     kept,
                     Window {

@@ -239,11 +239,28 @@ fn rows_rgb_sse41<const R: usize>(
         let k = &co.k[xx * co.ksize..xx * co.ksize + n];
         let base = y * stride + (xmin - x0) * 3;
         let mut acc = [_mm_set1_epi32(1 << (PRECISION_BITS - 1)); R];
-        for (t, &kt) in k.iter().enumerate() {
-            let kv = _mm_set1_epi32(kt);
-            for (r, a) in acc.iter_mut().enumerate() {
-                let p = load(base + r * stride + 3 * t);
-                *a = _mm_add_epi32(*a, _mm_mullo_epi32(p, kv));
+        if base + (R - 1) * stride + 3 * n < px.len() {
+            // Every 4-byte read below is inside `px` (checked once here).
+            let p0 = px.as_ptr();
+            for (t, &kt) in k.iter().enumerate() {
+                let kv = _mm_set1_epi32(kt);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: base + r * stride + 3 * t + 4 <= the bound
+                    // checked above (t < n, r < R).
+                    let v = unsafe {
+                        std::ptr::read_unaligned(p0.add(base + r * stride + 3 * t) as *const i32)
+                    };
+                    let p = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(v));
+                    *a = _mm_add_epi32(*a, _mm_mullo_epi32(p, kv));
+                }
+            }
+        } else {
+            for (t, &kt) in k.iter().enumerate() {
+                let kv = _mm_set1_epi32(kt);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let p = load(base + r * stride + 3 * t);
+                    *a = _mm_add_epi32(*a, _mm_mullo_epi32(p, kv));
+                }
             }
         }
         for (r, a) in acc.iter().enumerate() {
