@@ -121,6 +121,14 @@ pub fn image(bytes: &[u8]) -> bool {
                 .expect("valid sizes");
             let _ = pre.apply(img.as_raw(), img.width() as usize, img.height() as usize);
             // (an error for empty or bomb-sized results; never a panic)
+            if data::jpeg::is_jpeg(bytes) {
+                // Only the crop's source region, as a folder's first read does.
+                if let Ok(d) =
+                    data::jpeg::decode_window(bytes, 4 << 20, |w, h| pre.source_window(w, h))
+                {
+                    let _ = pre.apply_window(&d.rgb, (d.width, d.height), d.window);
+                }
+            }
             true
         }
         Err(_) => false,
