@@ -137,80 +137,200 @@ fn fma_row<T: WithDType>(acc: &mut [T], a: &[T], b: &[T]) {
     }
 }
 
+/// Channels per register block of the forward pass: their sums stay in
+/// registers over all k*k taps (the same sums in the same order as one
+/// channel at a time).
+const CB: usize = 32;
+
 fn forward<T: WithDType>(g: &Dw, x: &[T], wt: &[T]) -> Vec<T> {
     let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
-    let (pw, _) = g.padded();
     let wk = weight_kkc(g, wt);
     let mut y = vec![T::zero(); g.n * c * oplane];
+    let fast = has_avx2();
     y.par_chunks_mut(c * oplane).enumerate().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(buf, acc): &mut (Vec<T>, Vec<T>), (n, out)| {
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(buf, acc, hwc): &mut (Vec<T>, Vec<T>, Vec<T>), (n, out)| {
             to_padded_hwc(g, &x[n * c * plane..(n + 1) * c * plane], buf);
-            acc.clear();
-            acc.resize(c, T::zero());
-            for oy in 0..g.ho {
-                for ox in 0..g.wo {
-                    acc.iter_mut().for_each(|v| *v = T::zero());
-                    for ky in 0..g.k {
-                        let row = (oy * g.stride + ky) * pw + ox * g.stride;
-                        for kx in 0..g.k {
-                            let src = &buf[(row + kx) * c..(row + kx + 1) * c];
-                            let w = &wk[(ky * g.k + kx) * c..(ky * g.k + kx + 1) * c];
-                            fma_row(acc, src, w);
-                        }
-                    }
-                    let o = oy * g.wo + ox;
-                    for (ch, &v) in acc.iter().enumerate() {
-                        out[ch * oplane + o] = v;
-                    }
-                }
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: the CPU has AVX2 (`has_avx2`).
+                return unsafe { image_forward_avx2(g, buf, &wk, out, (acc, hwc)) };
             }
+            image_forward(g, buf, &wk, out, (acc, hwc))
         },
     );
     y
 }
 
-fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
-    let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
-    let (pw, ph) = g.padded();
-    let wk = weight_kkc(g, wt);
-    let mut dx = vec![T::zero(); g.n * c * plane];
-    dx.par_chunks_mut(c * plane).enumerate().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(buf, gyr): &mut (Vec<T>, Vec<T>), (n, gx)| {
-            // the gradient of the padded channels-last block, then its middle
-            buf.clear();
-            buf.resize(ph * pw * c, T::zero());
-            gyr.clear();
-            gyr.resize(c, T::zero());
-            let gp = &dy[n * c * oplane..(n + 1) * c * oplane];
-            for oy in 0..g.ho {
-                for ox in 0..g.wo {
-                    let o = oy * g.wo + ox;
-                    for (ch, v) in gyr.iter_mut().enumerate() {
-                        *v = gp[ch * oplane + o];
-                    }
-                    for ky in 0..g.k {
-                        let row = (oy * g.stride + ky) * pw + ox * g.stride;
-                        for kx in 0..g.k {
-                            let dst = &mut buf[(row + kx) * c..(row + kx + 1) * c];
-                            let w = &wk[(ky * g.k + kx) * c..(ky * g.k + kx + 1) * c];
-                            fma_row(dst, gyr, w);
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`image_forward`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn image_forward_avx2<T: WithDType>(
+    g: &Dw,
+    buf: &[T],
+    wk: &[T],
+    out: &mut [T],
+    scratch: (&mut Vec<T>, &mut Vec<T>),
+) {
+    image_forward(g, buf, wk, out, scratch)
+}
+
+/// One image: padded channels-last `buf`, weights `[k, k, C]` -> `out`
+/// `[C, Ho, Wo]`.
+#[inline(always)]
+fn image_forward<T: WithDType>(
+    g: &Dw,
+    buf: &[T],
+    wk: &[T],
+    out: &mut [T],
+    scratch: (&mut Vec<T>, &mut Vec<T>),
+) {
+    let (oplane, c) = (g.ho * g.wo, g.c);
+    let (pw, _) = g.padded();
+    let full = c - c % CB;
+    let (acc, hwc) = scratch;
+    acc.clear();
+    acc.resize(c - full, T::zero());
+    hwc.clear();
+    hwc.resize(oplane * c, T::zero());
+    for oy in 0..g.ho {
+        for ox in 0..g.wo {
+            let o = oy * g.wo + ox;
+            for cb in (0..full).step_by(CB) {
+                let mut a = [T::zero(); CB];
+                for ky in 0..g.k {
+                    let row = (oy * g.stride + ky) * pw + ox * g.stride;
+                    for kx in 0..g.k {
+                        let s: &[T; CB] = buf[(row + kx) * c + cb..][..CB]
+                            .try_into()
+                            .expect("CB values");
+                        let w: &[T; CB] = wk[(ky * g.k + kx) * c + cb..][..CB]
+                            .try_into()
+                            .expect("CB values");
+                        for j in 0..CB {
+                            a[j] += s[j] * w[j];
                         }
                     }
                 }
+                hwc[o * c + cb..o * c + cb + CB].copy_from_slice(&a);
             }
-            for y in 0..g.h {
-                for xx in 0..g.w {
-                    let o = ((y + g.pad) * pw + xx + g.pad) * c;
-                    for (ch, &v) in buf[o..o + c].iter().enumerate() {
-                        gx[ch * plane + y * g.w + xx] = v;
+            if full < c {
+                acc.iter_mut().for_each(|v| *v = T::zero());
+                for ky in 0..g.k {
+                    let row = (oy * g.stride + ky) * pw + ox * g.stride;
+                    for kx in 0..g.k {
+                        let src = &buf[(row + kx) * c + full..(row + kx + 1) * c];
+                        let w = &wk[(ky * g.k + kx) * c + full..(ky * g.k + kx + 1) * c];
+                        fma_row(acc, src, w);
                     }
                 }
+                hwc[o * c + full..(o + 1) * c].copy_from_slice(acc);
             }
+        }
+    }
+    // Channels-last -> `[C, Ho, Wo]`, in blocks of pixels that stay in cache.
+    const PB: usize = 64;
+    for ob in (0..oplane).step_by(PB) {
+        let oe = (ob + PB).min(oplane);
+        for ch in 0..c {
+            let dst = &mut out[ch * oplane + ob..ch * oplane + oe];
+            for (d, o) in dst.iter_mut().zip(ob..oe) {
+                *d = hwc[o * c + ch];
+            }
+        }
+    }
+}
+
+fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
+    let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
+    let wk = weight_kkc(g, wt);
+    let mut dx = vec![T::zero(); g.n * c * plane];
+    let fast = has_avx2();
+    dx.par_chunks_mut(c * plane).enumerate().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |scratch: &mut (Vec<T>, Vec<T>), (n, gx)| {
+            let gp = &dy[n * c * oplane..(n + 1) * c * oplane];
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: the CPU has AVX2 (`has_avx2`).
+                return unsafe { image_grad_input_avx2(g, gp, &wk, gx, scratch) };
+            }
+            image_grad_input(g, gp, &wk, gx, scratch)
         },
     );
     dx
+}
+
+/// [`image_grad_input`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn image_grad_input_avx2<T: WithDType>(
+    g: &Dw,
+    gp: &[T],
+    wk: &[T],
+    gx: &mut [T],
+    scratch: &mut (Vec<T>, Vec<T>),
+) {
+    image_grad_input(g, gp, wk, gx, scratch)
+}
+
+/// One image: `gp` (`[C, Ho, Wo]`), weights `[k, k, C]` -> `gx` `[C, H, W]`.
+#[inline(always)]
+fn image_grad_input<T: WithDType>(
+    g: &Dw,
+    gp: &[T],
+    wk: &[T],
+    gx: &mut [T],
+    (buf, gyr): &mut (Vec<T>, Vec<T>),
+) {
+    let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
+    let (pw, ph) = g.padded();
+    // the gradient of the padded channels-last block, then its middle
+    buf.clear();
+    buf.resize(ph * pw * c, T::zero());
+    gyr.clear();
+    gyr.resize(c, T::zero());
+    for oy in 0..g.ho {
+        for ox in 0..g.wo {
+            let o = oy * g.wo + ox;
+            for (ch, v) in gyr.iter_mut().enumerate() {
+                *v = gp[ch * oplane + o];
+            }
+            for ky in 0..g.k {
+                let row = (oy * g.stride + ky) * pw + ox * g.stride;
+                for kx in 0..g.k {
+                    let dst = &mut buf[(row + kx) * c..(row + kx + 1) * c];
+                    let w = &wk[(ky * g.k + kx) * c..(ky * g.k + kx + 1) * c];
+                    fma_row(dst, gyr, w);
+                }
+            }
+        }
+    }
+    for y in 0..g.h {
+        for xx in 0..g.w {
+            let o = ((y + g.pad) * pw + xx + g.pad) * c;
+            for (ch, &v) in buf[o..o + c].iter().enumerate() {
+                gx[ch * plane + y * g.w + xx] = v;
+            }
+        }
+    }
 }
 
 fn grad_weight<T: WithDType>(g: &Dw, x: &[T], dy: &[T]) -> Vec<T> {
@@ -417,22 +537,25 @@ mod tests {
     #[test]
     fn matches_grouped_convolution() {
         let dev = Device::Cpu;
-        for (k, stride, pad, h, w) in [
-            (3, 1, 1, 7, 9),
-            (3, 2, 1, 8, 7),
-            (5, 2, 2, 9, 11),
-            (7, 1, 3, 6, 5),
-            (3, 1, 0, 4, 4),
-            (7, 1, 3, 1, 2),
-            (5, 2, 2, 1, 1),
-            (7, 1, 3, 2, 9),
+        // 3 channels: all in the remainder; 70: two register blocks and 6.
+        for (c, k, stride, pad, h, w) in [
+            (3, 3, 1, 1, 7, 9),
+            (3, 3, 2, 1, 8, 7),
+            (3, 5, 2, 2, 9, 11),
+            (3, 7, 1, 3, 6, 5),
+            (3, 3, 1, 0, 4, 4),
+            (3, 7, 1, 3, 1, 2),
+            (3, 5, 2, 2, 1, 1),
+            (3, 7, 1, 3, 2, 9),
+            (70, 7, 1, 3, 6, 5),
+            (70, 3, 2, 1, 9, 8),
         ] {
             let x =
-                Var::from_tensor(&Tensor::randn(0f64, 1., (2, 3, h, w), &dev).unwrap()).unwrap();
+                Var::from_tensor(&Tensor::randn(0f64, 1., (2, c, h, w), &dev).unwrap()).unwrap();
             let wt =
-                Var::from_tensor(&Tensor::randn(0f64, 1., (3, 1, k, k), &dev).unwrap()).unwrap();
+                Var::from_tensor(&Tensor::randn(0f64, 1., (c, 1, k, k), &dev).unwrap()).unwrap();
             let a = depthwise_conv2d(x.as_tensor(), wt.as_tensor(), stride, pad).unwrap();
-            let b = split_groups(x.as_tensor(), wt.as_tensor(), stride, pad, 3).unwrap();
+            let b = split_groups(x.as_tensor(), wt.as_tensor(), stride, pad, c).unwrap();
             assert_eq!(a.dims(), b.dims());
             assert!(max_diff(&a, &b) < 1e-10, "forward k{k} s{stride}");
             let r = Tensor::randn(0f64, 1., a.dims(), &dev).unwrap();

@@ -50,8 +50,8 @@ fn exp32(x: f32) -> f32 {
 fn erf32(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let r = (((1.061_405_4 * t - 1.453_152) * t + 1.421_413_8) * t - 0.284_496_74) * t
-        + 0.254_829_6;
+    let r =
+        (((1.061_405_4 * t - 1.453_152) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6;
     (1.0 - r * t * exp32(-a * a)).copysign(x)
 }
 
@@ -234,20 +234,40 @@ mod tests {
     #[test]
     fn float32_gelu_is_within_a_few_ulp_of_float64() {
         let mut xs: Vec<f32> = (-240_000..=240_000).map(|i| i as f32 * 5e-5).collect();
-        xs.extend([0.0, -0.0, 1e-30, -1e-30, 50.0, -50.0, 1e4, -1e4, f32::MAX, f32::MIN]);
+        xs.extend([
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            50.0,
+            -50.0,
+            1e4,
+            -1e4,
+            f32::MAX,
+            f32::MIN,
+        ]);
         let ys = gelu_f32(&xs);
         let gs = gelu_grad_f32(&xs, &vec![1.0; xs.len()]);
         for ((&x, &y), &g) in xs.iter().zip(&ys).zip(&gs) {
             let xd = x as f64;
             let want = xd * phi_cdf(xd);
-            assert!((y as f64 - want).abs() <= 4e-7 * want.abs().max(1.0), "gelu({x}) = {y}, not {want}");
+            assert!(
+                (y as f64 - want).abs() <= 4e-7 * want.abs().max(1.0),
+                "gelu({x}) = {y}, not {want}"
+            );
             let dwant = phi_cdf(xd) + xd * (-0.5 * xd * xd).exp() * 0.398_942_280_401_432_7;
-            assert!((g as f64 - dwant).abs() <= 4e-7 * dwant.abs().max(1.0), "gelu'({x}) = {g}, not {dwant}");
+            assert!(
+                (g as f64 - dwant).abs() <= 4e-7 * dwant.abs().max(1.0),
+                "gelu'({x}) = {g}, not {dwant}"
+            );
         }
         for i in -870..=0 {
             let x = i as f32 * 0.1;
             let (e, want) = (exp32(x) as f64, (x as f64).exp());
-            assert!((e - want).abs() <= 3e-7 * want, "exp({x}) = {e}, not {want}");
+            assert!(
+                (e - want).abs() <= 3e-7 * want,
+                "exp({x}) = {e}, not {want}"
+            );
         }
         assert!(gelu_f32(&[f32::NAN])[0].is_nan());
         assert_eq!(gelu_f32(&[f32::INFINITY])[0], f32::INFINITY);
