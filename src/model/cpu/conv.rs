@@ -28,6 +28,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
 
 /// A grouped convolution as one [`conv2d`] per group (differentiable
 /// through candle's narrow and cat); shapes already checked.
+#[cfg(test)]
 pub(crate) fn split_groups(
     x: &Tensor,
     w: &Tensor,
@@ -263,6 +264,145 @@ fn grad_input<T: Elem>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
         }
     });
     dx
+}
+
+/// A grouped convolution's forward pass: `g` is one group's geometry (its
+/// channels and filters, the whole batch). Each (image, group) pair is one
+/// im2col and one gemm written straight into its place, and the pairs run
+/// in parallel, with no copies of the groups and no join.
+fn grouped_forward<T: Elem>(x: &[T], w: &[T], g: &Geom, groups: usize) -> Vec<T> {
+    let (k, pl, ip) = (g.k(), g.out_plane(), g.in_plane());
+    let mut y = vec![T::zero(); g.b * groups * g.o * pl];
+    if y.is_empty() {
+        return y;
+    }
+    let one = Geom { b: 1, ..*g };
+    y.par_chunks_mut(g.o * pl).enumerate().for_each(|(i, ys)| {
+        let (b, gi) = (i / groups, i % groups);
+        let xs = &x[(b * groups + gi) * g.c * ip..][..g.c * ip];
+        let ws = &w[gi * g.o * k..][..g.o * k];
+        T::with_scratch(|s| {
+            let col: &[T] = if one.pointwise() {
+                xs
+            } else {
+                let col = buf(&mut s.a, k * pl);
+                im2col(xs, &one, 1, col);
+                col
+            };
+            gemm(
+                (g.o, pl, k),
+                ys,
+                (pl, 1),
+                false,
+                ws,
+                (k, 1),
+                col,
+                (pl, 1),
+                Parallelism::None,
+            );
+        })
+    });
+    y
+}
+
+/// dx of a grouped convolution, as [`grouped_forward`]: one gemm and one
+/// col2im per (image, group) pair, in parallel.
+fn grouped_grad_input<T: Elem>(dy: &[T], w: &[T], g: &Geom, groups: usize) -> Vec<T> {
+    let (k, pl, ip) = (g.k(), g.out_plane(), g.in_plane());
+    let mut dx = vec![T::zero(); g.b * groups * g.c * ip];
+    if dx.is_empty() || pl == 0 || g.o == 0 {
+        return dx;
+    }
+    let one = Geom { b: 1, ..*g };
+    dx.par_chunks_mut(g.c * ip)
+        .enumerate()
+        .for_each(|(i, dxs)| {
+            let (b, gi) = (i / groups, i % groups);
+            let dys = &dy[(b * groups + gi) * g.o * pl..][..g.o * pl];
+            let ws = &w[gi * g.o * k..][..g.o * k];
+            T::with_scratch(|s| {
+                // dcol [K, pl] = w^T [K, O] * dy [O, pl]
+                if one.pointwise() {
+                    gemm(
+                        (k, pl, g.o),
+                        dxs,
+                        (pl, 1),
+                        false,
+                        ws,
+                        (1, k),
+                        dys,
+                        (pl, 1),
+                        Parallelism::None,
+                    );
+                } else {
+                    let dcol = buf(&mut s.a, k * pl);
+                    gemm(
+                        (k, pl, g.o),
+                        dcol,
+                        (pl, 1),
+                        false,
+                        ws,
+                        (1, k),
+                        dys,
+                        (pl, 1),
+                        Parallelism::None,
+                    );
+                    col2im_add(dcol, &one, 1, dxs);
+                }
+            })
+        });
+    dx
+}
+
+/// Which pass of a grouped convolution [`grouped_kernel`] runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum GroupedPass {
+    /// (x, w) -> y
+    Forward,
+    /// (dy, w) -> dx
+    GradInput,
+}
+
+/// A grouped convolution's forward pass or input gradient on CPU storage;
+/// `g` is one group's geometry, the shapes were checked by the caller.
+pub(crate) fn grouped_kernel(
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    g: &Geom,
+    groups: usize,
+    pass: GroupedPass,
+) -> Result<CpuStorage> {
+    let what = match pass {
+        GroupedPass::Forward => ("input", "weight"),
+        GroupedPass::GradInput => ("gradient", "weight"),
+    };
+    Ok(match (s1, pass) {
+        (CpuStorage::F32(_), GroupedPass::Forward) => CpuStorage::F32(grouped_forward(
+            slice(s1, l1, what.0)?,
+            slice(s2, l2, what.1)?,
+            g,
+            groups,
+        )),
+        (CpuStorage::F64(_), GroupedPass::Forward) => CpuStorage::F64(grouped_forward(
+            slice(s1, l1, what.0)?,
+            slice(s2, l2, what.1)?,
+            g,
+            groups,
+        )),
+        (CpuStorage::F32(_), GroupedPass::GradInput) => CpuStorage::F32(grouped_grad_input(
+            slice(s1, l1, what.0)?,
+            slice(s2, l2, what.1)?,
+            g,
+            groups,
+        )),
+        (CpuStorage::F64(_), GroupedPass::GradInput) => CpuStorage::F64(grouped_grad_input(
+            slice(s1, l1, what.0)?,
+            slice(s2, l2, what.1)?,
+            g,
+            groups,
+        )),
+        (s, _) => candle_core::bail!("conv2d: unsupported dtype {:?} on the CPU path", s.dtype()),
+    })
 }
 
 /// dw from x and dy; sums over fixed groups of images, so the result does not
