@@ -117,7 +117,7 @@ pub fn image(bytes: &[u8]) -> bool {
         Ok(img) => {
             let _ = ::image::imageops::resize(&img, 8, 8, ::image::imageops::FilterType::Triangle);
             // torchvision's preprocessing (PIL's resampling, the crop's window).
-            let pre = data::resample::Preprocess::new(9, 7, data::resample::Filter::Bicubic)
+            let pre = data::preprocess::Preprocess::new(9, 7, data::resample::Filter::Bicubic)
                 .expect("valid sizes");
             let _ = pre.apply(img.as_raw(), img.width() as usize, img.height() as usize);
             // (an error for empty or bomb-sized results; never a panic)

@@ -26,7 +26,7 @@ pub struct ModelReport {
     /// torchvision's eval preprocessing asked for, by flags or by this
     /// model's sidecar (image folders apply it; arrays ignore it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub preprocessing: Option<crate::data::resample::Preprocess>,
+    pub preprocessing: Option<crate::data::preprocess::Preprocess>,
     pub clean_accuracy: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shift_dataset: Option<String>,

@@ -5,7 +5,7 @@
 //! counts that differ). The CLI commands and the explorer both start here;
 //! this module knows neither of them.
 
-use crate::data::resample::Preprocess;
+use crate::data::preprocess::Preprocess;
 use crate::data::{self, DatasetSpec, ImageSet, LoadOptions, Split};
 use crate::model::{self, Model, ModelOptions};
 use anyhow::{bail, Context, Result};

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use semcon::data::resample::{Filter, Preprocess};
 use semcon::data::{self, DatasetSpec, LoadOptions};
+use semcon::data::{preprocess::Preprocess, resample::Filter};
 use std::path::PathBuf;
 
 /// A random-init 1,000-class ResNet-18 (width 4), written once.

@@ -6,7 +6,10 @@ mod common;
 
 use candle_core::Tensor;
 use semcon::data::npyz::Npz;
-use semcon::data::resample::{self, Filter, Order, Preprocess, Window};
+use semcon::data::{
+    preprocess::Preprocess,
+    resample::{self, Filter, Order, Window},
+};
 
 fn u8s(t: &Tensor) -> Vec<u8> {
     t.flatten_all().unwrap().to_vec1::<u8>().unwrap()
@@ -192,7 +195,7 @@ fn the_center_crop_reads_the_middle_of_the_image() {
 /// errors (fuzzing found the first as a capacity-overflow panic).
 #[test]
 fn degenerate_images_are_errors_not_panics() {
-    let p = resample::Preprocess::new(256, 224, Filter::Bilinear).unwrap();
+    let p = Preprocess::new(256, 224, Filter::Bilinear).unwrap();
     assert!(p.apply(&[], 54, 0).unwrap_err().contains("54x0"));
     assert!(p.apply(&[], 0, 7).is_err());
     let strip = vec![7u8; 3 * 1_000_000];

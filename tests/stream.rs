@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
-use semcon::data::resample::{Filter, Preprocess};
 use semcon::data::{self, DatasetSpec, ImageSet, LoadOptions};
+use semcon::data::{preprocess::Preprocess, resample::Filter};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,8 @@
 //! [`crate::session`].
 
 use crate::data::presets;
-use crate::data::resample::{Filter, Preprocess};
 use crate::data::Split;
+use crate::data::{preprocess::Preprocess, resample::Filter};
 use crate::metrics::pgd;
 use crate::model::ModelOptions;
 use crate::session::{DataChoice, ModelChoice};

@@ -73,7 +73,7 @@ pub struct BenchArgs {
 /// `--load`: images/s of reading a folder, cold (no cache), then the first
 /// read that writes the cache, then a read from it.
 fn bench_load(a: &BenchArgs, dir: &std::path::Path) -> Result<()> {
-    use crate::data::{self, resample::Preprocess, LoadOptions};
+    use crate::data::{self, preprocess::Preprocess, LoadOptions};
     use std::time::Instant;
     let pre = Preprocess::new(a.resize, a.crop, a.interpolation).map_err(anyhow::Error::msg)?;
     let spec: data::DatasetSpec = dir

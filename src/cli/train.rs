@@ -6,7 +6,7 @@
 
 use super::args::{parse_frac, parse_size, DataArgs, Format};
 use super::common::check_out;
-use crate::data::resample::Preprocess;
+use crate::data::preprocess::Preprocess;
 use crate::data::{ImageSet, Split};
 use crate::metrics::pgd::PgdConfig;
 use crate::model::{checkpoint::Sidecar, ModelOptions, ResNetConfig, Stem};

@@ -13,6 +13,7 @@ pub mod imagenet;
 pub mod jpeg;
 pub mod npyz;
 pub mod npz;
+pub mod preprocess;
 pub mod presets;
 pub mod resample;
 

@@ -3,7 +3,7 @@
 //! families semcon loads, as `scripts/make_presets.py` printed them from
 //! torchvision 0.29; and `imagenet`, the classic 256 / 224 bilinear.
 
-use super::resample::{Filter, Preprocess};
+use super::{preprocess::Preprocess, resample::Filter};
 
 /// (model, weights, resize, crop, interpolation, is torchvision's DEFAULT).
 pub const PRESETS: &[(&str, &str, usize, usize, Filter, bool)] = &[

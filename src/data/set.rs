@@ -343,7 +343,7 @@ pub struct LoadOptions {
     pub skip_bad_images: bool,
     /// torchvision's eval preprocessing for image folders (resize the
     /// shorter side, center crop) instead of `resize`.
-    pub preprocess: Option<super::resample::Preprocess>,
+    pub preprocess: Option<super::preprocess::Preprocess>,
     /// Keep a seeded sample of at most this many images per class.
     pub per_class: Option<usize>,
     /// Then a seeded random subset of this many images (image folders take
