@@ -105,11 +105,74 @@ fn small_networks_match_pytorch() {
             .unwrap();
             assert_eq!(m.net.family(), family, "{file}");
             assert!(m.arch_name().starts_with(arch), "{file}: {}", m.arch_name());
-            assert_eq!(m.path_name().unwrap(), "graph", "{file}");
+            assert_eq!(m.path_name().unwrap(), "layers", "{file}");
         }
     }
     // torchvision's released ViT files name the MLP mlp.linear_1/2
     check_against_pytorch("vit_tiny", "vit_tiny_oldmlp.safetensors", CASES[0].3);
+}
+
+/// The hand-written input gradient (`model::backward`, what the CPU runs)
+/// against candle's autograd over the same layers (what a GPU runs), from
+/// the input and from each convolutional stage (GradCAM), with a seed at
+/// the logits that weighs every class.
+#[test]
+fn hand_written_gradient_matches_autograd() {
+    for (name, ..) in CASES {
+        let m = model::load(
+            &model_fixture(&format!("{name}.safetensors")),
+            &ModelOptions::default(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let model::net::Net::Layers(l) = &m.net else {
+            panic!("{name}: not a described network")
+        };
+        let x = Tensor::read_npy(model_fixture(&format!("{name}_input.npy"))).unwrap();
+        let xp = m.prepare(&x).unwrap();
+        let seed = |lg: &Tensor| {
+            let (b, k) = lg.dims2()?;
+            let v: Vec<f32> = (0..b * k)
+                .map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0)
+                .collect();
+            Tensor::from_vec(v, (b, k), lg.device())
+        };
+        let graph = |start: &Tensor, from: usize| {
+            let v = candle_core::Var::from_tensor(start).unwrap();
+            let lg = semcon::model::layers::run(&l.ops[from..], v.as_tensor(), &[Tap::Logits])
+                .unwrap()
+                .pop()
+                .unwrap();
+            let grads = (&lg * seed(&lg).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (lg, grads.get(v.as_tensor()).unwrap().clone())
+        };
+        let (lg, g) = l.logits_and_grad(&xp, seed).unwrap();
+        let (lg_ref, g_ref) = graph(&xp, 0);
+        assert_close(&tensor_f32(&lg), &tensor_f32(&lg_ref), 1e-5, name);
+        assert_close_scaled(&tensor_f32(&g), &tensor_f32(&g_ref), 1e-5, name);
+        for (tap, ..) in l.taps.iter().filter(|t| matches!(t.0, Tap::Stage(_))) {
+            let maps = l.maps(&xp, *tap).unwrap();
+            let from = l
+                .ops
+                .iter()
+                .position(|op| matches!(op, semcon::model::layers::Op::Tap(t) if t == tap))
+                .unwrap()
+                + 1;
+            let (_, g) = l.logits_and_grad_from_maps(&maps, *tap, seed).unwrap();
+            let (_, g_ref) = graph(&maps, from);
+            assert_close_scaled(
+                &tensor_f32(&g),
+                &tensor_f32(&g_ref),
+                1e-5,
+                &format!("{name} {tap}"),
+            );
+        }
+    }
 }
 
 /// The parameter counts torchvision gives for the small models.

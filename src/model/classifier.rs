@@ -3,6 +3,7 @@
 //! fused CPU network, the cuDNN network on a GPU, or candle's graph (for
 //! gradients w.r.t. weights, other dtypes, or `SEMCON_NO_FUSED`).
 
+use super::backward;
 use super::checkpoint::{sidecar_path, Sidecar};
 use super::cpu::fused::FusedNet;
 #[cfg(feature = "cudnn")]
@@ -16,6 +17,12 @@ use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+
+/// Each sample's logit of its one-hot class, as f32.
+fn picked_logits(logits: &Tensor, onehot: &Tensor) -> Result<Vec<f32>> {
+    let picked = (logits * onehot.to_dtype(logits.dtype())?)?.sum(1)?;
+    Ok(picked.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+}
 
 /// A classifier ready to run: images in [0,1] in, logits or features out.
 /// Normalisation (and gray-to-RGB replication) happens inside.
@@ -229,7 +236,9 @@ impl Model {
     }
 
     /// Which implementation runs this model's inference and PGD: "fused"
-    /// (CPU), "cudnn" / "cudnn-tf32" (GPU) or "graph" (candle's graph).
+    /// (a ResNet on the CPU), "layers" (a described family on the CPU: its
+    /// layers with the hand-written input gradient), "cudnn" / "cudnn-tf32"
+    /// (GPU) or "graph" (candle's graph).
     pub fn path_name(&self) -> Result<&'static str> {
         #[cfg(feature = "cudnn")]
         if let Some(g) = self.gpu()? {
@@ -237,6 +246,8 @@ impl Model {
         }
         Ok(if self.fused()?.is_some() {
             "fused"
+        } else if self.by_hand().is_some() {
+            "layers"
         } else {
             "graph"
         })
@@ -263,6 +274,18 @@ impl Model {
             let onehot = self.one_hot(y)?;
             return self.gpu_loss_and_grad(&g, &x, &onehot);
         }
+        if let Some(l) = self.by_hand() {
+            let onehot = self.one_hot(y)?;
+            let xp = self.prepare(&x)?;
+            let mut loss = None;
+            let (_, gp) = l.logits_and_grad(&xp, |lg| {
+                let (ls, g) = backward::cross_entropy_seed(lg, &onehot.to_dtype(lg.dtype())?)?;
+                loss = Some(ls);
+                Ok(g)
+            })?;
+            let loss = loss.ok_or_else(|| crate::invalid!("no loss"))?;
+            return Ok((loss, self.grad_to_images(&x, &gp)?));
+        }
         let v = candle_core::Var::from_tensor(&x)?;
         let loss = candle_nn::loss::cross_entropy(&self.logits(v.as_tensor())?, y)?;
         let grads = loss.backward()?;
@@ -285,6 +308,12 @@ impl Model {
             let px = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             let (picked, g) = net.target_logit_grad(&px, (b, c, h, w), targets)?;
             return Ok((picked, Tensor::from_vec(g, (b, c, h, w), &self.device)?));
+        }
+        if let Some(l) = self.by_hand() {
+            let onehot = self.targets_one_hot(x.dim(0)?, targets)?;
+            let xp = self.prepare(&x.detach())?;
+            let (lg, gp) = l.logits_and_grad(&xp, |lg| onehot.to_dtype(lg.dtype()))?;
+            return Ok((picked_logits(&lg, &onehot)?, self.grad_to_images(x, &gp)?));
         }
         let v = candle_core::Var::from_tensor(&x.detach())?;
         let lg = self.features_graph(v.as_tensor(), Tap::Logits)?;
@@ -309,6 +338,12 @@ impl Model {
         self.check_tap(tap)?;
         let xp = self.prepare(&x.detach())?;
         let a = self.net.maps(&xp, tap)?.detach();
+        if let Some(l) = self.by_hand() {
+            let onehot = self.targets_one_hot(x.dim(0)?, targets)?;
+            let (lg, g) = l.logits_and_grad_from_maps(&a, tap, |lg| onehot.to_dtype(lg.dtype()))?;
+            let picked = picked_logits(&lg, &onehot)?;
+            return Ok((a, g, picked));
+        }
         let v = candle_core::Var::from_tensor(&a)?;
         let lg = self.net.logits_from_maps(v.as_tensor(), tap)?;
         let (picked, grads) = self.pick_and_backward(&lg, targets)?;
@@ -317,6 +352,43 @@ impl Model {
             .ok_or_else(|| crate::invalid!("no gradient at {tap}"))?
             .clone();
         Ok((a, g, picked))
+    }
+
+    /// The described network whose input gradients are taken by hand
+    /// ([`backward`]): a ViT, ConvNeXt or EfficientNet on the CPU, unless
+    /// `SEMCON_NO_FUSED` selects candle's graph.
+    fn by_hand(&self) -> Option<&LayerNet> {
+        match &self.net {
+            Net::Layers(l)
+                if self.device.is_cpu() && std::env::var_os("SEMCON_NO_FUSED").is_none() =>
+            {
+                Some(l)
+            }
+            _ => None,
+        }
+    }
+
+    /// One-hot rows of `targets` for a batch of `b`; a count other than `b`
+    /// or a class out of range is an error.
+    fn targets_one_hot(&self, b: usize, targets: &[u32]) -> Result<Tensor> {
+        if targets.len() != b {
+            return Err(crate::invalid!(
+                "{} target classes for a batch of {b} images",
+                targets.len()
+            ));
+        }
+        self.one_hot(&Tensor::from_slice(targets, b, &self.device)?)
+    }
+
+    /// A gradient w.r.t. the normalised input `gp`, carried back through the
+    /// normalisation (and the gray-to-RGB replication) to the images `x`.
+    fn grad_to_images(&self, x: &Tensor, gp: &Tensor) -> Result<Tensor> {
+        let g = gp.broadcast_div(&self.std_t.to_dtype(gp.dtype())?)?;
+        Ok(if x.dim(1)? == g.dim(1)? {
+            g
+        } else {
+            g.sum_keepdim(1)?
+        })
     }
 
     /// Sample i's logit of class `targets[i]`, and the gradients of their sum.
@@ -363,13 +435,7 @@ impl Model {
     ) -> Result<(Tensor, Tensor)> {
         let xp = self.prepare(x)?;
         let (loss, gp) = net.loss_and_grad(&xp, onehot)?;
-        let g = gp.broadcast_div(&self.std_t)?;
-        let g = if x.dim(1)? == g.dim(1)? {
-            g
-        } else {
-            g.sum_keepdim(1)?
-        };
-        Ok((loss, g))
+        Ok((loss, self.grad_to_images(x, &gp)?))
     }
 
     /// Logits for images in [0,1] (eval mode).

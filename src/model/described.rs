@@ -4,6 +4,7 @@
 //! shape the inferred configuration needs, checked, counted; BatchNorm
 //! folded into its convolution).
 
+use super::backward;
 use super::layers::{self, Op};
 use super::tap::Tap;
 use crate::error::{Error, Result};
@@ -120,6 +121,28 @@ impl LayerNet {
         Ok(layers::run(&self.ops[..i], x, &[Tap::Logits])?
             .pop()
             .expect("one output"))
+    }
+
+    /// The logits for normalised images `x` and the gradient w.r.t. `x` of
+    /// `sum(logits * seed(logits))`, by hand ([`super::backward`]; the CPU).
+    pub fn logits_and_grad(
+        &self,
+        x: &Tensor,
+        seed: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        backward::logits_and_grad(&self.ops, x, seed)
+    }
+
+    /// [`LayerNet::logits_and_grad`] from the activations at a stage tap
+    /// ([`LayerNet::maps`]): GradCAM's gradient.
+    pub fn logits_and_grad_from_maps(
+        &self,
+        maps: &Tensor,
+        tap: Tap,
+        seed: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let i = self.map_index(tap)?;
+        backward::logits_and_grad(&self.ops[i + 1..], maps, seed)
     }
 
     /// The logits from the activations at a stage tap ([`LayerNet::maps`]).

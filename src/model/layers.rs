@@ -140,7 +140,13 @@ fn per_channel(v: &Tensor) -> Result<Tensor> {
     v.reshape((1, v.elem_count(), 1, 1))
 }
 
-fn attention(x: &Tensor, op: (&Tensor, &Tensor, &Tensor, &Tensor), heads: usize) -> Result<Tensor> {
+/// Multi-head self-attention; with `keep`, also what its backward needs.
+fn attention(
+    x: &Tensor,
+    op: (&Tensor, &Tensor, &Tensor, &Tensor),
+    heads: usize,
+    keep: bool,
+) -> Result<(Tensor, Option<Saved>)> {
     let (in_w, in_b, out_w, out_b) = op;
     let (n, s, d) = x.dims3()?;
     let hd = d / heads;
@@ -157,7 +163,8 @@ fn attention(x: &Tensor, op: (&Tensor, &Tensor, &Tensor, &Tensor), heads: usize)
         candle_nn::ops::softmax(&att, D::Minus1)?
     };
     let o = att.matmul(&v)?.transpose(1, 2)?.reshape((n, s, d))?;
-    linear(&o, out_w, out_b)
+    let saved = keep.then_some(Saved::Attention { q, k, v, att });
+    Ok((linear(&o, out_w, out_b)?, saved))
 }
 
 /// What a tap reads from the activations flowing at its marker.
@@ -169,7 +176,44 @@ pub fn summary(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// What the input gradient of one layer needs from its forward pass
+/// ([`super::backward`]), kept when the forward runs for a gradient.
+#[derive(Debug)]
+pub enum Saved {
+    /// The shape of the layer's input only (convolutions, linear layers,
+    /// pooling, tokens, taps).
+    Shape(Vec<usize>),
+    /// The layer's input (normalisations, activations).
+    Input(Tensor),
+    /// The layer's output (sigmoid, tanh).
+    Output(Tensor),
+    /// What each layer of a residual body kept.
+    Residual(Vec<Saved>),
+    /// The input, the first linear layer's output before its activation,
+    /// and the gate (after the sigmoid), `[N, C]`.
+    SqueezeExcite {
+        x: Tensor,
+        hidden: Tensor,
+        gate: Tensor,
+    },
+    /// Per head, `[N, H, S, hd]`: the scaled queries, keys, values, and the
+    /// attention weights (after the softmax) `[N, H, S, S]`.
+    Attention {
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        att: Tensor,
+    },
+}
+
 fn apply(op: &Op, x: &Tensor) -> Result<Tensor> {
+    Ok(step(op, x, false)?.0)
+}
+
+/// One layer on `x`; with `keep`, also what its backward needs.
+fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
+    let shape = || keep.then(|| Saved::Shape(x.dims().to_vec()));
+    let input = || keep.then(|| Saved::Input(x.clone()));
     Ok(match op {
         Op::Conv {
             w,
@@ -179,25 +223,36 @@ fn apply(op: &Op, x: &Tensor) -> Result<Tensor> {
             groups,
         } => {
             let y = conv2d_grouped(x, w, *stride, *pad, *groups)?;
-            match b {
+            let y = match b {
                 Some(b) => y.broadcast_add(&per_channel(b)?)?,
                 None => y,
-            }
+            };
+            (y, shape())
         }
-        Op::LayerNorm2d { w, b, eps } => layer_norm(x, 1, w, b, *eps)?,
-        Op::LayerNorm { w, b, eps } => layer_norm(x, x.rank() - 1, w, b, *eps)?,
-        Op::Act(a) => act(x, *a)?,
-        Op::Linear { w, b } => linear(x, w, b)?,
+        Op::LayerNorm2d { w, b, eps } => (layer_norm(x, 1, w, b, *eps)?, input()),
+        Op::LayerNorm { w, b, eps } => (layer_norm(x, x.rank() - 1, w, b, *eps)?, input()),
+        Op::Act(a) => {
+            let y = act(x, *a)?;
+            let saved = match a {
+                Act::Sigmoid | Act::Tanh => keep.then(|| Saved::Output(y.clone())),
+                _ => input(),
+            };
+            (y, saved)
+        }
+        Op::Linear { w, b } => (linear(x, w, b)?, shape()),
         Op::Residual { body, scale } => {
             let mut y = x.clone();
+            let mut kept = Vec::new();
             for op in body {
-                y = apply(op, &y)?;
+                let (next, saved) = step(op, &y, keep)?;
+                y = next;
+                kept.extend(saved);
             }
             let y = match scale {
                 Some(s) => y.broadcast_mul(&per_channel(s)?)?,
                 None => y,
             };
-            (x + y)?
+            ((x + y)?, keep.then_some(Saved::Residual(kept)))
         }
         Op::SqueezeExcite {
             w1,
@@ -206,11 +261,16 @@ fn apply(op: &Op, x: &Tensor) -> Result<Tensor> {
             b2,
             act: a,
         } => {
-            let s = x.mean((2, 3))?;
-            let s = act(&linear(&s, w1, b1)?, *a)?;
-            let s = candle_nn::ops::sigmoid(&linear(&s, w2, b2)?)?;
-            let (n, c) = s.dims2()?;
-            x.broadcast_mul(&s.reshape((n, c, 1, 1))?)?
+            let hidden = linear(&x.mean((2, 3))?, w1, b1)?;
+            let gate = candle_nn::ops::sigmoid(&linear(&act(&hidden, *a)?, w2, b2)?)?;
+            let (n, c) = gate.dims2()?;
+            let y = x.broadcast_mul(&gate.reshape((n, c, 1, 1))?)?;
+            let saved = keep.then(|| Saved::SqueezeExcite {
+                x: x.clone(),
+                hidden,
+                gate,
+            });
+            (y, saved)
         }
         Op::Tokens { class_token, pos } => {
             let (n, d, h, w) = x.dims4()?;
@@ -224,7 +284,7 @@ fn apply(op: &Op, x: &Tensor) -> Result<Tensor> {
                     pos.dim(1)?
                 )
             }
-            t.broadcast_add(pos)?
+            (t.broadcast_add(pos)?, shape())
         }
         Op::Attention {
             in_w,
@@ -232,11 +292,24 @@ fn apply(op: &Op, x: &Tensor) -> Result<Tensor> {
             out_w,
             out_b,
             heads,
-        } => attention(x, (in_w, in_b, out_w, out_b), *heads)?,
-        Op::Pool => x.mean((2, 3))?,
-        Op::ClassToken => x.narrow(1, 0, 1)?.squeeze(1)?,
-        Op::Tap(_) => x.clone(),
+        } => attention(x, (in_w, in_b, out_w, out_b), *heads, keep)?,
+        Op::Pool => (x.mean((2, 3))?, shape()),
+        Op::ClassToken => (x.narrow(1, 0, 1)?.squeeze(1)?, shape()),
+        Op::Tap(_) => (x.clone(), shape()),
     })
+}
+
+/// Runs `ops` on `x` to the end, keeping for each layer what its input
+/// gradient needs ([`super::backward::input_grad`] takes both).
+pub fn run_kept(ops: &[Op], x: &Tensor) -> Result<(Tensor, Vec<Saved>)> {
+    let mut x = x.clone();
+    let mut kept = Vec::with_capacity(ops.len());
+    for op in ops {
+        let (y, saved) = step(op, &x, true)?;
+        kept.push(saved.expect("kept"));
+        x = y;
+    }
+    Ok((x, kept))
 }
 
 /// Runs `ops` on `x` (already normalised) and returns the features at each

@@ -11,10 +11,12 @@
 //!   for training and gradients, and the folded form for the fused paths);
 //!   [`vit`], [`convnext`], [`efficientnet`], each building one description
 //!   of its layers ([`described`], [`layers`]) that every device and the
-//!   input gradient run; [`net`] the network a `Model` holds, either kind;
+//!   input gradient run ([`backward`]: that gradient by hand on the CPU);
+//!   [`net`] the network a `Model` holds, either kind;
 //! * kernels: [`cpu`] (im2col + gemm convolution, the fused eval-mode
 //!   network), `cuda` (the cuDNN network; `cudnn` builds).
 
+pub mod backward;
 pub mod checkpoint;
 pub mod classifier;
 pub mod convnext;

@@ -74,6 +74,20 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Re
         .apply_op2(&w.contiguous()?, DwFwd { stride, pad })
 }
 
+/// The gradient w.r.t. the input (of shape `x_dims`) of
+/// [`depthwise_conv2d`] given the gradient `dy` at its output.
+pub fn depthwise_grad_input(
+    x_dims: &[usize],
+    w: &Tensor,
+    dy: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let g = Dw::new(x_dims, w.dims(), stride, pad)?;
+    dy.contiguous()?
+        .apply_op2_no_bwd(&w.contiguous()?, &DwGradInput(g))
+}
+
 fn slices<'a, T: WithDType>(
     (s1, l1): (&'a CpuStorage, &Layout),
     (s2, l2): (&'a CpuStorage, &Layout),

@@ -169,6 +169,13 @@ fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> R
     }
 }
 
+/// The gradient w.r.t. `x` of [`gelu`]`(x)` given the gradient `g` at its
+/// output.
+pub fn gelu_grad(x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2_no_bwd(&g.contiguous()?, &GeluGrad)
+}
+
 struct Gelu;
 
 impl CustomOp1 for Gelu {

@@ -52,6 +52,44 @@ pub fn conv2d_grouped(
     )
 }
 
+/// The gradient w.r.t. the input (of shape `x_dims`) of
+/// [`conv2d_grouped`]`(x, w, stride, pad, groups)` given the gradient `dy`
+/// at its output, on the CPU: no weight gradient, no graph.
+pub fn conv2d_grouped_grad_input(
+    x_dims: &[usize],
+    w: &Tensor,
+    dy: &Tensor,
+    (stride, pad, groups): (usize, usize, usize),
+) -> Result<Tensor> {
+    let (c, o) = (x_dims.get(1).copied().unwrap_or(0), w.dim(0)?);
+    let dy = dy.contiguous()?;
+    if groups <= 1 {
+        let geom = Geom::new(x_dims, w.dims(), stride, pad)?;
+        return dy.apply_op2_no_bwd(&w.contiguous()?, &ConvGradInput(geom));
+    }
+    if c % groups != 0 || o % groups != 0 || w.dim(1)? * groups != c {
+        candle_core::bail!(
+            "conv2d: {c} input channels and weight {:?} do not split into {groups} groups",
+            w.dims()
+        )
+    }
+    if groups == c && o == c && w.dim(2)? == w.dim(3)? {
+        return super::depthwise::depthwise_grad_input(x_dims, w, &dy, stride, pad);
+    }
+    let (cg, og) = (c / groups, o / groups);
+    let mut xg_dims = x_dims.to_vec();
+    xg_dims[1] = cg;
+    let parts = (0..groups)
+        .map(|g| {
+            let wg = w.narrow(0, g * og, og)?.contiguous()?;
+            let dyg = dy.narrow(1, g * og, og)?.contiguous()?;
+            let geom = Geom::new(&xg_dims, wg.dims(), stride, pad)?;
+            dyg.apply_op2_no_bwd(&wg, &ConvGradInput(geom))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 1)
+}
+
 /// A grouped convolution as one op: forward by [`split_groups`] on
 /// untracked copies, backward as one input-gradient and one
 /// weight-gradient convolution per group, joined once. (Through candle's

@@ -15,6 +15,13 @@ pub fn normalize(x: &Tensor, dim: usize, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Norm { dim, eps })
 }
 
+/// The gradient w.r.t. `x` of [`normalize`]`(x, dim, eps)` given the
+/// gradient `g` at its output.
+pub fn normalize_grad(x: &Tensor, dim: usize, eps: f64, g: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2_no_bwd(&g.contiguous()?, &NormGrad { dim, eps })
+}
+
 struct Norm {
     dim: usize,
     eps: f64,
