@@ -27,7 +27,7 @@ const CASES: [(&str, &str, usize, bool); 2] = [
         "resnext_slim",
         "resnet-bottleneck-[1, 2, 1, 1]-8x8d",
         8,
-        false,
+        true,
     ),
 ];
 
@@ -53,6 +53,17 @@ fn wide_and_grouped_resnets_match_pytorch() {
                 assert_close(&tensor_f32(&got), &want, TOL, &format!("{what} {tap}"));
             }
             assert_loss_and_grad_match(&m, name);
+            // candle's graph (a GPU's path for grouped convolutions) too
+            let f = read_npz(&model_fixture(&format!("{name}_grad.npz")));
+            let y = f["labels"].to_dtype(DType::U32).unwrap();
+            let v = candle_core::Var::from_tensor(&x).unwrap();
+            let lg = m.features_graph(v.as_tensor(), Tap::Logits).unwrap();
+            let (_, want) = expected(name, Tap::Logits);
+            assert_close(&tensor_f32(&lg), &want, TOL, &format!("{what} graph"));
+            let loss = candle_nn::loss::cross_entropy(&lg, &y).unwrap();
+            let grads = loss.backward().unwrap();
+            let g = tensor_f32(grads.get(v.as_tensor()).unwrap());
+            assert_close_scaled(&g, &tensor_f32(&f["grad"]), 1e-4, &format!("{what} graph"));
         }
     }
 }

@@ -227,9 +227,10 @@ impl Model {
         let Some(net) = self.net.resnet() else {
             return Ok(None);
         };
+        // grouped convolutions (ResNeXt) run through candle's graph on a GPU
         let v = match net.fused(&self.mean, &self.std)? {
-            Some(f) => Some(Arc::new(GpuNet::new(&f, dev)?)),
-            None => None,
+            Some(f) if !f.grouped() => Some(Arc::new(GpuNet::new(&f, dev)?)),
+            _ => None,
         };
         let _ = cache.set(v.clone());
         Ok(v)

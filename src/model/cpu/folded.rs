@@ -2,7 +2,10 @@
 //! network runs it: im2col + one gemm per chunk in the channel-major
 //! `[C, nb*H*W]` layout, bias + residual + ReLU applied in the same pass, and
 //! its backward pass (stride-1 "same" convolutions as a convolution with the
-//! flipped kernel; the others by a gemm and col2im).
+//! flipped kernel; the others by a gemm and col2im). A grouped convolution
+//! (ResNeXt) is one im2col and one gemm per group on the group's rows:
+//! in this layout a group's input channels, output channels and filters
+//! are each a contiguous block.
 
 use super::im2col::{col2im_add_strided, gemm, im2col_strided, Geom};
 use candle_core::{Result, Tensor};
@@ -20,13 +23,16 @@ pub(super) fn buf(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// A convolution with BatchNorm folded in.
 #[derive(Clone, Debug)]
 pub struct FConv {
-    /// `[O, C*KH*KW]`.
+    /// `[O, C/groups*KH*KW]`.
     pub(crate) w: Vec<f32>,
-    /// The flipped, transposed kernel `[C, O*KH*KW]` (stride-1 backward).
+    /// Per group, the flipped, transposed kernel `[C/groups,
+    /// O/groups*KH*KW]` (stride-1 backward).
     wt: Vec<f32>,
     pub(crate) b: Vec<f32>,
     pub(crate) o: usize,
+    /// Input channels, all groups.
     pub(crate) c: usize,
+    pub(crate) groups: usize,
     pub(crate) kh: usize,
     pub(crate) kw: usize,
     pub(crate) s: usize,
@@ -34,17 +40,25 @@ pub struct FConv {
 }
 
 impl FConv {
-    pub fn new(w: &Tensor, b: &Tensor, stride: usize, pad: usize) -> Result<FConv> {
-        let (o, c, kh, kw) = w.dims4()?;
+    /// Weight `[O, C/groups, KH, KW]`, bias `[O]`.
+    pub fn new(w: &Tensor, b: &Tensor, stride: usize, pad: usize, groups: usize) -> Result<FConv> {
+        let (o, cg, kh, kw) = w.dims4()?;
+        if groups == 0 || o % groups != 0 {
+            candle_core::bail!("folded conv: {o} filters do not split into {groups} groups")
+        }
+        let og = o / groups;
         let w = w.flatten_all()?.to_vec1::<f32>()?;
         let b = b.flatten_all()?.to_vec1::<f32>()?;
         let mut wt = vec![0f32; w.len()];
-        for oi in 0..o {
-            for ci in 0..c {
-                for ki in 0..kh {
-                    for kj in 0..kw {
-                        wt[((ci * o + oi) * kh + (kh - 1 - ki)) * kw + (kw - 1 - kj)] =
-                            w[((oi * c + ci) * kh + ki) * kw + kj];
+        let per = og * cg * kh * kw;
+        for (wg, wtg) in w.chunks_exact(per).zip(wt.chunks_exact_mut(per)) {
+            for oi in 0..og {
+                for ci in 0..cg {
+                    for ki in 0..kh {
+                        for kj in 0..kw {
+                            wtg[((ci * og + oi) * kh + (kh - 1 - ki)) * kw + (kw - 1 - kj)] =
+                                wg[((oi * cg + ci) * kh + ki) * kw + kj];
+                        }
                     }
                 }
             }
@@ -54,7 +68,8 @@ impl FConv {
             wt,
             b,
             o,
-            c,
+            c: cg * groups,
+            groups,
             kh,
             kw,
             s: stride,
@@ -62,38 +77,38 @@ impl FConv {
         })
     }
 
+    /// The geometry of one group (all of it without groups).
     pub(super) fn geom(&self, nb: usize, h: usize, w: usize) -> Result<Geom> {
-        Geom::new(
-            &[nb, self.c, h, w],
-            &[self.o, self.c, self.kh, self.kw],
-            self.s,
-            self.p,
-        )
+        let (cg, og) = (self.c / self.groups, self.o / self.groups);
+        Geom::new(&[nb, cg, h, w], &[og, cg, self.kh, self.kw], self.s, self.p)
     }
 
-    /// y `[O, nb*OH*OW]` = conv(x `[C, nb*H*W]`).
+    /// y `[O, nb*OH*OW]` = conv(x `[C, nb*H*W]`); `g` from [`FConv::geom`].
     pub(super) fn forward(&self, x: &[f32], g: &Geom, col: &mut Vec<f32>) -> Vec<f32> {
-        let (k, n) = (g.k(), g.b * g.out_plane());
+        let (k, nin, n) = (g.k(), g.b * g.in_plane(), g.b * g.out_plane());
         let mut y = vec![0f32; self.o * n];
-        // A 1x1 stride-1 convolution's input is its own im2col matrix.
-        let cols: &[f32] = if g.pointwise() {
-            x
-        } else {
-            let col = buf(col, k * n);
-            im2col_cnhw(x, g, col);
-            col
-        };
-        gemm(
-            (g.o, n, k),
-            &mut y,
-            (n, 1),
-            false,
-            &self.w,
-            (k, 1),
-            cols,
-            (n, 1),
-            SEQ,
-        );
+        for gi in 0..self.groups {
+            let x = &x[gi * g.c * nin..][..g.c * nin];
+            // A 1x1 stride-1 convolution's input is its own im2col matrix.
+            let cols: &[f32] = if g.pointwise() {
+                x
+            } else {
+                let col = buf(col, k * n);
+                im2col_cnhw(x, g, col);
+                col
+            };
+            gemm(
+                (g.o, n, k),
+                &mut y[gi * g.o * n..][..g.o * n],
+                (n, 1),
+                false,
+                &self.w[gi * g.o * k..][..g.o * k],
+                (k, 1),
+                cols,
+                (n, 1),
+                SEQ,
+            );
+        }
         y
     }
 
@@ -106,59 +121,13 @@ impl FConv {
         acc: bool,
         col: &mut Vec<f32>,
     ) {
-        let (k, nin, nout) = (g.k(), g.b * g.in_plane(), g.b * g.out_plane());
-        if g.pointwise() {
-            // dx [C, n] = w^T [C, O] * dy [O, n]
-            gemm(
-                (g.c, nin, g.o),
-                dx,
-                (nin, 1),
-                acc,
-                &self.w,
-                (1, k),
-                dy,
-                (nin, 1),
-                SEQ,
-            );
-        } else if same(g) {
-            // A convolution of dy with the flipped kernel, channels swapped.
-            let gt = Geom {
-                c: g.o,
-                o: g.c,
-                ..*g
-            };
-            let kt = gt.k();
-            let col = buf(col, kt * nin);
-            im2col_cnhw(dy, &gt, col);
-            gemm(
-                (g.c, nin, kt),
-                dx,
-                (nin, 1),
-                acc,
-                &self.wt,
-                (kt, 1),
-                col,
-                (nin, 1),
-                SEQ,
-            );
-        } else {
-            // dcol [K, n_out] = w^T [K, O] * dy [O, n_out], then col2im.
-            let dcol = buf(col, k * nout);
-            gemm(
-                (k, nout, g.o),
-                dcol,
-                (nout, 1),
-                false,
-                &self.w,
-                (1, k),
-                dy,
-                (nout, 1),
-                SEQ,
-            );
-            if !acc {
-                dx.fill(0.0);
-            }
-            col2im_add_strided(dcol, g, g.b, (g.in_plane(), nin), dx);
+        let (nin, nout) = (g.b * g.in_plane(), g.b * g.out_plane());
+        for gi in 0..self.groups {
+            let w = &self.w[gi * g.o * g.k()..][..g.o * g.k()];
+            let wt = &self.wt[gi * g.o * g.k()..][..g.o * g.k()];
+            let dy = &dy[gi * g.o * nout..][..g.o * nout];
+            let dx = &mut dx[gi * g.c * nin..][..g.c * nin];
+            group_backward((w, wt), dy, g, dx, acc, col);
         }
     }
 
@@ -177,6 +146,71 @@ impl FConv {
                 (None, false) => row.iter_mut().for_each(|v| *v += b),
             }
         }
+    }
+}
+
+/// One group's [`FConv::backward`]: its weight `[O, K]` and flipped kernel.
+fn group_backward(
+    (w, wt): (&[f32], &[f32]),
+    dy: &[f32],
+    g: &Geom,
+    dx: &mut [f32],
+    acc: bool,
+    col: &mut Vec<f32>,
+) {
+    let (k, nin, nout) = (g.k(), g.b * g.in_plane(), g.b * g.out_plane());
+    if g.pointwise() {
+        // dx [C, n] = w^T [C, O] * dy [O, n]
+        gemm(
+            (g.c, nin, g.o),
+            dx,
+            (nin, 1),
+            acc,
+            w,
+            (1, k),
+            dy,
+            (nin, 1),
+            SEQ,
+        );
+    } else if same(g) {
+        // A convolution of dy with the flipped kernel, channels swapped.
+        let gt = Geom {
+            c: g.o,
+            o: g.c,
+            ..*g
+        };
+        let kt = gt.k();
+        let col = buf(col, kt * nin);
+        im2col_cnhw(dy, &gt, col);
+        gemm(
+            (g.c, nin, kt),
+            dx,
+            (nin, 1),
+            acc,
+            wt,
+            (kt, 1),
+            col,
+            (nin, 1),
+            SEQ,
+        );
+    } else {
+        // dcol [K, n_out] = w^T [K, O] * dy [O, n_out], then col2im.
+        let dcol = buf(col, k * nout);
+        gemm(
+            (k, nout, g.o),
+            dcol,
+            (nout, 1),
+            false,
+            w,
+            (1, k),
+            dy,
+            (nout, 1),
+            SEQ,
+        );
+        if !acc {
+            dx.fill(0.0);
+        }
+        col2im_add_strided(dcol, g, g.b, (g.in_plane(), nin), dx);
     }
 }
 

@@ -78,6 +78,18 @@ enum Objective {
 }
 
 impl FusedNet {
+    /// Whether any convolution is grouped (a ResNeXt), which the cuDNN
+    /// network does not take.
+    pub fn grouped(&self) -> bool {
+        std::iter::once(&self.stem)
+            .chain(
+                self.blocks
+                    .iter()
+                    .flat_map(|b| b.convs.iter().chain(&b.down)),
+            )
+            .any(|c| c.groups != 1)
+    }
+
     fn classes(&self) -> usize {
         self.fc_b.len()
     }

@@ -87,14 +87,10 @@ impl ConvBn {
         Ok((w, shift))
     }
 
-    /// The folded convolution of the fused paths; `None` for a grouped one
-    /// (those run through candle's graph).
-    fn fused(&self) -> candle_core::Result<Option<FConv>> {
-        if self.groups != 1 {
-            return Ok(None);
-        }
+    /// The folded convolution of the fused paths.
+    fn fused(&self) -> candle_core::Result<FConv> {
         let (w, b) = self.folded()?;
-        FConv::new(&w, &b, self.stride, self.pad).map(Some)
+        FConv::new(&w, &b, self.stride, self.pad, self.groups)
     }
 }
 
@@ -257,7 +253,7 @@ impl ResNet {
 
     /// The eval-mode network folded for the fused CPU path (f32 weights only).
     pub(crate) fn fused(&self, mean: &[f32], std: &[f32]) -> candle_core::Result<Option<FusedNet>> {
-        if self.fc.weight().dtype() != candle_core::DType::F32 || self.config.groups != 1 {
+        if self.fc.weight().dtype() != candle_core::DType::F32 {
             return Ok(None);
         }
         let blocks = self
@@ -271,12 +267,9 @@ impl ResNet {
                     convs: b
                         .convs
                         .iter()
-                        .map(|c| c.fused()?.ok_or_else(grouped))
+                        .map(|c| c.fused())
                         .collect::<candle_core::Result<_>>()?,
-                    down: match &b.downsample {
-                        Some(d) => Some(d.fused()?.ok_or_else(grouped)?),
-                        None => None,
-                    },
+                    down: b.downsample.as_ref().map(|d| d.fused()).transpose()?,
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -286,7 +279,7 @@ impl ResNet {
             None => vec![0.0; self.config.num_classes],
         };
         Ok(Some(FusedNet {
-            stem: self.stem.fused()?.ok_or_else(grouped)?,
+            stem: self.stem.fused()?,
             maxpool: self.config.stem == Stem::Imagenet,
             blocks,
             fc_w,
@@ -295,12 +288,6 @@ impl ResNet {
             std: std.to_vec(),
         }))
     }
-}
-
-/// The error of a grouped convolution reaching the fused network (which
-/// [`ResNet::fused`] rules out).
-fn grouped() -> candle_core::Error {
-    candle_core::Error::Msg("grouped convolutions have no fused form".into())
 }
 
 /// torchvision's `MaxPool2d(3, stride=2, padding=1)` (padding never wins the max).
