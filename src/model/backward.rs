@@ -10,7 +10,7 @@
 //! (`tests/described.rs` compares them) and what a GPU runs.
 
 use super::layers::{self, Act, Op, Saved};
-use crate::model::cpu::{gelu, grouped, layernorm, softmax};
+use crate::model::cpu::{gelu, grouped, layernorm, linear, softmax};
 use candle_core::{DType, Result, Tensor, D};
 
 /// The gradient w.r.t. the input of `ops` given the gradient `g` at their
@@ -33,6 +33,9 @@ fn per_channel(v: &Tensor) -> Result<Tensor> {
 
 /// `g W` for `y = x W^T + b` over the last dimension of any rank.
 fn linear_grad(g: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if g.device().is_cpu() && g.dtype() == w.dtype() {
+        return linear::linear_grad_input(g, w);
+    }
     let dims = g.dims().to_vec();
     let (o, i) = w.dims2()?;
     let rows = g.elem_count() / o.max(1);

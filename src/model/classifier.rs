@@ -1,7 +1,9 @@
 //! The [`Model`] type: a network with its normalisation, name and settings,
 //! ready to run on images in [0,1]. It picks the path that runs a batch: the
-//! fused CPU network, the cuDNN network on a GPU, or candle's graph (for
-//! gradients w.r.t. weights, other dtypes, or `SEMCON_NO_FUSED`).
+//! fused CPU network (ResNets), a described family's layers with their
+//! hand-written input gradient (CPU), the cuDNN network on a GPU, or
+//! candle's graph (for gradients w.r.t. weights, other dtypes, or
+//! `SEMCON_NO_FUSED`).
 
 use super::backward;
 use super::checkpoint::{sidecar_path, Sidecar};

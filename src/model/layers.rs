@@ -125,8 +125,13 @@ fn layer_norm(x: &Tensor, dim: usize, w: &Tensor, b: &Tensor, eps: f64) -> Resul
         .broadcast_add(&b.reshape(shape.as_slice())?)
 }
 
-/// `x W^T + b` over the last dimension of a tensor of any rank.
+/// `x W^T + b` over the last dimension of a tensor of any rank: one op on the
+/// CPU ([`crate::model::cpu::linear`]), candle's matmul elsewhere.
 fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype()
+    {
+        return crate::model::cpu::linear::linear(x, w, b);
+    }
     let dims = x.dims().to_vec();
     let (last, o) = (dims[dims.len() - 1], w.dim(0)?);
     let rows = x.elem_count() / last.max(1);

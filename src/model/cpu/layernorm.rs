@@ -58,9 +58,46 @@ fn stats<T: WithDType>(x: &[T], c: usize, inner: usize, eps: f64) -> (Vec<f64>, 
     (mean, rstd)
 }
 
+/// The sum of `f(i)` for `i` in `0..n`, in eight interleaved partial sums
+/// (a vectorised reduction; one running sum would wait on every add).
+#[inline(always)]
+fn sum_lanes(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let full = n / 8 * 8;
+    for i in (0..full).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    acc.iter().sum::<f64>() + (full..n).map(f).sum::<f64>()
+}
+
+/// The mean and 1/sqrt(var + eps) of one contiguous row (the last
+/// dimension: `inner` = 1).
+fn row_stats<T: WithDType>(row: &[T], eps: f64) -> (f64, f64) {
+    let n = row.len();
+    let mean = sum_lanes(n, |i| row[i].to_f64()) / n as f64;
+    let var = sum_lanes(n, |i| {
+        let d = row[i].to_f64() - mean;
+        d * d
+    }) / n as f64;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
 fn forward<T: WithDType>(x: &[T], (_, c, inner): (usize, usize, usize), eps: f64) -> Vec<T> {
     let block = c * inner;
     let mut y = vec![T::zero(); x.len()];
+    if inner == 1 && c > 0 {
+        y.par_chunks_mut(c)
+            .zip(x.par_chunks(c))
+            .for_each(|(yr, xr)| {
+                let (mean, rstd) = row_stats(xr, eps);
+                for (o, v) in yr.iter_mut().zip(xr) {
+                    *o = T::from_f64((v.to_f64() - mean) * rstd);
+                }
+            });
+        return y;
+    }
     y.par_chunks_mut(block)
         .zip(x.par_chunks(block))
         .for_each(|(yb, xb)| {
@@ -83,6 +120,21 @@ fn backward<T: WithDType>(
 ) -> Vec<T> {
     let block = c * inner;
     let mut dx = vec![T::zero(); x.len()];
+    if inner == 1 && c > 0 {
+        let n = c as f64;
+        dx.par_chunks_mut(c)
+            .zip(x.par_chunks(c).zip(g.par_chunks(c)))
+            .for_each(|(dr, (xr, gr))| {
+                let (mean, rstd) = row_stats(xr, eps);
+                let gm = sum_lanes(c, |i| gr[i].to_f64()) / n;
+                let gxm = sum_lanes(c, |i| gr[i].to_f64() * (xr[i].to_f64() - mean) * rstd) / n;
+                for ((d, xv), gv) in dr.iter_mut().zip(xr).zip(gr) {
+                    let xh = (xv.to_f64() - mean) * rstd;
+                    *d = T::from_f64(rstd * (gv.to_f64() - gm - xh * gxm));
+                }
+            });
+        return dx;
+    }
     dx.par_chunks_mut(block)
         .zip(x.par_chunks(block).zip(g.par_chunks(block)))
         .for_each(|(db, (xb, gb))| {

@@ -22,4 +22,5 @@ pub mod gelu;
 pub mod grouped;
 pub mod im2col;
 pub mod layernorm;
+pub mod linear;
 pub mod softmax;
