@@ -10,7 +10,7 @@
 //! (`tests/described.rs` compares them) and what a GPU runs.
 
 use super::layers::{self, Act, Op, Saved};
-use crate::model::cpu::{gelu, grouped, layernorm, linear, softmax};
+use crate::model::cpu::{attention, gelu, grouped, layernorm, linear};
 use candle_core::{DType, Result, Tensor, D};
 
 /// The gradient w.r.t. the input of `ops` given the gradient `g` at their
@@ -118,8 +118,12 @@ fn layer_grad(op: &Op, saved: &Saved, g: &Tensor) -> Result<Tensor> {
             Op::Attention {
                 in_w, out_w, heads, ..
             },
-            Saved::Attention { q, k, v, att },
-        ) => attention_grad(g, (in_w, out_w), *heads, (q, k, v, att))?,
+            Saved::Attention { qkv, att },
+        ) => {
+            let d_o = linear_grad(g, out_w)?;
+            let dqkv = attention::attention_grad(qkv, att, &d_o, *heads)?;
+            linear_grad(&dqkv, in_w)?
+        }
         (Op::Pool, Saved::Shape(dims)) => {
             let &[n, c, h, w] = dims.as_slice() else {
                 candle_core::bail!("backward: pooling a {dims:?} map")
@@ -155,37 +159,6 @@ fn name(op: &Op) -> &'static str {
         Op::ClassToken => "the class token",
         Op::Tap(_) => "a tap",
     }
-}
-
-/// Multi-head self-attention's input gradient: `g` `[N, S, D]` at its
-/// output; `q` (scaled), `k`, `v` `[N, H, S, hd]` and the attention weights
-/// `att` `[N, H, S, S]` from the forward.
-fn attention_grad(
-    g: &Tensor,
-    (in_w, out_w): (&Tensor, &Tensor),
-    heads: usize,
-    (q, k, v, att): (&Tensor, &Tensor, &Tensor, &Tensor),
-) -> Result<Tensor> {
-    let (n, s, d) = g.dims3()?;
-    let hd = d / heads;
-    let scale = 1.0 / (hd as f64).sqrt();
-    // o = att v, per head, then the output projection
-    let d_o = linear_grad(g, out_w)?
-        .reshape((n, s, heads, hd))?
-        .transpose(1, 2)?
-        .contiguous()?;
-    let d_att = d_o.matmul(&v.t()?.contiguous()?)?;
-    let dv = att.t()?.contiguous()?.matmul(&d_o)?;
-    let d_scores = softmax::softmax_last_dim_grad(att, &d_att)?;
-    // scores = q_scaled k^T, q_scaled = q * scale
-    let dq = (d_scores.matmul(k)? * scale)?;
-    let dk = d_scores.t()?.contiguous()?.matmul(q)?;
-    // back to [N, S, 3, H, hd], the layout of the input projection's output
-    let dqkv = Tensor::stack(&[&dq, &dk, &dv], 0)?
-        .permute((1, 3, 0, 2, 4))?
-        .contiguous()?
-        .reshape((n, s, 3 * d))?;
-    linear_grad(&dqkv, in_w)
 }
 
 /// The logits of `ops` for `x` and the gradient w.r.t. `x` of

@@ -154,13 +154,14 @@ fn attention(
 ) -> Result<(Tensor, Option<Saved>)> {
     let (in_w, in_b, out_w, out_b) = op;
     let (n, s, d) = x.dims3()?;
-    let hd = d / heads;
-    let qkv = linear(x, in_w, in_b)?
-        .reshape((n, s, 3, heads, hd))?
-        .permute((2, 0, 3, 1, 4))?; // [3, N, H, S, hd]
-    let q = (qkv.get(0)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
-    let k = qkv.get(1)?.contiguous()?;
-    let v = qkv.get(2)?.contiguous()?;
+    let qkv = linear(x, in_w, in_b)?;
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && !x.track_op() {
+        // one pass on the CPU
+        let (o, att) = crate::model::cpu::attention::attention(&qkv, heads, keep)?;
+        let saved = att.map(|att| Saved::Attention { qkv, att });
+        return Ok((linear(&o, out_w, out_b)?, saved));
+    }
+    let (q, k, v) = split_heads(&qkv, heads)?;
     let att = q.matmul(&k.t()?.contiguous()?)?;
     let att = if att.device().is_cpu() && matches!(att.dtype(), DType::F32 | DType::F64) {
         crate::model::cpu::softmax::softmax_last_dim(&att)?
@@ -168,8 +169,22 @@ fn attention(
         candle_nn::ops::softmax(&att, D::Minus1)?
     };
     let o = att.matmul(&v)?.transpose(1, 2)?.reshape((n, s, d))?;
-    let saved = keep.then_some(Saved::Attention { q, k, v, att });
+    let saved = keep.then_some(Saved::Attention { qkv, att });
     Ok((linear(&o, out_w, out_b)?, saved))
+}
+
+/// The stacked projections `[N, S, 3D]` as per-head `[N, H, S, hd]`
+/// queries (scaled by `1/sqrt(hd)`), keys and values.
+fn split_heads(qkv: &Tensor, heads: usize) -> Result<(Tensor, Tensor, Tensor)> {
+    let (n, s, d3) = qkv.dims3()?;
+    let hd = d3 / 3 / heads;
+    let qkv = qkv
+        .reshape((n, s, 3, heads, hd))?
+        .permute((2, 0, 3, 1, 4))?; // [3, N, H, S, hd]
+    let q = (qkv.get(0)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
+    let k = qkv.get(1)?.contiguous()?;
+    let v = qkv.get(2)?.contiguous()?;
+    Ok((q, k, v))
 }
 
 /// What a tap reads from the activations flowing at its marker.
@@ -201,14 +216,9 @@ pub enum Saved {
         hidden: Tensor,
         gate: Tensor,
     },
-    /// Per head, `[N, H, S, hd]`: the scaled queries, keys, values, and the
-    /// attention weights (after the softmax) `[N, H, S, S]`.
-    Attention {
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        att: Tensor,
-    },
+    /// The stacked projections `[N, S, 3D]` (q, k, v) and the attention
+    /// weights (after the softmax) `[N, H, S, S]`.
+    Attention { qkv: Tensor, att: Tensor },
 }
 
 fn apply(op: &Op, x: &Tensor) -> Result<Tensor> {

@@ -14,6 +14,7 @@
 //! * [`fused`]: the eval-mode network of folded convolutions with a
 //!   hand-written input-gradient pass, for inference and PGD.
 
+pub mod attention;
 pub mod conv;
 pub mod depthwise;
 pub mod folded;

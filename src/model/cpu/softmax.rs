@@ -77,13 +77,6 @@ fn backward<T: WithDType>(y: &[T], g: &[T], n: usize) -> Vec<T> {
     dx
 }
 
-/// The gradient w.r.t. the input of [`softmax_last_dim`], given its output
-/// `y` and the gradient `g` at it.
-pub fn softmax_last_dim_grad(y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    y.contiguous()?
-        .apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad)
-}
-
 struct Softmax;
 
 impl CustomOp1 for Softmax {
