@@ -2,9 +2,10 @@
 //! from a state dict by the family that recognised it (`vit.rs`,
 //! `convnext.rs`, `efficientnet.rs`), and the interpreter that runs it on
 //! candle tensors: the same description gives eval-mode inference on the
-//! CPU (im2col + gemm and depthwise kernels, [`super::cpu`]), on a GPU
-//! (candle's CUDA ops) and gradients w.r.t. the input (candle's autograd,
-//! PGD and saliency).
+//! CPU (im2col + gemm, depthwise, linear and attention kernels,
+//! [`super::cpu`]), on a GPU (candle's CUDA ops) and gradients w.r.t. the
+//! input (PGD, saliency): by hand on the CPU from what [`run_kept`] keeps
+//! ([`super::backward`]), by candle's autograd elsewhere.
 //!
 //! BatchNorm is folded into the convolution before it when the description
 //! is built (eval mode: `w * g/sqrt(var+eps)`, `beta - mean * g/sqrt(var+eps)`),
