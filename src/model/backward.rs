@@ -10,7 +10,7 @@
 //! (`tests/described.rs` compares them) and what a GPU runs.
 
 use super::layers::{self, Act, Op, Saved};
-use crate::model::cpu::{attention, gelu, grouped, layernorm, linear};
+use crate::model::cpu::{attention, gelu, grouped, layernorm, linear, silu};
 use candle_core::{DType, Result, Tensor, D};
 
 /// The gradient w.r.t. the input of `ops` given the gradient `g` at their
@@ -24,11 +24,6 @@ pub fn input_grad(ops: &[Op], kept: &[Saved], g: &Tensor) -> Result<Tensor> {
         g = layer_grad(op, saved, &g)?;
     }
     Ok(g)
-}
-
-/// A per-channel vector `[C]` shaped to broadcast over an NCHW map.
-fn per_channel(v: &Tensor) -> Result<Tensor> {
-    v.reshape((1, v.elem_count(), 1, 1))
 }
 
 /// `g W` for `y = x W^T + b` over the last dimension of any rank.
@@ -50,12 +45,7 @@ fn act_grad(a: Act, saved: &Saved, g: &Tensor) -> Result<Tensor> {
     match (a, saved) {
         (Act::Relu, Saved::Input(x)) => g * x.gt(0.0)?.to_dtype(g.dtype())?,
         (Act::Gelu, Saved::Input(x)) => gelu::gelu_grad(x, g),
-        (Act::Silu, Saved::Input(x)) => {
-            // d/dx x s(x) = s (1 + x (1 - s))
-            let s = candle_nn::ops::sigmoid(x)?;
-            let inner = ((x * (1.0 - &s)?)? + 1.0)?;
-            g * (s * inner)?
-        }
+        (Act::Silu, Saved::Input(x)) => silu::silu_grad(x, g),
         (Act::Sigmoid, Saved::Output(y)) => g * (y * (1.0 - y)?)?,
         (Act::Tanh, Saved::Output(y)) => g * (1.0 - y.sqr()?)?,
         _ => candle_core::bail!("backward: {a:?} kept the wrong state"),
@@ -65,9 +55,13 @@ fn act_grad(a: Act, saved: &Saved, g: &Tensor) -> Result<Tensor> {
 /// LayerNorm over `dim` with weight `w`: the gradient through the affine
 /// part, then the normalisation.
 fn norm_grad(x: &Tensor, dim: usize, w: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
-    let mut shape = vec![1; x.rank()];
-    shape[dim] = w.dim(0)?;
-    let gn = g.broadcast_mul(&w.reshape(shape.as_slice())?)?;
+    let gn = if dim == 1 && x.rank() == 4 {
+        layers::channel_affine(g, Some(w), None)?
+    } else {
+        let mut shape = vec![1; x.rank()];
+        shape[dim] = w.dim(0)?;
+        g.broadcast_mul(&w.reshape(shape.as_slice())?)?
+    };
     layernorm::normalize_grad(x, dim, eps, &gn)
 }
 
@@ -89,7 +83,7 @@ fn layer_grad(op: &Op, saved: &Saved, g: &Tensor) -> Result<Tensor> {
         (Op::Linear { w, .. }, Saved::Shape(_)) => linear_grad(g, w)?,
         (Op::Residual { body, scale }, Saved::Residual(kept)) => {
             let gb = match scale {
-                Some(s) => g.broadcast_mul(&per_channel(s)?)?,
+                Some(s) => layers::channel_affine(g, Some(s), None)?,
                 None => g.clone(),
             };
             (g + input_grad(body, kept, &gb)?)?

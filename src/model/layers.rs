@@ -102,6 +102,9 @@ fn act(x: &Tensor, a: Act) -> Result<Tensor> {
             crate::model::cpu::gelu::gelu(x)
         }
         Act::Gelu => x.gelu_erf(),
+        Act::Silu if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) => {
+            crate::model::cpu::silu::silu(x)
+        }
         Act::Silu => x.silu(),
         Act::Sigmoid => candle_nn::ops::sigmoid(x),
         Act::Tanh => x.tanh(),
@@ -113,7 +116,11 @@ fn act(x: &Tensor, a: Act) -> Result<Tensor> {
 /// candle's ops.
 fn layer_norm(x: &Tensor, dim: usize, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
-        crate::model::cpu::layernorm::normalize(x, dim, eps)?
+        let y = crate::model::cpu::layernorm::normalize(x, dim, eps)?;
+        if dim == 1 && x.rank() == 4 {
+            return channel_affine(&y, Some(w), Some(b));
+        }
+        y
     } else {
         let mean = x.mean_keepdim(dim)?;
         let xc = x.broadcast_sub(&mean)?;
@@ -144,6 +151,24 @@ fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 fn per_channel(v: &Tensor) -> Result<Tensor> {
     v.reshape((1, v.elem_count(), 1, 1))
+}
+
+/// `x * s + b` per channel of an NCHW map (either part optional): one pass
+/// on the CPU where no gradient flows ([`crate::model::cpu::channel`]),
+/// candle's broadcast ops otherwise.
+pub(crate) fn channel_affine(x: &Tensor, s: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
+    let tracked = [Some(x), s, b].into_iter().flatten().any(|t| t.track_op());
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && !tracked {
+        return crate::model::cpu::channel::channel_affine(x, s, b);
+    }
+    let mut y = x.clone();
+    if let Some(s) = s {
+        y = y.broadcast_mul(&per_channel(s)?)?;
+    }
+    if let Some(b) = b {
+        y = y.broadcast_add(&per_channel(b)?)?;
+    }
+    Ok(y)
 }
 
 /// Multi-head self-attention; with `keep`, also what its backward needs.
@@ -240,7 +265,7 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
         } => {
             let y = conv2d_grouped(x, w, *stride, *pad, *groups)?;
             let y = match b {
-                Some(b) => y.broadcast_add(&per_channel(b)?)?,
+                Some(b) => channel_affine(&y, None, Some(b))?,
                 None => y,
             };
             (y, shape())
@@ -265,7 +290,7 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
                 kept.extend(saved);
             }
             let y = match scale {
-                Some(s) => y.broadcast_mul(&per_channel(s)?)?,
+                Some(s) => channel_affine(&y, Some(s), None)?,
                 None => y,
             };
             ((x + y)?, keep.then_some(Saved::Residual(kept)))

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-const CHUNK: usize = 4096;
+pub(super) const CHUNK: usize = 4096;
 
 /// GELU of `x` (f32 or f64, on the CPU).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
@@ -22,11 +22,15 @@ fn phi_cdf(x: f64) -> f64 {
 /// polynomial, the exponent set by bits), within 2 ulp; 0 below the
 /// smallest normal float.
 #[inline(always)]
-fn exp32(x: f32) -> f32 {
+pub(super) fn exp32(x: f32) -> f32 {
     // Below e^-87.3 (the smallest normal float) the result is 0.
     let under = x < -87.3;
     let x = x.clamp(-87.3, 0.0);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    // max/min also take a NaN to -127, so the conversion below is defined
+    let n = (x * std::f32::consts::LOG2_E + 0.5)
+        .floor()
+        .max(-127.0)
+        .min(0.0);
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut y = 1.987_569_1e-4;
     y = y * r + 1.398_199_9e-3;
@@ -35,7 +39,10 @@ fn exp32(x: f32) -> f32 {
     y = y * r + 0.166_666_65;
     y = y * r + 0.5;
     y = y * r * r + r + 1.0;
-    let e = y * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // SAFETY: n is an integer in [-127, 0]. (`as i32` would saturate and
+    // map NaN to 0 value by value: no vector conversion.)
+    let k = unsafe { n.to_int_unchecked::<i32>() };
+    let e = y * f32::from_bits(((k + 127) << 23) as u32);
     if under {
         0.0
     } else {
@@ -131,7 +138,7 @@ fn gelu_grad_f32(x: &[f32], g: &[f32]) -> Vec<f32> {
     y
 }
 
-fn has_avx2_fma() -> bool {
+pub(super) fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -142,7 +149,7 @@ fn has_avx2_fma() -> bool {
     }
 }
 
-fn map<T: Copy + Send + Sync + Default>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+pub(super) fn map<T: Copy + Send + Sync + Default>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     let mut y = vec![T::default(); x.len()];
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
@@ -150,7 +157,11 @@ fn map<T: Copy + Send + Sync + Default>(x: &[T], f: impl Fn(T) -> T + Sync) -> V
     y
 }
 
-fn map2<T: Copy + Send + Sync + Default>(x: &[T], g: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+pub(super) fn map2<T: Copy + Send + Sync + Default>(
+    x: &[T],
+    g: &[T],
+    f: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
     let mut y = vec![T::default(); x.len()];
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
@@ -162,7 +173,10 @@ fn map2<T: Copy + Send + Sync + Default>(x: &[T], g: &[T], f: impl Fn(T, T) -> T
     y
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+pub(super) fn contiguous<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
         None => candle_core::bail!("gelu: non-contiguous argument"),

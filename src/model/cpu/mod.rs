@@ -15,6 +15,7 @@
 //!   hand-written input-gradient pass, for inference and PGD.
 
 pub mod attention;
+pub mod channel;
 pub mod conv;
 pub mod depthwise;
 pub mod folded;
@@ -24,4 +25,5 @@ pub mod grouped;
 pub mod im2col;
 pub mod layernorm;
 pub mod linear;
+pub mod silu;
 pub mod softmax;
