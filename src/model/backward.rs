@@ -10,7 +10,7 @@
 //! (`tests/described.rs` compares them) and what a GPU runs.
 
 use super::layers::{self, Act, Op, Saved};
-use crate::model::cpu::{attention, gelu, grouped, layernorm, linear, silu};
+use crate::model::cpu::{attention, channel, gelu, grouped, layernorm, linear, silu};
 use candle_core::{DType, Result, Tensor, D};
 
 /// The gradient w.r.t. the input of `ops` given the gradient `g` at their
@@ -92,7 +92,7 @@ fn layer_grad(op: &Op, saved: &Saved, g: &Tensor) -> Result<Tensor> {
             let (n, c, h, w) = x.dims4()?;
             // y = x * gate: through x directly, and through the gate
             let direct = g.broadcast_mul(&gate.reshape((n, c, 1, 1))?)?;
-            let dgate = (g * x)?.sum((2, 3))?;
+            let dgate = (channel::plane_mean(g, Some(x))? * (h * w) as f64)?;
             let dz2 = (dgate * (gate * (1.0 - gate)?)?)?;
             let da1 = dz2.matmul(w2)?;
             let dz1 = act_grad(*act, &Saved::Input(hidden.clone()), &da1)?;

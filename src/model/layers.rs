@@ -153,6 +153,15 @@ fn per_channel(v: &Tensor) -> Result<Tensor> {
     v.reshape((1, v.elem_count(), 1, 1))
 }
 
+/// Global average pooling `[N, C, H, W]` -> `[N, C]`: on every core on the
+/// CPU where no gradient flows, candle's `mean` otherwise.
+pub(crate) fn pool(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && !x.track_op() {
+        return crate::model::cpu::channel::plane_mean(x, None);
+    }
+    x.mean((2, 3))
+}
+
 /// `x * s + b` per channel of an NCHW map (either part optional): one pass
 /// on the CPU where no gradient flows ([`crate::model::cpu::channel`]),
 /// candle's broadcast ops otherwise.
@@ -302,7 +311,7 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
             b2,
             act: a,
         } => {
-            let hidden = linear(&x.mean((2, 3))?, w1, b1)?;
+            let hidden = linear(&pool(x)?, w1, b1)?;
             let gate = candle_nn::ops::sigmoid(&linear(&act(&hidden, *a)?, w2, b2)?)?;
             let (n, c) = gate.dims2()?;
             let y = x.broadcast_mul(&gate.reshape((n, c, 1, 1))?)?;
@@ -334,7 +343,7 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
             out_b,
             heads,
         } => attention(x, (in_w, in_b, out_w, out_b), *heads, keep)?,
-        Op::Pool => (x.mean((2, 3))?, shape()),
+        Op::Pool => (pool(x)?, shape()),
         Op::ClassToken => (x.narrow(1, 0, 1)?.squeeze(1)?, shape()),
         Op::Tap(_) => (x.clone(), shape()),
     })

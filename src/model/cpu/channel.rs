@@ -47,6 +47,64 @@ pub fn channel_affine(x: &Tensor, s: Option<&Tensor>, b: Option<&Tensor>) -> Res
     }
 }
 
+/// The mean of each plane of `x` `[N, C, H, W]`, `[N, C]`, on every core
+/// (global average pooling; candle's reductions run on one thread). With
+/// `y`, the mean of `x * y` instead. Not differentiable.
+pub fn plane_mean(x: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if let Some(y) = y {
+        if y.dims() != x.dims() || y.dtype() != x.dtype() {
+            candle_core::bail!("plane mean: {:?} times {:?}", x.dims(), y.dims())
+        }
+    }
+    let plane = h * w;
+    let x = x.contiguous()?;
+    let y = y.map(|y| y.contiguous()).transpose()?;
+    macro_rules! run {
+        ($t:ty) => {{
+            let (sx, lx) = x.storage_and_layout();
+            let xs = cpu_slice::<$t>(&sx, lx)?;
+            let guard = y.as_ref().map(|y| y.storage_and_layout());
+            let ys = match &guard {
+                Some((sy, ly)) => Some(cpu_slice::<$t>(sy, ly)?),
+                None => None,
+            };
+            let mut m = vec![0 as $t; n * c];
+            if plane > 0 {
+                m.par_iter_mut().enumerate().for_each(|(p, o)| {
+                    let xp = &xs[p * plane..][..plane];
+                    let s: f64 = match ys {
+                        Some(ys) => xp
+                            .iter()
+                            .zip(&ys[p * plane..][..plane])
+                            .map(|(a, b)| (*a as f64) * (*b as f64))
+                            .sum(),
+                        None => xp.iter().map(|a| *a as f64).sum(),
+                    };
+                    *o = (s / plane as f64) as $t;
+                });
+            }
+            Tensor::from_vec(m, (n, c), x.device())
+        }};
+    }
+    match x.dtype() {
+        candle_core::DType::F32 => run!(f32),
+        candle_core::DType::F64 => run!(f64),
+        t => candle_core::bail!("plane mean: {t:?} is not f32 or f64"),
+    }
+}
+
+/// The contiguous values of a CPU storage.
+fn cpu_slice<'a, T: WithDType>(
+    st: &'a candle_core::Storage,
+    l: &candle_core::Layout,
+) -> Result<&'a [T]> {
+    match (st, l.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(cpu), Some((a, b))) => Ok(&cpu.as_slice::<T>()?[a..b]),
+        _ => candle_core::bail!("not a contiguous CPU tensor"),
+    }
+}
+
 fn affine<T: WithDType>(
     x: &[T],
     (c, plane): (usize, usize),
@@ -103,6 +161,30 @@ mod tests {
                 want = want.broadcast_add(&pc(bv)).unwrap();
             }
             let got = channel_affine(&x, sv, bv).unwrap();
+            let mean = |t: &Tensor| t.mean((2, 3)).unwrap();
+            let d = (plane_mean(&x, None).unwrap() - mean(&x))
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-6, "mean {d}");
+            let xy = (&x * &want).unwrap();
+            let d = (plane_mean(&x, Some(&want)).unwrap() - mean(&xy))
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-5, "mean of product {d}");
             let d: f32 = (got - want)
                 .unwrap()
                 .abs()
