@@ -26,7 +26,9 @@ pub(super) fn exp32(x: f32) -> f32 {
     // Below e^-87.3 (the smallest normal float) the result is 0.
     let under = x < -87.3;
     let x = x.clamp(-87.3, 0.0);
-    // max/min also take a NaN to -127, so the conversion below is defined
+    // max/min also take a NaN to -127 (clamp would keep it), so the
+    // conversion below is defined
+    #[allow(clippy::manual_clamp)]
     let n = (x * std::f32::consts::LOG2_E + 0.5)
         .floor()
         .max(-127.0)
