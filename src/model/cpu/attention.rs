@@ -103,26 +103,11 @@ fn forward<T: Real>(
             // output block (rows of image b, columns of head h) is written by
             // this pair only.
             unsafe {
-                gemm::gemm(
-                    s,
-                    s,
-                    hd,
-                    att,
-                    1,
-                    s as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    rs as isize,
-                    k.as_ptr(),
-                    rs as isize,
-                    1,
-                    T::zero(),
-                    T::one(),
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                gemm_raw(
+                    (s, s, hd),
+                    (att, s, 1),
+                    (q.as_ptr(), rs, 1),
+                    (k.as_ptr(), 1, rs),
                 );
                 let a = std::slice::from_raw_parts_mut(att, s * s);
                 for row in a.chunks_exact_mut(s) {
@@ -138,26 +123,11 @@ fn forward<T: Real>(
                         *v = T::from_f64(v.to_f64() * inv);
                     }
                 }
-                gemm::gemm(
-                    s,
-                    hd,
-                    s,
-                    out_p.at(b * s * d + h * hd),
-                    1,
-                    d as isize,
-                    false,
-                    att,
-                    1,
-                    s as isize,
-                    v.as_ptr(),
-                    1,
-                    rs as isize,
-                    T::zero(),
-                    T::one(),
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                gemm_raw(
+                    (s, hd, s),
+                    (out_p.at(b * s * d + h * hd), d, 1),
+                    (att, s, 1),
+                    (v.as_ptr(), rs, 1),
                 );
             }
         });
