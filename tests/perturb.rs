@@ -513,7 +513,8 @@ fn selection_parser() {
 // ---- CLI ----
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("semcon-perturb-test-{}", std::process::id()));
+    // Under cargo's test tmpdir (target/), not the system's: nothing left in /tmp.
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("semcon-perturb-test");
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }

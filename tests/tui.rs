@@ -975,7 +975,8 @@ fn ansi256_fallback_colours() {
 // --------------------------------------------------------------- export
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("semcon-tui-{name}-{}", std::process::id()));
+    // Under cargo's test tmpdir (target/), not the system's: nothing left in /tmp.
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("semcon-tui-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -81,13 +81,7 @@ fn layer_grad(op: &Op, saved: &Saved, g: &Tensor) -> Result<Tensor> {
         (Op::LayerNorm { w, eps, .. }, Saved::Input(x)) => norm_grad(x, x.rank() - 1, w, *eps, g)?,
         (Op::Act(a), s) => act_grad(*a, s, g)?,
         (Op::Linear { w, .. }, Saved::Shape(_)) => linear_grad(g, w)?,
-        (Op::Residual { body, scale }, Saved::Residual(kept)) => {
-            let gb = match scale {
-                Some(s) => layers::channel_affine(g, Some(s), None)?,
-                None => g.clone(),
-            };
-            (g + input_grad(body, kept, &gb)?)?
-        }
+        (Op::Residual { body }, Saved::Residual(kept)) => (g + input_grad(body, kept, g)?)?,
         (Op::SqueezeExcite { w1, w2, act, .. }, Saved::SqueezeExcite { x, hidden, gate }) => {
             let (n, c, h, w) = x.dims4()?;
             // y = x * gate: through x directly, and through the gate

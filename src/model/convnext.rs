@@ -135,7 +135,13 @@ pub fn build(
             let (lw, lb) = wt.norm(&format!("{p}.block.2"), c)?;
             let (w1, b1) = wt.linear(&format!("{p}.block.3"), 4 * c, c)?;
             let (w2, b2) = wt.linear(&format!("{p}.block.5"), c, 4 * c)?;
-            let scale = wt.get(&format!("{p}.layer_scale"), &[c, 1, 1])?;
+            // The layer scale folded into the projection:
+            // s * (W2 h + b2) = (s W2) h + s b2.
+            let scale = wt
+                .get(&format!("{p}.layer_scale"), &[c, 1, 1])?
+                .flatten_all()?;
+            let w2 = w2.broadcast_mul(&scale.reshape((c, 1))?)?;
+            let b2 = (b2 * &scale)?;
             let pointwise = |w: Tensor, b: Tensor| -> Result<Op> {
                 let (o, i) = w.dims2()?;
                 Ok(Op::Conv {
@@ -164,7 +170,6 @@ pub fn build(
                     Op::Act(Act::Gelu),
                     pointwise(w2, b2)?,
                 ],
-                scale: Some(scale.flatten_all()?),
             });
         }
         let t = Tap::Stage(s as u8 + 1);

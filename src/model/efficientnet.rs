@@ -307,7 +307,7 @@ pub fn build(
                 eps,
             )?);
             if stride == 1 && b.cin == b.out {
-                ops.push(Op::Residual { body, scale: None });
+                ops.push(Op::Residual { body });
             } else {
                 ops.extend(body);
             }

@@ -14,7 +14,7 @@
 //! token.
 
 use super::tap::Tap;
-use crate::model::cpu::grouped::conv2d_grouped;
+use crate::model::cpu::grouped::{conv2d_grouped, conv2d_grouped_bias};
 use candle_core::{DType, Result, Tensor, D};
 
 /// An elementwise activation.
@@ -57,11 +57,10 @@ pub enum Op {
         w: Tensor,
         b: Tensor,
     },
-    /// `x + scale * body(x)`, `scale` per channel (ConvNeXt's layer scale)
-    /// or none.
+    /// `x + body(x)` (ConvNeXt's layer scale is folded into its body's
+    /// last convolution).
     Residual {
         body: Vec<Op>,
-        scale: Option<Tensor>,
     },
     /// Squeeze-and-excitation (torchvision's `SqueezeExcitation`): `x *
     /// sigmoid(fc2(act(fc1(avgpool(x)))))`, `fc1` `[S, C]`, `fc2` `[C, S]`.
@@ -115,7 +114,12 @@ fn act(x: &Tensor, a: Act) -> Result<Tensor> {
 /// On the CPU one custom op ([`crate::model::cpu::layernorm`]); elsewhere
 /// candle's ops.
 fn layer_norm(x: &Tensor, dim: usize, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-    let y = if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    let cpu = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    if cpu && ![x, w, b].iter().any(|t| t.track_op()) && w.dtype() == x.dtype() {
+        // one pass, the affine part included
+        return crate::model::cpu::layernorm::layer_norm(x, dim, eps, w, b);
+    }
+    let y = if cpu {
         let y = crate::model::cpu::layernorm::normalize(x, dim, eps)?;
         if dim == 1 && x.rank() == 4 {
             return channel_affine(&y, Some(w), Some(b));
@@ -272,10 +276,9 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
             pad,
             groups,
         } => {
-            let y = conv2d_grouped(x, w, *stride, *pad, *groups)?;
             let y = match b {
-                Some(b) => channel_affine(&y, None, Some(b))?,
-                None => y,
+                Some(b) => conv2d_grouped_bias(x, w, b, *stride, *pad, *groups)?,
+                None => conv2d_grouped(x, w, *stride, *pad, *groups)?,
             };
             (y, shape())
         }
@@ -290,7 +293,7 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
             (y, saved)
         }
         Op::Linear { w, b } => (linear(x, w, b)?, shape()),
-        Op::Residual { body, scale } => {
+        Op::Residual { body } => {
             let mut y = x.clone();
             let mut kept = Vec::new();
             for op in body {
@@ -298,10 +301,6 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
                 y = next;
                 kept.extend(saved);
             }
-            let y = match scale {
-                Some(s) => channel_affine(&y, Some(s), None)?,
-                None => y,
-            };
             ((x + y)?, keep.then_some(Saved::Residual(kept)))
         }
         Op::SqueezeExcite {
@@ -432,9 +431,8 @@ fn map_tensors(ops: &[Op], c: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Vec<
                     eps: *eps,
                 },
                 Op::Linear { w, b } => Op::Linear { w: c(w)?, b: c(b)? },
-                Op::Residual { body, scale } => Op::Residual {
+                Op::Residual { body } => Op::Residual {
                     body: map_tensors(body, c)?,
-                    scale: scale.as_ref().map(c).transpose()?,
                 },
                 Op::SqueezeExcite {
                     w1,

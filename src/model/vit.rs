@@ -171,7 +171,6 @@ pub fn build(
                     heads,
                 },
             ],
-            scale: None,
         });
         let (w2, b2) = wt.norm(&format!("{l}.ln_2"), d)?;
         let (m1w, m1b) = wt.linear(&format!("{l}.{mlp1}"), mlp, d)?;
@@ -187,7 +186,6 @@ pub fn build(
                 Op::Act(Act::Gelu),
                 Op::Linear { w: m2w, b: m2b },
             ],
-            scale: None,
         });
         let t = Tap::Block(
             u8::try_from(i + 1)

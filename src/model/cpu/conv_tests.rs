@@ -258,3 +258,56 @@ fn grouped_op_matches_split_groups() {
         assert!(max_diff(g.get(&x).unwrap(), gb.get(&x).unwrap()) < 1e-10);
     }
 }
+
+/// The ops that add a bias per filter inside the convolution (plain, with
+/// one and several images per gemm, and depthwise with register blocks and
+/// a remainder) against the convolution followed by candle's add, f32 and
+/// f64; and refused when a gradient would be needed.
+#[test]
+fn bias_inside_the_op_matches_an_add_after() {
+    use crate::model::cpu::grouped::{conv2d_grouped, conv2d_grouped_bias};
+    // (groups, c, o, k, stride, pad, hw, batch): 56 px planes take one image
+    // per gemm, 5 px planes several; 70 depthwise channels: two blocks + 6;
+    // 3: the remainder only; last, a grouped (not depthwise) convolution.
+    for (groups, c, o, k, s, p, hw, n) in [
+        (1, 5, 7, 1, 1, 0, 56, 3),
+        (1, 6, 4, 3, 2, 1, 5, 9),
+        (1, 3, 8, 4, 4, 0, 12, 2),
+        (70, 70, 70, 7, 1, 3, 9, 3),
+        (3, 3, 3, 3, 2, 1, 8, 2),
+        (2, 4, 6, 3, 1, 1, 6, 2),
+    ] {
+        for dtype in [DType::F32, DType::F64] {
+            let x = tensor(&[n, c, hw, hw], 1, dtype);
+            let w = tensor(&[o, c / groups, k, k], 2, dtype);
+            let b = tensor(&[o], 3, dtype);
+            let got = conv2d_grouped_bias(&x, &w, &b, s, p, groups).unwrap();
+            let want = conv2d_grouped(&x, &w, s, p, groups)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, o, 1, 1)).unwrap())
+                .unwrap();
+            let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            let e = max_diff(&got, &want);
+            assert!(
+                e <= tol * max_abs(&want).max(1.0),
+                "{groups} {c} {k} {hw} {dtype:?}: {e}"
+            );
+            // tracked: the op with a backward (and an add) is used instead
+            let xv = Var::from_tensor(&x).unwrap();
+            let y = conv2d_grouped_bias(xv.as_tensor(), &w, &b, s, p, groups).unwrap();
+            assert!(max_diff(&y, &want) <= tol * max_abs(&want).max(1.0));
+            let g = y.sum_all().unwrap().backward().unwrap();
+            assert!(g.get(&xv).is_some());
+            // the one-pass ops themselves refuse a tracked argument
+            let refused = if groups == 1 {
+                super::cpu_conv2d_bias(xv.as_tensor(), &w, &b, s, p).is_err()
+            } else if groups == c && o == c {
+                crate::model::cpu::depthwise::depthwise_conv2d_bias(xv.as_tensor(), &w, &b, s, p)
+                    .is_err()
+            } else {
+                true
+            };
+            assert!(refused);
+        }
+    }
+}

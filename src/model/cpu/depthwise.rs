@@ -10,6 +10,7 @@ use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType,
 };
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The sizes of one depthwise convolution: input `[n, c, h, w]`, weight
 /// `[c, 1, k, k]`, square stride and symmetric padding.
@@ -157,22 +158,38 @@ fn fma_row<T: WithDType>(acc: &mut [T], a: &[T], b: &[T]) {
 const CB: usize = 32;
 
 fn forward<T: WithDType>(g: &Dw, x: &[T], wt: &[T]) -> Vec<T> {
+    forward_bias(g, x, wt, None)
+}
+
+/// The forward pass, plus a bias per channel when given (the sums start
+/// from it). Every output value is written once, into memory never
+/// zero-filled.
+fn forward_bias<T: WithDType>(g: &Dw, x: &[T], wt: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
     let wk = weight_kkc(g, wt);
-    let mut y = vec![T::zero(); g.n * c * oplane];
+    let len = g.n * c * oplane;
+    let mut y: Vec<T> = Vec::with_capacity(len);
+    if len == 0 {
+        return y;
+    }
     let fast = has_avx2();
-    y.par_chunks_mut(c * oplane).enumerate().for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new()),
-        |(buf, acc, hwc): &mut (Vec<T>, Vec<T>, Vec<T>), (n, out)| {
-            to_padded_hwc(g, &x[n * c * plane..(n + 1) * c * plane], buf);
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: the CPU has AVX2 (`has_avx2`).
-                return unsafe { image_forward_avx2(g, buf, &wk, out, (acc, hwc)) };
-            }
-            image_forward(g, buf, &wk, out, (acc, hwc))
-        },
-    );
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(c * oplane)
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(buf, acc, hwc): &mut (Vec<T>, Vec<T>, Vec<T>), (n, out)| {
+                to_padded_hwc(g, &x[n * c * plane..(n + 1) * c * plane], buf);
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: the CPU has AVX2 (`has_avx2`).
+                    return unsafe { image_forward_avx2(g, buf, &wk, bias, out, (acc, hwc)) };
+                }
+                image_forward(g, buf, &wk, bias, out, (acc, hwc))
+            },
+        );
+    // SAFETY: `image_forward` wrote every value of every image's chunk.
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -197,20 +214,22 @@ unsafe fn image_forward_avx2<T: WithDType>(
     g: &Dw,
     buf: &[T],
     wk: &[T],
-    out: &mut [T],
+    bias: Option<&[T]>,
+    out: &mut [MaybeUninit<T>],
     scratch: (&mut Vec<T>, &mut Vec<T>),
 ) {
-    image_forward(g, buf, wk, out, scratch)
+    image_forward(g, buf, wk, bias, out, scratch)
 }
 
-/// One image: padded channels-last `buf`, weights `[k, k, C]` -> `out`
-/// `[C, Ho, Wo]`.
+/// One image: padded channels-last `buf`, weights `[k, k, C]` (and a bias
+/// per channel) -> `out` `[C, Ho, Wo]`, every value written.
 #[inline(always)]
 fn image_forward<T: WithDType>(
     g: &Dw,
     buf: &[T],
     wk: &[T],
-    out: &mut [T],
+    bias: Option<&[T]>,
+    out: &mut [MaybeUninit<T>],
     scratch: (&mut Vec<T>, &mut Vec<T>),
 ) {
     let (oplane, c) = (g.ho * g.wo, g.c);
@@ -226,6 +245,9 @@ fn image_forward<T: WithDType>(
             let o = oy * g.wo + ox;
             for cb in (0..full).step_by(CB) {
                 let mut a = [T::zero(); CB];
+                if let Some(b) = bias {
+                    a.copy_from_slice(&b[cb..cb + CB]);
+                }
                 for ky in 0..g.k {
                     let row = (oy * g.stride + ky) * pw + ox * g.stride;
                     for kx in 0..g.k {
@@ -243,7 +265,10 @@ fn image_forward<T: WithDType>(
                 hwc[o * c + cb..o * c + cb + CB].copy_from_slice(&a);
             }
             if full < c {
-                acc.iter_mut().for_each(|v| *v = T::zero());
+                match bias {
+                    Some(b) => acc.copy_from_slice(&b[full..]),
+                    None => acc.iter_mut().for_each(|v| *v = T::zero()),
+                }
                 for ky in 0..g.k {
                     let row = (oy * g.stride + ky) * pw + ox * g.stride;
                     for kx in 0..g.k {
@@ -263,7 +288,7 @@ fn image_forward<T: WithDType>(
         for ch in 0..c {
             let dst = &mut out[ch * oplane + ob..ch * oplane + oe];
             for (d, o) in dst.iter_mut().zip(ob..oe) {
-                *d = hwc[o * c + ch];
+                d.write(hwc[o * c + ch]);
             }
         }
     }
@@ -432,6 +457,70 @@ fn expect(l: &Layout, want: &Shape, what: &str) -> Result<()> {
 struct DwFwd {
     stride: usize,
     pad: usize,
+}
+
+/// [`depthwise_conv2d`] plus a bias per channel (`[C]`), each output value
+/// written once. For inference and the hand-written gradient only: it has
+/// no backward, so none of the three may need a gradient.
+pub fn depthwise_conv2d_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let g = Dw::new(x.dims(), w.dims(), stride, pad)?;
+    if b.dims() != [g.c] || b.dtype() != x.dtype() {
+        candle_core::bail!(
+            "depthwise conv: bias {:?} ({:?}) for {} channels of {:?}",
+            b.dims(),
+            b.dtype(),
+            g.c,
+            x.dtype()
+        )
+    }
+    if [x, w, b].iter().any(|t| t.track_op()) {
+        candle_core::bail!("depthwise conv with bias: no gradient through this op")
+    }
+    x.contiguous()?.apply_op3_no_bwd(
+        &w.contiguous()?,
+        &b.contiguous()?,
+        &DwBiasFwd { stride, pad },
+    )
+}
+
+struct DwBiasFwd {
+    stride: usize,
+    pad: usize,
+}
+
+impl candle_core::CustomOp3 for DwBiasFwd {
+    fn name(&self) -> &'static str {
+        "semcon-depthwise-conv2d-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Dw::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        fn go<T: WithDType>(g: &Dw, s: [(&CpuStorage, &Layout); 3]) -> Result<Vec<T>> {
+            let (x, w) = slices::<T>(s[0], s[1])?;
+            let (b, _) = slices::<T>(s[2], s[2])?;
+            Ok(forward_bias(g, x, w, Some(b)))
+        }
+        let s = [(s1, l1), (s2, l2), (s3, l3)];
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(go::<f32>(&g, s)?),
+            CpuStorage::F64(_) => CpuStorage::F64(go::<f64>(&g, s)?),
+            s => candle_core::bail!("depthwise conv: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, g.y_shape()))
+    }
 }
 
 impl CustomOp2 for DwFwd {

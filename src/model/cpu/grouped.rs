@@ -52,6 +52,39 @@ pub fn conv2d_grouped(
     )
 }
 
+/// [`conv2d_grouped`] plus a bias per filter (`[O]`). On the CPU, where none
+/// of the three needs a gradient, a plain or depthwise convolution adds the
+/// bias inside its op, writing the output once; otherwise the bias is
+/// added after.
+pub fn conv2d_grouped_bias(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let cpu = x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && w.dtype() == x.dtype()
+        && b.dtype() == x.dtype();
+    let tracked = [x, w, b].iter().any(|t| t.track_op());
+    if cpu && !tracked {
+        if groups <= 1 {
+            return super::conv::cpu_conv2d_bias(x, w, b, stride, pad);
+        }
+        let (c, (o, ci, kh, kw)) = (x.dim(1)?, w.dims4()?);
+        if groups == c && o == c && ci == 1 && kh == kw {
+            return super::depthwise::depthwise_conv2d_bias(x, w, b, stride, pad);
+        }
+    }
+    let y = conv2d_grouped(x, w, stride, pad, groups)?;
+    if cpu && !tracked {
+        return super::channel::channel_affine(&y, None, Some(b));
+    }
+    y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)
+}
+
 /// The gradient w.r.t. the input (of shape `x_dims`) of
 /// [`conv2d_grouped`]`(x, w, stride, pad, groups)` given the gradient `dy`
 /// at its output, on the CPU: no weight gradient, no graph.

@@ -4,8 +4,9 @@
 //! for a ViT's `LayerNorm`), biased variance as torch. Composed of candle's
 //! ops the same takes eight passes over the tensor, a strided reduction
 //! among them; here it is two (statistics, then output), vectorised along
-//! the dimension's inner neighbours. The affine part (weight, bias) stays in
-//! candle's graph.
+//! the dimension's inner neighbours. [`layer_norm`] adds the affine part
+//! (weight, bias) in the same pass where no gradient flows; otherwise it
+//! stays in candle's graph.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -13,6 +14,66 @@ use rayon::prelude::*;
 /// `x` normalised over dimension `dim`.
 pub fn normalize(x: &Tensor, dim: usize, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Norm { dim, eps })
+}
+
+/// torch's LayerNorm over dimension `dim`, weight and bias (each of that
+/// dimension's size) included, as one pass. For inference and the
+/// hand-written gradient only: it has no backward, so none of the three
+/// may need a gradient.
+pub fn layer_norm(x: &Tensor, dim: usize, eps: f64, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let c = x.dim(dim)?;
+    if w.dims() != [c] || b.dims() != [c] || w.dtype() != x.dtype() || b.dtype() != x.dtype() {
+        candle_core::bail!(
+            "layer norm: weight {:?} and bias {:?} for dimension {dim} of {:?} ({:?})",
+            w.dims(),
+            b.dims(),
+            x.dims(),
+            x.dtype()
+        )
+    }
+    if [x, w, b].iter().any(|t| t.track_op()) {
+        candle_core::bail!("layer norm with weight and bias: no gradient through this op")
+    }
+    x.contiguous()?
+        .apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &NormAffine { dim, eps })
+}
+
+struct NormAffine {
+    dim: usize,
+    eps: f64,
+}
+
+impl candle_core::CustomOp3 for NormAffine {
+    fn name(&self) -> &'static str {
+        "semcon-layer-norm-affine"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let parts = split(l1.dims(), self.dim);
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(forward_affine(
+                slice::<f32>(s1, l1)?,
+                parts,
+                self.eps,
+                Some((slice(s2, l2)?, slice(s3, l3)?)),
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(forward_affine(
+                slice::<f64>(s1, l1)?,
+                parts,
+                self.eps,
+                Some((slice(s2, l2)?, slice(s3, l3)?)),
+            )),
+            _ => candle_core::bail!("layer norm: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
 }
 
 /// The gradient w.r.t. `x` of [`normalize`]`(x, dim, eps)` given the
@@ -84,30 +145,66 @@ fn row_stats<T: WithDType>(row: &[T], eps: f64) -> (f64, f64) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-fn forward<T: WithDType>(x: &[T], (_, c, inner): (usize, usize, usize), eps: f64) -> Vec<T> {
+fn forward<T: WithDType>(x: &[T], parts: (usize, usize, usize), eps: f64) -> Vec<T> {
+    forward_affine(x, parts, eps, None)
+}
+
+/// The normalised `x`, then (with `affine`) times the weight plus the bias
+/// of each position along the dimension: `xhat * w + b`, as torch's
+/// LayerNorm, rounded once. Every value is written once, into memory never
+/// zero-filled.
+fn forward_affine<T: WithDType>(
+    x: &[T],
+    (_, c, inner): (usize, usize, usize),
+    eps: f64,
+    affine: Option<(&[T], &[T])>,
+) -> Vec<T> {
     let block = c * inner;
-    let mut y = vec![T::zero(); x.len()];
-    if inner == 1 && c > 0 {
-        y.par_chunks_mut(c)
+    let mut y: Vec<T> = Vec::with_capacity(x.len());
+    if block == 0 {
+        return y;
+    }
+    let out = &mut y.spare_capacity_mut()[..x.len()];
+    // (w, b) of position `i` along the dimension.
+    let wb = |i: usize| affine.map_or((1.0, 0.0), |(w, b)| (w[i].to_f64(), b[i].to_f64()));
+    if inner == 1 {
+        out.par_chunks_mut(c)
             .zip(x.par_chunks(c))
             .for_each(|(yr, xr)| {
                 let (mean, rstd) = row_stats(xr, eps);
-                for (o, v) in yr.iter_mut().zip(xr) {
-                    *o = T::from_f64((v.to_f64() - mean) * rstd);
+                match affine {
+                    None => {
+                        for (o, v) in yr.iter_mut().zip(xr) {
+                            o.write(T::from_f64((v.to_f64() - mean) * rstd));
+                        }
+                    }
+                    Some((w, b)) => {
+                        for (((o, v), w), b) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+                            let h = (v.to_f64() - mean) * rstd;
+                            o.write(T::from_f64(h * w.to_f64() + b.to_f64()));
+                        }
+                    }
                 }
             });
-        return y;
-    }
-    y.par_chunks_mut(block)
-        .zip(x.par_chunks(block))
-        .for_each(|(yb, xb)| {
-            let (mean, rstd) = stats(xb, c, inner, eps);
-            for (yr, xr) in yb.chunks_exact_mut(inner).zip(xb.chunks_exact(inner)) {
-                for (i, (o, v)) in yr.iter_mut().zip(xr).enumerate() {
-                    *o = T::from_f64((v.to_f64() - mean[i]) * rstd[i]);
+    } else {
+        out.par_chunks_mut(block)
+            .zip(x.par_chunks(block))
+            .for_each(|(yb, xb)| {
+                let (mean, rstd) = stats(xb, c, inner, eps);
+                for (ch, (yr, xr)) in yb
+                    .chunks_exact_mut(inner)
+                    .zip(xb.chunks_exact(inner))
+                    .enumerate()
+                {
+                    let (w, b) = wb(ch);
+                    for (i, (o, v)) in yr.iter_mut().zip(xr).enumerate() {
+                        o.write(T::from_f64((v.to_f64() - mean[i]) * rstd[i] * w + b));
+                    }
                 }
-            }
-        });
+            });
+    }
+    // SAFETY: each block (or row) wrote every one of its values.
+    unsafe { y.set_len(x.len()) };
     y
 }
 
@@ -277,6 +374,35 @@ mod tests {
                 d(ga.get(&x).unwrap(), gb.get(&x).unwrap()) < 1e-10,
                 "gradient {shape:?}"
             );
+            // with weight and bias in the same pass: as normalize * w + b
+            let c = shape[dim];
+            let w = Tensor::randn(0f64, 1., c, &dev).unwrap();
+            let bias = Tensor::randn(0f64, 1., c, &dev).unwrap();
+            let mut per = vec![1; shape.len()];
+            per[dim] = c;
+            let want = b
+                .detach()
+                .broadcast_mul(&w.reshape(per.as_slice()).unwrap())
+                .unwrap()
+                .broadcast_add(&bias.reshape(per.as_slice()).unwrap())
+                .unwrap();
+            let got = layer_norm(&x.as_tensor().detach(), dim, 1e-6, &w, &bias).unwrap();
+            assert!(d(&got, &want) < 1e-12, "affine {shape:?}");
+            let got32 = layer_norm(
+                &x.as_tensor()
+                    .detach()
+                    .to_dtype(candle_core::DType::F32)
+                    .unwrap(),
+                dim,
+                1e-6,
+                &w.to_dtype(candle_core::DType::F32).unwrap(),
+                &bias.to_dtype(candle_core::DType::F32).unwrap(),
+            )
+            .unwrap();
+            let got32 = got32.to_dtype(candle_core::DType::F64).unwrap();
+            assert!(d(&got32, &want) < 1e-5, "affine f32 {shape:?}");
+            // no gradient through the one-pass op: refused, not silently wrong
+            assert!(layer_norm(x.as_tensor(), dim, 1e-6, &w, &bias).is_err());
         }
     }
 }
