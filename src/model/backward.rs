@@ -81,17 +81,19 @@ fn layer_grad(op: &Op, saved: &Saved, g: &Tensor) -> Result<Tensor> {
         (Op::LayerNorm { w, eps, .. }, Saved::Input(x)) => norm_grad(x, x.rank() - 1, w, *eps, g)?,
         (Op::Act(a), s) => act_grad(*a, s, g)?,
         (Op::Linear { w, .. }, Saved::Shape(_)) => linear_grad(g, w)?,
-        (Op::Residual { body }, Saved::Residual(kept)) => (g + input_grad(body, kept, g)?)?,
+        (Op::Residual { body }, Saved::Residual(kept)) => {
+            layers::add(g, &input_grad(body, kept, g)?)?
+        }
         (Op::SqueezeExcite { w1, w2, act, .. }, Saved::SqueezeExcite { x, hidden, gate }) => {
-            let (n, c, h, w) = x.dims4()?;
-            // y = x * gate: through x directly, and through the gate
-            let direct = g.broadcast_mul(&gate.reshape((n, c, 1, 1))?)?;
+            let (_, _, h, w) = x.dims4()?;
+            // y = x * gate: through x directly (g * gate), and through the
+            // gate (dpool, the same for every pixel of a plane)
             let dgate = (channel::plane_mean(g, Some(x))? * (h * w) as f64)?;
             let dz2 = (dgate * (gate * (1.0 - gate)?)?)?;
             let da1 = dz2.matmul(w2)?;
             let dz1 = act_grad(*act, &Saved::Input(hidden.clone()), &da1)?;
             let dpool = (dz1.matmul(w1)? / (h * w) as f64)?;
-            direct.broadcast_add(&dpool.reshape((n, c, 1, 1))?)?
+            layers::plane_affine(g, Some(gate), Some(&dpool))?
         }
         (Op::Tokens { .. }, Saved::Shape(dims)) => {
             let &[n, d, h, w] = dims.as_slice() else {

@@ -184,6 +184,47 @@ pub(crate) fn channel_affine(x: &Tensor, s: Option<&Tensor>, b: Option<&Tensor>)
     Ok(y)
 }
 
+/// Whether all of `ts` are f32 or f64 tensors of one dtype on the CPU that
+/// need no gradient: the one-pass CPU kernels serve them.
+fn cpu_untracked(ts: &[&Tensor]) -> bool {
+    let d = ts[0].dtype();
+    ts.iter().all(|t| {
+        t.device().is_cpu()
+            && matches!(t.dtype(), DType::F32 | DType::F64)
+            && t.dtype() == d
+            && !t.track_op()
+    })
+}
+
+/// `x + y` (same shapes): on every core on the CPU where no gradient
+/// flows, candle's add otherwise.
+pub(crate) fn add(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    if cpu_untracked(&[x, y]) {
+        return crate::model::cpu::channel::add(x, y);
+    }
+    x + y
+}
+
+/// `x * s + b` per plane of an NCHW map, `s` and `b` `[N, C]` (either
+/// optional): one pass on the CPU where no gradient flows, candle's
+/// broadcast ops otherwise.
+pub(crate) fn plane_affine(x: &Tensor, s: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
+    let mut all = vec![x];
+    all.extend([s, b].into_iter().flatten());
+    if cpu_untracked(&all) {
+        return crate::model::cpu::channel::plane_affine(x, s, b);
+    }
+    let (n, c, _, _) = x.dims4()?;
+    let mut y = x.clone();
+    if let Some(s) = s {
+        y = y.broadcast_mul(&s.reshape((n, c, 1, 1))?)?;
+    }
+    if let Some(b) = b {
+        y = y.broadcast_add(&b.reshape((n, c, 1, 1))?)?;
+    }
+    Ok(y)
+}
+
 /// Multi-head self-attention; with `keep`, also what its backward needs.
 fn attention(
     x: &Tensor,
@@ -301,7 +342,7 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
                 y = next;
                 kept.extend(saved);
             }
-            ((x + y)?, keep.then_some(Saved::Residual(kept)))
+            (add(x, &y)?, keep.then_some(Saved::Residual(kept)))
         }
         Op::SqueezeExcite {
             w1,
@@ -312,8 +353,7 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
         } => {
             let hidden = linear(&pool(x)?, w1, b1)?;
             let gate = candle_nn::ops::sigmoid(&linear(&act(&hidden, *a)?, w2, b2)?)?;
-            let (n, c) = gate.dims2()?;
-            let y = x.broadcast_mul(&gate.reshape((n, c, 1, 1))?)?;
+            let y = plane_affine(x, Some(&gate), None)?;
             let saved = keep.then(|| Saved::SqueezeExcite {
                 x: x.clone(),
                 hidden,
