@@ -57,11 +57,18 @@ pub(super) fn exp32(x: f32) -> f32 {
 /// uses for GELU.
 #[inline(always)]
 fn erf32(x: f32) -> f32 {
+    erf32_given(x, exp32(-x * x))
+}
+
+/// [`erf32`] given `e` = `exp(-x^2)` (computed once where a caller needs it
+/// too).
+#[inline(always)]
+fn erf32_given(x: f32, e: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let r =
         (((1.061_405_4 * t - 1.453_152) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6;
-    (1.0 - r * t * exp32(-a * a)).copysign(x)
+    (1.0 - r * t * e).copysign(x)
 }
 
 #[inline(always)]
@@ -77,66 +84,82 @@ fn gelu32(v: f32) -> f32 {
 #[inline(always)]
 fn gelu_grad32(v: f32, d: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    d * (phi_cdf32(v) + v * exp32(-0.5 * v * v) * INV_SQRT_2PI)
+    // erf(v / sqrt 2) and the density phi(v) share exp(-v^2 / 2): one exp
+    let e = exp32(-0.5 * v * v);
+    let cdf = 0.5 * (1.0 + erf32_given(v * std::f32::consts::FRAC_1_SQRT_2, e));
+    d * (cdf + v * e * INV_SQRT_2PI)
 }
 
-/// GELU of float32 values, on every core; each chunk compiled for AVX2 +
-/// FMA where the CPU has them (the functions above vectorise: eight values
-/// at a time).
+/// GELU of float32 values, on every core.
 fn gelu_f32(x: &[f32]) -> Vec<f32> {
-    #[inline(always)]
-    fn body(o: &mut [f32], i: &[f32]) {
-        o.iter_mut().zip(i).for_each(|(o, &v)| *o = gelu32(v));
-    }
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn body_avx2(o: &mut [f32], i: &[f32]) {
-        body(o, i)
-    }
-    let mut y = vec![0f32; x.len()];
-    let fast = has_avx2_fma();
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, i)| {
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: the CPU has AVX2 and FMA (`has_avx2_fma`).
-                return unsafe { body_avx2(o, i) };
-            }
-            body(o, i)
-        });
-    y
+    par_map_f32(x, None, |v, _| gelu32(v))
 }
 
 /// [`gelu_f32`]'s backward: `dy * GELU'(x)`.
 fn gelu_grad_f32(x: &[f32], g: &[f32]) -> Vec<f32> {
+    par_map_f32(x, Some(g), gelu_grad32)
+}
+
+/// `f(x, g)` (`f(x, 1)` without `g`) over float32 slices on every core,
+/// each chunk compiled for AVX2 + FMA where the CPU has them (`f` is
+/// inlined into each, so the loop vectorises: eight values at a time). The
+/// output is written once, never zero-filled.
+pub(super) fn par_map_f32<F: Fn(f32, f32) -> f32 + Copy + Sync>(
+    x: &[f32],
+    g: Option<&[f32]>,
+    f: F,
+) -> Vec<f32> {
+    use std::mem::MaybeUninit;
     #[inline(always)]
-    fn body(o: &mut [f32], i: &[f32], d: &[f32]) {
-        for ((o, &v), &dv) in o.iter_mut().zip(i).zip(d) {
-            *o = gelu_grad32(v, dv);
+    fn body<F: Fn(f32, f32) -> f32>(
+        o: &mut [MaybeUninit<f32>],
+        i: &[f32],
+        d: Option<&[f32]>,
+        f: F,
+    ) {
+        match d {
+            Some(d) => {
+                for ((o, &v), &dv) in o.iter_mut().zip(i).zip(d) {
+                    o.write(f(v, dv));
+                }
+            }
+            None => o.iter_mut().zip(i).for_each(|(o, &v)| {
+                o.write(f(v, 1.0));
+            }),
         }
     }
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn body_avx2(o: &mut [f32], i: &[f32], d: &[f32]) {
-        body(o, i, d)
+    unsafe fn body_avx2<F: Fn(f32, f32) -> f32>(
+        o: &mut [MaybeUninit<f32>],
+        i: &[f32],
+        d: Option<&[f32]>,
+        f: F,
+    ) {
+        body(o, i, d, f)
     }
-    let mut y = vec![0f32; x.len()];
+    if let Some(g) = g {
+        assert_eq!(g.len(), x.len(), "par_map_f32: x and g differ in length");
+    }
+    let mut y: Vec<f32> = Vec::with_capacity(x.len());
     let fast = has_avx2_fma();
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-        .for_each(|(o, (i, d))| {
+    y.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, o)| {
+            let i = &x[c * CHUNK..][..o.len()];
+            let d = g.map(|g| &g[c * CHUNK..][..o.len()]);
             #[cfg(target_arch = "x86_64")]
             if fast {
                 // SAFETY: the CPU has AVX2 and FMA (`has_avx2_fma`).
-                return unsafe { body_avx2(o, i, d) };
+                return unsafe { body_avx2(o, i, d, f) };
             }
-            body(o, i, d)
+            body(o, i, d, f)
         });
+    // SAFETY: every chunk wrote each of its values.
+    unsafe { y.set_len(x.len()) };
     y
 }
 

@@ -5,10 +5,18 @@
 //!   with its backward passes as candle custom ops (training, gradients);
 //! * [`depthwise`]: the depthwise convolution (`groups` = channels) with
 //!   its backward passes;
-//! * [`gelu`]: torch's exact GELU and its backward on every core;
-//! * [`layernorm`]: LayerNorm's normalisation over one dimension and its
-//!   backward pass;
-//! * [`softmax`]: softmax over the last dimension and its backward (attention);
+//! * [`grouped`]: grouped convolutions (ResNeXt), and the one-pass
+//!   convolution + bias of the described families;
+//! * [`gelu`], [`silu`]: torch's exact GELU and SiLU with their backward,
+//!   on every core;
+//! * [`layernorm`]: LayerNorm over one dimension (its affine part in the
+//!   same pass where no gradient flows) and its backward pass;
+//! * [`softmax`]: softmax over the last dimension and its backward;
+//! * [`linear`]: `x W^T + b` as one op, and its input gradient;
+//! * [`attention`]: multi-head attention's core per (image, head) pair, and
+//!   its backward;
+//! * [`channel`]: per-channel and per-plane affine maps, residual adds and
+//!   global average pooling on rayon's threads;
 //! * [`folded`]: one convolution with BatchNorm folded in, forward with the
 //!   bias + residual + ReLU epilogue, and backward;
 //! * [`fused`]: the eval-mode network of folded convolutions with a

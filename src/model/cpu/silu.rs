@@ -3,9 +3,8 @@
 //! float32, with GELU's branch-free `exp` compiled for AVX2 + FMA: candle's
 //! own SiLU calls libm's `expf` one value at a time.
 
-use super::gelu::{contiguous, exp32, has_avx2_fma, map, map2, CHUNK};
+use super::gelu::{contiguous, exp32, map, map2, par_map_f32};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// SiLU of `x` (f32 or f64, on the CPU); differentiable.
 pub fn silu(x: &Tensor) -> Result<Tensor> {
@@ -32,46 +31,6 @@ fn sigmoid32(v: f32) -> (f32, f32) {
 fn sigmoid64(v: f64) -> f64 {
     let e = (-v.abs()).exp();
     (if v >= 0.0 { 1.0 } else { e }) / (1.0 + e)
-}
-
-/// `f(x, g)` over float32 slices on every core, in AVX2 + FMA where the CPU
-/// has them (`f` is inlined into each, so the loop vectorises).
-fn par_map_f32<F: Fn(f32, f32) -> f32 + Copy + Sync>(
-    x: &[f32],
-    g: Option<&[f32]>,
-    f: F,
-) -> Vec<f32> {
-    #[inline(always)]
-    fn body<F: Fn(f32, f32) -> f32>(o: &mut [f32], i: &[f32], d: Option<&[f32]>, f: F) {
-        match d {
-            Some(d) => {
-                for ((o, &v), &dv) in o.iter_mut().zip(i).zip(d) {
-                    *o = f(v, dv);
-                }
-            }
-            None => o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v, 1.0)),
-        }
-    }
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn body_avx2<F: Fn(f32, f32) -> f32>(o: &mut [f32], i: &[f32], d: Option<&[f32]>, f: F) {
-        body(o, i, d, f)
-    }
-    let mut y = vec![0f32; x.len()];
-    let fast = has_avx2_fma();
-    y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let i = &x[c * CHUNK..][..o.len()];
-        let d = g.map(|g| &g[c * CHUNK..][..o.len()]);
-        #[cfg(target_arch = "x86_64")]
-        if fast {
-            // SAFETY: the CPU has AVX2 and FMA (`has_avx2_fma`).
-            return unsafe { body_avx2(o, i, d, f) };
-        }
-        body(o, i, d, f)
-    });
-    y
 }
 
 #[inline(always)]
