@@ -225,6 +225,59 @@ pub(crate) fn plane_affine(x: &Tensor, s: Option<&Tensor>, b: Option<&Tensor>) -
     Ok(y)
 }
 
+/// `ops` starting with a 1x1 convolution, a GELU and a 1x1 convolution (both
+/// with bias; ConvNeXt's block) run as one pointwise MLP on the CPU, the
+/// hidden map never written out but for the gradient
+/// ([`crate::model::cpu::mlp`]); `None` where the pattern or the input does
+/// not fit. With `keep`, what the three layers' backward needs, as if run
+/// one by one.
+fn pointwise_mlp(ops: &[Op], x: &Tensor, keep: bool) -> Result<Option<(Tensor, Vec<Saved>)>> {
+    let pointwise = |op: &Op| match op {
+        Op::Conv {
+            w,
+            b: Some(b),
+            stride: 1,
+            pad: 0,
+            groups: 1,
+        } if w.rank() == 4 && w.dims()[2..] == [1, 1] => Some((w.clone(), b.clone())),
+        _ => None,
+    };
+    let (Some(first), Some(Op::Act(Act::Gelu)), Some(last)) = (
+        ops.first().and_then(pointwise),
+        ops.get(1),
+        ops.get(2).and_then(pointwise),
+    ) else {
+        return Ok(None);
+    };
+    if !crate::model::cpu::mlp::serves(x)
+        || !cpu_untracked(&[x, &first.0, &first.1, &last.0, &last.1])
+    {
+        return Ok(None);
+    }
+    let gelu = crate::model::cpu::gelu::gelu32;
+    let (y, pre) = crate::model::cpu::mlp::pointwise_mlp(
+        x,
+        (&first.0, &first.1),
+        gelu,
+        (&last.0, &last.1),
+        keep,
+    )?;
+    // in the layers' order: a convolution keeps its input's shape, the
+    // GELU its input
+    let saved = match pre {
+        Some(pre) => {
+            let dims = pre.dims().to_vec();
+            vec![
+                Saved::Shape(x.dims().to_vec()),
+                Saved::Input(pre),
+                Saved::Shape(dims),
+            ]
+        }
+        None => Vec::new(),
+    };
+    Ok(Some((y, saved)))
+}
+
 /// Multi-head self-attention; with `keep`, also what its backward needs.
 fn attention(
     x: &Tensor,
@@ -337,10 +390,18 @@ fn step(op: &Op, x: &Tensor, keep: bool) -> Result<(Tensor, Option<Saved>)> {
         Op::Residual { body } => {
             let mut y = x.clone();
             let mut kept = Vec::new();
-            for op in body {
-                let (next, saved) = step(op, &y, keep)?;
+            let mut i = 0;
+            while i < body.len() {
+                if let Some((next, saved)) = pointwise_mlp(&body[i..], &y, keep)? {
+                    y = next;
+                    kept.extend(saved);
+                    i += 3;
+                    continue;
+                }
+                let (next, saved) = step(&body[i], &y, keep)?;
                 y = next;
                 kept.extend(saved);
+                i += 1;
             }
             (add(x, &y)?, keep.then_some(Saved::Residual(kept)))
         }

@@ -76,8 +76,9 @@ fn phi_cdf32(x: f32) -> f32 {
     0.5 * (1.0 + erf32(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// torch's exact GELU of one float32 (vectorises inside a loop).
 #[inline(always)]
-fn gelu32(v: f32) -> f32 {
+pub(crate) fn gelu32(v: f32) -> f32 {
     v * phi_cdf32(v)
 }
 

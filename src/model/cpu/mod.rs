@@ -13,6 +13,7 @@
 //!   same pass where no gradient flows) and its backward pass;
 //! * [`softmax`]: softmax over the last dimension and its backward;
 //! * [`linear`]: `x W^T + b` as one op, and its input gradient;
+//! * [`mlp`]: ConvNeXt's pointwise MLP one block of pixels at a time;
 //! * [`attention`]: multi-head attention's core per (image, head) pair, and
 //!   its backward;
 //! * [`channel`]: per-channel and per-plane affine maps, residual adds and
@@ -33,5 +34,6 @@ pub mod grouped;
 pub mod im2col;
 pub mod layernorm;
 pub mod linear;
+pub mod mlp;
 pub mod silu;
 pub mod softmax;
