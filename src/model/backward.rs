@@ -20,8 +20,30 @@ pub fn input_grad(ops: &[Op], kept: &[Saved], g: &Tensor) -> Result<Tensor> {
         candle_core::bail!("backward: {} layers but {} kept", ops.len(), kept.len())
     }
     let mut g = g.clone();
-    for (op, saved) in ops.iter().zip(kept).rev() {
-        g = layer_grad(op, saved, &g)?;
+    let mut i = ops.len();
+    while i > 0 {
+        // ConvNeXt's pointwise MLP (1x1 conv, GELU, 1x1 conv) in one pass
+        // per block of pixels on the CPU, the hidden gradient never written
+        if i >= 3 {
+            if let (Some(((w1, _), (w2, _))), Saved::Input(pre)) =
+                (layers::mlp_weights(&ops[i - 3..i]), &kept[i - 2])
+            {
+                let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+                if [pre, &g, &w1, &w2].iter().all(|t| f32_cpu(t)) && pre.rank() == 4 {
+                    g = crate::model::cpu::mlp::pointwise_mlp_grad(
+                        pre,
+                        &g,
+                        &w1,
+                        gelu::gelu_grad32,
+                        &w2,
+                    )?;
+                    i -= 3;
+                    continue;
+                }
+            }
+        }
+        g = layer_grad(&ops[i - 1], &kept[i - 1], &g)?;
+        i -= 1;
     }
     Ok(g)
 }

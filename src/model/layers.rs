@@ -225,13 +225,10 @@ pub(crate) fn plane_affine(x: &Tensor, s: Option<&Tensor>, b: Option<&Tensor>) -
     Ok(y)
 }
 
-/// `ops` starting with a 1x1 convolution, a GELU and a 1x1 convolution (both
-/// with bias; ConvNeXt's block) run as one pointwise MLP on the CPU, the
-/// hidden map never written out but for the gradient
-/// ([`crate::model::cpu::mlp`]); `None` where the pattern or the input does
-/// not fit. With `keep`, what the three layers' backward needs, as if run
-/// one by one.
-fn pointwise_mlp(ops: &[Op], x: &Tensor, keep: bool) -> Result<Option<(Tensor, Vec<Saved>)>> {
+/// The (weight, bias) pairs of `ops`' first three layers if they are a 1x1
+/// convolution, a GELU and a 1x1 convolution, each convolution with a bias
+/// and neither strided, padded nor grouped (ConvNeXt's pointwise MLP).
+pub(crate) fn mlp_weights(ops: &[Op]) -> Option<((Tensor, Tensor), (Tensor, Tensor))> {
     let pointwise = |op: &Op| match op {
         Op::Conv {
             w,
@@ -242,11 +239,24 @@ fn pointwise_mlp(ops: &[Op], x: &Tensor, keep: bool) -> Result<Option<(Tensor, V
         } if w.rank() == 4 && w.dims()[2..] == [1, 1] => Some((w.clone(), b.clone())),
         _ => None,
     };
-    let (Some(first), Some(Op::Act(Act::Gelu)), Some(last)) = (
+    match (
         ops.first().and_then(pointwise),
         ops.get(1),
         ops.get(2).and_then(pointwise),
-    ) else {
+    ) {
+        (Some(first), Some(Op::Act(Act::Gelu)), Some(last)) => Some((first, last)),
+        _ => None,
+    }
+}
+
+/// `ops` starting with a 1x1 convolution, a GELU and a 1x1 convolution (both
+/// with bias; ConvNeXt's block) run as one pointwise MLP on the CPU, the
+/// hidden map never written out but for the gradient
+/// ([`crate::model::cpu::mlp`]); `None` where the pattern or the input does
+/// not fit. With `keep`, what the three layers' backward needs, as if run
+/// one by one.
+fn pointwise_mlp(ops: &[Op], x: &Tensor, keep: bool) -> Result<Option<(Tensor, Vec<Saved>)>> {
+    let Some((first, last)) = mlp_weights(ops) else {
         return Ok(None);
     };
     if !crate::model::cpu::mlp::serves(x)

@@ -172,7 +172,7 @@ fn forward_bias<T: WithDType>(g: &Dw, x: &[T], wt: &[T], bias: Option<&[T]>) -> 
     if len == 0 {
         return y;
     }
-    let fast = has_avx2();
+    let (fast, wide) = (has_avx2(), super::gelu::has_avx512());
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(c * oplane)
         .enumerate()
@@ -180,6 +180,11 @@ fn forward_bias<T: WithDType>(g: &Dw, x: &[T], wt: &[T], bias: Option<&[T]>) -> 
             || (Vec::new(), Vec::new(), Vec::new()),
             |(buf, acc, hwc): &mut (Vec<T>, Vec<T>, Vec<T>), (n, out)| {
                 to_padded_hwc(g, &x[n * c * plane..(n + 1) * c * plane], buf);
+                #[cfg(target_arch = "x86_64")]
+                if wide {
+                    // SAFETY: the CPU has AVX-512F (`has_avx512`).
+                    return unsafe { image_forward_avx512(g, buf, &wk, bias, out, (acc, hwc)) };
+                }
                 #[cfg(target_arch = "x86_64")]
                 if fast {
                     // SAFETY: the CPU has AVX2 (`has_avx2`).
@@ -202,6 +207,24 @@ fn has_avx2() -> bool {
     {
         false
     }
+}
+
+/// [`image_forward`] compiled for AVX-512F (the 32 channels of a block in
+/// two registers).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn image_forward_avx512<T: WithDType>(
+    g: &Dw,
+    buf: &[T],
+    wk: &[T],
+    bias: Option<&[T]>,
+    out: &mut [MaybeUninit<T>],
+    scratch: (&mut Vec<T>, &mut Vec<T>),
+) {
+    image_forward(g, buf, wk, bias, out, scratch)
 }
 
 /// [`image_forward`] compiled for AVX2.
@@ -298,11 +321,16 @@ fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
     let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
     let wk = weight_kkc(g, wt);
     let mut dx = vec![T::zero(); g.n * c * plane];
-    let fast = has_avx2();
+    let (fast, wide) = (has_avx2(), super::gelu::has_avx512());
     dx.par_chunks_mut(c * plane).enumerate().for_each_init(
         || (Vec::new(), Vec::new()),
         |scratch: &mut (Vec<T>, Vec<T>), (n, gx)| {
             let gp = &dy[n * c * oplane..(n + 1) * c * oplane];
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: the CPU has AVX-512F (`has_avx512`).
+                return unsafe { image_grad_input_avx512(g, gp, &wk, gx, scratch) };
+            }
             #[cfg(target_arch = "x86_64")]
             if fast {
                 // SAFETY: the CPU has AVX2 (`has_avx2`).
@@ -312,6 +340,22 @@ fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
         },
     );
     dx
+}
+
+/// [`image_grad_input`] compiled for AVX-512F.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn image_grad_input_avx512<T: WithDType>(
+    g: &Dw,
+    gp: &[T],
+    wk: &[T],
+    gx: &mut [T],
+    scratch: &mut (Vec<T>, Vec<T>),
+) {
+    image_grad_input(g, gp, wk, gx, scratch)
 }
 
 /// [`image_grad_input`] compiled for AVX2.

@@ -82,8 +82,10 @@ pub(crate) fn gelu32(v: f32) -> f32 {
     v * phi_cdf32(v)
 }
 
+/// `d` times torch's GELU derivative at `v`, float32 (vectorises inside a
+/// loop).
 #[inline(always)]
-fn gelu_grad32(v: f32, d: f32) -> f32 {
+pub(crate) fn gelu_grad32(v: f32, d: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     // erf(v / sqrt 2) and the density phi(v) share exp(-v^2 / 2): one exp
     let e = exp32(-0.5 * v * v);
@@ -141,17 +143,34 @@ pub(super) fn par_map_f32<F: Fn(f32, f32) -> f32 + Copy + Sync>(
     ) {
         body(o, i, d, f)
     }
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn body_avx512<F: Fn(f32, f32) -> f32>(
+        o: &mut [MaybeUninit<f32>],
+        i: &[f32],
+        d: Option<&[f32]>,
+        f: F,
+    ) {
+        body(o, i, d, f)
+    }
     if let Some(g) = g {
         assert_eq!(g.len(), x.len(), "par_map_f32: x and g differ in length");
     }
     let mut y: Vec<f32> = Vec::with_capacity(x.len());
-    let fast = has_avx2_fma();
+    let (fast, wide) = (has_avx2_fma(), has_avx512());
     y.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, o)| {
             let i = &x[c * CHUNK..][..o.len()];
             let d = g.map(|g| &g[c * CHUNK..][..o.len()]);
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA (`has_avx512`).
+                return unsafe { body_avx512(o, i, d, f) };
+            }
             #[cfg(target_arch = "x86_64")]
             if fast {
                 // SAFETY: the CPU has AVX2 and FMA (`has_avx2_fma`).
@@ -162,6 +181,19 @@ pub(super) fn par_map_f32<F: Fn(f32, f32) -> f32 + Copy + Sync>(
     // SAFETY: every chunk wrote each of its values.
     unsafe { y.set_len(x.len()) };
     y
+}
+
+/// Whether the CPU has AVX-512F (sixteen floats per instruction; the
+/// elementwise loops then run twice as wide as with AVX2).
+pub(super) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && has_avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 pub(super) fn has_avx2_fma() -> bool {

@@ -180,6 +180,175 @@ fn forward<F: Fn(f32) -> f32 + Copy + Sync>(
     (y, kept)
 }
 
+/// The gradient w.r.t. `x` of [`pointwise_mlp`]'s output given its
+/// gradient `g` `[N, C2, H, W]` and the kept hidden map `pre` `[N, D, H, W]`
+/// (before the activation), `act_grad(pre, g_hidden)` the activation's
+/// backward: `W1^T (act'(pre) * W2^T g)` per block of pixels, the hidden
+/// gradient never written out.
+pub fn pointwise_mlp_grad<F: Fn(f32, f32) -> f32 + Copy + Sync>(
+    pre: &Tensor,
+    g: &Tensor,
+    w1: &Tensor,
+    act_grad: F,
+    w2: &Tensor,
+) -> Result<Tensor> {
+    let (n, d, h, w) = pre.dims4()?;
+    let c2 = w2.dim(0)?;
+    let w1 = w1.reshape((d, ()))?;
+    let w2 = w2.reshape((c2, ()))?;
+    let c = w1.dim(1)?;
+    if g.dims() != [n, c2, h, w] || w2.dims() != [c2, d] {
+        candle_core::bail!(
+            "pointwise MLP gradient: {:?} at the output, {:?} kept, weights {:?} {:?}",
+            g.dims(),
+            pre.dims(),
+            w1.dims(),
+            w2.dims()
+        )
+    }
+    let all = [pre, g, &w1, &w2];
+    if all
+        .iter()
+        .any(|t| !t.device().is_cpu() || t.dtype() != DType::F32 || t.track_op())
+    {
+        candle_core::bail!("pointwise MLP gradient: float32 CPU tensors without gradient only")
+    }
+    // the weights transposed once (small beside the maps): both gemms then
+    // read a row-major left-hand side
+    let ts = [
+        pre.contiguous()?,
+        g.contiguous()?,
+        w1.t()?.contiguous()?,
+        w2.t()?.contiguous()?,
+    ];
+    let held: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut v: Vec<&[f32]> = Vec::with_capacity(4);
+    for (st, l) in &held {
+        let (candle_core::Storage::Cpu(cpu), Some((a, b))) = (&**st, l.contiguous_offsets()) else {
+            candle_core::bail!("pointwise MLP gradient: not a contiguous CPU tensor")
+        };
+        v.push(&cpu.as_slice::<f32>()?[a..b]);
+    }
+    let dx = backward(v[0], v[1], (v[2], v[3]), act_grad, (n, c, d, c2, h * w));
+    drop(v);
+    drop(held);
+    Tensor::from_vec(dx, (n, c, h, w), pre.device())
+}
+
+/// `w1t` `[C, D]` and `w2t` `[D, C2]`: the weights transposed.
+fn backward<F: Fn(f32, f32) -> f32 + Copy + Sync>(
+    pre: &[f32],
+    g: &[f32],
+    (w1t, w2t): (&[f32], &[f32]),
+    act_grad: F,
+    (n, c, d, c2, hw): (usize, usize, usize, usize, usize),
+) -> Vec<f32> {
+    let mut dx: Vec<f32> = Vec::with_capacity(n * c * hw);
+    let dp = Out(dx.as_mut_ptr());
+    let blocks = hw.div_ceil(BLOCK);
+    (0..n * blocks).into_par_iter().for_each_init(
+        || vec![0f32; d * BLOCK.min(hw)],
+        |gh, t| {
+            let (img, p0) = (t / blocks, (t % blocks) * BLOCK);
+            let p = BLOCK.min(hw - p0);
+            let gh = &mut gh[..d * p];
+            let gb = &g[img * c2 * hw + p0..];
+            // gh = W2^T g[:, p0..p0+p]
+            // SAFETY: g's block rows lie inside this image; dst is scratch.
+            unsafe {
+                gemm_f32(
+                    (d, p, c2),
+                    (gh.as_mut_ptr(), p),
+                    false,
+                    (w2t.as_ptr(), c2),
+                    (gb.as_ptr(), hw),
+                );
+            }
+            let pb = &pre[img * d * hw + p0..];
+            act_grad_in_place(gh, p, pb, hw, act_grad);
+            // dx[:, p0..p0+p] = W1^T gh
+            // SAFETY: dst rows of this image, columns p0..p0+p: this task's
+            // alone, inside n*c*hw, written (not read) by the gemm.
+            unsafe {
+                let db = dp.ptr().add(img * c * hw + p0);
+                gemm_f32(
+                    (c, p, d),
+                    (db, hw),
+                    false,
+                    (w1t.as_ptr(), d),
+                    (gh.as_ptr(), p),
+                );
+            }
+        },
+    );
+    // SAFETY: the tasks cover every (image, pixel block), every row of each.
+    unsafe { dx.set_len(n * c * hw) };
+    dx
+}
+
+/// `gh[r][i] = act_grad(pre[r * stride + i], gh[r][i])` over the hidden
+/// block's rows of `p` values, compiled for AVX2 + FMA where the CPU has
+/// them.
+fn act_grad_in_place<F: Fn(f32, f32) -> f32 + Copy>(
+    gh: &mut [f32],
+    p: usize,
+    pre: &[f32],
+    stride: usize,
+    f: F,
+) {
+    #[inline(always)]
+    fn body<F: Fn(f32, f32) -> f32 + Copy>(
+        gh: &mut [f32],
+        p: usize,
+        pre: &[f32],
+        stride: usize,
+        f: F,
+    ) {
+        for (r, row) in gh.chunks_exact_mut(p).enumerate() {
+            for (o, &v) in row.iter_mut().zip(&pre[r * stride..r * stride + p]) {
+                *o = f(v, *o);
+            }
+        }
+    }
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn body_avx2<F: Fn(f32, f32) -> f32 + Copy>(
+        gh: &mut [f32],
+        p: usize,
+        pre: &[f32],
+        stride: usize,
+        f: F,
+    ) {
+        body(gh, p, pre, stride, f)
+    }
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn body_avx512<F: Fn(f32, f32) -> f32 + Copy>(
+        gh: &mut [f32],
+        p: usize,
+        pre: &[f32],
+        stride: usize,
+        f: F,
+    ) {
+        body(gh, p, pre, stride, f)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::gelu::has_avx512() {
+        // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
+        return unsafe { body_avx512(gh, p, pre, stride, f) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::gelu::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { body_avx2(gh, p, pre, stride, f) };
+    }
+    body(gh, p, pre, stride, f)
+}
+
 /// `act` over the hidden block, compiled for AVX2 + FMA where the CPU has
 /// them (`act` is inlined into the loop, which vectorises).
 fn act_in_place<F: Fn(f32) -> f32 + Copy>(v: &mut [f32], act: F) {
@@ -193,6 +362,18 @@ fn act_in_place<F: Fn(f32) -> f32 + Copy>(v: &mut [f32], act: F) {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn body_avx2<F: Fn(f32) -> f32>(v: &mut [f32], f: F) {
         body(v, f)
+    }
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn body_avx512<F: Fn(f32) -> f32>(v: &mut [f32], f: F) {
+        body(v, f)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::gelu::has_avx512() {
+        // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
+        return unsafe { body_avx512(v, act) };
     }
     #[cfg(target_arch = "x86_64")]
     if super::gelu::has_avx2_fma() {
@@ -241,7 +422,7 @@ unsafe fn gemm_f32(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::cpu::gelu::gelu32;
+    use crate::model::cpu::gelu::{gelu32, gelu_grad32};
     use candle_core::Device;
 
     /// Against the two convolutions and the activation as separate ops:
@@ -271,6 +452,19 @@ mod tests {
                     .unwrap()
             };
             assert!(maxd(&got, &want) < 1e-4, "{}", maxd(&got, &want));
+            // the input gradient against candle's autograd through the
+            // separate ops
+            let xv = candle_core::Var::from_tensor(&x).unwrap();
+            let r = Tensor::randn(0f32, 1., want.dims(), &dev).unwrap();
+            let out = conv(
+                &conv(xv.as_tensor(), &w1, &b1).gelu_erf().unwrap(),
+                &w2,
+                &b2,
+            );
+            let grads = (&out * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let dx = pointwise_mlp_grad(&pre, &r, &w1, gelu_grad32, &w2).unwrap();
+            let gd = maxd(&dx, grads.get(&xv).unwrap());
+            assert!(gd < 1e-4, "gradient {gd}");
             assert!(maxd(&kept.unwrap(), &pre) < 1e-5);
             let (again, none) = pointwise_mlp(&x, (&w1, &b1), gelu32, (&w2, &b2), false).unwrap();
             assert!(none.is_none());
