@@ -320,25 +320,34 @@ fn image_forward<T: WithDType>(
 fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
     let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
     let wk = weight_kkc(g, wt);
-    let mut dx = vec![T::zero(); g.n * c * plane];
+    let len = g.n * c * plane;
+    let mut dx: Vec<T> = Vec::with_capacity(len);
+    if len == 0 {
+        return dx;
+    }
     let (fast, wide) = (has_avx2(), super::gelu::has_avx512());
-    dx.par_chunks_mut(c * plane).enumerate().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |scratch: &mut (Vec<T>, Vec<T>), (n, gx)| {
-            let gp = &dy[n * c * oplane..(n + 1) * c * oplane];
-            #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: the CPU has AVX-512F (`has_avx512`).
-                return unsafe { image_grad_input_avx512(g, gp, &wk, gx, scratch) };
-            }
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: the CPU has AVX2 (`has_avx2`).
-                return unsafe { image_grad_input_avx2(g, gp, &wk, gx, scratch) };
-            }
-            image_grad_input(g, gp, &wk, gx, scratch)
-        },
-    );
+    dx.spare_capacity_mut()[..len]
+        .par_chunks_mut(c * plane)
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |scratch: &mut (Vec<T>, Vec<T>), (n, gx)| {
+                let gp = &dy[n * c * oplane..(n + 1) * c * oplane];
+                #[cfg(target_arch = "x86_64")]
+                if wide {
+                    // SAFETY: the CPU has AVX-512F (`has_avx512`).
+                    return unsafe { image_grad_input_avx512(g, gp, &wk, gx, scratch) };
+                }
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: the CPU has AVX2 (`has_avx2`).
+                    return unsafe { image_grad_input_avx2(g, gp, &wk, gx, scratch) };
+                }
+                image_grad_input(g, gp, &wk, gx, scratch)
+            },
+        );
+    // SAFETY: `image_grad_input` wrote every value of every image.
+    unsafe { dx.set_len(len) };
     dx
 }
 
@@ -352,7 +361,7 @@ unsafe fn image_grad_input_avx512<T: WithDType>(
     g: &Dw,
     gp: &[T],
     wk: &[T],
-    gx: &mut [T],
+    gx: &mut [MaybeUninit<T>],
     scratch: &mut (Vec<T>, Vec<T>),
 ) {
     image_grad_input(g, gp, wk, gx, scratch)
@@ -368,7 +377,7 @@ unsafe fn image_grad_input_avx2<T: WithDType>(
     g: &Dw,
     gp: &[T],
     wk: &[T],
-    gx: &mut [T],
+    gx: &mut [MaybeUninit<T>],
     scratch: &mut (Vec<T>, Vec<T>),
 ) {
     image_grad_input(g, gp, wk, gx, scratch)
@@ -380,7 +389,7 @@ fn image_grad_input<T: WithDType>(
     g: &Dw,
     gp: &[T],
     wk: &[T],
-    gx: &mut [T],
+    gx: &mut [MaybeUninit<T>],
     (buf, gyr): &mut (Vec<T>, Vec<T>),
 ) {
     let (plane, oplane, c) = (g.h * g.w, g.ho * g.wo, g.c);
@@ -410,7 +419,7 @@ fn image_grad_input<T: WithDType>(
         for xx in 0..g.w {
             let o = ((y + g.pad) * pw + xx + g.pad) * c;
             for (ch, &v) in buf[o..o + c].iter().enumerate() {
-                gx[ch * plane + y * g.w + xx] = v;
+                gx[ch * plane + y * g.w + xx].write(v);
             }
         }
     }

@@ -216,8 +216,13 @@ fn backward<T: WithDType>(
     eps: f64,
 ) -> Vec<T> {
     let block = c * inner;
-    let mut dx = vec![T::zero(); x.len()];
-    if inner == 1 && c > 0 {
+    let mut out: Vec<T> = Vec::with_capacity(x.len());
+    if block == 0 {
+        return out;
+    }
+    // every value written once below, never zero-filled first
+    let dx = &mut out.spare_capacity_mut()[..x.len()];
+    if inner == 1 {
         let n = c as f64;
         dx.par_chunks_mut(c)
             .zip(x.par_chunks(c).zip(g.par_chunks(c)))
@@ -227,10 +232,12 @@ fn backward<T: WithDType>(
                 let gxm = sum_lanes(c, |i| gr[i].to_f64() * (xr[i].to_f64() - mean) * rstd) / n;
                 for ((d, xv), gv) in dr.iter_mut().zip(xr).zip(gr) {
                     let xh = (xv.to_f64() - mean) * rstd;
-                    *d = T::from_f64(rstd * (gv.to_f64() - gm - xh * gxm));
+                    d.write(T::from_f64(rstd * (gv.to_f64() - gm - xh * gxm)));
                 }
             });
-        return dx;
+        // SAFETY: every row wrote each of its values.
+        unsafe { out.set_len(x.len()) };
+        return out;
     }
     dx.par_chunks_mut(block)
         .zip(x.par_chunks(block).zip(g.par_chunks(block)))
@@ -253,11 +260,15 @@ fn backward<T: WithDType>(
             {
                 for i in 0..inner {
                     let xh = (xr[i].to_f64() - mean[i]) * rstd[i];
-                    dr[i] = T::from_f64(rstd[i] * (gr[i].to_f64() - gm[i] / n - xh * gxm[i] / n));
+                    dr[i].write(T::from_f64(
+                        rstd[i] * (gr[i].to_f64() - gm[i] / n - xh * gxm[i] / n),
+                    ));
                 }
             }
         });
-    dx
+    // SAFETY: every block wrote each of its values.
+    unsafe { out.set_len(x.len()) };
+    out
 }
 
 fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
