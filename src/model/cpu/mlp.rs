@@ -153,10 +153,10 @@ fn forward<F: Fn(f32) -> f32 + Copy + Sync>(
             // gemm reads them.
             unsafe {
                 let yb = yp.ptr().add(img * c2 * hw + p0);
-                for r in 0..c2 {
+                for (r, &b) in b2.iter().enumerate() {
                     let row = yb.add(r * hw);
                     for i in 0..p {
-                        row.add(i).write(b2[r]);
+                        row.add(i).write(b);
                     }
                 }
                 gemm_f32(
