@@ -263,17 +263,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
         println!("{j}");
     } else {
+        let what = match &a.checkpoint {
+            Some(p) => format!("from {}", p.display()),
+            None => format!("random init, cifar stem, width {}", a.width),
+        };
         println!(
-            "{} (cifar stem and width {} for a random-init ResNet), {} classes, {}x{} inputs, batch {}, {} threads ({:?}, {} path)",
-            arch,
-            a.width,
-            classes,
-            a.size,
-            a.size,
-            a.batch,
-            threads,
-            device,
-            path
+            "{} ({what}), {} classes, {}x{} inputs, batch {}, {} threads ({:?}, {} path)",
+            arch, classes, a.size, a.size, a.batch, threads, device, path
         );
         let line = |what: &str, (w, c): (f64, f64)| {
             println!(

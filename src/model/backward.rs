@@ -77,6 +77,10 @@ fn act_grad(a: Act, saved: &Saved, g: &Tensor) -> Result<Tensor> {
 /// LayerNorm over `dim` with weight `w`: the gradient through the affine
 /// part, then the normalisation.
 fn norm_grad(x: &Tensor, dim: usize, w: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && g.dtype() == x.dtype() {
+        // the weight's product inside the normalisation's pass
+        return layernorm::layer_norm_grad(x, dim, eps, w, g);
+    }
     let gn = if dim == 1 && x.rank() == 4 {
         layers::channel_affine(g, Some(w), None)?
     } else {

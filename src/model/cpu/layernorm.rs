@@ -80,7 +80,25 @@ impl candle_core::CustomOp3 for NormAffine {
 /// gradient `g` at its output.
 pub fn normalize_grad(x: &Tensor, dim: usize, eps: f64, g: &Tensor) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op2_no_bwd(&g.contiguous()?, &NormGrad { dim, eps })
+        .apply_op2_no_bwd(&g.contiguous()?, &NormGrad { dim, eps, w: None })
+}
+
+/// The gradient w.r.t. `x` of [`layer_norm`]`(x, dim, eps, w, b)` given the
+/// gradient `g` at its output: the weight's product in the same pass.
+pub fn layer_norm_grad(x: &Tensor, dim: usize, eps: f64, w: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let c = x.dims().get(dim).copied().unwrap_or(0);
+    if w.dims() != [c] {
+        candle_core::bail!("layer norm grad: weight {:?} for {c} values", w.dims())
+    }
+    let w = w.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+    x.contiguous()?.apply_op2_no_bwd(
+        &g.contiguous()?,
+        &NormGrad {
+            dim,
+            eps,
+            w: Some(w),
+        },
+    )
 }
 
 struct Norm {
@@ -208,18 +226,28 @@ fn forward_affine<T: WithDType>(
     y
 }
 
-/// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), means over the dimension.
+/// dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), means over the
+/// dimension, where gw = g * w (w per position along the dimension, or 1).
 fn backward<T: WithDType>(
     x: &[T],
     g: &[T],
     (_, c, inner): (usize, usize, usize),
     eps: f64,
+    w: Option<&[f64]>,
 ) -> Vec<T> {
     let block = c * inner;
     let mut out: Vec<T> = Vec::with_capacity(x.len());
     if block == 0 {
         return out;
     }
+    let ones;
+    let w = match w {
+        Some(w) => w,
+        None => {
+            ones = vec![1f64; c];
+            &ones
+        }
+    };
     // every value written once below, never zero-filled first
     let dx = &mut out.spare_capacity_mut()[..x.len()];
     if inner == 1 {
@@ -228,11 +256,12 @@ fn backward<T: WithDType>(
             .zip(x.par_chunks(c).zip(g.par_chunks(c)))
             .for_each(|(dr, (xr, gr))| {
                 let (mean, rstd) = row_stats(xr, eps);
-                let gm = sum_lanes(c, |i| gr[i].to_f64()) / n;
-                let gxm = sum_lanes(c, |i| gr[i].to_f64() * (xr[i].to_f64() - mean) * rstd) / n;
-                for ((d, xv), gv) in dr.iter_mut().zip(xr).zip(gr) {
+                let gw = |i: usize| gr[i].to_f64() * w[i];
+                let gm = sum_lanes(c, gw) / n;
+                let gxm = sum_lanes(c, |i| gw(i) * (xr[i].to_f64() - mean) * rstd) / n;
+                for (i, (d, xv)) in dr.iter_mut().zip(xr).enumerate() {
                     let xh = (xv.to_f64() - mean) * rstd;
-                    d.write(T::from_f64(rstd * (gv.to_f64() - gm - xh * gxm)));
+                    d.write(T::from_f64(rstd * (gw(i) - gm - xh * gxm)));
                 }
             });
         // SAFETY: every row wrote each of its values.
@@ -245,24 +274,25 @@ fn backward<T: WithDType>(
             let (mean, rstd) = stats(xb, c, inner, eps);
             let mut gm = vec![0f64; inner];
             let mut gxm = vec![0f64; inner];
-            for (xr, gr) in xb.chunks_exact(inner).zip(gb.chunks_exact(inner)) {
+            for ((xr, gr), &wc) in xb.chunks_exact(inner).zip(gb.chunks_exact(inner)).zip(w) {
                 for i in 0..inner {
                     let xh = (xr[i].to_f64() - mean[i]) * rstd[i];
-                    gm[i] += gr[i].to_f64();
-                    gxm[i] += gr[i].to_f64() * xh;
+                    let gw = gr[i].to_f64() * wc;
+                    gm[i] += gw;
+                    gxm[i] += gw * xh;
                 }
             }
             let n = c as f64;
-            for ((dr, xr), gr) in db
+            for (((dr, xr), gr), &wc) in db
                 .chunks_exact_mut(inner)
                 .zip(xb.chunks_exact(inner))
                 .zip(gb.chunks_exact(inner))
+                .zip(w)
             {
                 for i in 0..inner {
                     let xh = (xr[i].to_f64() - mean[i]) * rstd[i];
-                    dr[i].write(T::from_f64(
-                        rstd[i] * (gr[i].to_f64() - gm[i] / n - xh * gxm[i] / n),
-                    ));
+                    let gw = gr[i].to_f64() * wc;
+                    dr[i].write(T::from_f64(rstd[i] * (gw - gm[i] / n - xh * gxm[i] / n)));
                 }
             }
         });
@@ -298,15 +328,17 @@ impl CustomOp1 for Norm {
             &NormGrad {
                 dim: self.dim,
                 eps: self.eps,
+                w: None,
             },
         )?))
     }
 }
 
-/// (x, dy) -> dx.
+/// (x, dy) -> dx, the weight `w` (one per position along `dim`) folded in.
 struct NormGrad {
     dim: usize,
     eps: f64,
+    w: Option<Vec<f64>>,
 }
 
 impl candle_core::CustomOp2 for NormGrad {
@@ -330,12 +362,14 @@ impl candle_core::CustomOp2 for NormGrad {
                 slice::<f32>(s2, l2)?,
                 parts,
                 self.eps,
+                self.w.as_deref(),
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(backward(
                 slice::<f64>(s1, l1)?,
                 slice::<f64>(s2, l2)?,
                 parts,
                 self.eps,
+                self.w.as_deref(),
             )),
             _ => candle_core::bail!("layer norm grad: f32 or f64 only"),
         };
@@ -412,6 +446,25 @@ mod tests {
             .unwrap();
             let got32 = got32.to_dtype(candle_core::DType::F64).unwrap();
             assert!(d(&got32, &want) < 1e-5, "affine f32 {shape:?}");
+            // the gradient with the weight folded in: as autograd through
+            // normalize * w + b
+            let composed = b
+                .broadcast_mul(&w.reshape(per.as_slice()).unwrap())
+                .unwrap();
+            let gw = (&composed * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let got = layer_norm_grad(&x.as_tensor().detach(), dim, 1e-6, &w, &r).unwrap();
+            assert!(
+                d(&got, gw.get(&x).unwrap()) < 1e-10,
+                "weighted gradient {shape:?}"
+            );
+            // a weight of the wrong length: an error, not a misread
+            let short = w.narrow(0, 0, c - 1).unwrap();
+            assert!(layer_norm_grad(&x.as_tensor().detach(), dim, 1e-6, &short, &r).is_err());
             // no gradient through the one-pass op: refused, not silently wrong
             assert!(layer_norm(x.as_tensor(), dim, 1e-6, &w, &bias).is_err());
         }
