@@ -6,6 +6,7 @@
 //! padded block, and every kernel tap is one multiply-add along the
 //! channels (contiguous, vectorised).
 
+use super::simd::widest;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType,
 };
@@ -172,7 +173,6 @@ fn forward_bias<T: WithDType>(g: &Dw, x: &[T], wt: &[T], bias: Option<&[T]>) -> 
     if len == 0 {
         return y;
     }
-    let (fast, wide) = (has_avx2(), super::gelu::has_avx512());
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(c * oplane)
         .enumerate()
@@ -180,17 +180,7 @@ fn forward_bias<T: WithDType>(g: &Dw, x: &[T], wt: &[T], bias: Option<&[T]>) -> 
             || (Vec::new(), Vec::new(), Vec::new()),
             |(buf, acc, hwc): &mut (Vec<T>, Vec<T>, Vec<T>), (n, out)| {
                 to_padded_hwc(g, &x[n * c * plane..(n + 1) * c * plane], buf);
-                #[cfg(target_arch = "x86_64")]
-                if wide {
-                    // SAFETY: the CPU has AVX-512F (`has_avx512`).
-                    return unsafe { image_forward_avx512(g, buf, &wk, bias, out, (acc, hwc)) };
-                }
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: the CPU has AVX2 (`has_avx2`).
-                    return unsafe { image_forward_avx2(g, buf, &wk, bias, out, (acc, hwc)) };
-                }
-                image_forward(g, buf, &wk, bias, out, (acc, hwc))
+                image_forward_widest(g, buf, &wk, bias, out, (acc, hwc))
             },
         );
     // SAFETY: `image_forward` wrote every value of every image's chunk.
@@ -198,50 +188,17 @@ fn forward_bias<T: WithDType>(g: &Dw, x: &[T], wt: &[T], bias: Option<&[T]>) -> 
     y
 }
 
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// [`image_forward`] compiled for AVX-512F (the 32 channels of a block in
-/// two registers).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn image_forward_avx512<T: WithDType>(
-    g: &Dw,
-    buf: &[T],
-    wk: &[T],
-    bias: Option<&[T]>,
-    out: &mut [MaybeUninit<T>],
-    scratch: (&mut Vec<T>, &mut Vec<T>),
-) {
-    image_forward(g, buf, wk, bias, out, scratch)
-}
-
-/// [`image_forward`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn image_forward_avx2<T: WithDType>(
-    g: &Dw,
-    buf: &[T],
-    wk: &[T],
-    bias: Option<&[T]>,
-    out: &mut [MaybeUninit<T>],
-    scratch: (&mut Vec<T>, &mut Vec<T>),
-) {
-    image_forward(g, buf, wk, bias, out, scratch)
+widest! {
+    /// [`image_forward`] compiled for the widest vector instructions the CPU
+    /// has (with AVX-512F, the 32 channels of a block in two registers).
+    fn image_forward_widest[T: WithDType](
+        g: &Dw,
+        buf: &[T],
+        wk: &[T],
+        bias: Option<&[T]>,
+        out: &mut [MaybeUninit<T>],
+        scratch: (&mut Vec<T>, &mut Vec<T>),
+    ) => image_forward
 }
 
 /// One image: padded channels-last `buf`, weights `[k, k, C]` (and a bias
@@ -325,7 +282,6 @@ fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
     if len == 0 {
         return dx;
     }
-    let (fast, wide) = (has_avx2(), super::gelu::has_avx512());
     dx.spare_capacity_mut()[..len]
         .par_chunks_mut(c * plane)
         .enumerate()
@@ -333,17 +289,7 @@ fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
             || (Vec::new(), Vec::new()),
             |scratch: &mut (Vec<T>, Vec<T>), (n, gx)| {
                 let gp = &dy[n * c * oplane..(n + 1) * c * oplane];
-                #[cfg(target_arch = "x86_64")]
-                if wide {
-                    // SAFETY: the CPU has AVX-512F (`has_avx512`).
-                    return unsafe { image_grad_input_avx512(g, gp, &wk, gx, scratch) };
-                }
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: the CPU has AVX2 (`has_avx2`).
-                    return unsafe { image_grad_input_avx2(g, gp, &wk, gx, scratch) };
-                }
-                image_grad_input(g, gp, &wk, gx, scratch)
+                image_grad_input_widest(g, gp, &wk, gx, scratch)
             },
         );
     // SAFETY: `image_grad_input` wrote every value of every image.
@@ -351,36 +297,16 @@ fn grad_input<T: WithDType>(g: &Dw, dy: &[T], wt: &[T]) -> Vec<T> {
     dx
 }
 
-/// [`image_grad_input`] compiled for AVX-512F.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn image_grad_input_avx512<T: WithDType>(
-    g: &Dw,
-    gp: &[T],
-    wk: &[T],
-    gx: &mut [MaybeUninit<T>],
-    scratch: &mut (Vec<T>, Vec<T>),
-) {
-    image_grad_input(g, gp, wk, gx, scratch)
-}
-
-/// [`image_grad_input`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn image_grad_input_avx2<T: WithDType>(
-    g: &Dw,
-    gp: &[T],
-    wk: &[T],
-    gx: &mut [MaybeUninit<T>],
-    scratch: &mut (Vec<T>, Vec<T>),
-) {
-    image_grad_input(g, gp, wk, gx, scratch)
+widest! {
+    /// [`image_grad_input`] compiled for the widest vector instructions the
+    /// CPU has.
+    fn image_grad_input_widest[T: WithDType](
+        g: &Dw,
+        gp: &[T],
+        wk: &[T],
+        gx: &mut [MaybeUninit<T>],
+        scratch: &mut (Vec<T>, Vec<T>),
+    ) => image_grad_input
 }
 
 /// One image: `gp` (`[C, Ho, Wo]`), weights `[k, k, C]` -> `gx` `[C, H, W]`.

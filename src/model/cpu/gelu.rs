@@ -3,8 +3,10 @@
 //! every core: candle's `gelu_erf` runs on one thread, and a ConvNeXt or ViT
 //! applies it to four times its width at every block.
 
+use super::simd::widest;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 pub(super) const CHUNK: usize = 4096;
 
@@ -104,107 +106,58 @@ fn gelu_grad_f32(x: &[f32], g: &[f32]) -> Vec<f32> {
 }
 
 /// `f(x, g)` (`f(x, 1)` without `g`) over float32 slices on every core,
-/// each chunk compiled for AVX2 + FMA where the CPU has them (`f` is
-/// inlined into each, so the loop vectorises: eight values at a time). The
-/// output is written once, never zero-filled.
+/// each chunk compiled for the widest vector instructions the CPU has (`f`
+/// is inlined into each, so the loop vectorises: eight or sixteen values at
+/// a time). The output is written once, never zero-filled.
 pub(super) fn par_map_f32<F: Fn(f32, f32) -> f32 + Copy + Sync>(
     x: &[f32],
     g: Option<&[f32]>,
     f: F,
 ) -> Vec<f32> {
-    use std::mem::MaybeUninit;
-    #[inline(always)]
-    fn body<F: Fn(f32, f32) -> f32>(
-        o: &mut [MaybeUninit<f32>],
-        i: &[f32],
-        d: Option<&[f32]>,
-        f: F,
-    ) {
-        match d {
-            Some(d) => {
-                for ((o, &v), &dv) in o.iter_mut().zip(i).zip(d) {
-                    o.write(f(v, dv));
-                }
-            }
-            None => o.iter_mut().zip(i).for_each(|(o, &v)| {
-                o.write(f(v, 1.0));
-            }),
-        }
-    }
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn body_avx2<F: Fn(f32, f32) -> f32>(
-        o: &mut [MaybeUninit<f32>],
-        i: &[f32],
-        d: Option<&[f32]>,
-        f: F,
-    ) {
-        body(o, i, d, f)
-    }
-    /// # Safety
-    /// The CPU must support AVX-512F, AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn body_avx512<F: Fn(f32, f32) -> f32>(
-        o: &mut [MaybeUninit<f32>],
-        i: &[f32],
-        d: Option<&[f32]>,
-        f: F,
-    ) {
-        body(o, i, d, f)
-    }
     if let Some(g) = g {
         assert_eq!(g.len(), x.len(), "par_map_f32: x and g differ in length");
     }
     let mut y: Vec<f32> = Vec::with_capacity(x.len());
-    let (fast, wide) = (has_avx2_fma(), has_avx512());
     y.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, o)| {
             let i = &x[c * CHUNK..][..o.len()];
             let d = g.map(|g| &g[c * CHUNK..][..o.len()]);
-            #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: the CPU has AVX-512F, AVX2 and FMA (`has_avx512`).
-                return unsafe { body_avx512(o, i, d, f) };
-            }
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: the CPU has AVX2 and FMA (`has_avx2_fma`).
-                return unsafe { body_avx2(o, i, d, f) };
-            }
-            body(o, i, d, f)
+            map_chunk_widest(o, i, d, f)
         });
     // SAFETY: every chunk wrote each of its values.
     unsafe { y.set_len(x.len()) };
     y
 }
 
-/// Whether the CPU has AVX-512F (sixteen floats per instruction; the
-/// elementwise loops then run twice as wide as with AVX2).
-pub(super) fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && has_avx2_fma()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+/// One chunk of [`par_map_f32`]: `o = f(i, d)`, every value written.
+#[inline(always)]
+fn map_chunk<F: Fn(f32, f32) -> f32>(
+    o: &mut [MaybeUninit<f32>],
+    i: &[f32],
+    d: Option<&[f32]>,
+    f: F,
+) {
+    match d {
+        Some(d) => {
+            for ((o, &v), &dv) in o.iter_mut().zip(i).zip(d) {
+                o.write(f(v, dv));
+            }
+        }
+        None => o.iter_mut().zip(i).for_each(|(o, &v)| {
+            o.write(f(v, 1.0));
+        }),
     }
 }
 
-pub(super) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+widest! {
+    fn map_chunk_widest[F: Fn(f32, f32) -> f32](
+        o: &mut [MaybeUninit<f32>],
+        i: &[f32],
+        d: Option<&[f32]>,
+        f: F,
+    ) => map_chunk
 }
 
 pub(super) fn map<T: Copy + Send + Sync + Default>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {

@@ -8,6 +8,7 @@
 //! for the input gradient. Not differentiable by candle: for tensors no
 //! gradient flows through.
 
+use super::simd::widest;
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
@@ -287,100 +288,44 @@ fn backward<F: Fn(f32, f32) -> f32 + Copy + Sync>(
 }
 
 /// `gh[r][i] = act_grad(pre[r * stride + i], gh[r][i])` over the hidden
-/// block's rows of `p` values, compiled for AVX2 + FMA where the CPU has
-/// them.
-fn act_grad_in_place<F: Fn(f32, f32) -> f32 + Copy>(
+/// block's rows of `p` values.
+#[inline(always)]
+fn act_grad_rows<F: Fn(f32, f32) -> f32>(
     gh: &mut [f32],
     p: usize,
     pre: &[f32],
     stride: usize,
     f: F,
 ) {
-    #[inline(always)]
-    fn body<F: Fn(f32, f32) -> f32 + Copy>(
-        gh: &mut [f32],
-        p: usize,
-        pre: &[f32],
-        stride: usize,
-        f: F,
-    ) {
-        for (r, row) in gh.chunks_exact_mut(p).enumerate() {
-            for (o, &v) in row.iter_mut().zip(&pre[r * stride..r * stride + p]) {
-                *o = f(v, *o);
-            }
+    for (r, row) in gh.chunks_exact_mut(p).enumerate() {
+        for (o, &v) in row.iter_mut().zip(&pre[r * stride..r * stride + p]) {
+            *o = f(v, *o);
         }
     }
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn body_avx2<F: Fn(f32, f32) -> f32 + Copy>(
-        gh: &mut [f32],
-        p: usize,
-        pre: &[f32],
-        stride: usize,
-        f: F,
-    ) {
-        body(gh, p, pre, stride, f)
-    }
-    /// # Safety
-    /// The CPU must support AVX-512F, AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn body_avx512<F: Fn(f32, f32) -> f32 + Copy>(
-        gh: &mut [f32],
-        p: usize,
-        pre: &[f32],
-        stride: usize,
-        f: F,
-    ) {
-        body(gh, p, pre, stride, f)
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::gelu::has_avx512() {
-        // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
-        return unsafe { body_avx512(gh, p, pre, stride, f) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::gelu::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { body_avx2(gh, p, pre, stride, f) };
-    }
-    body(gh, p, pre, stride, f)
 }
 
-/// `act` over the hidden block, compiled for AVX2 + FMA where the CPU has
-/// them (`act` is inlined into the loop, which vectorises).
-fn act_in_place<F: Fn(f32) -> f32 + Copy>(v: &mut [f32], act: F) {
-    #[inline(always)]
-    fn body<F: Fn(f32) -> f32>(v: &mut [f32], f: F) {
-        v.iter_mut().for_each(|x| *x = f(*x));
-    }
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn body_avx2<F: Fn(f32) -> f32>(v: &mut [f32], f: F) {
-        body(v, f)
-    }
-    /// # Safety
-    /// The CPU must support AVX-512F, AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn body_avx512<F: Fn(f32) -> f32>(v: &mut [f32], f: F) {
-        body(v, f)
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::gelu::has_avx512() {
-        // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
-        return unsafe { body_avx512(v, act) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::gelu::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { body_avx2(v, act) };
-    }
-    body(v, act)
+widest! {
+    /// [`act_grad_rows`] compiled for the widest vector instructions the
+    /// CPU has (`f` is inlined into the loop, which vectorises).
+    fn act_grad_in_place[F: Fn(f32, f32) -> f32](
+        gh: &mut [f32],
+        p: usize,
+        pre: &[f32],
+        stride: usize,
+        f: F,
+    ) => act_grad_rows
+}
+
+/// `v = act(v)` over the hidden block.
+#[inline(always)]
+fn act_values<F: Fn(f32) -> f32>(v: &mut [f32], f: F) {
+    v.iter_mut().for_each(|x| *x = f(*x));
+}
+
+widest! {
+    /// [`act_values`] compiled for the widest vector instructions the CPU
+    /// has (`act` is inlined into the loop, which vectorises).
+    fn act_in_place[F: Fn(f32) -> f32](v: &mut [f32], act: F) => act_values
 }
 
 /// `dst` `[m, n]` (row stride given) (+)= `lhs` `[m, k]` (row-major, row

@@ -16,6 +16,8 @@
 //! * [`mlp`]: ConvNeXt's pointwise MLP one block of pixels at a time;
 //! * [`attention`]: multi-head attention's core per (image, head) pair, and
 //!   its backward;
+//! * [`simd`]: which vector instructions the CPU has, and `widest!`, one
+//!   loop compiled for each;
 //! * [`channel`]: per-channel and per-plane affine maps, residual adds and
 //!   global average pooling on rayon's threads;
 //! * [`folded`]: one convolution with BatchNorm folded in, forward with the
@@ -36,4 +38,5 @@ pub mod layernorm;
 pub mod linear;
 pub mod mlp;
 pub mod silu;
+pub mod simd;
 pub mod softmax;
