@@ -11,6 +11,7 @@
 //! The gradients themselves are not differentiable again (no double backward).
 
 use super::im2col::{col2im_add, gather_planes, gemm, im2col, scatter_planes, Geom};
+use super::storage::values;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
 };
@@ -434,13 +435,12 @@ fn grad_weight<T: Elem>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     dw
 }
 
-/// The contiguous data of a storage as a slice of T.
+/// The contiguous data of a storage as a slice of T (`what` names it).
 fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
-    let data = T::cpu_storage_as_slice(s)?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv2d: the {what} must be contiguous"),
+    if l.contiguous_offsets().is_none() {
+        candle_core::bail!("conv2d: the {what} must be contiguous")
     }
+    values(s, l, "conv2d")
 }
 
 /// A CPU kernel of this module on both dtypes: (first, second, shapes) -> output.

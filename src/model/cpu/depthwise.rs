@@ -7,6 +7,7 @@
 //! channels (contiguous, vectorised).
 
 use super::simd::widest;
+use super::storage::values;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType,
 };
@@ -94,14 +95,8 @@ fn slices<'a, T: WithDType>(
     (s1, l1): (&'a CpuStorage, &Layout),
     (s2, l2): (&'a CpuStorage, &Layout),
 ) -> Result<(&'a [T], &'a [T])> {
-    let get = |s: &'a CpuStorage, l: &Layout| -> Result<&'a [T]> {
-        let v = s.as_slice::<T>()?;
-        match l.contiguous_offsets() {
-            Some((a, b)) => Ok(&v[a..b]),
-            None => candle_core::bail!("depthwise conv: non-contiguous argument"),
-        }
-    };
-    Ok((get(s1, l1)?, get(s2, l2)?))
+    let op = "depthwise conv";
+    Ok((values(s1, l1, op)?, values(s2, l2, op)?))
 }
 
 impl Dw {

@@ -4,6 +4,7 @@
 //! applies it to four times its width at every block.
 
 use super::simd::widest;
+use super::storage::values;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -184,16 +185,6 @@ pub(super) fn map2<T: Copy + Send + Sync + Default>(
     y
 }
 
-pub(super) fn contiguous<'a, T: candle_core::WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("gelu: non-contiguous argument"),
-    }
-}
-
 /// The gradient w.r.t. `x` of [`gelu`]`(x)` given the gradient `g` at its
 /// output.
 pub fn gelu_grad(x: &Tensor, g: &Tensor) -> Result<Tensor> {
@@ -209,9 +200,9 @@ impl CustomOp1 for Gelu {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(gelu_f32(contiguous::<f32>(s, l)?)),
+            CpuStorage::F32(_) => CpuStorage::F32(gelu_f32(values::<f32>(s, l, "gelu")?)),
             CpuStorage::F64(_) => {
-                CpuStorage::F64(map(contiguous::<f64>(s, l)?, |v| v * phi_cdf(v)))
+                CpuStorage::F64(map(values::<f64>(s, l, "gelu")?, |v| v * phi_cdf(v)))
             }
             _ => candle_core::bail!("gelu: f32 or f64 only"),
         };
@@ -242,12 +233,12 @@ impl candle_core::CustomOp2 for GeluGrad {
         const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
         let out = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(gelu_grad_f32(
-                contiguous::<f32>(s1, l1)?,
-                contiguous::<f32>(s2, l2)?,
+                values::<f32>(s1, l1, "gelu")?,
+                values::<f32>(s2, l2, "gelu")?,
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(map2(
-                contiguous::<f64>(s1, l1)?,
-                contiguous::<f64>(s2, l2)?,
+                values::<f64>(s1, l1, "gelu")?,
+                values::<f64>(s2, l2, "gelu")?,
                 |v, d| d * (phi_cdf(v) + v * (-0.5 * v * v).exp() * INV_SQRT_2PI),
             )),
             _ => candle_core::bail!("gelu grad: f32 or f64 only"),

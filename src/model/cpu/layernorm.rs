@@ -8,6 +8,7 @@
 //! (weight, bias) in the same pass where no gradient flows; otherwise it
 //! stays in candle's graph.
 
+use super::storage::values;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -59,16 +60,16 @@ impl candle_core::CustomOp3 for NormAffine {
         let parts = split(l1.dims(), self.dim);
         let out = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(forward_affine(
-                slice::<f32>(s1, l1)?,
+                values::<f32>(s1, l1, "layer norm")?,
                 parts,
                 self.eps,
-                Some((slice(s2, l2)?, slice(s3, l3)?)),
+                Some((values(s2, l2, "layer norm")?, values(s3, l3, "layer norm")?)),
             )),
             CpuStorage::F64(_) => CpuStorage::F64(forward_affine(
-                slice::<f64>(s1, l1)?,
+                values::<f64>(s1, l1, "layer norm")?,
                 parts,
                 self.eps,
-                Some((slice(s2, l2)?, slice(s3, l3)?)),
+                Some((values(s2, l2, "layer norm")?, values(s3, l3, "layer norm")?)),
             )),
             _ => candle_core::bail!("layer norm: f32 or f64 only"),
         };
@@ -301,13 +302,6 @@ fn backward<T: WithDType>(
     out
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("layer norm: non-contiguous argument"),
-    }
-}
-
 impl CustomOp1 for Norm {
     fn name(&self) -> &'static str {
         "semcon-layer-norm"
@@ -315,8 +309,12 @@ impl CustomOp1 for Norm {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let parts = split(l.dims(), self.dim);
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(slice::<f32>(s, l)?, parts, self.eps)),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(slice::<f64>(s, l)?, parts, self.eps)),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(forward(values::<f32>(s, l, "layer norm")?, parts, self.eps))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(forward(values::<f64>(s, l, "layer norm")?, parts, self.eps))
+            }
             _ => candle_core::bail!("layer norm: f32 or f64 only"),
         };
         Ok((out, l.shape().clone()))
@@ -358,15 +356,15 @@ impl candle_core::CustomOp2 for NormGrad {
         let parts = split(l1.dims(), self.dim);
         let out = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(backward(
-                slice::<f32>(s1, l1)?,
-                slice::<f32>(s2, l2)?,
+                values::<f32>(s1, l1, "layer norm")?,
+                values::<f32>(s2, l2, "layer norm")?,
                 parts,
                 self.eps,
                 self.w.as_deref(),
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(backward(
-                slice::<f64>(s1, l1)?,
-                slice::<f64>(s2, l2)?,
+                values::<f64>(s1, l1, "layer norm")?,
+                values::<f64>(s2, l2, "layer norm")?,
                 parts,
                 self.eps,
                 self.w.as_deref(),

@@ -6,6 +6,7 @@
 //! input gradient `g W` is the same gemm ([`linear_grad_input`]).
 
 use super::im2col::gemm;
+use super::storage::values;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType,
 };
@@ -81,13 +82,6 @@ fn forward<T: WithDType>(
     y
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&T::cpu_storage_as_slice(s)?[a..b]),
-        None => candle_core::bail!("linear: non-contiguous argument"),
-    }
-}
-
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "semcon-linear"
@@ -120,15 +114,15 @@ impl CustomOp3 for Linear {
         }
         let out = match s1 {
             CpuStorage::F32(_) => CpuStorage::F32(forward(
-                slice(s1, l1)?,
-                (slice(s2, l2)?, strides),
-                slice(s3, l3)?,
+                values(s1, l1, "linear")?,
+                (values(s2, l2, "linear")?, strides),
+                values(s3, l3, "linear")?,
                 (i, o),
             )),
             CpuStorage::F64(_) => CpuStorage::F64(forward(
-                slice(s1, l1)?,
-                (slice(s2, l2)?, strides),
-                slice(s3, l3)?,
+                values(s1, l1, "linear")?,
+                (values(s2, l2, "linear")?, strides),
+                values(s3, l3, "linear")?,
                 (i, o),
             )),
             s => candle_core::bail!("linear: unsupported dtype {:?}", s.dtype()),

@@ -18,6 +18,8 @@
 //!   its backward;
 //! * [`simd`]: which vector instructions the CPU has, and `widest!`, one
 //!   loop compiled for each;
+//! * [`storage`]: a candle CPU storage's values as a typed slice, for
+//!   the custom ops;
 //! * [`channel`]: per-channel and per-plane affine maps, residual adds and
 //!   global average pooling on rayon's threads;
 //! * [`folded`]: one convolution with BatchNorm folded in, forward with the
@@ -40,3 +42,4 @@ pub mod mlp;
 pub mod silu;
 pub mod simd;
 pub mod softmax;
+pub mod storage;

@@ -3,7 +3,8 @@
 //! float32, with GELU's branch-free `exp` compiled for AVX2 + FMA: candle's
 //! own SiLU calls libm's `expf` one value at a time.
 
-use super::gelu::{contiguous, exp32, map, map2, par_map_f32};
+use super::gelu::{exp32, map, map2, par_map_f32};
+use super::storage::values;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 /// SiLU of `x` (f32 or f64, on the CPU); differentiable.
@@ -53,10 +54,10 @@ impl CustomOp1 for Silu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match s {
             CpuStorage::F32(_) => {
-                CpuStorage::F32(par_map_f32(contiguous::<f32>(s, l)?, None, silu32))
+                CpuStorage::F32(par_map_f32(values::<f32>(s, l, "silu")?, None, silu32))
             }
             CpuStorage::F64(_) => {
-                CpuStorage::F64(map(contiguous::<f64>(s, l)?, |v| v * sigmoid64(v)))
+                CpuStorage::F64(map(values::<f64>(s, l, "silu")?, |v| v * sigmoid64(v)))
             }
             _ => candle_core::bail!("silu: f32 or f64 only"),
         };
@@ -86,13 +87,13 @@ impl candle_core::CustomOp2 for SiluGrad {
         }
         let out = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(par_map_f32(
-                contiguous::<f32>(s1, l1)?,
-                Some(contiguous::<f32>(s2, l2)?),
+                values::<f32>(s1, l1, "silu")?,
+                Some(values::<f32>(s2, l2, "silu")?),
                 silu_grad32,
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(map2(
-                contiguous::<f64>(s1, l1)?,
-                contiguous::<f64>(s2, l2)?,
+                values::<f64>(s1, l1, "silu")?,
+                values::<f64>(s2, l2, "silu")?,
                 |v, d| {
                     let s = sigmoid64(v);
                     d * s * (1.0 + v * (1.0 - s))
