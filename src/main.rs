@@ -20,11 +20,13 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 const PURGE_DELAY_DEFAULTS: [std::ffi::c_long; 2] = [10, 1000];
 
 /// Freed memory stays with the process for the next tensor of the same
-/// size, instead of being returned to the OS 10 ms later and faulted in
+/// size, instead of being returned to the OS after a delay and faulted in
 /// again, page by page, by the next op (ViT-B/16's forward + input
 /// gradient at batch 32 on 2 cores: 70,000 page faults and 10.4 s without,
-/// 2,300 and 7.8 s with, measured 2026-12-03). Peak memory is unchanged; memory is not returned
-/// after a peak. `MIMALLOC_PURGE_DELAY` in the environment still wins.
+/// 2,300 and 7.8 s with, measured 2026-12-03). Memory is not returned after
+/// a peak: `bench/memory.py`'s first read of a folder peaks 40-80 MiB
+/// higher, flat in the number of images. `MIMALLOC_PURGE_DELAY` in the
+/// environment still wins.
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
