@@ -2,6 +2,7 @@
 //! convolution and a naive reference, values and gradients.
 
 use super::*;
+use crate::model::cpu::testing::max_diff;
 use candle_core::{Device, Var};
 
 /// Deterministic values in [-1, 1).
@@ -25,19 +26,6 @@ fn tensor(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
         .unwrap()
         .to_dtype(dtype)
         .unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap();
-    d.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
 }
 
 fn max_abs(a: &Tensor) -> f64 {

@@ -2,20 +2,8 @@
 
 use super::*;
 use crate::model::cpu::conv::split_groups;
+use crate::model::cpu::testing::max_diff;
 use candle_core::{DType, Device, Var};
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
 
 /// Against the grouped im2col convolution (itself checked against
 /// PyTorch), forward and both gradients, in f64, for strides 1 and 2,

@@ -306,18 +306,7 @@ mod tests {
         .unwrap();
         let a = gelu(x.as_tensor()).unwrap();
         let b = x.as_tensor().gelu_erf().unwrap();
-        let d = |p: &Tensor, q: &Tensor| {
-            (p - q)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        };
+        let d = crate::model::cpu::testing::max_diff;
         assert!(d(&a, &b) < 1e-12);
         // the derivative against a central difference (candle's own backward
         // rounds 1/sqrt(2 pi) to 0.398942: within 1e-6 of it only)

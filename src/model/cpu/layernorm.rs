@@ -397,18 +397,7 @@ mod tests {
             let b = xc
                 .broadcast_div(&(var + 1e-6).unwrap().sqrt().unwrap())
                 .unwrap();
-            let d = |p: &Tensor, q: &Tensor| {
-                (p - q)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap()
-            };
+            let d = crate::model::cpu::testing::max_diff;
             assert!(d(&a, &b) < 1e-12, "forward {shape:?}");
             let r = Tensor::randn(0f64, 1., shape.as_slice(), &dev).unwrap();
             let ga = (&a * &r).unwrap().sum_all().unwrap().backward().unwrap();

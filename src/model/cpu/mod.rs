@@ -43,3 +43,5 @@ pub mod silu;
 pub mod simd;
 pub mod softmax;
 pub mod storage;
+#[cfg(test)]
+mod testing;

@@ -151,18 +151,7 @@ mod tests {
         .unwrap();
         let a = softmax_last_dim(x.as_tensor()).unwrap();
         let b = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
-        let d = |p: &Tensor, q: &Tensor| {
-            (p - q)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        };
+        let d = crate::model::cpu::testing::max_diff;
         assert!(d(&a, &b) < 1e-14);
         let r = Tensor::randn(0f64, 1., a.dims(), &Device::Cpu).unwrap();
         let ga = (&a * &r).unwrap().sum_all().unwrap().backward().unwrap();
