@@ -6,125 +6,25 @@
 //! result travels with the key it was computed for.
 
 use crate::data::ImageSet;
-use crate::eval::{self, Clean, PerturbRow, PgdRow};
-use crate::explain;
+use crate::eval;
 use crate::metrics::embed;
-use crate::metrics::kstar::{KstarReport, Metric};
 use crate::metrics::pgd::PgdConfig;
 use crate::model::{Model, Tap};
-use crate::perturb::Kind;
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod job;
 mod sample;
+pub use job::{Embedding, JobKey, JobResult, KstarSet};
 pub use sample::{ExplainMap, ExplainScores, SampleImages};
-
-/// What a job computes. Jobs are keyed by everything their result depends on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum JobKey {
-    Clean {
-        model: usize,
-    },
-    Perturb {
-        model: usize,
-        kind: Kind,
-        level: usize,
-    },
-    /// PGD at `settings.pgd[eps_index]`.
-    Pgd {
-        model: usize,
-        eps_index: usize,
-    },
-    /// k* of `on` (the clean set, a perturbed set, or an adversarial set).
-    Kstar {
-        model: usize,
-        tap: Tap,
-        metric: Metric,
-        on: KstarSet,
-    },
-    /// The 2-D view (PCA or t-SNE) of the same latents as [`JobKey::Kstar`].
-    Embed {
-        model: usize,
-        tap: Tap,
-        on: KstarSet,
-        method: embed::Method,
-    },
-    /// One sample, original and perturbed (model-independent).
-    Sample {
-        kind: Kind,
-        level: usize,
-        index: usize,
-    },
-    /// A model's explanation of one perturbed sample (for its true label);
-    /// `scored`: with its numbers too ([`ExplainScores`]: a dozen more
-    /// explanations and a deletion curve, so a job of its own).
-    Explain {
-        model: usize,
-        method: explain::Method,
-        kind: Kind,
-        level: usize,
-        index: usize,
-        scored: bool,
-    },
-}
-
-/// The samples a k* job computes the distribution of: each sample of the
-/// evaluated set, as is, perturbed once, or attacked once (labels unchanged).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KstarSet {
-    Clean,
-    Perturb {
-        kind: Kind,
-        level: usize,
-    },
-    /// PGD at `settings.pgd[eps_index]`.
-    Pgd {
-        eps_index: usize,
-    },
-}
 
 /// Logits kept from perturbation and PGD jobs for the k* of those sets (no
 /// second forward pass, nor a second attack), up to this many values in all
 /// (64 MB: 2,000 samples x 10 classes take 20,000).
 const KEPT_LOGITS: usize = 16 << 20;
-
-impl JobKey {
-    pub fn model(&self) -> Option<usize> {
-        match *self {
-            JobKey::Clean { model }
-            | JobKey::Perturb { model, .. }
-            | JobKey::Pgd { model, .. }
-            | JobKey::Kstar { model, .. }
-            | JobKey::Embed { model, .. }
-            | JobKey::Explain { model, .. } => Some(model),
-            JobKey::Sample { .. } => None,
-        }
-    }
-}
-
-/// A layer's latents in two dimensions, one point per sample, with the
-/// labels and the model's predictions.
-#[derive(Clone, Debug)]
-pub struct Embedding {
-    pub method: embed::Method,
-    pub points: Vec<[f64; 2]>,
-    pub labels: Vec<u32>,
-    pub preds: Vec<u32>,
-}
-
-#[derive(Clone, Debug)]
-pub enum JobResult {
-    Clean(Clean),
-    Perturb(PerturbRow),
-    Pgd(PgdRow),
-    Kstar(KstarReport),
-    Embed(Embedding),
-    Sample(SampleImages),
-    Explain(ExplainMap),
-}
 
 /// The batch of a PGD job: about 2·iters+1 forward passes each, so on the
 /// CPU that much smaller, for superseding between batches to stay prompt.

@@ -1,4 +1,4 @@
-//! Which vector instructions the CPU has, and [`widest!`]: one loop
+//! Which vector instructions the CPU has, and `widest!`: one loop
 //! compiled for AVX-512F, for AVX2 + FMA and for the baseline, the widest
 //! the CPU runs chosen at each call. The loops it serves are plain Rust
 //! that the compiler vectorises; the instruction set decides how wide.
