@@ -2,7 +2,7 @@
 //! on: model, perturbation and level, PGD setting, tap, metric, set) and the
 //! results it sends back under that key.
 
-use super::{ExplainMap, SampleImages};
+use super::sample::{ExplainMap, SampleImages};
 use crate::eval::{Clean, PerturbRow, PgdRow};
 use crate::explain;
 use crate::metrics::embed;
@@ -47,7 +47,7 @@ pub enum JobKey {
         index: usize,
     },
     /// A model's explanation of one perturbed sample (for its true label);
-    /// `scored`: with its numbers too ([`ExplainScores`](super::ExplainScores): a dozen more
+    /// `scored`: with its numbers too ([`ExplainScores`](super::sample::ExplainScores): a dozen more
     /// explanations and a deletion curve, so a job of its own).
     Explain {
         model: usize,
